@@ -1,0 +1,119 @@
+//! Problems found in a manifest or lock, each with a stable code, a position and a hint.
+
+use std::fmt;
+
+/// How bad a problem is. Errors make `validate` exit 1; warnings never do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($($variant:ident => $text:literal, $doc:literal;)*) => {
+        /// Every diagnostic code benchform can emit. The strings are a public contract: CI
+        /// scripts match on them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code { $(#[doc = $doc] $variant,)* }
+
+        impl Code {
+            /// All codes, in declaration order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => $text,)* }
+            }
+
+            /// One line on what the code means.
+            pub fn describe(self) -> &'static str {
+                match self { $(Code::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    ManifestNotFound => "manifest-not-found", "No manifest file where benchform looked.";
+    ReadFailed => "read-failed", "The manifest file exists but could not be read.";
+    NotUtf8 => "not-utf8", "The file is not UTF-8 text.";
+    YamlSyntax => "yaml-syntax", "The file is not valid YAML.";
+    DuplicateKey => "duplicate-key", "A mapping names the same key twice.";
+    YamlLimit => "yaml-limit", "The document is too large, too deep, or expands too far through aliases.";
+    EmptyManifest => "empty-manifest", "The file holds no YAML document.";
+    MultipleDocuments => "multiple-documents", "The file holds more than one YAML document.";
+    ComplexKey => "complex-key", "A mapping key is a list or mapping.";
+    UnknownField => "unknown-field", "A key the manifest format does not have.";
+    MissingField => "missing-field", "A required key is absent.";
+    WrongType => "wrong-type", "A value of the wrong type (text, number, list, mapping, true/false).";
+    InvalidValue => "invalid-value", "A value outside the allowed set or range.";
+    UnsupportedVersion => "unsupported-version", "A manifest version this benchform does not understand.";
+    InvalidProject => "invalid-project", "The project name is not a valid compose project name.";
+    InvalidAppName => "invalid-app-name", "An app name is not a Python module name.";
+    DuplicateApp => "duplicate-app", "The same app is listed twice under `apps`.";
+    FrappeInApps => "frappe-in-apps", "frappe is listed under `apps`; it is implicit.";
+    EmptyRef => "empty-ref", "A git ref is empty.";
+    InvalidRef => "invalid-ref", "A git ref that git or bench cannot use as a branch or tag name.";
+    CommitRef => "commit-ref", "A git ref that is a commit id; bench clones with --branch, which needs a branch or tag.";
+    InvalidUrl => "invalid-url", "A repository URL that cannot be parsed.";
+    UnsupportedUrlScheme => "unsupported-url-scheme", "A repository URL scheme the image build cannot clone (ssh, git@host:…).";
+    FileUrl => "file-url", "A file:// repository URL: benchform can lock it, but an image build cannot reach it.";
+    CredentialsInUrl => "credentials-in-url", "A repository URL that embeds a user name, password or token.";
+    InsecureTokenUrl => "insecure-token-url", "A token would be sent over plain http.";
+    InvalidEnvName => "invalid-env-name", "An environment variable name that is not valid.";
+    ImageHasTag => "image-has-tag", "image.repository carries a tag or digest; benchform computes the tag.";
+    InvalidImageReference => "invalid-image-reference", "image.repository is not a valid image reference.";
+    ReservedBuildArg => "reserved-build-arg", "A build argument benchform sets itself, or one that must be a secret.";
+    InvalidBuildArg => "invalid-build-arg", "A build argument name that is not valid.";
+    SecretLikeBuildArg => "secret-like-build-arg", "A build argument whose name suggests a secret: build arguments are kept in image history.";
+    InvalidServiceName => "invalid-service-name", "A compose service name that is not valid.";
+    NoComposeFiles => "no-compose-files", "deploy.compose.files is empty.";
+    EmptyPath => "empty-path", "A file or folder path is empty.";
+    InvalidSiteName => "invalid-site-name", "A site name that is not a lowercase DNS name.";
+    DuplicateSite => "duplicate-site", "The same site is listed twice.";
+    SiteNamedLikeApp => "site-named-like-app", "A site named like an app (Frappe v16 refuses it).";
+    UnknownSiteApp => "unknown-site-app", "A site lists an app that is not under `apps`.";
+    DuplicateSiteApp => "duplicate-site-app", "A site lists the same app twice.";
+    ImplicitFrappe => "implicit-frappe", "A site lists frappe, which every site has anyway.";
+    MissingPath => "missing-path", "A file or folder the manifest names does not exist (here).";
+    Schema => "schema", "Any other schema violation.";
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem, located in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub code: Code,
+    pub message: String,
+    /// The file as the user named it.
+    pub file: String,
+    /// 1-based; `None` only where no position exists (missing file, undecodable bytes).
+    pub line: Option<usize>,
+    /// 1-based, in characters.
+    pub column: Option<usize>,
+    /// How many characters the marker under the source line covers.
+    pub width: usize,
+    pub hint: Option<String>,
+    /// The offending source line, with any credentials on it masked; safe to print.
+    pub snippet: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
