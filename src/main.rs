@@ -1,1 +1,60 @@
-fn main() {}
+//! The `benchform` command line: the only place that prints.
+
+mod cli;
+mod commands;
+mod load;
+mod output;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// How a command ended. The process exits only from `main`, with one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Success, or nothing to change.
+    Success,
+    /// Any error, usage errors included.
+    Failure,
+    /// Changes are pending (only under `--detailed-exitcode`).
+    Changes,
+}
+
+impl From<Status> for ExitCode {
+    fn from(s: Status) -> ExitCode {
+        match s {
+            Status::Success => ExitCode::SUCCESS,
+            Status::Failure => ExitCode::from(1),
+            Status::Changes => ExitCode::from(2),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            // clap would exit 2 for usage errors; benchform keeps 2 for "changes pending".
+            let status = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Status::Success,
+                _ => Status::Failure,
+            };
+            output::raw_err(&e.render().ansi().to_string());
+            return status.into();
+        }
+    };
+    init_tracing(args.verbose);
+    commands::run(args).into()
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BENCHFORM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

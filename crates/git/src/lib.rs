@@ -1,0 +1,79 @@
+//! Ask a git remote which refs it has, without cloning (`git ls-remote` through libgit2).
+//!
+//! The URL handed in never carries credentials (the manifest rejects those); a token travels only
+//! through the credentials callback, so no error or log line can contain it.
+
+use std::cell::Cell;
+
+use benchform_manifest::lock::RemoteRef;
+use git2::{Direction, ErrorClass, ErrorCode, Remote, RemoteCallbacks};
+
+/// HTTP Basic credentials for a private repository.
+#[derive(Clone)]
+pub struct Auth {
+    pub user: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("user", &self.user).field("token", &"(sensitive value)").finish()
+    }
+}
+
+/// Why a remote could not be listed. Messages name the repository, never a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitError {
+    #[error("{repo} asks for credentials and none were given")]
+    AuthRequired { repo: String },
+    #[error("{repo} rejected the credentials")]
+    AuthRejected { repo: String },
+    #[error("{repo} has no such repository")]
+    NotFound { repo: String },
+    #[error("{repo} could not be reached: {detail}")]
+    Unreachable { repo: String, detail: String },
+    #[error("{repo}: {detail}")]
+    Other { repo: String, detail: String },
+}
+
+/// List every ref the remote advertises (`HEAD`, `refs/heads/*`, `refs/tags/*` and the peeled
+/// `refs/tags/*^{}` entries of annotated tags).
+pub fn ls_remote(url: &str, auth: Option<&Auth>) -> Result<Vec<RemoteRef>, GitError> {
+    let asked = Cell::new(0u32);
+    let mut callbacks = RemoteCallbacks::new();
+    callbacks.credentials(|_url, _user_from_url, _allowed| {
+        asked.set(asked.get() + 1);
+        // libgit2 asks again after a rejection; give up after one try or it loops forever.
+        match auth {
+            Some(a) if asked.get() == 1 => git2::Cred::userpass_plaintext(&a.user, &a.token),
+            _ => Err(git2::Error::from_str("credentials rejected")),
+        }
+    });
+    let classify = |e: git2::Error| classify(url, e, auth.is_some(), asked.get() > 0);
+    let mut remote = Remote::create_detached(url).map_err(classify)?;
+    let connection = remote.connect_auth(Direction::Fetch, Some(callbacks), None).map_err(classify)?;
+    let heads = connection.list().map_err(classify)?;
+    Ok(heads
+        .iter()
+        .map(|h| RemoteRef { name: h.name().to_string(), oid: h.oid().to_string() })
+        .collect())
+}
+
+fn classify(url: &str, e: git2::Error, had_auth: bool, asked_for_auth: bool) -> GitError {
+    let repo = url.to_string();
+    let message = e.message().to_string();
+    let lower = message.to_lowercase();
+    if asked_for_auth || e.code() == ErrorCode::Auth || lower.contains("401") {
+        return if had_auth { GitError::AuthRejected { repo } } else { GitError::AuthRequired { repo } };
+    }
+    let missing_path = url.starts_with("file:") && lower.contains("no such file");
+    if missing_path || lower.contains("404") || lower.contains("could not find repository") || lower.contains("not found") {
+        return GitError::NotFound { repo };
+    }
+    match e.class() {
+        ErrorClass::Net | ErrorClass::Http | ErrorClass::Os | ErrorClass::Ssl => {
+            GitError::Unreachable { repo, detail: message }
+        }
+        _ => GitError::Other { repo, detail: message },
+    }
+}

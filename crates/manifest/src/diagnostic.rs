@@ -85,6 +85,19 @@ codes! {
     ImplicitFrappe => "implicit-frappe", "A site lists frappe, which every site has anyway.";
     MissingPath => "missing-path", "A file or folder the manifest names does not exist (here).";
     Schema => "schema", "Any other schema violation.";
+    LockMissing => "lock-missing", "There is no benchform.lock next to the manifest.";
+    LockOutOfDate => "lock-out-of-date", "benchform.lock does not pin exactly what the manifest names.";
+    RefNotFound => "ref-not-found", "The remote has no branch or tag of that name.";
+    BranchRef => "branch-ref", "A ref is a branch while policy.immutable_refs requires tags.";
+    AmbiguousRef => "ambiguous-ref", "A name that is both a branch and a tag (bench would clone the branch).";
+    RemoteAuth => "remote-auth", "The remote wants credentials, or rejected them.";
+    RemoteNotFound => "remote-not-found", "The remote has no such repository.";
+    RemoteUnreachable => "remote-unreachable", "The remote could not be reached.";
+    RemoteError => "remote-error", "Any other failure talking to the remote.";
+    TagMoved => "tag-moved", "A locked tag now points at another commit: a published tag was rewritten.";
+    RefGone => "ref-gone", "A locked ref no longer exists on the remote.";
+    RefKindChanged => "ref-kind-changed", "A locked ref changed between tag and branch on the remote.";
+    BranchAdvanced => "branch-advanced", "A locked branch has new commits (lock --update takes them).";
 }
 
 impl fmt::Display for Code {
@@ -113,6 +126,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A diagnostic about a whole file, with no position.
+    pub fn unplaced(file: &str, severity: Severity, code: Code, message: String, hint: Option<String>) -> Diagnostic {
+        Diagnostic { severity, code, message, file: file.to_string(), line: None, column: None, width: 1, hint, snippet: None }
+    }
+
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }

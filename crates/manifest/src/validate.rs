@@ -98,9 +98,24 @@ impl Validation {
         sort(&mut self.diagnostics);
     }
 
-    /// The document, for placing further diagnostics (e.g. from the lock) on manifest lines.
-    pub fn document(&self) -> &Document {
-        &self.doc
+    /// The manifest file as the user named it.
+    pub fn file(&self) -> &str {
+        &self.doc.file
+    }
+
+    /// Place a diagnostic from a later stage (locking, say) on the manifest's source: `path`
+    /// as in [`source_path`], pointing at the value.
+    pub fn locate(&self, severity: Severity, code: Code, path: &[String], message: String, hint: Option<String>) -> Diagnostic {
+        self.doc.diagnostic(severity, code, path, Target::Value, message, hint)
+    }
+}
+
+/// Where the source named `name` (frappe or an app) sits in the manifest, plus `field`
+/// (e.g. `ref`): `["frappe", "ref"]` or `["apps", "2", "ref"]`.
+pub fn source_path(manifest: &Manifest, name: &str, field: &str) -> FieldPath {
+    match manifest.apps.iter().position(|a| a.name == name) {
+        Some(i) => path!["apps", i, field],
+        None => path!["frappe", field],
     }
 }
 

@@ -1,0 +1,86 @@
+//! Command-line definitions (clap). Parsing only; behaviour lives in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Reconcile Frappe/ERPNext deployments on Docker with a desired state committed to git.
+#[derive(Debug, Parser)]
+#[command(name = "benchform", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output on standard error (-v info, -vv debug). BENCHFORM_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a manifest and report every problem at once. Needs no network and no secrets.
+    ///
+    /// Example: benchform validate -f manifests/minimal.yaml --format json
+    Validate(ValidateArgs),
+    /// Print the manifest's JSON Schema (for editors and CI).
+    ///
+    /// Example: benchform schema > benchform.schema.json
+    Schema(SchemaArgs),
+    /// Pin every ref in the manifest to a commit in benchform.lock, or check the lock.
+    ///
+    /// Example: benchform lock --check --offline
+    Lock(LockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManifestArg {
+    /// The manifest. Default: benchform.yaml in the current folder.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// benchform.yaml
+    Manifest,
+    /// benchform.lock
+    Lock,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which schema to print.
+    #[arg(value_enum, default_value_t = SchemaKind::Manifest)]
+    pub kind: SchemaKind,
+}
+
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Check instead of writing: exit 1 when the lock is missing, disagrees with the manifest, or
+    /// a locked tag now points at another commit on its remote.
+    #[arg(long, conflicts_with = "update")]
+    pub check: bool,
+    /// With --check: compare manifest and lock only; contact no remote.
+    #[arg(long, requires = "check")]
+    pub offline: bool,
+    /// Re-resolve these entries (frappe or app names) even if their ref did not change;
+    /// with no names, every entry.
+    #[arg(long, num_args = 0.., value_name = "NAME")]
+    pub update: Option<Vec<String>>,
+}

@@ -1,0 +1,16 @@
+//! One module per command; each returns a [`Status`] and prints only through `output`.
+
+mod lock;
+mod schema;
+mod validate;
+
+use crate::Status;
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> Status {
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Schema(args) => schema::run(&args),
+        Command::Lock(args) => lock::run(&args),
+    }
+}

@@ -1,0 +1,22 @@
+//! `benchform schema`
+
+use crate::Status;
+use crate::cli::{SchemaArgs, SchemaKind};
+use crate::output;
+
+/// The schema's text exactly as checked in under `schema/` (pretty JSON, trailing newline).
+pub fn schema_text(kind: SchemaKind) -> String {
+    let schema = match kind {
+        SchemaKind::Manifest => benchform_manifest::schema::manifest_schema(),
+        SchemaKind::Lock => benchform_manifest::schema::lock_schema(),
+    };
+    // Invariant: a serde_json::Value always serialises.
+    #[allow(clippy::expect_used)]
+    let text = serde_json::to_string_pretty(schema).expect("JSON value serialises");
+    text + "\n"
+}
+
+pub fn run(args: &SchemaArgs) -> Status {
+    output::out(&schema_text(args.kind));
+    Status::Success
+}

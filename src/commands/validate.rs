@@ -1,0 +1,20 @@
+//! `benchform validate`
+
+use crate::Status;
+use crate::cli::{Format, ValidateArgs};
+use crate::{load, output, render};
+
+pub fn run(args: &ValidateArgs) -> Status {
+    let (file, diagnostics) = match load::load(args.manifest.file.as_deref()) {
+        Ok(loaded) => (loaded.display, loaded.validation.diagnostics),
+        Err(diagnostics) => {
+            let file = diagnostics.first().map(|d| d.file.clone()).unwrap_or_default();
+            (file, diagnostics)
+        }
+    };
+    match args.format {
+        Format::Json => output::out(&render::validation_json(&diagnostics)),
+        Format::Text => output::out(&render::diagnostics_text(&file, &diagnostics)),
+    }
+    if diagnostics.iter().any(|d| d.is_error()) { Status::Failure } else { Status::Success }
+}

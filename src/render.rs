@@ -1,0 +1,83 @@
+//! Diagnostics for people (rustc-style, with the source line) and for machines (JSON).
+
+use benchform_manifest::{Diagnostic, Severity};
+use serde_json::json;
+
+/// One diagnostic as text:
+///
+/// ```text
+/// error[unknown-field]: unknown field `reff` in `apps[0]`
+///   --> benchform.yaml:12:5
+///    |
+/// 12 |     reff: v15.88.1
+///    |     ^^^^
+///    = hint: did you mean `ref`?
+/// ```
+pub fn diagnostic_text(d: &Diagnostic) -> String {
+    let mut out = format!("{}[{}]: {}\n", d.severity.as_str(), d.code, d.message);
+    let location = match (d.line, d.column) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", d.file),
+        _ => d.file.clone(),
+    };
+    let gutter = d.line.map(|l| l.to_string().len()).unwrap_or(1);
+    let pad = " ".repeat(gutter);
+    out.push_str(&format!("{pad}--> {location}\n"));
+    if let (Some(line), Some(column), Some(snippet)) = (d.line, d.column, &d.snippet) {
+        // Tabs would shift the marker; show them as spaces on both lines.
+        let shown = snippet.replace('\t', " ");
+        let lead: String = shown.chars().take(column.saturating_sub(1)).map(|c| if c.is_whitespace() { c } else { ' ' }).collect();
+        let lead = format!("{lead}{}", " ".repeat(column.saturating_sub(1).saturating_sub(lead.chars().count())));
+        out.push_str(&format!("{pad} |\n{line} | {shown}\n{pad} | {lead}{}\n", "^".repeat(d.width.max(1))));
+    }
+    if let Some(hint) = &d.hint {
+        out.push_str(&format!("{pad} = hint: {hint}\n"));
+    }
+    out
+}
+
+/// Every diagnostic as text, then a count.
+pub fn diagnostics_text(file: &str, diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for d in diagnostics {
+        out.push_str(&diagnostic_text(d));
+        out.push('\n');
+    }
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = diagnostics.len() - errors;
+    if errors == 0 {
+        out.push_str(&format!("{file} is valid ({})\n", count(warnings, "warning")));
+    } else {
+        out.push_str(&format!("{file}: {}, {}\n", count(errors, "error"), count(warnings, "warning")));
+    }
+    out
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+/// One diagnostic in the JSON shape `validate --format json` promises.
+pub fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
+    json!({
+        "severity": d.severity.as_str(),
+        "code": d.code.as_str(),
+        "message": d.message,
+        "file": d.file,
+        "line": d.line,
+        "column": d.column,
+        "hint": d.hint,
+    })
+}
+
+/// `{"valid": …, "diagnostics": […]}`.
+pub fn validation_json(diagnostics: &[Diagnostic]) -> String {
+    let valid = !diagnostics.iter().any(Diagnostic::is_error);
+    let doc = json!({
+        "valid": valid,
+        "diagnostics": diagnostics.iter().map(diagnostic_json).collect::<Vec<_>>(),
+    });
+    // Invariant: a json! value always serialises.
+    #[allow(clippy::expect_used)]
+    let text = serde_json::to_string_pretty(&doc).expect("JSON value serialises");
+    text + "\n"
+}
