@@ -3,7 +3,7 @@
 mod cli;
 mod commands;
 mod load;
-mod output;
+pub mod output;
 mod render;
 
 use std::process::ExitCode;
@@ -40,7 +40,8 @@ fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => Status::Success,
                 _ => Status::Failure,
             };
-            output::raw_err(&e.render().ansi().to_string());
+            // clap sends help and version to stdout and errors to stderr, colouring only terminals.
+            let _ = e.print();
             return status.into();
         }
     };

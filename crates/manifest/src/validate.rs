@@ -79,6 +79,7 @@ impl Validation {
             wanted.push((path!["deploy", "compose", "env_file"], compose_dir.join(env)));
         }
         for (field, full) in wanted {
+            let full = normalize(&full);
             if !exists(&full) {
                 let d = self.doc.diagnostic(
                     Severity::Warning,
@@ -117,6 +118,22 @@ pub fn source_path(manifest: &Manifest, name: &str, field: &str) -> FieldPath {
         Some(i) => path!["apps", i, field],
         None => path!["frappe", field],
     }
+}
+
+/// Remove `.` and `name/..` pairs without touching the file system, for readable messages.
+fn normalize(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() { std::path::PathBuf::from(".") } else { out.iter().collect() }
 }
 
 /// Read and check a manifest. `file` is how the user named it (it appears in diagnostics).
@@ -220,6 +237,9 @@ fn sort(diagnostics: &mut [Diagnostic]) {
 /// Pass 2: the JSON schema, errors mapped back to positions.
 fn structural(value: &Value, doc: &Document, schema: &Value, validator: &jsonschema::Validator) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    // (container, name) of unknown keys that look like a typo of a known one: `reff` for `ref`.
+    let mut typos: Vec<(FieldPath, String)> = Vec::new();
+    let mut missing: Vec<(FieldPath, String, Diagnostic)> = Vec::new();
     for err in validator.iter_errors(value) {
         let at: FieldPath = err.instance_path().iter().map(|s| s.to_string()).collect();
         let here = schema_at(schema, &at);
@@ -229,6 +249,9 @@ fn structural(value: &Value, doc: &Document, schema: &Value, validator: &jsonsch
                     let mut field = at.clone();
                     field.push(name.clone());
                     let allowed = here.map(crate::schema::property_names).unwrap_or_default();
+                    if let Some(best) = names::did_you_mean(name, allowed.iter().map(String::as_str)) {
+                        typos.push((at.clone(), best.to_string()));
+                    }
                     out.push(doc.diagnostic(
                         Severity::Error,
                         Code::UnknownField,
@@ -252,14 +275,15 @@ fn structural(value: &Value, doc: &Document, schema: &Value, validator: &jsonsch
                     Some(d) => format!("add `{name}:` ({})", d.trim_end_matches('.').to_lowercase()),
                     None => format!("add `{name}:`"),
                 };
-                out.push(doc.diagnostic(
+                let d = doc.diagnostic(
                     Severity::Error,
                     Code::MissingField,
                     &at,
                     Target::Value,
                     format!("missing field `{name}` in {}", display_container(&at)),
                     Some(hint),
-                ));
+                );
+                missing.push((at.clone(), name.to_string(), d));
             }
             ValidationErrorKind::Type { .. } => {
                 out.push(wrong_type(doc, &at, here, err.instance()));
@@ -319,6 +343,13 @@ fn structural(value: &Value, doc: &Document, schema: &Value, validator: &jsonsch
             )),
         }
     }
+    // A misspelt key is also a missing one; the unknown-field error already says both.
+    out.extend(
+        missing
+            .into_iter()
+            .filter(|(at, name, _)| !typos.iter().any(|(t_at, t_name)| t_at == at && t_name == name))
+            .map(|(_, _, d)| d),
+    );
     out
 }
 
@@ -466,9 +497,13 @@ impl Document {
         message: String,
         hint: Option<String>,
     ) -> Diagnostic {
-        let snippet = line
-            .and_then(|l| self.source.lines().nth(l.saturating_sub(1)))
-            .map(|text| self.redact(text));
+        let original = line.and_then(|l| self.source.lines().nth(l.saturating_sub(1)));
+        let snippet = original.map(|text| self.redact(text));
+        // A masked secret shortens the line: keep the marker within what is shown.
+        let width = match (original, &snippet, column) {
+            (Some(o), Some(s), Some(c)) if o != s => width.min(s.chars().count().saturating_sub(c - 1)).max(1),
+            _ => width,
+        };
         Diagnostic { severity, code, message, file: self.file.clone(), line, column, width, hint, snippet }
     }
 

@@ -396,7 +396,8 @@ impl Node {
             NodeKind::Map(entries) => Value::Object(
                 entries
                     .iter()
-                    .map(|e| (scalar_text(&e.key).unwrap_or_default().to_string(), e.value.to_json()))
+                    // Non-scalar keys were reported while parsing; they have no JSON form.
+                    .filter_map(|e| Some((scalar_text(&e.key)?.to_string(), e.value.to_json())))
                     .collect(),
             ),
         }

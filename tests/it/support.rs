@@ -1,0 +1,43 @@
+//! Running the binary and collecting what it printed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The repository's root: tests name files relative to it so that snapshots are stable.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What one run of benchform produced.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// Run `benchform ARGS` in `dir` with a clean, predictable environment plus `envs`.
+pub fn benchform_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchform"));
+    cmd.args(args).current_dir(dir).env_remove("BENCHFORM_LOG").env("NO_COLOR", "1");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("benchform runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Run `benchform ARGS` from the repository's root.
+pub fn benchform(args: &[&str]) -> Run {
+    benchform_in(&root(), args, &[])
+}
