@@ -49,7 +49,11 @@ pub fn load(file: Option<&Path>) -> Result<Loaded, Vec<Diagnostic>> {
             )]);
         }
     };
-    let dir = path.parent().map(Path::to_path_buf).filter(|p| !p.as_os_str().is_empty()).unwrap_or_else(|| PathBuf::from("."));
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
     let mut validation = benchform_manifest::validate(&display, &bytes);
     validation.check_paths(&dir, |p| p.exists());
     Ok(Loaded { display, dir, validation })

@@ -25,7 +25,8 @@ pub fn diagnostic_text(d: &Diagnostic) -> String {
     if let (Some(line), Some(column), Some(snippet)) = (d.line, d.column, &d.snippet) {
         // Tabs would shift the marker; show them as spaces on both lines.
         let shown = snippet.replace('\t', " ");
-        let lead: String = shown.chars().take(column.saturating_sub(1)).map(|c| if c.is_whitespace() { c } else { ' ' }).collect();
+        let lead: String =
+            shown.chars().take(column.saturating_sub(1)).map(|c| if c.is_whitespace() { c } else { ' ' }).collect();
         let lead = format!("{lead}{}", " ".repeat(column.saturating_sub(1).saturating_sub(lead.chars().count())));
         out.push_str(&format!("{pad} |\n{line} | {shown}\n{pad} | {lead}{}\n", "^".repeat(d.width.max(1))));
     }

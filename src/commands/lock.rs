@@ -6,9 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use benchform_git::{Auth, GitError};
-use benchform_manifest::lock::{
-    self, LockError, Mismatch, NotFound, RemoteDrift, RemoteRef, Resolved, Update, Wanted,
-};
+use benchform_manifest::lock::{self, LockError, Mismatch, NotFound, RemoteDrift, RemoteRef, Resolved, Update, Wanted};
 use benchform_manifest::validate::source_path;
 use benchform_manifest::{Code, Diagnostic, LockFile, Manifest, Severity, Validation};
 
@@ -28,7 +26,10 @@ pub fn run(args: &LockArgs) -> Status {
     };
     let errors: Vec<Diagnostic> = loaded.validation.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
     let Some(manifest) = loaded.validation.manifest.as_ref().filter(|_| errors.is_empty()) else {
-        output::err_line(&format!("{} has errors; fix them first (`benchform validate` lists them all):\n", loaded.display));
+        output::err_line(&format!(
+            "{} has errors; fix them first (`benchform validate` lists them all):\n",
+            loaded.display
+        ));
         return fail(&errors);
     };
     let lock_path = loaded.dir.join(LOCK_FILE);
@@ -98,7 +99,13 @@ impl Ctx<'_> {
                 (None, Some(_)) => "updated",
                 (None, None) => "added",
             };
-            table.push_str(&format!("  {:<20} {:<18} {:<6} {}  {how}\n", e.name, e.git_ref, e.kind.as_str(), short(&e.commit)));
+            table.push_str(&format!(
+                "  {:<20} {:<18} {:<6} {}  {how}\n",
+                e.name,
+                e.git_ref,
+                e.kind.as_str(),
+                short(&e.commit)
+            ));
         }
         output::out(&table);
         let text = new_lock.render();
@@ -164,7 +171,12 @@ impl Ctx<'_> {
             return fail(&problems);
         }
         if offline {
-            output::line(&format!("{} agrees with {} ({} entries).", self.lock_display, self.validation.file(), lock_file.entries.len()));
+            output::line(&format!(
+                "{} agrees with {} ({} entries).",
+                self.lock_display,
+                self.validation.file(),
+                lock_file.entries.len()
+            ));
         } else {
             output::line(&format!(
                 "{} agrees with {} and every locked ref still points at its commit ({checked} remotes checked).",
@@ -192,7 +204,9 @@ impl Ctx<'_> {
                         &w.name,
                         "ref",
                         format!("{}: {} has no branch or tag `{}`", w.name, w.repo, w.git_ref),
-                        hint.or_else(|| Some("check the ref; `git ls-remote URL` lists what the remote has".to_string())),
+                        hint.or_else(|| {
+                            Some("check the ref; `git ls-remote URL` lists what the remote has".to_string())
+                        }),
                     ));
                 }
             }
@@ -238,7 +252,10 @@ impl Ctx<'_> {
                 }
                 Err(_) => {
                     for w in wanted.iter().filter(|w| !listings.contains_key(&w.name)) {
-                        let e = GitError::Unreachable { repo: w.repo.clone(), detail: format!("no answer within {} s", timeout.as_secs()) };
+                        let e = GitError::Unreachable {
+                            repo: w.repo.clone(),
+                            detail: format!("no answer within {} s", timeout.as_secs()),
+                        };
                         problems.push(self.git_error(w, &e));
                     }
                     break;
@@ -259,8 +276,13 @@ impl Ctx<'_> {
         let (code, hint) = match e {
             GitError::AuthRequired { .. } => (Code::RemoteAuth, var_hint("the repository is private")),
             GitError::AuthRejected { .. } => (Code::RemoteAuth, var_hint("the token was rejected")),
-            GitError::NotFound { .. } => (Code::RemoteNotFound, "check the URL; some hosts answer 'not found' to a token without access".to_string()),
-            GitError::Unreachable { .. } => (Code::RemoteUnreachable, "check the host name and the network, then run the command again".to_string()),
+            GitError::NotFound { .. } => (
+                Code::RemoteNotFound,
+                "check the URL; some hosts answer 'not found' to a token without access".to_string(),
+            ),
+            GitError::Unreachable { .. } => {
+                (Code::RemoteUnreachable, "check the host name and the network, then run the command again".to_string())
+            }
             GitError::Other { .. } => (Code::RemoteError, "run with -v for details".to_string()),
         };
         self.at(code, &w.name, "repo", format!("{}: {e}", w.name), Some(hint))
@@ -361,7 +383,13 @@ fn read_lock(path: &Path, display: &str) -> Result<Option<LockFile>, Vec<Diagnos
     match std::fs::read(path) {
         Ok(bytes) => lock::parse_lock(display, &bytes).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(vec![Diagnostic::unplaced(display, Severity::Error, Code::ReadFailed, format!("cannot read {display}: {e}"), None)]),
+        Err(e) => Err(vec![Diagnostic::unplaced(
+            display,
+            Severity::Error,
+            Code::ReadFailed,
+            format!("cannot read {display}: {e}"),
+            None,
+        )]),
     }
 }
 

@@ -41,7 +41,8 @@ impl World {
         let mut config = ServerConfig::new(root.path());
         config.token = Some(TOKEN.to_string());
         let server = GitServer::start(config).unwrap();
-        let world = World { _root: root, dir: tempfile::tempdir().unwrap(), server, frappe, erpnext, secret, outputs: vec![] };
+        let world =
+            World { _root: root, dir: tempfile::tempdir().unwrap(), server, frappe, erpnext, secret, outputs: vec![] };
         world.write_manifest("v15.2.0", "v1.0.0", true);
         world
     }
@@ -104,7 +105,11 @@ fn lock_pins_commits_and_check_passes() {
     let erpnext = lock.entry("erpnext").unwrap();
     assert_eq!(erpnext.kind, RefKind::Tag);
     assert_eq!(erpnext.commit, rev_parse(&w.erpnext.path, "v15.2.0^{commit}"));
-    assert_eq!(erpnext.object.as_deref(), Some(rev_parse(&w.erpnext.path, "v15.2.0").as_str()), "annotated: tag object kept");
+    assert_eq!(
+        erpnext.object.as_deref(),
+        Some(rev_parse(&w.erpnext.path, "v15.2.0").as_str()),
+        "annotated: tag object kept"
+    );
     let secret = lock.entry("secret_app").unwrap();
     assert_eq!(secret.commit, rev_parse(&w.secret.path, "v1.0.0"));
     assert_eq!(secret.object, None, "lightweight tag: no object");
@@ -155,7 +160,11 @@ fn manifest_changes_make_the_lock_out_of_date() {
     w.write_manifest("v15.1.0", "v1.0.0", true);
     let check = w.run_with(&["lock", "--check", "--offline"], &[]);
     assert_eq!(check.code, 1);
-    assert!(check.stderr.contains("error[lock-out-of-date]: erpnext: the manifest's ref is v15.1.0, the lock's v15.2.0"), "{}", check.stderr);
+    assert!(
+        check.stderr.contains("error[lock-out-of-date]: erpnext: the manifest's ref is v15.1.0, the lock's v15.2.0"),
+        "{}",
+        check.stderr
+    );
     assert!(check.stderr.contains("benchform.yaml:9:10"), "points at the ref: {}", check.stderr);
 
     let relock = w.run(&["lock"]);

@@ -1,6 +1,9 @@
 //! benchform's integration tests: one binary, a module per command. They run the real
 //! `benchform` binary against real files and real git servers.
 
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod corpus;
 mod lock;
 mod schema;

@@ -51,7 +51,15 @@ fn example_manifests_validate_against_the_schema_and_point_editors_at_it() {
 fn the_schema_rejects_what_validate_rejects_structurally() {
     let schema: Value = serde_json::from_str(&checked_in("benchform.schema.json")).unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
-    for bad in ["unknown-field", "missing-field", "ref-as-number", "invalid-enum", "unsupported-version", "invalid-project", "invalid-app-name"] {
+    for bad in [
+        "unknown-field",
+        "missing-field",
+        "ref-as-number",
+        "invalid-enum",
+        "unsupported-version",
+        "invalid-project",
+        "invalid-app-name",
+    ] {
         let text = std::fs::read_to_string(root().join(format!("tests/corpus/bad/{bad}.yaml"))).unwrap();
         assert!(!validator.is_valid(&yaml_to_json(&text)), "the schema accepts tests/corpus/bad/{bad}.yaml");
     }
@@ -63,11 +71,17 @@ fn schema_errors_point_at_the_yaml_line_and_column() {
     let run = benchform(&["validate", "-f", "tests/corpus/bad/unknown-field.yaml", "--format", "json"]);
     let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     let d = &doc["diagnostics"][0];
-    assert_eq!((d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()), (Some("unknown-field"), Some(9), Some(5)));
+    assert_eq!(
+        (d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()),
+        (Some("unknown-field"), Some(9), Some(5))
+    );
     assert_eq!(d["hint"], "did you mean `ref`?");
     // And a missing field points at the mapping that lacks it.
     let run = benchform(&["validate", "-f", "tests/corpus/bad/missing-field.yaml", "--format", "json"]);
     let doc: Value = serde_json::from_str(&run.stdout).unwrap();
     let d = &doc["diagnostics"][0];
-    assert_eq!((d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()), (Some("missing-field"), Some(14), Some(3)));
+    assert_eq!(
+        (d["code"].as_str(), d["line"].as_u64(), d["column"].as_u64()),
+        (Some("missing-field"), Some(14), Some(3))
+    );
 }

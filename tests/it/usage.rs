@@ -4,7 +4,12 @@ use crate::support::benchform;
 
 #[test]
 fn usage_errors_exit_1_not_clap_s_2() {
-    for args in [&["validate", "--format", "yaml"][..], &["no-such-command"][..], &["lock", "--offline"][..], &["lock", "--check", "--update"][..]] {
+    for args in [
+        &["validate", "--format", "yaml"][..],
+        &["no-such-command"][..],
+        &["lock", "--offline"][..],
+        &["lock", "--check", "--update"][..],
+    ] {
         let run = benchform(args);
         assert_eq!(run.code, 1, "{args:?}: {}", run.all());
         assert!(!run.stderr.is_empty());

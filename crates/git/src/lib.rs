@@ -53,10 +53,7 @@ pub fn ls_remote(url: &str, auth: Option<&Auth>) -> Result<Vec<RemoteRef>, GitEr
     let mut remote = Remote::create_detached(url).map_err(classify)?;
     let connection = remote.connect_auth(Direction::Fetch, Some(callbacks), None).map_err(classify)?;
     let heads = connection.list().map_err(classify)?;
-    Ok(heads
-        .iter()
-        .map(|h| RemoteRef { name: h.name().to_string(), oid: h.oid().to_string() })
-        .collect())
+    Ok(heads.iter().map(|h| RemoteRef { name: h.name().to_string(), oid: h.oid().to_string() }).collect())
 }
 
 fn classify(url: &str, e: git2::Error, had_auth: bool, asked_for_auth: bool) -> GitError {
@@ -67,7 +64,11 @@ fn classify(url: &str, e: git2::Error, had_auth: bool, asked_for_auth: bool) -> 
         return if had_auth { GitError::AuthRejected { repo } } else { GitError::AuthRequired { repo } };
     }
     let missing_path = url.starts_with("file:") && lower.contains("no such file");
-    if missing_path || lower.contains("404") || lower.contains("could not find repository") || lower.contains("not found") {
+    if missing_path
+        || lower.contains("404")
+        || lower.contains("could not find repository")
+        || lower.contains("not found")
+    {
         return GitError::NotFound { repo };
     }
     match e.class() {

@@ -1,5 +1,8 @@
 //! ls-remote against real repositories over file:// and smart HTTP with token auth.
 
+// Test code: a failed unwrap is a failed test, which is what it should be.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use benchform_git::{Auth, GitError, ls_remote};
 use benchform_gitserver::{GitServer, ServerConfig, TestRepo};
 use benchform_manifest::lock::{RefKind, resolve_ref};

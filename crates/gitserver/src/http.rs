@@ -23,24 +23,17 @@ pub(crate) struct RequestHead {
 impl RequestHead {
     /// First value of a header, matched case-insensitively.
     pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Whether the client asked for `100 Continue` before sending its body.
     pub(crate) fn expects_continue(&self) -> bool {
-        self.header("expect")
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
+        self.header("expect").is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"))
     }
 
     /// Whether a body follows the head at all.
     pub(crate) fn has_body(&self) -> bool {
-        self.header("transfer-encoding").is_some()
-            || self
-                .header("content-length")
-                .is_some_and(|v| v.trim() != "0")
+        self.header("transfer-encoding").is_some() || self.header("content-length").is_some_and(|v| v.trim() != "0")
     }
 }
 
@@ -53,18 +46,12 @@ fn invalid(msg: &str) -> io::Error {
 fn read_line<R: BufRead>(reader: &mut R, limit: usize) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     // `limit + 2` leaves room for the CRLF itself.
-    let n = reader
-        .by_ref()
-        .take((limit + 2) as u64)
-        .read_until(b'\n', &mut line)?;
+    let n = reader.by_ref().take((limit + 2) as u64).read_until(b'\n', &mut line)?;
     if n == 0 || line.last() != Some(&b'\n') {
         if n > limit {
             return Err(invalid("line too long"));
         }
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed mid-line",
-        ));
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-line"));
     }
     line.pop();
     if line.last() == Some(&b'\r') {
@@ -78,11 +65,9 @@ pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> io::Result<RequestHead> {
     let mut total = 0usize;
     let request_line = read_line(reader, MAX_LINE_BYTES)?;
     total += request_line.len();
-    let request_line =
-        String::from_utf8(request_line).map_err(|_| invalid("non-UTF-8 request line"))?;
+    let request_line = String::from_utf8(request_line).map_err(|_| invalid("non-UTF-8 request line"))?;
     let mut parts = request_line.split_ascii_whitespace();
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(invalid("malformed request line"));
     };
@@ -110,11 +95,7 @@ pub(crate) fn read_head<R: BufRead>(reader: &mut R) -> io::Result<RequestHead> {
         headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
 
-    Ok(RequestHead {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        headers,
-    })
+    Ok(RequestHead { method: method.to_owned(), target: target.to_owned(), headers })
 }
 
 /// Reads the request body, undoing chunked transfer coding so the CGI sees
@@ -131,10 +112,7 @@ pub(crate) fn read_body<R: BufRead>(head: &RequestHead, reader: &mut R) -> io::R
     let Some(len) = head.header("content-length") else {
         return Ok(Vec::new());
     };
-    let len: usize = len
-        .trim()
-        .parse()
-        .map_err(|_| invalid("bad content-length"))?;
+    let len: usize = len.trim().parse().map_err(|_| invalid("bad content-length"))?;
     if len > MAX_BODY_BYTES {
         return Err(invalid("body too large"));
     }
@@ -145,10 +123,7 @@ fn read_exactly<R: Read>(reader: &mut R, len: usize) -> io::Result<Vec<u8>> {
     let mut body = Vec::with_capacity(len.min(1024 * 1024));
     reader.take(len as u64).read_to_end(&mut body)?;
     if body.len() != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed mid-body",
-        ));
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed mid-body"));
     }
     Ok(body)
 }
@@ -201,10 +176,7 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
 /// Standard-alphabet base64 (RFC 4648 §4) as used by Basic auth; padding is
 /// optional, anything else outside the alphabet is rejected.
 pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let data = s
-        .strip_suffix("==")
-        .or_else(|| s.strip_suffix('='))
-        .unwrap_or(s);
+    let data = s.strip_suffix("==").or_else(|| s.strip_suffix('=')).unwrap_or(s);
     let mut out = Vec::with_capacity(data.len() * 3 / 4);
     let mut acc: u32 = 0;
     let mut bits = 0u32;
@@ -246,10 +218,7 @@ impl Response {
         Response {
             status,
             reason: reason_phrase(status).to_owned(),
-            headers: vec![(
-                "Content-Type".to_owned(),
-                "text/plain; charset=utf-8".to_owned(),
-            )],
+            headers: vec![("Content-Type".to_owned(), "text/plain; charset=utf-8".to_owned())],
             body: body.as_bytes().to_vec(),
         }
     }
@@ -262,10 +231,7 @@ impl Response {
             head.push_str(value);
             head.push_str("\r\n");
         }
-        head.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
-            self.body.len()
-        ));
+        head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", self.body.len()));
         out.write_all(head.as_bytes())?;
         if !head_only {
             out.write_all(&self.body)?;
@@ -308,12 +274,8 @@ pub(crate) fn parse_cgi_output(out: &[u8]) -> Option<Response> {
         (a, b) => a.or(b)?,
     };
     let head = std::str::from_utf8(&out[..head_end]).ok()?;
-    let mut response = Response {
-        status: 200,
-        reason: "OK".to_owned(),
-        headers: Vec::new(),
-        body: out[body_start..].to_vec(),
-    };
+    let mut response =
+        Response { status: 200, reason: "OK".to_owned(), headers: Vec::new(), body: out[body_start..].to_vec() };
     for line in head.lines() {
         let line = line.trim_end_matches('\r');
         if line.is_empty() {
@@ -329,10 +291,7 @@ pub(crate) fn parse_cgi_output(out: &[u8]) -> Option<Response> {
             } else {
                 reason.trim().to_owned()
             };
-        } else if ["content-length", "connection", "transfer-encoding"]
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
-        {
+        } else if ["content-length", "connection", "transfer-encoding"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
             continue;
         } else {
             response.headers.push((name.to_owned(), value.to_owned()));
@@ -374,24 +333,15 @@ mod tests {
 
     #[test]
     fn rejects_truncated_or_malformed_chunks() {
-        for wire in [
-            &b"5\r\nhel"[..],
-            b"5\r\nhelloXX0\r\n\r\n",
-            b"zz\r\nhello\r\n0\r\n\r\n",
-            b"5\r\nhello\r\n",
-        ] {
-            assert!(
-                decode_chunked(&mut Cursor::new(wire), 1024).is_err(),
-                "{wire:?}"
-            );
+        for wire in [&b"5\r\nhel"[..], b"5\r\nhelloXX0\r\n\r\n", b"zz\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n"] {
+            assert!(decode_chunked(&mut Cursor::new(wire), 1024).is_err(), "{wire:?}");
         }
         assert!(decode_chunked(&mut Cursor::new(&b"5\r\nhello\r\n0\r\n\r\n"[..]), 4).is_err());
     }
 
     #[test]
     fn reads_head_and_content_length_body() {
-        let wire =
-            b"POST /a.git/git-upload-pack HTTP/1.1\r\nHost: x\r\ncontent-LENGTH: 4\r\n\r\n0000";
+        let wire = b"POST /a.git/git-upload-pack HTTP/1.1\r\nHost: x\r\ncontent-LENGTH: 4\r\n\r\n0000";
         let mut reader = Cursor::new(&wire[..]);
         let head = read_head(&mut reader).unwrap();
         assert_eq!(head.method, "POST");
@@ -436,14 +386,10 @@ mod tests {
 
     #[test]
     fn parses_cgi_status_and_drops_framing_headers() {
-        let out =
-            b"Status: 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nnah";
+        let out = b"Status: 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nnah";
         let r = parse_cgi_output(out).unwrap();
         assert_eq!((r.status, r.reason.as_str()), (404, "Not Found"));
-        assert_eq!(
-            r.headers,
-            vec![("Content-Type".to_owned(), "text/plain".to_owned())]
-        );
+        assert_eq!(r.headers, vec![("Content-Type".to_owned(), "text/plain".to_owned())]);
         assert_eq!(r.body, b"nah");
 
         let r = parse_cgi_output(b"Content-Type: x\n\nbody").unwrap();

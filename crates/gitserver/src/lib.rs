@@ -115,10 +115,7 @@ impl GitServer {
     pub fn start(config: ServerConfig) -> io::Result<GitServer> {
         let root = config.root.canonicalize()?;
         if !root.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{} is not a directory", root.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", root.display())));
         }
         let backend = http_backend_path()?;
         let listener = TcpListener::bind(config.bind)?;
@@ -139,11 +136,7 @@ impl GitServer {
                 .name("gitserver-accept".to_owned())
                 .spawn(move || accept_loop(&listener, &shared, &stop))?
         };
-        Ok(GitServer {
-            addr,
-            stop,
-            accept_thread: Some(accept_thread),
-        })
+        Ok(GitServer { addr, stop, accept_thread: Some(accept_thread) })
     }
 
     /// Base URL without a trailing slash, e.g. `http://127.0.0.1:40123`.
@@ -198,19 +191,13 @@ fn http_backend_path() -> io::Result<PathBuf> {
         .output()
         .map_err(|e| io::Error::new(e.kind(), format!("running `git --exec-path`: {e}")))?;
     if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "`git --exec-path` failed: {}",
-            out.status
-        )));
+        return Err(io::Error::other(format!("`git --exec-path` failed: {}", out.status)));
     }
-    let exec_path = String::from_utf8(out.stdout)
-        .map_err(|_| io::Error::other("`git --exec-path` printed non-UTF-8"))?;
+    let exec_path =
+        String::from_utf8(out.stdout).map_err(|_| io::Error::other("`git --exec-path` printed non-UTF-8"))?;
     let backend = Path::new(exec_path.trim()).join("git-http-backend");
     if !backend.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("{} not found", backend.display()),
-        ));
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} not found", backend.display())));
     }
     Ok(backend)
 }
@@ -252,13 +239,7 @@ fn handle_connection(stream: &TcpStream, shared: &Shared) {
         }
     };
     let head_only = head.method.eq_ignore_ascii_case("HEAD");
-    let response = serve(
-        &head,
-        &mut reader,
-        &mut writer,
-        stream.peer_addr().ok(),
-        shared,
-    );
+    let response = serve(&head, &mut reader, &mut writer, stream.peer_addr().ok(), shared);
     let _ = response.write_to(&mut writer, head_only);
     let _ = stream.shutdown(Shutdown::Write);
 }
@@ -286,10 +267,7 @@ fn serve(
                     let _ = http::read_body(head, reader);
                 }
                 let mut r = Response::text(401, "authentication required\n");
-                r.headers.push((
-                    "WWW-Authenticate".to_owned(),
-                    format!("Basic realm=\"{REALM}\""),
-                ));
+                r.headers.push(("WWW-Authenticate".to_owned(), format!("Basic realm=\"{REALM}\"")));
                 return r;
             }
         }
@@ -305,14 +283,7 @@ fn serve(
         Err(_) => return Response::text(400, "bad request body\n"),
     };
 
-    let request = CgiRequest {
-        head,
-        path_info: &path,
-        query,
-        body: &body,
-        remote_user: remote_user.as_deref(),
-        peer,
-    };
+    let request = CgiRequest { head, path_info: &path, query, body: &body, remote_user: remote_user.as_deref(), peer };
     match run_cgi(shared, &request) {
         Ok(response) => response,
         Err(e) => Response::text(502, &format!("git http-backend failed: {e}\n")),
@@ -364,21 +335,13 @@ fn authorize(header: Option<&str>, token: Option<&str>) -> Option<String> {
     if !(token_as_password || token_as_user) {
         return None;
     }
-    if user.is_empty() || constant_time_eq(user, token) {
-        Some("token".to_owned())
-    } else {
-        Some(user.to_owned())
-    }
+    if user.is_empty() || constant_time_eq(user, token) { Some("token".to_owned()) } else { Some(user.to_owned()) }
 }
 
 /// Comparison whose timing does not depend on where the inputs differ. A
 /// loopback test server hardly needs it, but it costs nothing.
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 struct CgiRequest<'a> {
@@ -431,9 +394,7 @@ fn run_cgi(shared: &Shared, req: &CgiRequest<'_>) -> io::Result<Response> {
     }
     // stderr is inherited: http-backend only writes there on real errors,
     // which are worth seeing when a test fails.
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
 
     let mut child = cmd.spawn()?;
     let stdin = child.stdin.take();
@@ -450,11 +411,7 @@ fn run_cgi(shared: &Shared, req: &CgiRequest<'_>) -> io::Result<Response> {
         child.wait_with_output()
     })?;
     http::parse_cgi_output(&output.stdout).ok_or_else(|| {
-        io::Error::other(format!(
-            "unparseable CGI output ({} bytes, {})",
-            output.stdout.len(),
-            output.status
-        ))
+        io::Error::other(format!("unparseable CGI output ({} bytes, {})", output.stdout.len(), output.status))
     })
 }
 
@@ -464,15 +421,10 @@ mod tests {
 
     fn basic(credentials: &str) -> String {
         // Tiny encoder for the tests only; the server just decodes.
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
         let mut out = String::new();
         for chunk in credentials.as_bytes().chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
+            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -488,22 +440,10 @@ mod tests {
     #[test]
     fn authorize_accepts_token_as_password_or_as_user() {
         let t = Some("s3cret");
-        assert_eq!(
-            authorize(Some(&basic("x-access-token:s3cret")), t).as_deref(),
-            Some("x-access-token")
-        );
-        assert_eq!(
-            authorize(Some(&basic("s3cret:")), t).as_deref(),
-            Some("token")
-        );
-        assert_eq!(
-            authorize(Some(&basic("s3cret")), t).as_deref(),
-            Some("token")
-        );
-        assert_eq!(
-            authorize(Some(&basic(":s3cret")), t).as_deref(),
-            Some("token")
-        );
+        assert_eq!(authorize(Some(&basic("x-access-token:s3cret")), t).as_deref(), Some("x-access-token"));
+        assert_eq!(authorize(Some(&basic("s3cret:")), t).as_deref(), Some("token"));
+        assert_eq!(authorize(Some(&basic("s3cret")), t).as_deref(), Some("token"));
+        assert_eq!(authorize(Some(&basic(":s3cret")), t).as_deref(), Some("token"));
         assert_eq!(authorize(Some(&basic("x:wrong")), t), None);
         assert_eq!(authorize(Some(&basic("s3cret:wrong")), t), None);
         assert_eq!(authorize(Some("Bearer s3cret"), t), None);
@@ -513,26 +453,10 @@ mod tests {
 
     #[test]
     fn normalize_path_rejects_escapes_and_collapses_slashes() {
-        assert_eq!(
-            normalize_path("/a.git/info/refs").as_deref(),
-            Some("/a.git/info/refs")
-        );
-        assert_eq!(
-            normalize_path("//private//a.git").as_deref(),
-            Some("/private/a.git")
-        );
-        assert_eq!(
-            normalize_path("/%70rivate/a.git").as_deref(),
-            Some("/private/a.git")
-        );
-        for bad in [
-            "/../x",
-            "/a/%2e%2e/x",
-            "/./private/a.git",
-            "relative",
-            "/a%00b",
-            "/a\\b",
-        ] {
+        assert_eq!(normalize_path("/a.git/info/refs").as_deref(), Some("/a.git/info/refs"));
+        assert_eq!(normalize_path("//private//a.git").as_deref(), Some("/private/a.git"));
+        assert_eq!(normalize_path("/%70rivate/a.git").as_deref(), Some("/private/a.git"));
+        for bad in ["/../x", "/a/%2e%2e/x", "/./private/a.git", "relative", "/a%00b", "/a\\b"] {
             assert_eq!(normalize_path(bad), None, "{bad}");
         }
     }

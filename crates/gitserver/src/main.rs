@@ -100,9 +100,7 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Options
     let mut pid_file = None;
 
     while let Some(arg) = args.next() {
-        let arg = arg
-            .into_string()
-            .map_err(|a| format!("unexpected argument {}\n\n{USAGE}", a.to_string_lossy()))?;
+        let arg = arg.into_string().map_err(|a| format!("unexpected argument {}\n\n{USAGE}", a.to_string_lossy()))?;
         // Accept both `--flag value` and `--flag=value`.
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(OsString::from(v))),
@@ -111,29 +109,18 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Options
         if flag == "--help" || flag == "-h" {
             return Ok(None);
         }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"))
-        };
+        let mut value =
+            || inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{flag} needs a value\n\n{USAGE}"));
         match flag.as_str() {
             "--root" => root = Some(PathBuf::from(value()?)),
             "--bind" => {
                 let v = value()?;
                 let v = v.to_string_lossy();
-                bind = Some(
-                    v.parse::<SocketAddr>()
-                        .map_err(|e| format!("--bind {v}: {e}"))?,
-                );
+                bind = Some(v.parse::<SocketAddr>().map_err(|e| format!("--bind {v}: {e}"))?);
             }
             "--token-env" => token_env = Some(value()?),
             "--private-prefix" => {
-                private_prefix = Some(
-                    value()?
-                        .into_string()
-                        .map_err(|_| "--private-prefix must be UTF-8".to_owned())?,
-                );
+                private_prefix = Some(value()?.into_string().map_err(|_| "--private-prefix must be UTF-8".to_owned())?);
             }
             "--pid-file" => pid_file = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other}\n\n{USAGE}")),
@@ -141,11 +128,5 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Options
     }
 
     let root = root.ok_or_else(|| format!("--root is required\n\n{USAGE}"))?;
-    Ok(Some(Options {
-        root,
-        bind,
-        token_env,
-        private_prefix,
-        pid_file,
-    }))
+    Ok(Some(Options { root, bind, token_env, private_prefix, pid_file }))
 }

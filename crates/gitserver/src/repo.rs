@@ -51,38 +51,19 @@ impl TestRepo {
             ],
         )?;
 
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let work = std::env::temp_dir().join(format!(
             "benchform-gitserver-work-{}-{}-{nanos}",
             std::process::id(),
             WORK_DIRS.fetch_add(1, Ordering::Relaxed),
         ));
-        git(
-            None,
-            [
-                OsStr::new("init"),
-                OsStr::new("--quiet"),
-                OsStr::new("--initial-branch=main"),
-                work.as_os_str(),
-            ],
-        )?;
-        let repo = TestRepo {
-            path,
-            work,
-            counter: AtomicU64::new(0),
-        };
+        git(None, [OsStr::new("init"), OsStr::new("--quiet"), OsStr::new("--initial-branch=main"), work.as_os_str()])?;
+        let repo = TestRepo { path, work, counter: AtomicU64::new(0) };
         // Identity is also passed with `-c` on every command; setting it
         // locally makes the work tree usable by hand when debugging a test.
         repo.work_git(["config", "user.name", IDENTITY_NAME])?;
         repo.work_git(["config", "user.email", IDENTITY_EMAIL])?;
-        repo.work_git([
-            OsStr::new("remote"),
-            OsStr::new("add"),
-            OsStr::new("origin"),
-            repo.path.as_os_str(),
-        ])?;
+        repo.work_git([OsStr::new("remote"), OsStr::new("add"), OsStr::new("origin"), repo.path.as_os_str()])?;
         Ok(repo)
     }
 
@@ -134,13 +115,7 @@ impl TestRepo {
     pub fn branch(&self, name: &str, commit: &str) -> io::Result<()> {
         check_arg(name)?;
         check_arg(commit)?;
-        self.work_git([
-            "push",
-            "--quiet",
-            "--force",
-            "origin",
-            &format!("{commit}:refs/heads/{name}"),
-        ])?;
+        self.work_git(["push", "--quiet", "--force", "origin", &format!("{commit}:refs/heads/{name}")])?;
         Ok(())
     }
 
@@ -182,10 +157,7 @@ const IDENTITY_EMAIL: &str = "test@benchform.invalid";
 /// are passed as positional arguments.
 fn check_arg(value: &str) -> io::Result<()> {
     if value.is_empty() || value.starts_with('-') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid git name or revision: {value:?}"),
-        ));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("invalid git name or revision: {value:?}")));
     }
     Ok(())
 }

@@ -33,11 +33,7 @@ fn git(cwd: Option<&Path>, args: &[&str]) -> Output {
 
 fn git_ok(cwd: Option<&Path>, args: &[&str]) -> String {
     let out = git(cwd, args);
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -83,15 +79,7 @@ fn world(token: Option<&str>) -> World {
     let mut config = ServerConfig::new(root.path());
     config.token = token.map(str::to_owned);
     let server = GitServer::start(config).unwrap();
-    World {
-        _root: root,
-        server,
-        public,
-        private,
-        c1,
-        c2,
-        annotated,
-    }
+    World { _root: root, server, public, private, c1, c2, annotated }
 }
 
 #[test]
@@ -109,10 +97,7 @@ fn ls_remote_lists_branches_and_tags_in_both_protocol_versions() {
         assert_eq!(refs["refs/tags/v2.0.0^{}"], w.c2, "{version}");
     }
     // Same answer as going to the bare repository directly.
-    assert_eq!(
-        ls_remote(&w.server.repo_url("erpnext.git"), &[]),
-        ls_remote(&w.public.file_url(), &[])
-    );
+    assert_eq!(ls_remote(&w.server.repo_url("erpnext.git"), &[]), ls_remote(&w.public.file_url(), &[]));
 }
 
 #[test]
@@ -121,22 +106,9 @@ fn clone_over_http_fetches_objects() {
     let dest = tempfile::tempdir().unwrap();
     for (version, dir) in [("protocol.version=2", "v2"), ("protocol.version=0", "v0")] {
         let target = dest.path().join(dir);
-        git_ok(
-            None,
-            &[
-                "-c",
-                version,
-                "clone",
-                "--quiet",
-                &w.server.repo_url("erpnext.git"),
-                target.to_str().unwrap(),
-            ],
-        );
+        git_ok(None, &["-c", version, "clone", "--quiet", &w.server.repo_url("erpnext.git"), target.to_str().unwrap()]);
         assert_eq!(git_ok(Some(&target), &["rev-parse", "HEAD"]).trim(), w.c2);
-        assert_eq!(
-            git_ok(Some(&target), &["rev-parse", "v1.0.0^{commit}"]).trim(),
-            w.c1
-        );
+        assert_eq!(git_ok(Some(&target), &["rev-parse", "v1.0.0^{commit}"]).trim(), w.c1);
         let content = std::fs::read_to_string(target.join("content.txt")).unwrap();
         assert!(content.starts_with("second\n"), "{content}");
     }
@@ -149,21 +121,10 @@ fn private_repo_requires_the_token() {
 
     let anonymous = git(None, &["ls-remote", &w.server.repo_url(rel)]);
     assert!(!anonymous.status.success());
-    let wrong = git(
-        None,
-        &[
-            "ls-remote",
-            &with_credentials(&w.server, "x-access-token:nope", rel),
-        ],
-    );
+    let wrong = git(None, &["ls-remote", &with_credentials(&w.server, "x-access-token:nope", rel)]);
     assert!(!wrong.status.success());
-    let token_as_user_with_password = git(
-        None,
-        &[
-            "ls-remote",
-            &with_credentials(&w.server, &format!("{TOKEN}:nope"), rel),
-        ],
-    );
+    let token_as_user_with_password =
+        git(None, &["ls-remote", &with_credentials(&w.server, &format!("{TOKEN}:nope"), rel)]);
     assert!(!token_as_user_with_password.status.success());
     // Errors must not echo the token back.
     for out in [&anonymous, &wrong] {
@@ -178,14 +139,8 @@ fn private_repo_requires_the_token() {
 
     let dest = tempfile::tempdir().unwrap();
     let target = dest.path().join("app");
-    git_ok(
-        None,
-        &["clone", "--quiet", &as_password, target.to_str().unwrap()],
-    );
-    assert_eq!(
-        git_ok(Some(&target), &["rev-parse", "HEAD"]).trim(),
-        expected["refs/heads/main"]
-    );
+    git_ok(None, &["clone", "--quiet", &as_password, target.to_str().unwrap()]);
+    assert_eq!(git_ok(Some(&target), &["rev-parse", "HEAD"]).trim(), expected["refs/heads/main"]);
 
     // Public repositories stay open to everyone.
     git_ok(None, &["ls-remote", &w.server.repo_url("erpnext.git")]);
@@ -194,21 +149,12 @@ fn private_repo_requires_the_token() {
 #[test]
 fn private_repo_without_configured_token_is_always_unauthorized() {
     let w = world(None);
-    let url = with_credentials(
-        &w.server,
-        &format!("x-access-token:{TOKEN}"),
-        "private/app.git",
-    );
+    let url = with_credentials(&w.server, &format!("x-access-token:{TOKEN}"), "private/app.git");
     assert!(!git(None, &["ls-remote", &url]).status.success());
-    let (status, head) = raw_request(
-        &w.server,
-        "GET /private/app.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n",
-    );
+    let (status, head) =
+        raw_request(&w.server, "GET /private/app.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 401);
-    assert!(
-        head.contains("WWW-Authenticate: Basic realm=\"benchform-test\""),
-        "{head}"
-    );
+    assert!(head.contains("WWW-Authenticate: Basic realm=\"benchform-test\""), "{head}");
 }
 
 #[test]
@@ -231,11 +177,7 @@ fn moved_tag_is_seen_moved() {
 #[test]
 fn authenticated_push_with_chunked_body() {
     let w = world(Some(TOKEN));
-    let url = with_credentials(
-        &w.server,
-        &format!("x-access-token:{TOKEN}"),
-        "private/app.git",
-    );
+    let url = with_credentials(&w.server, &format!("x-access-token:{TOKEN}"), "private/app.git");
     let dest = tempfile::tempdir().unwrap();
     let work = dest.path().join("app");
     git_ok(None, &["clone", "--quiet", &url, work.to_str().unwrap()]);
@@ -252,41 +194,14 @@ fn authenticated_push_with_chunked_body() {
         .collect();
     std::fs::write(work.join("blob.bin"), noise).unwrap();
     git_ok(Some(&work), &["add", "blob.bin"]);
-    git_ok(
-        Some(&work),
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "commit",
-            "--quiet",
-            "-m",
-            "big",
-        ],
-    );
+    git_ok(Some(&work), &["-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "--quiet", "-m", "big"]);
     let pushed = git_ok(Some(&work), &["rev-parse", "HEAD"]);
-    let push = git(
-        Some(&work),
-        &[
-            "-c",
-            "http.postBuffer=65536",
-            "push",
-            "--verbose",
-            "origin",
-            "HEAD:refs/heads/main",
-        ],
-    );
+    let push =
+        git(Some(&work), &["-c", "http.postBuffer=65536", "push", "--verbose", "origin", "HEAD:refs/heads/main"]);
     let stderr = String::from_utf8_lossy(&push.stderr);
     assert!(push.status.success(), "push failed: {stderr}");
-    assert!(
-        !stderr.contains(TOKEN),
-        "token leaked in push output: {stderr}"
-    );
-    assert_eq!(
-        ls_remote(&w.private.file_url(), &[])["refs/heads/main"],
-        pushed.trim()
-    );
+    assert!(!stderr.contains(TOKEN), "token leaked in push output: {stderr}");
+    assert_eq!(ls_remote(&w.private.file_url(), &[])["refs/heads/main"], pushed.trim());
 }
 
 #[test]
@@ -294,15 +209,7 @@ fn anonymous_push_to_public_repo_is_refused() {
     let w = world(None);
     let dest = tempfile::tempdir().unwrap();
     let work = dest.path().join("erpnext");
-    git_ok(
-        None,
-        &[
-            "clone",
-            "--quiet",
-            &w.server.repo_url("erpnext.git"),
-            work.to_str().unwrap(),
-        ],
-    );
+    git_ok(None, &["clone", "--quiet", &w.server.repo_url("erpnext.git"), work.to_str().unwrap()]);
     let push = git(Some(&work), &["push", "origin", "HEAD:refs/heads/other"]);
     assert!(!push.status.success());
 }
@@ -328,24 +235,17 @@ fn dot_dot_paths_are_not_found() {
         "/x/%2e%2e/erpnext.git/info/refs?service=git-upload-pack",
         "/./private/app.git/info/refs?service=git-upload-pack",
     ] {
-        let (status, head) = raw_request(
-            &w.server,
-            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
-        );
+        let (status, head) = raw_request(&w.server, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
         assert_eq!(status, 404, "{path}");
         assert!(head.contains("Connection: close"), "{head}");
     }
     // Sanity check: the same request without `..` succeeds.
-    let (status, _) = raw_request(
-        &w.server,
-        "GET /erpnext.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n",
-    );
+    let (status, _) =
+        raw_request(&w.server, "GET /erpnext.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 200);
     // Collapsing slashes must not sneak past the private prefix.
-    let (status, _) = raw_request(
-        &w.server,
-        "GET //private/app.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n",
-    );
+    let (status, _) =
+        raw_request(&w.server, "GET //private/app.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(status, 401);
 }
 
@@ -372,14 +272,8 @@ Transfer-Encoding: chunked\r\n\r\n"
     stream.read_to_end(&mut response).unwrap();
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200 "), "{response}");
-    assert!(
-        response.contains(&format!("{} refs/heads/main", w.c2)),
-        "{response}"
-    );
-    assert!(
-        response.contains(&format!("{} refs/tags/v2.0.0 peeled:{}", w.annotated, w.c2)),
-        "{response}"
-    );
+    assert!(response.contains(&format!("{} refs/heads/main", w.c2)), "{response}");
+    assert!(response.contains(&format!("{} refs/tags/v2.0.0 peeled:{}", w.annotated, w.c2)), "{response}");
 }
 
 #[test]
@@ -402,12 +296,7 @@ fn binary_prints_listening_line_and_serves() {
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_benchform-gitserver"))
         .args(["--root", root.path().to_str().unwrap()])
-        .args([
-            "--bind",
-            "127.0.0.1:0",
-            "--token-env",
-            "BENCHFORM_TEST_TOKEN",
-        ])
+        .args(["--bind", "127.0.0.1:0", "--token-env", "BENCHFORM_TEST_TOKEN"])
         .args(["--pid-file", pid_file.to_str().unwrap()])
         .env("BENCHFORM_TEST_TOKEN", TOKEN)
         .stdout(Stdio::piped())
@@ -420,14 +309,8 @@ fn binary_prints_listening_line_and_serves() {
         line.push(byte[0]);
     }
     let line = String::from_utf8(line).unwrap();
-    let url = line
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{line:?}"));
-    let pid: u32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let url = line.strip_prefix("listening on ").unwrap_or_else(|| panic!("{line:?}"));
+    let pid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     assert_eq!(pid, child.id());
 
     let host = url.strip_prefix("http://").unwrap();
@@ -437,11 +320,7 @@ fn binary_prints_listening_line_and_serves() {
     child.kill().unwrap();
     child.wait().unwrap();
 
-    assert!(
-        result.status.success(),
-        "{}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert!(String::from_utf8_lossy(&result.stdout).contains(&commit));
     assert!(!anonymous.status.success());
 }

@@ -128,7 +128,17 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic about a whole file, with no position.
     pub fn unplaced(file: &str, severity: Severity, code: Code, message: String, hint: Option<String>) -> Diagnostic {
-        Diagnostic { severity, code, message, file: file.to_string(), line: None, column: None, width: 1, hint, snippet: None }
+        Diagnostic {
+            severity,
+            code,
+            message,
+            file: file.to_string(),
+            line: None,
+            column: None,
+            width: 1,
+            hint,
+            snippet: None,
+        }
     }
 
     pub fn is_error(&self) -> bool {

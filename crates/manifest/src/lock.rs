@@ -139,11 +139,8 @@ pub struct NotFound {
 /// tag is peeled to its commit and its object id kept.
 pub fn resolve_ref(listing: &[RemoteRef], git_ref: &str) -> Result<Resolved, NotFound> {
     let find = |name: &str| listing.iter().find(|r| r.name == name).map(|r| r.oid.clone());
-    let tags: Vec<&str> = listing
-        .iter()
-        .filter_map(|r| r.name.strip_prefix("refs/tags/"))
-        .filter(|n| !n.ends_with("^{}"))
-        .collect();
+    let tags: Vec<&str> =
+        listing.iter().filter_map(|r| r.name.strip_prefix("refs/tags/")).filter(|n| !n.ends_with("^{}")).collect();
     let newest_tag = version::newest(tags.iter().copied()).map(str::to_string);
     let tag_oid = find(&format!("refs/tags/{git_ref}"));
     if let Some(commit) = find(&format!("refs/heads/{git_ref}")) {
@@ -151,7 +148,9 @@ pub fn resolve_ref(listing: &[RemoteRef], git_ref: &str) -> Result<Resolved, Not
     }
     if let Some(oid) = tag_oid {
         return Ok(match find(&format!("refs/tags/{git_ref}^{{}}")) {
-            Some(peeled) => Resolved { kind: RefKind::Tag, commit: peeled, object: Some(oid), also_a_tag: false, newest_tag },
+            Some(peeled) => {
+                Resolved { kind: RefKind::Tag, commit: peeled, object: Some(oid), also_a_tag: false, newest_tag }
+            }
             None => Resolved { kind: RefKind::Tag, commit: oid, object: None, also_a_tag: false, newest_tag },
         });
     }
@@ -261,7 +260,11 @@ pub fn finish_lock(
         };
         if manifest.policy.immutable_refs {
             if fresh.is_some_and(|r| r.also_a_tag) {
-                errors.push(LockError::AmbiguousRef { name: w.name.clone(), git_ref: w.git_ref.clone(), repo: w.repo.clone() });
+                errors.push(LockError::AmbiguousRef {
+                    name: w.name.clone(),
+                    git_ref: w.git_ref.clone(),
+                    repo: w.repo.clone(),
+                });
             } else if entry.kind == RefKind::Branch {
                 errors.push(LockError::BranchNotAllowed {
                     name: w.name.clone(),
@@ -324,10 +327,18 @@ pub fn check_agreement(manifest: &Manifest, lock: &LockFile) -> Vec<Mismatch> {
             None => out.push(Mismatch::Missing { name: s.name.to_string() }),
             Some(e) => {
                 if e.repo != s.repo {
-                    out.push(Mismatch::RepoChanged { name: s.name.to_string(), locked: e.repo.clone(), wanted: s.repo.to_string() });
+                    out.push(Mismatch::RepoChanged {
+                        name: s.name.to_string(),
+                        locked: e.repo.clone(),
+                        wanted: s.repo.to_string(),
+                    });
                 }
                 if e.git_ref != s.git_ref {
-                    out.push(Mismatch::RefChanged { name: s.name.to_string(), locked: e.git_ref.clone(), wanted: s.git_ref.to_string() });
+                    out.push(Mismatch::RefChanged {
+                        name: s.name.to_string(),
+                        locked: e.git_ref.clone(),
+                        wanted: s.git_ref.to_string(),
+                    });
                 } else if manifest.policy.immutable_refs && e.kind == RefKind::Branch {
                     out.push(Mismatch::BranchNotAllowed { name: s.name.to_string(), git_ref: e.git_ref.clone() });
                 }
@@ -456,14 +467,18 @@ mod tests {
             commit: "c1".into(),
             object: None,
         };
-        let now = Resolved { kind: RefKind::Tag, commit: "c9".into(), object: None, also_a_tag: false, newest_tag: None };
+        let now =
+            Resolved { kind: RefKind::Tag, commit: "c9".into(), object: None, also_a_tag: false, newest_tag: None };
         let drift = compare_remote(&entry, Ok(&now)).unwrap();
         assert!(drift.is_error());
         assert_eq!(drift.to_string(), "app: tag v1 moved from c1 to c9");
         let branch = LockEntry { kind: RefKind::Branch, ..entry.clone() };
         let now = Resolved { kind: RefKind::Branch, ..now };
         assert!(!compare_remote(&branch, Ok(&now)).unwrap().is_error());
-        assert_eq!(compare_remote(&entry, Err(&NotFound { suggestion: None })).unwrap(), RemoteDrift::RefGone { name: "app".into(), git_ref: "v1".into() });
+        assert_eq!(
+            compare_remote(&entry, Err(&NotFound { suggestion: None })).unwrap(),
+            RemoteDrift::RefGone { name: "app".into(), git_ref: "v1".into() }
+        );
     }
 
     #[test]
@@ -471,8 +486,22 @@ mod tests {
         let lock = LockFile {
             version: 1,
             entries: vec![
-                LockEntry { name: "zapp".into(), repo: "https://h/z".into(), git_ref: "v1".into(), kind: RefKind::Tag, commit: "a".repeat(40), object: Some("b".repeat(40)) },
-                LockEntry { name: "frappe".into(), repo: "https://h/f".into(), git_ref: "v15".into(), kind: RefKind::Tag, commit: "c".repeat(40), object: None },
+                LockEntry {
+                    name: "zapp".into(),
+                    repo: "https://h/z".into(),
+                    git_ref: "v1".into(),
+                    kind: RefKind::Tag,
+                    commit: "a".repeat(40),
+                    object: Some("b".repeat(40)),
+                },
+                LockEntry {
+                    name: "frappe".into(),
+                    repo: "https://h/f".into(),
+                    git_ref: "v15".into(),
+                    kind: RefKind::Tag,
+                    commit: "c".repeat(40),
+                    object: None,
+                },
             ],
         };
         let text = lock.render();

@@ -198,11 +198,7 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy {
-            immutable_refs: true,
-            allow_uninstall: false,
-            on_migrate_failure: OnMigrateFailure::default(),
-        }
+        Policy { immutable_refs: true, allow_uninstall: false, on_migrate_failure: OnMigrateFailure::default() }
     }
 }
 

@@ -42,11 +42,8 @@ pub fn is_identifier(s: &str) -> bool {
 
 /// `india-compliance` → `india_compliance`.
 pub fn suggest_identifier(s: &str) -> Option<String> {
-    let mapped: String = s
-        .trim()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
-        .collect();
+    let mapped: String =
+        s.trim().chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
     is_identifier(&mapped).then_some(mapped)
 }
 
@@ -57,9 +54,13 @@ pub fn is_env_name(s: &str) -> bool {
 
 /// Does this look like a token pasted where a variable *name* belongs?
 pub fn looks_like_token(s: &str) -> bool {
-    const PREFIXES: &[&str] = &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "xoxb-", "ATBB"];
+    const PREFIXES: &[&str] =
+        &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "xoxb-", "ATBB"];
     PREFIXES.iter().any(|p| s.starts_with(p))
-        || (s.len() >= 32 && s.chars().all(|c| c.is_ascii_alphanumeric()) && s.chars().any(|c| c.is_ascii_digit()) && s.chars().any(|c| c.is_ascii_lowercase()))
+        || (s.len() >= 32
+            && s.chars().all(|c| c.is_ascii_alphanumeric())
+            && s.chars().any(|c| c.is_ascii_digit())
+            && s.chars().any(|c| c.is_ascii_lowercase()))
 }
 
 /// Compose service name: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`. Docker network names follow the same rule.
@@ -103,7 +104,9 @@ pub fn site_name_problem(s: &str) -> Option<String> {
 /// Why `s` cannot be passed to `git clone --branch`, if so.
 pub fn git_ref_problem(s: &str) -> Option<String> {
     if let Some(short) = s.strip_prefix("refs/heads/").or_else(|| s.strip_prefix("refs/tags/")) {
-        return Some(format!("write the short name `{short}`: bench clones with `--branch`, which takes a branch or tag name"));
+        return Some(format!(
+            "write the short name `{short}`: bench clones with `--branch`, which takes a branch or tag name"
+        ));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Some("it contains white space or control characters".to_string());
@@ -115,7 +118,9 @@ pub fn git_ref_problem(s: &str) -> Option<String> {
         return Some("it contains `..`, `@{` or `//`, which git does not allow in a ref".to_string());
     }
     if s.starts_with(['-', '/', '.']) || s.ends_with(['/', '.']) || s.ends_with(".lock") || s == "@" {
-        return Some("git does not allow a ref to start with `-`, `/` or `.`, or to end with `/`, `.` or `.lock`".to_string());
+        return Some(
+            "git does not allow a ref to start with `-`, `/` or `.`, or to end with `/`, `.` or `.lock`".to_string(),
+        );
     }
     None
 }
@@ -148,10 +153,11 @@ pub fn classify_url(s: &str) -> (UrlKind, Option<String>) {
     }
     let Some((scheme, rest)) = s.split_once("://") else {
         // scp-like syntax: [user@]host:path
-        if let Some((host, _)) = s.split_once(':') {
-            if !host.contains('/') && !host.is_empty() {
-                return (UrlKind::Unsupported("ssh (host:path)".to_string()), None);
-            }
+        if let Some((host, _)) = s.split_once(':')
+            && !host.contains('/')
+            && !host.is_empty()
+        {
+            return (UrlKind::Unsupported("ssh (host:path)".to_string()), None);
         }
         return (UrlKind::Invalid("it has no scheme".to_string()), None);
     };
@@ -218,10 +224,10 @@ pub fn image_repository_problem(s: &str) -> Option<(bool, String)> {
         return Some((true, "it carries a digest (`@sha256:…`)".to_string()));
     }
     let components: Vec<&str> = s.split('/').collect();
-    if let Some(last) = components.last() {
-        if let Some((_, tag)) = last.split_once(':') {
-            return Some((true, format!("it carries the tag `{tag}`")));
-        }
+    if let Some(last) = components.last()
+        && let Some((_, tag)) = last.split_once(':')
+    {
+        return Some((true, format!("it carries the tag `{tag}`")));
     }
     if s.len() > 255 {
         return Some((false, "it is longer than 255 characters".to_string()));
@@ -235,15 +241,18 @@ pub fn image_repository_problem(s: &str) -> Option<(bool, String)> {
         };
         if host.is_empty()
             || !host.split('.').all(|l| {
-                !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-') && !l.ends_with('-')
+                !l.is_empty()
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
             })
         {
             return Some((false, format!("`{first}` is not a valid registry host")));
         }
-        if let Some(port) = port {
-            if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) {
-                return Some((false, format!("`{first}` has an invalid port")));
-            }
+        if let Some(port) = port
+            && (port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Some((false, format!("`{first}` has an invalid port")));
         }
         &components[1..]
     } else {
@@ -254,7 +263,12 @@ pub fn image_repository_problem(s: &str) -> Option<(bool, String)> {
             return Some((false, "repository names are lowercase".to_string()));
         }
         if !is_path_component(c) {
-            return Some((false, format!("`{c}` is not a valid repository path component (lowercase letters, digits, and `.`, `_`, `__` or `-` between them)")));
+            return Some((
+                false,
+                format!(
+                    "`{c}` is not a valid repository path component (lowercase letters, digits, and `.`, `_`, `__` or `-` between them)"
+                ),
+            ));
         }
     }
     None

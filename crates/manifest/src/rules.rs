@@ -39,12 +39,13 @@ pub(crate) fn check(value: &Value, doc: &mut Document) -> Vec<Diagnostic> {
 }
 
 fn str_at<'v>(value: &'v Value, path: &[String]) -> Option<&'v str> {
-    path.iter().try_fold(value, |v, seg| match v {
-        Value::Object(m) => m.get(seg),
-        Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
-        _ => None,
-    })?
-    .as_str()
+    path.iter()
+        .try_fold(value, |v, seg| match v {
+            Value::Object(m) => m.get(seg),
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        })?
+        .as_str()
 }
 
 fn items<'v>(value: &'v Value, key: &str) -> &'v [Value] {
@@ -52,7 +53,15 @@ fn items<'v>(value: &'v Value, key: &str) -> &'v [Value] {
 }
 
 impl Rules<'_> {
-    fn emit(&mut self, severity: Severity, code: Code, at: &FieldPath, target: Target, message: String, hint: Option<String>) {
+    fn emit(
+        &mut self,
+        severity: Severity,
+        code: Code,
+        at: &FieldPath,
+        target: Target,
+        message: String,
+        hint: Option<String>,
+    ) {
         let d = self.doc.diagnostic(severity, code, at, target, message, hint);
         self.out.push(d);
     }
@@ -63,14 +72,15 @@ impl Rules<'_> {
 
     fn project(&mut self, v: &Value) {
         let at = path!["project"];
-        if let Some(p) = str_at(v, &at) {
-            if !names::is_project_name(p) {
-                let hint = match names::suggest_project_name(p) {
-                    Some(s) => format!("try `project: {s}` (lowercase letters, digits, `_` and `-`, at most 63)"),
-                    None => "use lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 63".to_string(),
-                };
-                self.error(Code::InvalidProject, &at, format!("`{p}` is not a valid project name"), Some(hint));
-            }
+        if let Some(p) = str_at(v, &at)
+            && !names::is_project_name(p)
+        {
+            let hint = match names::suggest_project_name(p) {
+                Some(s) => format!("try `project: {s}` (lowercase letters, digits, `_` and `-`, at most 63)"),
+                None => "use lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 63"
+                    .to_string(),
+            };
+            self.error(Code::InvalidProject, &at, format!("`{p}` is not a valid project name"), Some(hint));
         }
     }
 
@@ -179,7 +189,12 @@ impl Rules<'_> {
         let Some(r) = str_at(v, at) else { return };
         let field = display_path(at);
         if r.trim().is_empty() {
-            self.error(Code::EmptyRef, at, format!("`{field}` is empty"), Some("name a tag (e.g. v15.88.1) or a branch".to_string()));
+            self.error(
+                Code::EmptyRef,
+                at,
+                format!("`{field}` is empty"),
+                Some("name a tag (e.g. v15.88.1) or a branch".to_string()),
+            );
         } else if names::is_commit_id(r) {
             self.error(
                 Code::CommitRef,
@@ -242,9 +257,23 @@ impl Rules<'_> {
             for name in args.keys() {
                 let at = path!["image", "build_args", name];
                 if let Some((_, why)) = RESERVED_BUILD_ARGS.iter().find(|(n, _)| n == name) {
-                    self.emit(Severity::Error, Code::ReservedBuildArg, &at, Target::Key, format!("build argument `{name}` cannot be set here: {why}"), Some(format!("remove `{name}` from `image.build_args`")));
+                    self.emit(
+                        Severity::Error,
+                        Code::ReservedBuildArg,
+                        &at,
+                        Target::Key,
+                        format!("build argument `{name}` cannot be set here: {why}"),
+                        Some(format!("remove `{name}` from `image.build_args`")),
+                    );
                 } else if !names::is_env_name(name) {
-                    self.emit(Severity::Error, Code::InvalidBuildArg, &at, Target::Key, format!("`{name}` is not a valid build argument name"), Some("use letters, digits and `_`".to_string()));
+                    self.emit(
+                        Severity::Error,
+                        Code::InvalidBuildArg,
+                        &at,
+                        Target::Key,
+                        format!("`{name}` is not a valid build argument name"),
+                        Some("use letters, digits and `_`".to_string()),
+                    );
                 } else if is_secret_like(name) {
                     self.emit(
                         Severity::Warning,
@@ -258,17 +287,27 @@ impl Rules<'_> {
             }
         }
         let at = path!["image", "build_network"];
-        if let Some(net) = str_at(v, &at) {
-            if !names::is_service_name(net) {
-                self.error(Code::InvalidValue, &at, format!("`{net}` is not a valid network name"), Some("e.g. `host`, or a Docker network's name".to_string()));
-            }
+        if let Some(net) = str_at(v, &at)
+            && !names::is_service_name(net)
+        {
+            self.error(
+                Code::InvalidValue,
+                &at,
+                format!("`{net}` is not a valid network name"),
+                Some("e.g. `host`, or a Docker network's name".to_string()),
+            );
         }
     }
 
     fn non_empty_path(&mut self, v: &Value, at: &FieldPath) {
         if str_at(v, at).is_some_and(|p| p.trim().is_empty()) {
             let field = display_path(at);
-            self.error(Code::EmptyPath, at, format!("`{field}` is empty"), Some("name a file or folder, or remove the key if it is optional".to_string()));
+            self.error(
+                Code::EmptyPath,
+                at,
+                format!("`{field}` is empty"),
+                Some("name a file or folder, or remove the key if it is optional".to_string()),
+            );
         }
     }
 
@@ -276,7 +315,12 @@ impl Rules<'_> {
         let files_at = path!["deploy", "compose", "files"];
         if let Some(files) = v.pointer("/deploy/compose/files").and_then(Value::as_array) {
             if files.is_empty() {
-                self.error(Code::NoComposeFiles, &files_at, "`deploy.compose.files` is empty".to_string(), Some("list the compose files, e.g. [compose.yaml, overrides/compose.redis.yaml]".to_string()));
+                self.error(
+                    Code::NoComposeFiles,
+                    &files_at,
+                    "`deploy.compose.files` is empty".to_string(),
+                    Some("list the compose files, e.g. [compose.yaml, overrides/compose.redis.yaml]".to_string()),
+                );
             }
             for i in 0..files.len() {
                 self.non_empty_path(v, &path!["deploy", "compose", "files", i]);
@@ -285,10 +329,15 @@ impl Rules<'_> {
         self.non_empty_path(v, &path!["deploy", "compose", "dir"]);
         self.non_empty_path(v, &path!["deploy", "compose", "env_file"]);
         let at = path!["deploy", "backend_service"];
-        if let Some(s) = str_at(v, &at) {
-            if !names::is_service_name(s) {
-                self.error(Code::InvalidServiceName, &at, format!("`{s}` is not a valid compose service name"), Some("letters, digits, `_`, `.` and `-`, starting with a letter or digit".to_string()));
-            }
+        if let Some(s) = str_at(v, &at)
+            && !names::is_service_name(s)
+        {
+            self.error(
+                Code::InvalidServiceName,
+                &at,
+                format!("`{s}` is not a valid compose service name"),
+                Some("letters, digits, `_`, `.` and `-`, starting with a letter or digit".to_string()),
+            );
         }
         self.env_name(v, &path!["deploy", "db_root_password_env"]);
         self.env_name(v, &path!["deploy", "admin_password_env"]);
@@ -306,32 +355,67 @@ impl Rules<'_> {
                     } else {
                         "a site name is the host name it is served at, e.g. erp.example.com".to_string()
                     };
-                    self.error(Code::InvalidSiteName, &name_at, format!("`{}` is not a valid site name: {why}", name.escape_default()), Some(hint));
+                    self.error(
+                        Code::InvalidSiteName,
+                        &name_at,
+                        format!("`{}` is not a valid site name: {why}", name.escape_default()),
+                        Some(hint),
+                    );
                 }
                 if let Some(first) = seen.get(name) {
-                    self.error(Code::DuplicateSite, &name_at, format!("site `{name}` is listed twice (first as `sites[{first}]`)"), Some("list each site once".to_string()));
+                    self.error(
+                        Code::DuplicateSite,
+                        &name_at,
+                        format!("site `{name}` is listed twice (first as `sites[{first}]`)"),
+                        Some("list each site once".to_string()),
+                    );
                 } else {
                     seen.insert(name.to_string(), i);
                 }
                 if app_names.iter().any(|a| a == name) {
-                    self.error(Code::SiteNamedLikeApp, &name_at, format!("site `{name}` has the same name as an app"), Some("Frappe v16 refuses such sites; choose another name".to_string()));
+                    self.error(
+                        Code::SiteNamedLikeApp,
+                        &name_at,
+                        format!("site `{name}` has the same name as an app"),
+                        Some("Frappe v16 refuses such sites; choose another name".to_string()),
+                    );
                 }
             }
             let mut on_site: HashMap<&str, usize> = HashMap::new();
-            for (j, app) in site.get("apps").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+            for (j, app) in
+                site.get("apps").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter().enumerate()
+            {
                 let Some(app) = app.as_str() else { continue };
                 let at = path!["sites", i, "apps", j];
                 if app == "frappe" {
-                    self.emit(Severity::Warning, Code::ImplicitFrappe, &at, Target::Value, "frappe is listed on a site; every site has it".to_string(), Some("remove it".to_string()));
+                    self.emit(
+                        Severity::Warning,
+                        Code::ImplicitFrappe,
+                        &at,
+                        Target::Value,
+                        "frappe is listed on a site; every site has it".to_string(),
+                        Some("remove it".to_string()),
+                    );
                 } else if !app_names.iter().any(|a| a == app) {
                     let hint = match names::did_you_mean(app, app_names.iter().map(String::as_str)) {
                         Some(best) => format!("did you mean `{best}`?"),
-                        None => "add the app under `apps` so that it is in the image, or remove it from the site".to_string(),
+                        None => "add the app under `apps` so that it is in the image, or remove it from the site"
+                            .to_string(),
                     };
-                    self.error(Code::UnknownSiteApp, &at, format!("site app `{app}` is not listed under `apps`"), Some(hint));
+                    self.error(
+                        Code::UnknownSiteApp,
+                        &at,
+                        format!("site app `{app}` is not listed under `apps`"),
+                        Some(hint),
+                    );
                 }
                 if let Some(first) = on_site.get(app) {
-                    self.error(Code::DuplicateSiteApp, &at, format!("app `{app}` is listed twice on this site (first at position {})", first + 1), Some("list it once".to_string()));
+                    self.error(
+                        Code::DuplicateSiteApp,
+                        &at,
+                        format!("app `{app}` is listed twice on this site (first at position {})", first + 1),
+                        Some("list it once".to_string()),
+                    );
                 } else {
                     on_site.insert(app, j);
                 }

@@ -66,10 +66,8 @@ pub(crate) fn schema_at<'a>(root: &'a Value, path: &[String]) -> Option<&'a Valu
             p
         } else if let Some(items) = schema.get("items") {
             items
-        } else if let Some(extra) = schema.get("additionalProperties").filter(|v| v.is_object()) {
-            extra
         } else {
-            return None;
+            schema.get("additionalProperties").filter(|v| v.is_object())?
         };
         schema = resolve(root, next);
     }
@@ -78,11 +76,7 @@ pub(crate) fn schema_at<'a>(root: &'a Value, path: &[String]) -> Option<&'a Valu
 
 /// The property names an object schema allows.
 pub(crate) fn property_names(schema: &Value) -> Vec<String> {
-    schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
+    schema.get("properties").and_then(Value::as_object).map(|p| p.keys().cloned().collect()).unwrap_or_default()
 }
 
 /// What a schema expects, in words for a message.

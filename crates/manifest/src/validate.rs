@@ -106,7 +106,14 @@ impl Validation {
 
     /// Place a diagnostic from a later stage (locking, say) on the manifest's source: `path`
     /// as in [`source_path`], pointing at the value.
-    pub fn locate(&self, severity: Severity, code: Code, path: &[String], message: String, hint: Option<String>) -> Diagnostic {
+    pub fn locate(
+        &self,
+        severity: Severity,
+        code: Code,
+        path: &[String],
+        message: String,
+        hint: Option<String>,
+    ) -> Diagnostic {
         self.doc.diagnostic(severity, code, path, Target::Value, message, hint)
     }
 }
@@ -152,7 +159,7 @@ pub fn validate(file: &str, bytes: &[u8]) -> Validation {
         match deserialize(value, &doc) {
             Ok(m) => Some(m),
             Err(d) => {
-                diagnostics.push(d);
+                diagnostics.push(*d);
                 None
             }
         }
@@ -174,19 +181,19 @@ pub(crate) fn read_typed<T: serde::de::DeserializeOwned>(
         sort(&mut diagnostics);
         return Err(diagnostics);
     }
-    deserialize(value, &doc).map_err(|d| vec![d])
+    deserialize(value, &doc).map_err(|d| vec![*d])
 }
 
-fn deserialize<T: serde::de::DeserializeOwned>(value: Value, doc: &Document) -> Result<T, Diagnostic> {
+fn deserialize<T: serde::de::DeserializeOwned>(value: Value, doc: &Document) -> Result<T, Box<Diagnostic>> {
     serde_json::from_value::<T>(value).map_err(|e| {
-        doc.diagnostic(
+        Box::new(doc.diagnostic(
             Severity::Error,
             Code::Schema,
             &[],
             Target::Value,
             format!("the file passed its checks but could not be read: {e}"),
             Some("this is a benchform bug; please report it with the file".to_string()),
-        )
+        ))
     })
 }
 
@@ -209,7 +216,7 @@ fn read(file: &str, bytes: &[u8]) -> (Document, Option<Value>, Vec<Diagnostic>) 
     doc.source = source.to_string();
 
     let parsed = yaml::parse(source);
-    let mut diagnostics: Vec<Diagnostic> = parsed.problems.iter().map(|p| doc.from_yaml(p)).collect();
+    let mut diagnostics: Vec<Diagnostic> = parsed.problems.iter().map(|p| doc.yaml_problem(p)).collect();
     sort(&mut diagnostics);
     let Some(root) = parsed.root else {
         return (doc, None, diagnostics);
@@ -364,11 +371,7 @@ fn unknown_field_hint(at: &[String], name: &str, allowed: &[String]) -> Option<S
     if let Some(best) = names::did_you_mean(name, allowed.iter().map(String::as_str)) {
         return Some(format!("did you mean `{best}`?"));
     }
-    if allowed.is_empty() {
-        None
-    } else {
-        Some(format!("allowed here: {}", allowed.join(", ")))
-    }
+    if allowed.is_empty() { None } else { Some(format!("allowed here: {}", allowed.join(", "))) }
 }
 
 fn wrong_type(doc: &Document, at: &[String], schema: Option<&Value>, found: &Value) -> Diagnostic {
@@ -379,8 +382,10 @@ fn wrong_type(doc: &Document, at: &[String], schema: Option<&Value>, found: &Val
     let field = display_path(at);
     let last = at.last().map(String::as_str).unwrap_or_default();
     let (message, hint) = if expected == "text" && unquoted {
-        let message = if found.is_number() && found.to_string() != source_text {
-            format!("`{field}` is the number {found} here, not the text `{source_text}`: YAML reads unquoted `{source_text}` as a number")
+        let message = if found.is_number() && *found != source_text {
+            format!(
+                "`{field}` is the number {found} here, not the text `{source_text}`: YAML reads unquoted `{source_text}` as a number"
+            )
         } else {
             format!("`{field}` must be text, but YAML reads unquoted `{source_text}` as {}", describe_value(found))
         };
@@ -461,10 +466,10 @@ impl Document {
     ) -> Diagnostic {
         let mut span = None;
         if let Some(root) = &self.root {
-            if target == Target::Key {
-                if let Some((last, parent)) = path.split_last() {
-                    span = root.lookup(parent).and_then(|p| p.entry(last)).map(|e| e.key.span);
-                }
+            if target == Target::Key
+                && let Some((last, parent)) = path.split_last()
+            {
+                span = root.lookup(parent).and_then(|p| p.entry(last)).map(|e| e.key.span);
             }
             let mut prefix = path;
             while span.is_none() {
@@ -507,11 +512,15 @@ impl Document {
         Diagnostic { severity, code, message, file: self.file.clone(), line, column, width, hint, snippet }
     }
 
-    fn from_yaml(&self, p: &yaml::YamlProblem) -> Diagnostic {
+    fn yaml_problem(&self, p: &yaml::YamlProblem) -> Diagnostic {
         let (code, hint) = match p.kind {
-            YamlProblemKind::Syntax => (Code::YamlSyntax, Some("check indentation, colons and quotes on this line or the one before")),
+            YamlProblemKind::Syntax => {
+                (Code::YamlSyntax, Some("check indentation, colons and quotes on this line or the one before"))
+            }
             YamlProblemKind::DuplicateKey => (Code::DuplicateKey, Some("remove one of them")),
-            YamlProblemKind::Limit => (Code::YamlLimit, Some("a manifest needs no aliases or deep nesting; write it out plainly")),
+            YamlProblemKind::Limit => {
+                (Code::YamlLimit, Some("a manifest needs no aliases or deep nesting; write it out plainly"))
+            }
             YamlProblemKind::Empty => (Code::EmptyManifest, Some("start from an example in manifests/")),
             YamlProblemKind::MultipleDocuments => (Code::MultipleDocuments, Some("keep one manifest per file")),
             YamlProblemKind::ComplexKey => (Code::ComplexKey, Some("use a plain name as the key")),

@@ -19,7 +19,9 @@ pub fn compare(a: &str, b: &str) -> Ordering {
 /// Does this look like a version (digits and dots after an optional `v`)?
 pub fn is_version_like(s: &str) -> bool {
     let (main, _) = split_pre(strip_v(s));
-    !main.is_empty() && main.chars().next().is_some_and(|c| c.is_ascii_digit()) && main.chars().all(|c| c.is_ascii_digit() || c == '.')
+    !main.is_empty()
+        && main.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && main.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 /// The newest version-like tag, if any.

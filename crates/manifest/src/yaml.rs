@@ -36,14 +36,8 @@ pub struct Span {
 
 impl Span {
     fn from_raw(raw: RawSpan) -> Span {
-        let conv = |m: saphyr_parser::Marker| Pos {
-            line: m.line(),
-            column: m.col() + 1,
-        };
-        Span {
-            start: conv(raw.start),
-            end: conv(raw.end),
-        }
+        let conv = |m: saphyr_parser::Marker| Pos { line: m.line(), column: m.col() + 1 };
+        Span { start: conv(raw.start), end: conv(raw.end) }
     }
 
     /// How many characters to underline: the span's width on its first line, at least one.
@@ -113,7 +107,12 @@ pub struct Parsed {
 }
 
 enum Frame {
-    Seq { items: Vec<Node>, start: RawSpan, anchor: usize, size: usize },
+    Seq {
+        items: Vec<Node>,
+        start: RawSpan,
+        anchor: usize,
+        size: usize,
+    },
     Map {
         entries: Vec<Entry>,
         /// Key text → line of its first occurrence, to find duplicates in constant time.
@@ -132,10 +131,7 @@ pub fn parse(source: &str) -> Parsed {
     if source.len() > MAX_INPUT_BYTES {
         problems.push(YamlProblem {
             kind: YamlProblemKind::Limit,
-            message: format!(
-                "the document is {} bytes, more than the {MAX_INPUT_BYTES} benchform reads",
-                source.len()
-            ),
+            message: format!("the document is {} bytes, more than the {MAX_INPUT_BYTES} benchform reads", source.len()),
             pos: None,
             width: 1,
         });
@@ -173,8 +169,7 @@ pub fn parse(source: &str) -> Parsed {
                 if documents > 1 {
                     problems.push(YamlProblem {
                         kind: YamlProblemKind::MultipleDocuments,
-                        message: "the file holds more than one YAML document (a second `---`)"
-                            .to_string(),
+                        message: "the file holds more than one YAML document (a second `---`)".to_string(),
                         pos: Some(span.start),
                         width: 3,
                     });
@@ -189,11 +184,7 @@ pub fn parse(source: &str) -> Parsed {
                     _ => Style::Block,
                 };
                 let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
-                let node = Node {
-                    kind: NodeKind::Scalar { text: text.into_owned(), style, tag },
-                    span,
-                    size: 1,
-                };
+                let node = Node { kind: NodeKind::Scalar { text: text.into_owned(), style, tag }, span, size: 1 };
                 Some((node, anchor))
             }
             Event::SequenceStart(anchor, _) => {
@@ -220,17 +211,15 @@ pub fn parse(source: &str) -> Parsed {
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { items, start, anchor, size }) => Some((
-                    Node { kind: NodeKind::Seq(items), span: Span::from_raw(start), size },
-                    anchor,
-                )),
+                Some(Frame::Seq { items, start, anchor, size }) => {
+                    Some((Node { kind: NodeKind::Seq(items), span: Span::from_raw(start), size }, anchor))
+                }
                 _ => None,
             },
             Event::MappingEnd => match stack.pop() {
-                Some(Frame::Map { entries, start, anchor, size, .. }) => Some((
-                    Node { kind: NodeKind::Map(entries), span: Span::from_raw(start), size },
-                    anchor,
-                )),
+                Some(Frame::Map { entries, start, anchor, size, .. }) => {
+                    Some((Node { kind: NodeKind::Map(entries), span: Span::from_raw(start), size }, anchor))
+                }
                 _ => None,
             },
             Event::Alias(id) => match anchors.get(&id) {
@@ -301,8 +290,7 @@ fn attach(stack: &mut [Frame], root: &mut Option<Node>, node: Node, problems: &m
                     if !matches!(node.kind, NodeKind::Scalar { .. }) {
                         problems.push(YamlProblem {
                             kind: YamlProblemKind::ComplexKey,
-                            message: "a mapping key must be a plain name, not a list or mapping"
-                                .to_string(),
+                            message: "a mapping key must be a plain name, not a list or mapping".to_string(),
                             pos: Some(node.span.start),
                             width: 1,
                         });
@@ -422,20 +410,20 @@ fn resolve_plain(text: &str) -> Value {
             return Value::from(u);
         }
     }
-    if let Some(oct) = text.strip_prefix("0o").filter(|s| digits(s, 8)) {
-        if let Ok(i) = i64::from_str_radix(oct, 8) {
-            return Value::from(i);
-        }
+    if let Some(oct) = text.strip_prefix("0o").filter(|s| digits(s, 8))
+        && let Ok(i) = i64::from_str_radix(oct, 8)
+    {
+        return Value::from(i);
     }
-    if let Some(hex) = text.strip_prefix("0x").filter(|s| digits(s, 16)) {
-        if let Ok(i) = i64::from_str_radix(hex, 16) {
-            return Value::from(i);
-        }
+    if let Some(hex) = text.strip_prefix("0x").filter(|s| digits(s, 16))
+        && let Ok(i) = i64::from_str_radix(hex, 16)
+    {
+        return Value::from(i);
     }
-    if is_core_float(unsigned) {
-        if let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
-            return Value::Number(n);
-        }
+    if is_core_float(unsigned)
+        && let Some(n) = text.parse::<f64>().ok().and_then(serde_json::Number::from_f64)
+    {
+        return Value::Number(n);
     }
     Value::String(text.to_string())
 }
