@@ -382,7 +382,9 @@ fn wrong_type(doc: &Document, at: &[String], schema: Option<&Value>, found: &Val
     let field = display_path(at);
     let last = at.last().map(String::as_str).unwrap_or_default();
     let (message, hint) = if expected == "text" && unquoted {
-        let message = if found.is_number() && *found != source_text {
+        // Compare texts: `15.10` reads as 15.1, while `3.11` reads as 3.11 and needs other words.
+        let as_read = found.to_string();
+        let message = if found.is_number() && as_read != source_text {
             format!(
                 "`{field}` is the number {found} here, not the text `{source_text}`: YAML reads unquoted `{source_text}` as a number"
             )
