@@ -85,3 +85,52 @@ fn schema_errors_point_at_the_yaml_line_and_column() {
         (Some("missing-field"), Some(14), Some(3))
     );
 }
+
+/// `version`, `apps[].token_env`, … for every property in the manifest schema.
+fn field_paths(root: &Value, schema: &Value, prefix: &str, out: &mut Vec<String>) {
+    let resolve = |s: &Value| -> Value {
+        match s.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+            Some(p) => root.pointer(p).unwrap().clone(),
+            None => s.clone(),
+        }
+    };
+    let schema = resolve(schema);
+    if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+        for (name, sub) in props {
+            let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+            out.push(path.clone());
+            let sub = resolve(sub);
+            if let Some(items) = sub.get("items") {
+                field_paths(root, items, &format!("{path}[]"), out);
+            } else {
+                field_paths(root, &sub, &path, out);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_manifest_field_is_documented() {
+    let schema: Value = serde_json::from_str(&checked_in("benchform.schema.json")).unwrap();
+    let mut fields = Vec::new();
+    field_paths(&schema, &schema, "", &mut fields);
+    assert!(fields.len() > 25, "{fields:?}");
+    let doc = std::fs::read_to_string(root().join("docs/manifest.md")).unwrap();
+    let undocumented: Vec<&String> = fields
+        .iter()
+        .filter(|f| !["frappe", "image", "deploy", "deploy.compose", "backups", "policy"].contains(&f.as_str()))
+        .filter(|f| !doc.contains(&format!("| `{f}` |")))
+        .collect();
+    assert!(undocumented.is_empty(), "docs/manifest.md lacks rows for {undocumented:?}");
+}
+
+#[test]
+fn every_diagnostic_code_is_documented() {
+    let doc = std::fs::read_to_string(root().join("docs/validate.md")).unwrap();
+    let missing: Vec<&str> = benchform_manifest::Code::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|c| !doc.contains(&format!("| `{c}` |")))
+        .collect();
+    assert!(missing.is_empty(), "docs/validate.md lacks {missing:?}");
+}

@@ -192,6 +192,19 @@ pub fn classify_url(s: &str) -> (UrlKind, Option<String>) {
     (kind, userinfo.filter(|u| !u.is_empty()))
 }
 
+/// Does the URL's host stay on this machine (`localhost`, `127.x.x.x`, `[::1]`)?
+pub fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else { return false };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if host_port.starts_with('[') {
+        host_port.split(']').next().map(|h| h.trim_start_matches('[')).unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
+}
+
 /// Mask `user:pass@` / `token@` in every `scheme://` URL found in `text`.
 pub fn redact_url_credentials(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -347,6 +360,14 @@ mod tests {
         assert!(matches!(classify_url("../frappe").0, UrlKind::Invalid(_)));
         assert_eq!(classify_url("https://tok@github.com/a/b").1.as_deref(), Some("tok"));
         assert_eq!(classify_url("https://u:p@github.com/a/b").1.as_deref(), Some("u:p"));
+    }
+
+    #[test]
+    fn loopback_urls() {
+        assert!(is_loopback_url("http://127.0.0.1:8080/a.git"));
+        assert!(is_loopback_url("http://localhost/a.git"));
+        assert!(is_loopback_url("http://[::1]:80/a.git"));
+        assert!(!is_loopback_url("http://git.example.com/a.git"));
     }
 
     #[test]

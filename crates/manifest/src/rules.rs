@@ -149,7 +149,7 @@ impl Rules<'_> {
         }
         match kind {
             UrlKind::Https => {}
-            UrlKind::Http if has_token => self.emit(
+            UrlKind::Http if has_token && !names::is_loopback_url(url) => self.emit(
                 Severity::Warning,
                 Code::InsecureTokenUrl,
                 at,
