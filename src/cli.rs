@@ -29,6 +29,11 @@ pub enum Command {
     ///
     /// Example: benchform lock --check --offline
     Lock(LockArgs),
+    /// Show the observed deployment next to the desired one: lock, image tag, services, sites,
+    /// and changes made outside benchform. Exit 0 when observation worked, whatever the drift.
+    ///
+    /// Example: benchform status --format json --refresh full
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -83,4 +88,23 @@ pub struct LockArgs {
     /// with no names, every entry.
     #[arg(long, num_args = 0.., value_name = "NAME")]
     pub update: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Read each site's installed apps with `execute frappe.get_installed_apps` (one exec per
+    /// site) instead of one `list-apps` for all, whose table Frappe v15 refreshes only on migrate.
+    #[arg(long = "refresh", value_name = "full", value_parser = ["full"], num_args = 1, action = clap::ArgAction::Set)]
+    pub refresh: Option<String>,
+}
+
+impl StatusArgs {
+    pub fn refresh_full(&self) -> bool {
+        self.refresh.is_some()
+    }
 }

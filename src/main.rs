@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod load;
+mod observe;
 pub mod output;
 mod render;
 
@@ -47,6 +48,14 @@ fn main() -> ExitCode {
     };
     init_tracing(args.verbose);
     commands::run(args).into()
+}
+
+/// The async runtime for commands that talk to the engine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    // Invariant: building a runtime fails only when the OS refuses threads or an epoll fd, in
+    // which case nothing benchform does can work.
+    #[allow(clippy::expect_used)]
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime starts")
 }
 
 fn init_tracing(verbose: u8) {

@@ -70,6 +70,23 @@ pub fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
     })
 }
 
+/// Print diagnostics on standard error; the command fails.
+pub fn fail(diagnostics: &[Diagnostic]) -> crate::Status {
+    for d in diagnostics {
+        crate::output::raw_err(&diagnostic_text(d));
+        crate::output::raw_err("\n");
+    }
+    crate::Status::Failure
+}
+
+/// Pretty JSON with a trailing newline.
+pub fn json<T: serde::Serialize>(value: &T) -> String {
+    // Invariant: benchform's report types serialise (plain structs of strings, numbers, lists).
+    #[allow(clippy::expect_used)]
+    let text = serde_json::to_string_pretty(value).expect("report serialises");
+    text + "\n"
+}
+
 /// `{"valid": …, "diagnostics": […]}`.
 pub fn validation_json(diagnostics: &[Diagnostic]) -> String {
     let valid = !diagnostics.iter().any(Diagnostic::is_error);
@@ -77,8 +94,5 @@ pub fn validation_json(diagnostics: &[Diagnostic]) -> String {
         "valid": valid,
         "diagnostics": diagnostics.iter().map(diagnostic_json).collect::<Vec<_>>(),
     });
-    // Invariant: a json! value always serialises.
-    #[allow(clippy::expect_used)]
-    let text = serde_json::to_string_pretty(&doc).expect("JSON value serialises");
-    text + "\n"
+    json(&doc)
 }

@@ -12,6 +12,7 @@ use benchform_manifest::{Code, Diagnostic, LockFile, Manifest, Severity, Validat
 
 use crate::Status;
 use crate::cli::LockArgs;
+use crate::render::fail;
 use crate::{load, output, render};
 
 /// The lock's file name, next to the manifest.
@@ -419,13 +420,4 @@ fn display_near(manifest_display: &str, file: &str) -> String {
 
 fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
-}
-
-/// Print diagnostics on standard error and fail.
-fn fail(diagnostics: &[Diagnostic]) -> Status {
-    for d in diagnostics {
-        output::raw_err(&render::diagnostic_text(d));
-        output::raw_err("\n");
-    }
-    Status::Failure
 }

@@ -1,7 +1,8 @@
 //! One module per command; each returns a [`Status`] and prints only through `output`.
 
-mod lock;
+pub mod lock;
 mod schema;
+mod status;
 mod validate;
 
 use crate::Status;
@@ -12,5 +13,6 @@ pub fn run(cli: Cli) -> Status {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Lock(args) => lock::run(&args),
+        Command::Status(args) => status::run(&args),
     }
 }

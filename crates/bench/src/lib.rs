@@ -1,0 +1,120 @@
+//! The sites adapter: `bench` commands run in the deployment's backend container through the
+//! engine, as argv arrays, as user `frappe` in the bench folder, without a TTY (frappe-contract
+//! §9), so prompts fail instead of hanging.
+//!
+//! Reading sites costs a constant number of execs for any number of sites (see
+//! `benchform_core::bench`); `Refresh::Full` adds one exec per site for the authoritative
+//! installed-app list.
+
+use std::time::Duration;
+
+use benchform_core::bench::{self, OutputError};
+use benchform_core::status::ObservedSite;
+use benchform_docker::{Engine, EngineError, ExecOutput, ExecSpec};
+
+/// The bench folder inside frappe_docker images.
+pub const BENCH_DIR: &str = "/home/frappe/frappe-bench";
+/// The user bench commands run as.
+pub const BENCH_USER: &str = "frappe";
+/// Observation execs are quick on any healthy bench; a stuck one should not stall `status`.
+const OBSERVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How thoroughly to read each site's installed apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Refresh {
+    /// `list-apps` for all sites in one exec (Frappe v15 refreshes that table only on migrate).
+    #[default]
+    Cheap,
+    /// Plus `execute frappe.get_installed_apps` per site: authoritative.
+    Full,
+}
+
+/// Why sites could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("`{command}` failed in {container} (exit {code}): {stderr}")]
+    Failed { container: String, command: String, code: i64, stderr: String },
+}
+
+/// `bench` in one container.
+#[derive(Debug, Clone)]
+pub struct Bench<'a> {
+    pub engine: &'a Engine,
+    /// Container name or id (the backend service's).
+    pub container: String,
+}
+
+impl Bench<'_> {
+    /// Run `argv` in the bench folder; the raw output, whatever the exit code.
+    pub async fn run(&self, argv: &[String], timeout: Option<Duration>) -> Result<ExecOutput, EngineError> {
+        tracing::info!(container = %self.container, command = %argv.join(" "), "exec");
+        self.engine
+            .exec(&ExecSpec {
+                container: &self.container,
+                argv,
+                user: Some(BENCH_USER),
+                workdir: Some(BENCH_DIR),
+                env: &[],
+                timeout,
+            })
+            .await
+    }
+
+    /// Run and require exit 0.
+    pub async fn ok(&self, argv: &[String], timeout: Option<Duration>) -> Result<ExecOutput, BenchError> {
+        let out = self.run(argv, timeout).await?;
+        if out.exit_code != 0 {
+            return Err(BenchError::Failed {
+                container: self.container.clone(),
+                command: argv.join(" "),
+                code: out.exit_code,
+                stderr: last_lines(&out.stderr, 5),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every site on the bench with its apps, record and flags.
+    pub async fn observe_sites(&self, refresh: Refresh) -> Result<Vec<ObservedSite>, BenchError> {
+        let configs =
+            bench::parse_site_configs(&self.ok(&bench::find_site_configs_argv(), Some(OBSERVE_TIMEOUT)).await?.stdout);
+        if configs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut apps = match refresh {
+            Refresh::Cheap => {
+                bench::parse_list_apps(&self.ok(&bench::list_apps_all_argv(), Some(OBSERVE_TIMEOUT)).await?.stdout)?
+            }
+            Refresh::Full => Default::default(),
+        };
+        let mut sites = Vec::new();
+        for c in configs {
+            let installed = match refresh {
+                Refresh::Cheap => apps.remove(&c.site).unwrap_or_default(),
+                Refresh::Full => {
+                    let out = self.ok(&bench::installed_apps_argv(&c.site), Some(OBSERVE_TIMEOUT)).await?;
+                    bench::parse_installed_apps(&c.site, &out.stdout)?
+                }
+            };
+            sites.push(ObservedSite {
+                name: c.site,
+                installed,
+                record: c.record,
+                maintenance_mode: c.maintenance_mode,
+                scheduler_paused: c.scheduler_paused,
+                unreadable: c.unreadable,
+            });
+        }
+        Ok(sites)
+    }
+}
+
+/// The last `n` lines of a command's error output (tracebacks are long; the end says why).
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

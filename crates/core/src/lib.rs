@@ -1,0 +1,8 @@
+//! benchform's pure core: the content-addressed image tag, the per-site record and its
+//! fingerprint, reading `bench` output, and the desired-versus-observed comparison behind
+//! `status` (and, next, the planner). No I/O: adapters observe, this crate decides.
+
+pub mod bench;
+pub mod record;
+pub mod status;
+pub mod tag;

@@ -1,0 +1,110 @@
+//! benchform's per-site record, kept in the site's own `site_config.json` under the key
+//! `benchform` (written with `bench --site S set-config -p benchform "<literal>"`), so that it
+//! lives and dies with the site and is read back in the same exec that lists sites.
+//!
+//! ```json
+//! "benchform": {
+//!   "version": 1,
+//!   "project": "erpnext-prod",
+//!   "fingerprint": "9c1d…",            // of the commits below
+//!   "commits": {"frappe": "…", "erpnext": "…"},
+//!   "image": "registry.example.com/acme/erpnext:bf1-…",
+//!   "image_digest": "sha256:…",        // when known
+//!   "migrated_at": "2026-11-27T18:00:00Z"
+//! }
+//! ```
+//!
+//! The **fingerprint** of a site is SHA-256 over `name\0commit\n` for frappe and each app
+//! installed on the site, sorted by name: what code the site's schema was last migrated to.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::tag::sha256_hex;
+
+/// The key in `site_config.json`.
+pub const RECORD_KEY: &str = "benchform";
+
+/// What a site was last migrated to, by benchform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteRecord {
+    pub version: u32,
+    pub project: String,
+    pub fingerprint: String,
+    pub commits: BTreeMap<String, String>,
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    pub migrated_at: String,
+}
+
+/// The fingerprint of a set of (app, commit) pairs (frappe included).
+pub fn fingerprint(commits: &BTreeMap<String, String>) -> String {
+    let text: String = commits.iter().map(|(name, commit)| format!("{name}\0{commit}\n")).collect();
+    sha256_hex(text.as_bytes())
+}
+
+impl SiteRecord {
+    pub fn new(
+        project: &str,
+        commits: BTreeMap<String, String>,
+        image: &str,
+        image_digest: Option<String>,
+        migrated_at: &str,
+    ) -> SiteRecord {
+        SiteRecord {
+            version: 1,
+            project: project.to_string(),
+            fingerprint: fingerprint(&commits),
+            commits,
+            image: image.to_string(),
+            image_digest,
+            migrated_at: migrated_at.to_string(),
+        }
+    }
+
+    /// The value to pass to `bench set-config -p benchform VALUE`: a Python literal. JSON of
+    /// strings, numbers, objects and arrays is one (the record has no booleans or nulls).
+    pub fn to_python_literal(&self) -> String {
+        // Invariant: a struct of strings and maps always serialises.
+        #[allow(clippy::expect_used)]
+        let json = serde_json::to_string(self).expect("site record serialises");
+        json
+    }
+
+    /// Read a record from a site_config.json value's `benchform` key; `None` if absent or not
+    /// ours (an unreadable record counts as none, so the site is treated as never migrated by
+    /// benchform, which errs on the side of migrating).
+    pub fn from_site_config(config: &serde_json::Value) -> Option<SiteRecord> {
+        serde_json::from_value(config.get(RECORD_KEY)?.clone()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_depend_on_names_and_commits_not_order() {
+        let a = BTreeMap::from([("frappe".to_string(), "1".repeat(40)), ("erpnext".to_string(), "2".repeat(40))]);
+        let mut b = a.clone();
+        b.insert("erpnext".to_string(), "3".repeat(40));
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(fingerprint(&a).len(), 64);
+    }
+
+    #[test]
+    fn records_round_trip_through_site_config() {
+        let r = SiteRecord::new(
+            "p",
+            BTreeMap::from([("frappe".to_string(), "a".repeat(40))]),
+            "img:bf1-x",
+            None,
+            "2026-11-27T18:00:00Z",
+        );
+        let config = serde_json::json!({"db_name": "_x", "benchform": serde_json::from_str::<serde_json::Value>(&r.to_python_literal()).unwrap()});
+        assert_eq!(SiteRecord::from_site_config(&config), Some(r));
+        assert_eq!(SiteRecord::from_site_config(&serde_json::json!({"benchform": 3})), None);
+    }
+}

@@ -1,0 +1,322 @@
+//! Desired versus observed, side by side: what `benchform status` shows. Pure.
+//!
+//! The report is its own, versioned, serialisable type (`format_version`), so the CLI can print
+//! it as JSON without the core's internal types leaking into a wire format.
+
+use std::collections::BTreeMap;
+
+use benchform_manifest::lock::{self, Mismatch};
+use benchform_manifest::{LockFile, Manifest};
+use serde::Serialize;
+
+use crate::record::{SiteRecord, fingerprint};
+
+/// The JSON report's format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What the manifest and lock ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub project: String,
+    pub repository: String,
+    pub tag: String,
+    pub sites: Vec<DesiredSite>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredSite {
+    pub name: String,
+    /// frappe first, then the site's apps in manifest order.
+    pub apps: Vec<String>,
+    pub commits: BTreeMap<String, String>,
+    pub fingerprint: String,
+}
+
+impl Desired {
+    pub fn reference(&self) -> String {
+        format!("{}:{}", self.repository, self.tag)
+    }
+}
+
+/// Build the desired state. Sources missing from the lock are left out of the commits (the lock
+/// check reports them).
+pub fn desired(manifest: &Manifest, lock: &LockFile, tag: &str) -> Desired {
+    let commit = |name: &str| lock.entry(name).map(|e| e.commit.clone());
+    let sites = manifest
+        .sites
+        .iter()
+        .map(|s| {
+            let mut apps = vec!["frappe".to_string()];
+            // Manifest app order, so install order and display agree.
+            apps.extend(manifest.apps.iter().filter(|a| s.apps.contains(&a.name)).map(|a| a.name.clone()));
+            let commits: BTreeMap<String, String> = apps.iter().filter_map(|a| Some((a.clone(), commit(a)?))).collect();
+            DesiredSite { name: s.name.clone(), fingerprint: fingerprint(&commits), apps, commits }
+        })
+        .collect();
+    Desired {
+        project: manifest.project.clone(),
+        repository: manifest.image.repository.clone(),
+        tag: tag.to_string(),
+        sites,
+    }
+}
+
+/// What was observed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observed {
+    /// `v1` or `v2`.
+    pub compose: String,
+    pub registry: TagObservation,
+    /// Local image id of the desired reference, if the engine has it.
+    pub engine_image: Option<String>,
+    pub containers: Vec<ObservedContainer>,
+    pub sites: Vec<ObservedSite>,
+    /// Whether site apps come from `execute frappe.get_installed_apps` (true) or the
+    /// `list-apps` table (false).
+    pub authoritative_apps: bool,
+    /// False when no backend container was running to read sites from.
+    pub sites_observed: bool,
+}
+
+/// A registry's answer about the desired tag.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum TagObservation {
+    Present {
+        digest: String,
+    },
+    #[default]
+    Absent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedContainer {
+    pub service: String,
+    pub name: String,
+    pub state: String,
+    pub image: String,
+    pub image_id: String,
+    /// The image compose would run for this service with the desired tag (None: the service is
+    /// not one of the deployment's image, e.g. redis).
+    pub desired_image: Option<String>,
+    /// The `org.benchform.project` label of the container's image.
+    pub built_for: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedSite {
+    pub name: String,
+    pub installed: Vec<String>,
+    pub record: Option<SiteRecord>,
+    pub maintenance_mode: bool,
+    pub scheduler_paused: bool,
+    pub unreadable: bool,
+}
+
+/// `benchform status --format json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub format_version: u32,
+    pub project: String,
+    pub compose: String,
+    pub lock: LockReport,
+    pub image: ImageReport,
+    pub services: Vec<ServiceReport>,
+    /// False when no backend container was running: `sites` then says nothing about the bench.
+    pub sites_observed: bool,
+    /// `execute` (authoritative, `--refresh full`) or `list-apps` (Frappe's versions table).
+    pub apps_source: String,
+    pub sites: Vec<SiteReport>,
+    pub drift: Vec<Drift>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockReport {
+    pub fresh: bool,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageReport {
+    pub repository: String,
+    pub tag: String,
+    pub registry: TagObservation,
+    /// Local image id, or null.
+    pub engine: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceReport {
+    pub service: String,
+    pub container: String,
+    pub state: String,
+    pub image: String,
+    pub desired_image: Option<String>,
+    /// True when the container runs the desired image (or the service has no desired image).
+    pub up_to_date: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SiteReport {
+    pub name: String,
+    pub exists: bool,
+    pub installed: Vec<String>,
+    pub desired_apps: Vec<String>,
+    pub missing_apps: Vec<String>,
+    pub extra_apps: Vec<String>,
+    pub recorded_fingerprint: Option<String>,
+    pub desired_fingerprint: String,
+    pub fingerprint_matches: bool,
+    pub maintenance_mode: bool,
+    pub scheduler_paused: bool,
+}
+
+/// A change made outside benchform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub kind: DriftKind,
+    pub site: Option<String>,
+    pub app: Option<String>,
+    pub service: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriftKind {
+    /// An app is installed on a site although the manifest does not list it there.
+    AppInstalledOutside,
+    /// A site exists that the manifest does not list.
+    SiteNotInManifest,
+    /// A service runs an image benchform did not build for this project.
+    ForeignImage,
+    /// A site's record was written for another project.
+    ForeignSiteRecord,
+    /// A site's config could not be read.
+    UnreadableSite,
+}
+
+/// Compare. Everything is reported; nothing here decides what to do about it.
+pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desired, observed: &Observed) -> Report {
+    let lock = match lock_file {
+        None => {
+            LockReport { fresh: false, problems: vec!["benchform.lock is missing: run `benchform lock`".to_string()] }
+        }
+        Some(l) => {
+            let problems: Vec<String> = lock::check_agreement(manifest, l).iter().map(Mismatch::to_string).collect();
+            LockReport { fresh: problems.is_empty(), problems }
+        }
+    };
+    let mut drift = Vec::new();
+    let services = observed
+        .containers
+        .iter()
+        .map(|c| {
+            if c.desired_image.is_some() && c.built_for.as_deref() != Some(desired.project.as_str()) {
+                drift.push(Drift {
+                    kind: DriftKind::ForeignImage,
+                    site: None,
+                    app: None,
+                    service: Some(c.service.clone()),
+                    detail: format!(
+                        "service {} runs {}, an image benchform did not build for project {}",
+                        c.service, c.image, desired.project
+                    ),
+                });
+            }
+            ServiceReport {
+                service: c.service.clone(),
+                container: c.name.clone(),
+                state: c.state.clone(),
+                image: c.image.clone(),
+                desired_image: c.desired_image.clone(),
+                up_to_date: c.desired_image.as_ref().is_none_or(|d| *d == c.image),
+            }
+        })
+        .collect();
+
+    let observed_sites: BTreeMap<&str, &ObservedSite> = observed.sites.iter().map(|s| (s.name.as_str(), s)).collect();
+    let sites = desired
+        .sites
+        .iter()
+        .map(|d| {
+            let o = observed_sites.get(d.name.as_str());
+            let installed = o.map(|s| s.installed.clone()).unwrap_or_default();
+            let missing_apps: Vec<String> =
+                d.apps.iter().filter(|a| o.is_some() && !installed.contains(a)).cloned().collect();
+            let extra_apps: Vec<String> = installed.iter().filter(|a| !d.apps.contains(a)).cloned().collect();
+            for app in &extra_apps {
+                drift.push(Drift {
+                    kind: DriftKind::AppInstalledOutside,
+                    site: Some(d.name.clone()),
+                    app: Some(app.clone()),
+                    service: None,
+                    detail: format!("{app} is installed on {} but the manifest does not list it there", d.name),
+                });
+            }
+            let record = o.and_then(|s| s.record.as_ref());
+            if let Some(r) = record.filter(|r| r.project != desired.project) {
+                drift.push(Drift {
+                    kind: DriftKind::ForeignSiteRecord,
+                    site: Some(d.name.clone()),
+                    app: None,
+                    service: None,
+                    detail: format!(
+                        "site {} was last migrated by benchform for project {}, not {}",
+                        d.name, r.project, desired.project
+                    ),
+                });
+            }
+            if o.is_some_and(|s| s.unreadable) {
+                drift.push(Drift {
+                    kind: DriftKind::UnreadableSite,
+                    site: Some(d.name.clone()),
+                    app: None,
+                    service: None,
+                    detail: format!("sites/{}/site_config.json is not valid JSON", d.name),
+                });
+            }
+            SiteReport {
+                name: d.name.clone(),
+                exists: o.is_some(),
+                installed,
+                desired_apps: d.apps.clone(),
+                missing_apps,
+                extra_apps,
+                recorded_fingerprint: record.map(|r| r.fingerprint.clone()),
+                desired_fingerprint: d.fingerprint.clone(),
+                fingerprint_matches: record.is_some_and(|r| r.fingerprint == d.fingerprint),
+                maintenance_mode: o.is_some_and(|s| s.maintenance_mode),
+                scheduler_paused: o.is_some_and(|s| s.scheduler_paused),
+            }
+        })
+        .collect();
+    for s in &observed.sites {
+        if !desired.sites.iter().any(|d| d.name == s.name) {
+            drift.push(Drift {
+                kind: DriftKind::SiteNotInManifest,
+                site: Some(s.name.clone()),
+                app: None,
+                service: None,
+                detail: format!("site {} exists but the manifest does not list it (benchform leaves it alone)", s.name),
+            });
+        }
+    }
+    Report {
+        format_version: FORMAT_VERSION,
+        project: desired.project.clone(),
+        compose: observed.compose.clone(),
+        lock,
+        image: ImageReport {
+            repository: desired.repository.clone(),
+            tag: desired.tag.clone(),
+            registry: observed.registry.clone(),
+            engine: observed.engine_image.clone(),
+        },
+        services,
+        sites_observed: observed.sites_observed,
+        apps_source: if observed.authoritative_apps { "execute" } else { "list-apps" }.to_string(),
+        sites,
+        drift,
+    }
+}

@@ -1,0 +1,193 @@
+//! Image builds and pushes, through the Docker CLI.
+//!
+//! Why the CLI and not bollard: the app list must reach the build as a BuildKit **secret**
+//! (`--secret id=apps_json,src=FILE`; a build argument would land in image history), and the plain
+//! `/build` endpoint cannot pass secrets. bollard's BuildKit driver can, but pulls in gRPC and
+//! ~100 crates. The CLI also honours every credential helper of the Docker config file on push,
+//! and fails with a non-zero exit when the push stream carries an error.
+//!
+//! Which CLI: `BENCHFORM_DOCKER_CLI` if set, else Debian's `/usr/bin/docker` (20.10, BuildKit
+//! without buildx) if present, else `docker` on PATH. A client without BuildKit support refuses
+//! the build with its own message, which is passed on.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// Why a build or push failed. Output lines are already masked.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("`{cli} {verb}` could not be started: {detail}")]
+    Spawn { cli: String, verb: String, detail: String },
+    #[error("the image build failed (exit {code}); last output:\n{tail}")]
+    BuildFailed { code: i32, tail: String },
+    #[error("pushing {reference} failed (exit {code}): {tail}")]
+    PushFailed { reference: String, code: i32, tail: String },
+}
+
+/// The Docker CLI benchform builds and pushes with.
+pub fn docker_cli() -> PathBuf {
+    if let Some(cli) = std::env::var_os("BENCHFORM_DOCKER_CLI").filter(|v| !v.is_empty()) {
+        return PathBuf::from(cli);
+    }
+    let debian = Path::new("/usr/bin/docker");
+    if debian.exists() { debian.to_path_buf() } else { PathBuf::from("docker") }
+}
+
+/// One BuildKit build.
+#[derive(Debug, Clone)]
+pub struct BuildSpec<'a> {
+    pub context: &'a Path,
+    pub containerfile: &'a Path,
+    /// The full reference to tag, `repository:tag`.
+    pub reference: &'a str,
+    pub build_args: &'a BTreeMap<String, String>,
+    pub labels: &'a BTreeMap<String, String>,
+    /// File holding the `apps_json` secret (mode 0600, removed by the caller afterwards).
+    pub apps_json: &'a Path,
+    pub network: Option<&'a str>,
+    pub no_cache: bool,
+}
+
+impl BuildSpec<'_> {
+    /// The argv after the program name. Secrets appear only as a file path.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec!["build".to_string(), "--progress=plain".to_string()];
+        args.extend(["-f".to_string(), self.containerfile.display().to_string()]);
+        args.extend(["--secret".to_string(), format!("id=apps_json,src={}", self.apps_json.display())]);
+        for (k, v) in self.build_args {
+            args.extend(["--build-arg".to_string(), format!("{k}={v}")]);
+        }
+        for (k, v) in self.labels {
+            args.extend(["--label".to_string(), format!("{k}={v}")]);
+        }
+        if let Some(net) = self.network {
+            args.extend(["--network".to_string(), net.to_string()]);
+        }
+        if self.no_cache {
+            args.push("--no-cache".to_string());
+        }
+        args.extend(["-t".to_string(), self.reference.to_string(), self.context.display().to_string()]);
+        args
+    }
+}
+
+/// Replace every secret in `line` with `***`.
+pub fn mask(line: &str, secrets: &[String]) -> String {
+    secrets.iter().filter(|s| !s.is_empty()).fold(line.to_string(), |acc, s| acc.replace(s.as_str(), "***"))
+}
+
+/// Run a build, streaming masked output lines to `on_line`. Never times out: real Frappe builds
+/// take many minutes.
+pub async fn build(
+    cli: &Path,
+    spec: &BuildSpec<'_>,
+    secrets: &[String],
+    on_line: impl FnMut(&str),
+) -> Result<(), BuildError> {
+    let mut cmd = Command::new(cli);
+    cmd.args(spec.args()).env("DOCKER_BUILDKIT", "1");
+    let (code, tail) = stream(cmd, cli, "build", secrets, on_line).await?;
+    if code != 0 {
+        return Err(BuildError::BuildFailed { code, tail });
+    }
+    Ok(())
+}
+
+/// Push `reference`; returns the manifest digest the registry reported.
+pub async fn push(
+    cli: &Path,
+    reference: &str,
+    secrets: &[String],
+    on_line: impl FnMut(&str),
+) -> Result<Option<String>, BuildError> {
+    let mut cmd = Command::new(cli);
+    cmd.args(["push", reference]);
+    let mut digest = None;
+    let mut on_line = on_line;
+    let (code, tail) = stream(cmd, cli, "push", secrets, |line: &str| {
+        if let Some(d) = line.split("digest: ").nth(1).and_then(|r| r.split_whitespace().next()) {
+            digest = Some(d.to_string());
+        }
+        on_line(line)
+    })
+    .await?;
+    if code != 0 {
+        return Err(BuildError::PushFailed { reference: reference.to_string(), code, tail });
+    }
+    Ok(digest)
+}
+
+/// Run a command, merging stdout and stderr line by line (masked); returns the exit code and the
+/// last lines for error messages.
+async fn stream(
+    mut cmd: Command,
+    cli: &Path,
+    verb: &str,
+    secrets: &[String],
+    mut on_line: impl FnMut(&str),
+) -> Result<(i32, String), BuildError> {
+    let spawn_err = |e: std::io::Error| BuildError::Spawn {
+        cli: cli.display().to_string(),
+        verb: verb.to_string(),
+        detail: e.to_string(),
+    };
+    let mut child =
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(spawn_err)?;
+    let stdout = child.stdout.take().map(|s| BufReader::new(s).lines());
+    let stderr = child.stderr.take().map(|s| BufReader::new(s).lines());
+    let mut tail: Vec<String> = Vec::new();
+    let mut push_line = |line: String| {
+        let masked = mask(&line, secrets);
+        on_line(&masked);
+        tail.push(masked);
+        if tail.len() > 30 {
+            tail.remove(0);
+        }
+    };
+    if let (Some(mut out), Some(mut err)) = (stdout, stderr) {
+        let (mut out_done, mut err_done) = (false, false);
+        while !(out_done && err_done) {
+            tokio::select! {
+                line = out.next_line(), if !out_done => match line { Ok(Some(l)) => push_line(l), _ => out_done = true },
+                line = err.next_line(), if !err_done => match line { Ok(Some(l)) => push_line(l), _ => err_done = true },
+            }
+        }
+    }
+    let status = child.wait().await.map_err(spawn_err)?;
+    Ok((status.code().unwrap_or(-1), tail.join("\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_list_goes_in_as_a_secret_never_a_build_arg() {
+        let args = BTreeMap::from([("FRAPPE_BRANCH".to_string(), "v15.88.1".to_string())]);
+        let labels = BTreeMap::new();
+        let spec = BuildSpec {
+            context: Path::new("/ctx"),
+            containerfile: Path::new("/ctx/images/layered/Containerfile"),
+            reference: "localhost:5000/erp:abc",
+            build_args: &args,
+            labels: &labels,
+            apps_json: Path::new("/tmp/apps.json"),
+            network: Some("host"),
+            no_cache: false,
+        };
+        let argv = spec.args();
+        assert!(argv.windows(2).any(|w| w == ["--secret", "id=apps_json,src=/tmp/apps.json"]));
+        assert!(!argv.iter().any(|a| a.contains("APPS_JSON")));
+        assert!(argv.windows(2).any(|w| w == ["--network", "host"]));
+        assert_eq!(argv.last().map(String::as_str), Some("/ctx"));
+    }
+
+    #[test]
+    fn masking_replaces_every_secret() {
+        assert_eq!(mask("clone https://tok@h/a tok", &["tok".to_string()]), "clone https://***@h/a ***");
+    }
+}

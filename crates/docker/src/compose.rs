@@ -1,0 +1,228 @@
+//! Docker Compose, v1 (`docker-compose`, Debian's 1.29) and v2 (`docker compose`).
+//!
+//! Both take the same global options here (`-p`, `--project-directory`, `-f`, `--env-file`), so one
+//! argv builder serves both; only the program differs. Their config hashes are computed
+//! differently, so hashes are only ever compared within one flavour (the caller records which).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use tokio::process::Command;
+
+/// Which compose implementation to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// `docker-compose` (Python, 1.x).
+    V1,
+    /// `docker compose` (the Go plugin, 2.x).
+    V2,
+}
+
+impl Flavour {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavour::V1 => "v1",
+            Flavour::V2 => "v2",
+        }
+    }
+}
+
+/// Why compose failed. `stderr` is compose's own words.
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error("neither `docker compose` (v2) nor `docker-compose` (v1) is available: {detail}")]
+    NotFound { detail: String },
+    #[error("`{command}` failed (exit {code}): {stderr}")]
+    Failed { command: String, code: i32, stderr: String },
+    #[error("`{command}` could not be started: {detail}")]
+    Spawn { command: String, detail: String },
+}
+
+/// A compose project as benchform drives it.
+#[derive(Debug, Clone)]
+pub struct Compose {
+    pub flavour: Flavour,
+    /// The `docker` CLI for v2 (`docker compose`); unused for v1.
+    pub docker_cli: PathBuf,
+    pub project: String,
+    pub project_dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub env_file: Option<PathBuf>,
+}
+
+impl Compose {
+    /// The full argv (program first) for `compose <args>`.
+    pub fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = match self.flavour {
+            Flavour::V1 => vec!["docker-compose".to_string()],
+            Flavour::V2 => vec![self.docker_cli.display().to_string(), "compose".to_string()],
+        };
+        argv.extend(["-p".to_string(), self.project.clone()]);
+        argv.extend(["--project-directory".to_string(), self.project_dir.display().to_string()]);
+        for f in &self.files {
+            argv.extend(["-f".to_string(), f.display().to_string()]);
+        }
+        if let Some(env) = &self.env_file {
+            argv.extend(["--env-file".to_string(), env.display().to_string()]);
+        }
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    }
+
+    /// `config --hash=*`: the hash compose would label each service's container with, so that a
+    /// plan can tell which services `up` would recreate without running it.
+    pub async fn config_hashes(&self, env: &[(String, String)]) -> Result<BTreeMap<String, String>, ComposeError> {
+        let out = self.run(&["config", "--hash=*"], env).await?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(service, hash)| (service.trim().to_string(), hash.trim().to_string()))
+            .filter(|(s, h)| !s.is_empty() && !h.is_empty())
+            .collect())
+    }
+
+    /// The image each service would run, from the rendered configuration (`config`).
+    pub async fn rendered_images(&self, env: &[(String, String)]) -> Result<BTreeMap<String, String>, ComposeError> {
+        let text = self.run(&["config"], env).await?;
+        let parsed = benchform_manifest::yaml::parse(&text);
+        let rendered = parsed.root.map(|r| r.to_json()).unwrap_or_default();
+        Ok(rendered
+            .get("services")
+            .and_then(|s| s.as_object())
+            .map(|services| {
+                services
+                    .iter()
+                    .filter_map(|(name, svc)| Some((name.clone(), svc.get("image")?.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// `config --services`.
+    pub async fn services(&self, env: &[(String, String)]) -> Result<Vec<String>, ComposeError> {
+        Ok(self
+            .run(&["config", "--services"], env)
+            .await?
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// `up -d` (recreating `force` services when asked), with `env` for interpolation
+    /// (`CUSTOM_IMAGE`, `CUSTOM_TAG`, `PULL_POLICY`).
+    pub async fn up(&self, env: &[(String, String)], force_recreate: bool) -> Result<String, ComposeError> {
+        let mut args = vec!["up", "-d", "--remove-orphans"];
+        if force_recreate {
+            args.push("--force-recreate");
+        }
+        self.run(&args, env).await
+    }
+
+    /// `down` (volumes kept unless `volumes`).
+    pub async fn down(&self, env: &[(String, String)], volumes: bool) -> Result<String, ComposeError> {
+        let mut args = vec!["down", "--remove-orphans"];
+        if volumes {
+            args.push("--volumes");
+        }
+        self.run(&args, env).await
+    }
+
+    /// Run compose with `args`; stdout on success.
+    pub async fn run(&self, args: &[&str], env: &[(String, String)]) -> Result<String, ComposeError> {
+        let argv = self.argv(args);
+        let command = argv.join(" ");
+        tracing::debug!(%command, "compose");
+        let (program, rest) = argv
+            .split_first()
+            .ok_or_else(|| ComposeError::Spawn { command: command.clone(), detail: "empty argv".to_string() })?;
+        let out = Command::new(program)
+            .args(rest)
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .current_dir(&self.project_dir)
+            .output()
+            .await
+            .map_err(|e| ComposeError::Spawn { command: command.clone(), detail: e.to_string() })?;
+        if !out.status.success() {
+            return Err(ComposeError::Failed {
+                command,
+                code: out.status.code().unwrap_or(-1),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Pick the compose flavour: `BENCHFORM_COMPOSE=v1|v2` if set, else v2 when `docker compose
+/// version` works, else v1 when `docker-compose version` works.
+pub async fn detect(docker_cli: &std::path::Path) -> Result<Flavour, ComposeError> {
+    match std::env::var("BENCHFORM_COMPOSE").ok().as_deref() {
+        Some("v1") => return Ok(Flavour::V1),
+        Some("v2") => return Ok(Flavour::V2),
+        _ => {}
+    }
+    let works = |mut c: Command| async move { c.output().await.map(|o| o.status.success()).unwrap_or(false) };
+    let mut v2 = Command::new(docker_cli);
+    v2.args(["compose", "version"]);
+    if works(v2).await {
+        return Ok(Flavour::V2);
+    }
+    let mut v1 = Command::new("docker-compose");
+    v1.arg("version");
+    if works(v1).await {
+        return Ok(Flavour::V1);
+    }
+    Err(ComposeError::NotFound { detail: "install the compose plugin (v2) or docker-compose (v1)".to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(flavour: Flavour) -> Compose {
+        Compose {
+            flavour,
+            docker_cli: PathBuf::from("/usr/bin/docker"),
+            project: "erpnext-prod".to_string(),
+            project_dir: PathBuf::from("/srv/frappe_docker"),
+            files: vec![
+                PathBuf::from("/srv/frappe_docker/compose.yaml"),
+                PathBuf::from("/srv/frappe_docker/overrides/compose.redis.yaml"),
+            ],
+            env_file: Some(PathBuf::from("/srv/frappe_docker/production.env")),
+        }
+    }
+
+    // v2 cannot be installed on the machines benchform is developed on; its argv is pinned here.
+    #[test]
+    fn v2_argv_is_docker_compose_with_global_options_first() {
+        assert_eq!(
+            project(Flavour::V2).argv(&["up", "-d"]),
+            [
+                "/usr/bin/docker",
+                "compose",
+                "-p",
+                "erpnext-prod",
+                "--project-directory",
+                "/srv/frappe_docker",
+                "-f",
+                "/srv/frappe_docker/compose.yaml",
+                "-f",
+                "/srv/frappe_docker/overrides/compose.redis.yaml",
+                "--env-file",
+                "/srv/frappe_docker/production.env",
+                "up",
+                "-d",
+            ]
+        );
+    }
+
+    #[test]
+    fn v1_argv_is_docker_compose_hyphenated() {
+        let argv = project(Flavour::V1).argv(&["config", "--hash=*"]);
+        assert_eq!(argv[0], "docker-compose");
+        assert_eq!(argv[1..3], ["-p", "erpnext-prod"]);
+        assert_eq!(argv[argv.len() - 2..], ["config", "--hash=*"]);
+    }
+}

@@ -1,0 +1,385 @@
+//! The Docker Engine, through bollard.
+//!
+//! bollard 0.21 defaults to API 1.53, which Engine 20.10 (API 1.41) refuses. So the client
+//! negotiates: it asks `/version`, takes the lower of the server's and its own version, and
+//! refuses engines older than 1.41. Should a request be refused as "too new" anyway, the maximum
+//! the server names is used and the connection retried once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptionsBuilder};
+use bollard::{ClientVersion, Docker};
+use futures_util::StreamExt;
+
+/// The oldest Engine API benchform talks to (Docker 20.10).
+pub const MIN_API: ClientVersion = ClientVersion { major_version: 1, minor_version: 41 };
+
+/// Labels compose puts on containers (v1 and v2 alike).
+pub mod labels {
+    pub const PROJECT: &str = "com.docker.compose.project";
+    pub const SERVICE: &str = "com.docker.compose.service";
+    pub const NUMBER: &str = "com.docker.compose.container-number";
+    pub const ONEOFF: &str = "com.docker.compose.oneoff";
+    pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
+    pub const VERSION: &str = "com.docker.compose.version";
+}
+
+/// Why the engine could not be used. Messages say where benchform looked and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no Docker Engine answers at {host}: {detail}")]
+    Unreachable { host: String, detail: String },
+    #[error("the Docker Engine at {host} speaks API {version}; benchform needs {min} or newer (Docker 20.10+)")]
+    TooOld { host: String, version: String, min: String },
+    #[error("Docker Engine request failed ({what}): {detail}")]
+    Request { what: String, detail: String },
+    #[error("`{command}` in container {container} did not finish within {seconds} s")]
+    ExecTimeout { container: String, command: String, seconds: u64 },
+}
+
+/// A connected engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    docker: Docker,
+    host: String,
+    api: ClientVersion,
+}
+
+/// A container of a compose project, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub number: u32,
+    pub oneoff: bool,
+    /// The image reference the container was created from (e.g. `repo:tag`).
+    pub image: String,
+    /// The local image id (`sha256:…`).
+    pub image_id: String,
+    /// `running`, `exited`, `created`, …
+    pub state: String,
+    pub config_hash: Option<String>,
+    /// The compose version that created it (tells v1 from v2: `1.x` or `2.x`).
+    pub compose_version: Option<String>,
+}
+
+/// A local image, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    /// `repo@sha256:…` entries, present once the image was pushed or pulled.
+    pub repo_digests: Vec<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// What an exec printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i64,
+}
+
+/// An exec to run: always an argv array, never a shell string.
+#[derive(Debug, Clone)]
+pub struct ExecSpec<'a> {
+    pub container: &'a str,
+    pub argv: &'a [String],
+    pub user: Option<&'a str>,
+    pub workdir: Option<&'a str>,
+    pub env: &'a [String],
+    /// `None` waits as long as it takes (migrations must not be cut off).
+    pub timeout: Option<Duration>,
+}
+
+/// Where `DOCKER_HOST` points, or the default socket.
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+}
+
+fn connect_at(host: &str, version: &ClientVersion) -> Result<Docker, bollard::errors::Error> {
+    const TIMEOUT_SECS: u64 = 120;
+    if host.starts_with("unix://") {
+        return Docker::connect_with_unix(host, TIMEOUT_SECS, version);
+    }
+    let tls =
+        std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0") || host.starts_with("https://");
+    if tls {
+        let dir = std::env::var("DOCKER_CERT_PATH").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+            std::env::var("HOME").map(|h| std::path::PathBuf::from(h).join(".docker")).unwrap_or_default()
+        });
+        return Docker::connect_with_ssl(
+            host,
+            &dir.join("key.pem"),
+            &dir.join("cert.pem"),
+            &dir.join("ca.pem"),
+            TIMEOUT_SECS,
+            version,
+        );
+    }
+    Docker::connect_with_http(host, TIMEOUT_SECS, version)
+}
+
+fn too_new_max(err: &bollard::errors::Error) -> Option<ClientVersion> {
+    let text = err.to_string();
+    let rest = text.split("Maximum supported API version is ").nth(1)?;
+    let v: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let (major, minor) = v.split_once('.')?;
+    Some(ClientVersion { major_version: major.parse().ok()?, minor_version: minor.parse().ok()? })
+}
+
+impl Engine {
+    /// Connect to the engine `DOCKER_HOST` names (unix, tcp, tcp+TLS with `DOCKER_TLS_VERIFY`
+    /// and `DOCKER_CERT_PATH`) and settle the API version.
+    pub async fn connect() -> Result<Engine, EngineError> {
+        Engine::connect_to(&docker_host()).await
+    }
+
+    pub async fn connect_to(host: &str) -> Result<Engine, EngineError> {
+        let unreachable =
+            |e: &dyn std::fmt::Display| EngineError::Unreachable { host: host.to_string(), detail: e.to_string() };
+        let mut version = *bollard::API_DEFAULT_VERSION;
+        for _ in 0..2 {
+            let docker = connect_at(host, &version).map_err(|e| unreachable(&e))?;
+            match docker.negotiate_version().await {
+                Ok(docker) => {
+                    let api = docker.client_version();
+                    if api < MIN_API {
+                        return Err(EngineError::TooOld {
+                            host: host.to_string(),
+                            version: api.to_string(),
+                            min: MIN_API.to_string(),
+                        });
+                    }
+                    tracing::debug!(host, api = %api, "connected to the Docker Engine");
+                    return Ok(Engine { docker, host: host.to_string(), api });
+                }
+                Err(e) => match too_new_max(&e) {
+                    Some(max) if max < version => version = max,
+                    _ => return Err(unreachable(&e)),
+                },
+            }
+        }
+        Err(unreachable(&"the engine refused every API version offered"))
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The API version in use.
+    pub fn api_version(&self) -> String {
+        self.api.to_string()
+    }
+
+    pub(crate) fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    fn request_error(what: &str, e: bollard::errors::Error) -> EngineError {
+        EngineError::Request { what: what.to_string(), detail: e.to_string() }
+    }
+
+    /// Every container (running or not) of a compose project, sorted by service and number.
+    pub async fn project_containers(&self, project: &str) -> Result<Vec<ContainerInfo>, EngineError> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("{}={project}", labels::PROJECT)]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list =
+            self.docker.list_containers(Some(options)).await.map_err(|e| Self::request_error("list containers", e))?;
+        let mut out: Vec<ContainerInfo> = list
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                let get = |k: &str| labels.get(k).cloned();
+                ContainerInfo {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .unwrap_or_default()
+                        .first()
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    service: get(labels::SERVICE).unwrap_or_default(),
+                    number: get(labels::NUMBER).and_then(|n| n.parse().ok()).unwrap_or(0),
+                    oneoff: get(labels::ONEOFF).is_some_and(|v| v == "True" || v == "true"),
+                    image: c.image.unwrap_or_default(),
+                    image_id: c.image_id.unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    config_hash: get(labels::CONFIG_HASH),
+                    compose_version: get(labels::VERSION),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.service, a.number, &a.name).cmp(&(&b.service, b.number, &b.name)));
+        Ok(out)
+    }
+
+    /// A local image, or `None` when the engine does not have it.
+    pub async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(img) => Ok(Some(ImageInfo {
+                id: img.id.unwrap_or_default(),
+                repo_digests: img.repo_digests.unwrap_or_default(),
+                labels: img.config.and_then(|c| c.labels).unwrap_or_default(),
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(Self::request_error(&format!("inspect image {reference}"), e)),
+        }
+    }
+
+    /// Run `argv` in a container without a TTY (prompts hit EOF instead of hanging) and collect
+    /// its output and exit code.
+    pub async fn exec(&self, spec: &ExecSpec<'_>) -> Result<ExecOutput, EngineError> {
+        let command = spec.argv.join(" ");
+        let options = CreateExecOptions::<String> {
+            cmd: Some(spec.argv.to_vec()),
+            user: spec.user.map(str::to_string),
+            working_dir: spec.workdir.map(str::to_string),
+            env: (!spec.env.is_empty()).then(|| spec.env.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            attach_stdin: Some(false),
+            tty: Some(false),
+            ..Default::default()
+        };
+        let run = async {
+            let created = self
+                .docker
+                .create_exec(spec.container, options)
+                .await
+                .map_err(|e| Self::request_error(&format!("exec in {}", spec.container), e))?;
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            if let StartExecResults::Attached { mut output, .. } = self
+                .docker
+                .start_exec(&created.id, None)
+                .await
+                .map_err(|e| Self::request_error(&format!("start exec in {}", spec.container), e))?
+            {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| Self::request_error("read exec output", e))? {
+                        bollard::container::LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                        bollard::container::LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                        _ => {}
+                    }
+                }
+            }
+            let inspect =
+                self.docker.inspect_exec(&created.id).await.map_err(|e| Self::request_error("inspect exec", e))?;
+            Ok(ExecOutput {
+                stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
+                exit_code: inspect.exit_code.unwrap_or(-1),
+            })
+        };
+        match spec.timeout {
+            None => run.await,
+            Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or_else(|_| {
+                Err(EngineError::ExecTimeout {
+                    container: spec.container.to_string(),
+                    command,
+                    seconds: limit.as_secs(),
+                })
+            }),
+        }
+    }
+
+    /// Engine events between two times (Unix seconds), e.g. to count the execs an observation
+    /// made: `exec_create` events carry the command.
+    pub async fn events(
+        &self,
+        since: i64,
+        until: i64,
+        filters: &HashMap<String, Vec<String>>,
+    ) -> Result<Vec<Event>, EngineError> {
+        let options =
+            EventsOptionsBuilder::new().since(&since.to_string()).until(&until.to_string()).filters(filters).build();
+        let mut stream = self.docker.events(Some(options));
+        let mut out = Vec::new();
+        while let Some(ev) = stream.next().await {
+            let ev = ev.map_err(|e| Self::request_error("read events", e))?;
+            let actor = ev.actor.unwrap_or_default();
+            out.push(Event {
+                kind: ev.typ.map(|t| t.to_string()).unwrap_or_default(),
+                action: ev.action.unwrap_or_default(),
+                id: actor.id.unwrap_or_default(),
+                attributes: actor.attributes.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The engine's clock, as Unix seconds (events are filtered by it).
+    pub async fn now(&self) -> Result<i64, EngineError> {
+        let info = self.docker.info().await.map_err(|e| Self::request_error("info", e))?;
+        let text = info.system_time.unwrap_or_default();
+        parse_rfc3339_seconds(&text).ok_or_else(|| EngineError::Request {
+            what: "info".to_string(),
+            detail: format!("unreadable engine time {text:?}"),
+        })
+    }
+}
+
+/// One engine event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: String,
+    /// E.g. `exec_create: bench --site all list-apps --format json`.
+    pub action: String,
+    pub id: String,
+    pub attributes: HashMap<String, String>,
+}
+
+/// Seconds since the epoch of an RFC 3339 time such as `2026-11-27T18:10:46.234011870Z`.
+fn parse_rfc3339_seconds(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let hms: String = time.chars().take(8).collect();
+    let mut t = hms.split(':').map(|p| p.parse::<i64>());
+    let (h, min, sec) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    // Offset from UTC, if any (`+01:00`): events are compared in UTC.
+    let offset = time.get(8..).and_then(|rest| {
+        let i = rest.find(['+', '-'])?;
+        let sign = if rest[i..].starts_with('-') { -1 } else { 1 };
+        let (oh, om) = rest[i + 1..].split_once(':')?;
+        Some(sign * (oh.parse::<i64>().ok()? * 3600 + om.get(..2)?.parse::<i64>().ok()? * 60))
+    });
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + min * 60 + sec - offset.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_times_parse() {
+        assert_eq!(parse_rfc3339_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_seconds("2026-11-27T18:10:46.234011870Z"), Some(1_795_803_046));
+        assert_eq!(parse_rfc3339_seconds("2026-11-27T19:10:46+01:00"), Some(1_795_803_046));
+    }
+
+    #[test]
+    fn too_new_errors_name_the_maximum() {
+        let e = bollard::errors::Error::DockerResponseServerError {
+            status_code: 400,
+            message: "client version 1.53 is too new. Maximum supported API version is 1.41".to_string(),
+        };
+        assert_eq!(too_new_max(&e), Some(ClientVersion { major_version: 1, minor_version: 41 }));
+    }
+}

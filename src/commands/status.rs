@@ -1,0 +1,128 @@
+//! `benchform status`: the observed world next to the desired one.
+
+use benchform_bench::Refresh;
+use benchform_core::status::{self, Report, TagObservation};
+use benchform_manifest::lock::parse_lock;
+
+use crate::Status;
+use crate::cli::{Format, StatusArgs};
+use crate::commands::lock::LOCK_FILE;
+use crate::observe::{self, ObserveError, Paths};
+use crate::{load, output, render};
+
+pub fn run(args: &StatusArgs) -> Status {
+    let loaded = match load::load(args.manifest.file.as_deref()) {
+        Ok(l) => l,
+        Err(diagnostics) => return render::fail(&diagnostics),
+    };
+    let errors: Vec<_> = loaded.validation.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+    let Some(manifest) = loaded.validation.manifest.as_ref().filter(|_| errors.is_empty()) else {
+        return render::fail(&errors);
+    };
+    let lock = match std::fs::read(loaded.dir.join(LOCK_FILE)) {
+        Ok(bytes) => match parse_lock(LOCK_FILE, &bytes) {
+            Ok(l) => l,
+            Err(d) => return render::fail(&d),
+        },
+        Err(_) => {
+            return observe_failed(&ObserveError {
+                what: "lock",
+                detail: format!("no {LOCK_FILE} next to {}", loaded.display),
+                fix: "run `benchform lock`".to_string(),
+            });
+        }
+    };
+    let paths = Paths::new(manifest, &loaded.dir);
+    let inputs = match observe::image_inputs(manifest, &lock, &paths) {
+        Ok(i) => i,
+        Err(e) => return observe_failed(&e),
+    };
+    let desired = status::desired(manifest, &lock, &inputs.tag());
+    let refresh = if args.refresh_full() { Refresh::Full } else { Refresh::Cheap };
+    let observed = match crate::runtime().block_on(observe::observe(manifest, &desired, &paths, refresh)) {
+        Ok(o) => o,
+        Err(e) => return observe_failed(&e),
+    };
+    let report = status::compare(manifest, Some(&lock), &desired, &observed);
+    match args.format {
+        Format::Json => output::out(&render::json(&report)),
+        Format::Text => output::out(&text(&report)),
+    }
+    Status::Success
+}
+
+fn observe_failed(e: &ObserveError) -> Status {
+    output::err_line(&format!("error: cannot observe the {}: {}\n  = fix: {}", e.what, e.detail, e.fix));
+    Status::Failure
+}
+
+fn yes(b: bool, y: &str, n: &str) -> String {
+    if b { y.to_string() } else { n.to_string() }
+}
+
+/// The report for people.
+pub fn text(r: &Report) -> String {
+    let mut out = format!("Project {} (compose {})\n\n", r.project, r.compose);
+    out.push_str(&format!(
+        "Lock     {}\n",
+        if r.lock.fresh { "benchform.lock agrees with the manifest".to_string() } else { r.lock.problems.join("; ") }
+    ));
+    let registry = match &r.image.registry {
+        TagObservation::Present { digest } => format!("in the registry ({digest})"),
+        TagObservation::Absent => "not in the registry".to_string(),
+    };
+    let engine = match &r.image.engine {
+        Some(id) => format!("in the engine ({})", id.get(..19).unwrap_or(id)),
+        None => "not in the engine".to_string(),
+    };
+    out.push_str(&format!("Image    {}:{}\n         {registry}; {engine}\n", r.image.repository, r.image.tag));
+    out.push_str("\nServices\n");
+    if r.services.is_empty() {
+        out.push_str("  (no containers: the project is not deployed)\n");
+    }
+    for s in &r.services {
+        let verdict = match &s.desired_image {
+            None => "".to_string(),
+            Some(_) => yes(s.up_to_date, "  = desired", "  ≠ desired"),
+        };
+        out.push_str(&format!("  {:<16} {:<9} {}{verdict}\n", s.service, s.state, s.image));
+    }
+    out.push_str("\nSites");
+    if !r.sites_observed {
+        out.push_str(" (not observed: no running backend container)\n");
+    } else {
+        out.push_str(&format!(" (apps from {})\n", r.apps_source));
+    }
+    for s in &r.sites {
+        if !s.exists {
+            out.push_str(&format!("  {:<28} {}\n", s.name, yes(r.sites_observed, "does not exist", "unknown")));
+            continue;
+        }
+        let mut notes = Vec::new();
+        if !s.missing_apps.is_empty() {
+            notes.push(format!("missing {}", s.missing_apps.join(", ")));
+        }
+        if !s.extra_apps.is_empty() {
+            notes.push(format!("extra {}", s.extra_apps.join(", ")));
+        }
+        notes.push(match (&s.recorded_fingerprint, s.fingerprint_matches) {
+            (_, true) => "migrated to the desired code".to_string(),
+            (Some(_), false) => "migrated to other code: needs migrate".to_string(),
+            (None, false) => "never migrated by benchform".to_string(),
+        });
+        if s.maintenance_mode {
+            notes.push("in maintenance mode".to_string());
+        }
+        if s.scheduler_paused {
+            notes.push("scheduler paused".to_string());
+        }
+        out.push_str(&format!("  {:<28} apps {}; {}\n", s.name, s.installed.join(", "), notes.join("; ")));
+    }
+    if !r.drift.is_empty() {
+        out.push_str("\nChanges outside benchform\n");
+        for d in &r.drift {
+            out.push_str(&format!("  ! {}\n", d.detail));
+        }
+    }
+    out
+}

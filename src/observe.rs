@@ -1,0 +1,205 @@
+//! The imperative shell around the core: read the build inputs from disk, and observe the world
+//! (engine, registry, compose, sites) into the core's `Observed` value.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use benchform_bench::{Bench, Refresh};
+use benchform_core::status::{Desired, Observed, ObservedContainer, TagObservation};
+use benchform_core::tag::{self, ImageInputs};
+use benchform_docker::compose::{self, Compose};
+use benchform_docker::registry::RegistryError;
+use benchform_docker::{Engine, TagState};
+use benchform_manifest::{LockFile, Manifest};
+
+/// Image label naming the project an image was built for.
+pub const LABEL_PROJECT: &str = "org.benchform.project";
+
+/// Something that could not be observed: what, the cause, and how to fix it.
+#[derive(Debug)]
+pub struct ObserveError {
+    pub what: &'static str,
+    pub detail: String,
+    pub fix: String,
+}
+
+impl ObserveError {
+    fn new(what: &'static str, detail: impl ToString, fix: impl ToString) -> ObserveError {
+        ObserveError { what, detail: detail.to_string(), fix: fix.to_string() }
+    }
+}
+
+/// The folders the manifest's relative paths resolve to.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub context: PathBuf,
+    pub containerfile: PathBuf,
+    pub compose_dir: PathBuf,
+    pub compose_files: Vec<PathBuf>,
+    pub env_file: Option<PathBuf>,
+}
+
+impl Paths {
+    pub fn new(manifest: &Manifest, dir: &Path) -> Paths {
+        let context = dir.join(&manifest.image.context);
+        let compose_dir = dir.join(manifest.deploy.compose.dir.as_deref().unwrap_or(&manifest.image.context));
+        Paths {
+            containerfile: context.join(&manifest.image.containerfile),
+            compose_files: manifest.deploy.compose.files.iter().map(|f| compose_dir.join(f)).collect(),
+            env_file: manifest.deploy.compose.env_file.as_ref().map(|e| compose_dir.join(e)),
+            context,
+            compose_dir,
+        }
+    }
+}
+
+/// frappe and the apps in manifest order with their locked commits; `None` if any is unlocked.
+pub fn locked_sources(manifest: &Manifest, lock: &LockFile) -> Option<Vec<(String, String, String)>> {
+    manifest
+        .sources()
+        .iter()
+        .map(|s| Some((s.name.to_string(), s.repo.to_string(), lock.entry(s.name)?.commit.clone())))
+        .collect()
+}
+
+/// Every build argument benchform passes: the manifest's, plus the three it owns.
+pub fn build_args(manifest: &Manifest, sources: &[(String, String, String)]) -> BTreeMap<String, String> {
+    let mut args = manifest.image.build_args.clone();
+    args.insert("FRAPPE_PATH".to_string(), manifest.frappe.repo.clone());
+    args.insert("FRAPPE_BRANCH".to_string(), manifest.frappe.git_ref.clone());
+    args.insert("CACHE_BUST".to_string(), tag::cache_bust(sources));
+    args
+}
+
+/// Everything the image tag is computed from, read from disk.
+pub fn image_inputs(manifest: &Manifest, lock: &LockFile, paths: &Paths) -> Result<ImageInputs, ObserveError> {
+    let sources = locked_sources(manifest, lock)
+        .ok_or_else(|| ObserveError::new("lock", "benchform.lock does not pin every source", "run `benchform lock`"))?;
+    let containerfile = std::fs::read(&paths.containerfile).map_err(|e| {
+        ObserveError::new(
+            "build context",
+            format!("{}: {e}", paths.containerfile.display()),
+            "point image.context and image.containerfile at a frappe_docker checkout",
+        )
+    })?;
+    let context_sha256 = benchform_docker::context::context_digest(&paths.context)
+        .map_err(|e| ObserveError::new("build context", e, "check image.context"))?;
+    Ok(ImageInputs {
+        build_args: build_args(manifest, &sources),
+        sources,
+        containerfile_sha256: tag::sha256_hex(&containerfile),
+        build_network: manifest.image.build_network.clone(),
+        context_sha256,
+    })
+}
+
+/// Connect to the engine or say how to fix it.
+pub async fn engine() -> Result<Engine, ObserveError> {
+    Engine::connect().await.map_err(|e| {
+        ObserveError::new("engine", e, "start Docker, or point DOCKER_HOST at a running engine (unix:// or tcp://)")
+    })
+}
+
+/// The compose project the manifest describes.
+pub async fn compose(manifest: &Manifest, paths: &Paths) -> Result<Compose, ObserveError> {
+    let cli = benchform_docker::build::docker_cli();
+    let flavour = compose::detect(&cli)
+        .await
+        .map_err(|e| ObserveError::new("compose", e, "install docker-compose (v1) or the compose plugin (v2)"))?;
+    Ok(Compose {
+        flavour,
+        docker_cli: cli,
+        project: manifest.project.clone(),
+        project_dir: paths.compose_dir.clone(),
+        files: paths.compose_files.clone(),
+        env_file: paths.env_file.clone(),
+    })
+}
+
+/// The variables compose interpolates to run the desired image.
+pub fn compose_env(desired: &Desired) -> Vec<(String, String)> {
+    vec![
+        ("CUSTOM_IMAGE".to_string(), desired.repository.clone()),
+        ("CUSTOM_TAG".to_string(), desired.tag.clone()),
+        // The image is pushed before deploy, but a local build must run too (frappe_docker #1739).
+        ("PULL_POLICY".to_string(), "missing".to_string()),
+    ]
+}
+
+/// Observe everything `status` shows.
+pub async fn observe(
+    manifest: &Manifest,
+    desired: &Desired,
+    paths: &Paths,
+    refresh: Refresh,
+) -> Result<Observed, ObserveError> {
+    let engine = engine().await?;
+    let reference = desired.reference();
+    let registry = match engine.registry_tag(&reference).await {
+        Ok(TagState::Present { digest }) => TagObservation::Present { digest },
+        Ok(TagState::Absent) => TagObservation::Absent,
+        Err(e @ RegistryError::Unauthorized { .. }) => {
+            let registry = benchform_docker::registry::registry_host(&reference);
+            return Err(ObserveError::new(
+                "registry",
+                e,
+                format!("log in with `docker login {registry}` (benchform reads the Docker config file)"),
+            ));
+        }
+        Err(e) => {
+            return Err(ObserveError::new("registry", e, "check that the registry is up and image.repository names it"));
+        }
+    };
+    let engine_image = engine
+        .image(&reference)
+        .await
+        .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?
+        .map(|i| i.id);
+
+    let compose = compose(manifest, paths).await?;
+    let rendered = compose
+        .rendered_images(&compose_env(desired))
+        .await
+        .map_err(|e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)"))?;
+    let containers = engine
+        .project_containers(&manifest.project)
+        .await
+        .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?;
+    let mut built_for: HashMap<String, Option<String>> = HashMap::new();
+    let mut observed_containers = Vec::new();
+    for c in containers.iter().filter(|c| !c.oneoff) {
+        if !built_for.contains_key(&c.image_id) {
+            let labels = engine.image(&c.image_id).await.ok().flatten().map(|i| i.labels).unwrap_or_default();
+            built_for.insert(c.image_id.clone(), labels.get(LABEL_PROJECT).cloned());
+        }
+        let desired_image = rendered.get(&c.service).filter(|img| **img == reference).cloned();
+        observed_containers.push(ObservedContainer {
+            service: c.service.clone(),
+            name: c.name.clone(),
+            state: c.state.clone(),
+            image: c.image.clone(),
+            image_id: c.image_id.clone(),
+            desired_image,
+            built_for: built_for.get(&c.image_id).cloned().flatten(),
+        });
+    }
+
+    let backend =
+        containers.iter().find(|c| c.service == manifest.deploy.backend_service && c.state == "running" && !c.oneoff);
+    let sites_observed = backend.is_some();
+    let sites = match backend {
+        Some(b) => Bench { engine: &engine, container: b.id.clone() }.observe_sites(refresh).await.map_err(|e| {
+            ObserveError::new("sites", e, format!("check the {} container (`docker logs {}`)", b.service, b.name))
+        })?,
+        None => Vec::new(),
+    };
+    Ok(Observed {
+        compose: compose.flavour.as_str().to_string(),
+        registry,
+        engine_image,
+        containers: observed_containers,
+        sites,
+        authoritative_apps: refresh == Refresh::Full,
+        sites_observed,
+    })
+}
