@@ -4,8 +4,10 @@
 // Test code: a failed unwrap is a failed test, which is what it should be.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod adapters;
 mod corpus;
 mod lock;
 mod schema;
 mod support;
 mod usage;
+mod world;

@@ -55,9 +55,8 @@ pub fn docker_config_path() -> PathBuf {
     }
 }
 
-/// Credentials for `registry` from the Docker config file, if it has any.
-pub fn credentials_for(registry: &str) -> Result<Option<DockerCredentials>, RegistryError> {
-    let path = docker_config_path();
+/// Credentials for `registry` from the Docker config file at `path`, if it has any.
+pub fn credentials_for(registry: &str, path: &std::path::Path) -> Result<Option<DockerCredentials>, RegistryError> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -76,8 +75,14 @@ pub fn credentials_for(registry: &str) -> Result<Option<DockerCredentials>, Regi
         .or_else(|| config.get("credsStore").and_then(|v| v.as_str()));
     if let Some(auth) = keys.iter().find_map(|k| config.get("auths").and_then(|a| a.get(k))) {
         if let Some(encoded) = auth.get("auth").and_then(|v| v.as_str()).filter(|s| !s.is_empty()) {
+            // The engine's distribution endpoint wants user and password, not the encoded pair.
+            let decoded = base64_decode(encoded)
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| RegistryError::Config { path: path.display().to_string(), detail: format!("the `auth` entry for {registry} is not base64 of user:password") })?;
+            let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
             return Ok(Some(DockerCredentials {
-                auth: Some(encoded.to_string()),
+                username: Some(user.to_string()),
+                password: Some(password.to_string()),
                 serveraddress: Some(registry.to_string()),
                 ..Default::default()
             }));
@@ -91,9 +96,34 @@ pub fn credentials_for(registry: &str) -> Result<Option<DockerCredentials>, Regi
         }
     }
     match helper {
-        Some(helper) => from_helper(helper, registry, &path),
+        Some(helper) => from_helper(helper, registry, path),
         None => Ok(None),
     }
+}
+
+/// Standard base64 (padding optional).
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.trim().bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        bits = bits << 6 | u32::from(v);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
+        }
+    }
+    Some(out)
 }
 
 fn from_helper(
@@ -139,10 +169,16 @@ fn from_helper(
 }
 
 impl Engine {
-    /// Ask the registry (through the engine) whether `repository:tag` exists.
+    /// Ask the registry (through the engine) whether `repository:tag` exists, with credentials
+    /// from the user's Docker config file.
     pub async fn registry_tag(&self, reference: &str) -> Result<TagState, RegistryError> {
+        self.registry_tag_using(reference, &docker_config_path()).await
+    }
+
+    /// The same, with credentials from the Docker config file at `config`.
+    pub async fn registry_tag_using(&self, reference: &str, config: &std::path::Path) -> Result<TagState, RegistryError> {
         let registry = registry_host(reference);
-        let credentials = credentials_for(&registry)?;
+        let credentials = credentials_for(&registry, config)?;
         match self.docker().inspect_registry_image(reference, credentials).await {
             Ok(d) => Ok(TagState::Present { digest: d.descriptor.digest.unwrap_or_default() }),
             Err(bollard::errors::Error::DockerResponseServerError { status_code, message }) => {
@@ -187,6 +223,13 @@ fn classify(registry: &str, reference: &str, status: u16, message: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_decodes() {
+        assert_eq!(base64_decode("dXNlcjpwYXNz").unwrap(), b"user:pass");
+        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert!(base64_decode("!!").is_none());
+    }
 
     #[test]
     fn registry_hosts() {

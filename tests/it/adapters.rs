@@ -1,0 +1,137 @@
+//! The engine, registry and compose adapters against the real components of the world.
+
+use std::path::Path;
+use std::process::Command;
+
+use benchform_docker::compose::{Compose, Flavour};
+use benchform_docker::registry::RegistryError;
+use benchform_docker::{Engine, TagState};
+
+use crate::world::{World, engine, rt, unique};
+
+/// Push a small image to `registry/repo:tag` with the CLI (and `DOCKER_CONFIG` when given);
+/// returns the digest.
+fn push_small_image(world: &World, reference: &str, docker_config: Option<&Path>) -> String {
+    let cli = world.docker_cli();
+    let tag = Command::new(&cli).args(["tag", world.var("BENCHFORM_WORLD_REDIS_IMAGE"), reference]).status().unwrap();
+    assert!(tag.success());
+    let mut push = Command::new(&cli);
+    push.args(["push", reference]);
+    if let Some(dir) = docker_config {
+        push.env("DOCKER_CONFIG", dir);
+    }
+    let out = push.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let _ = Command::new(&cli).args(["rmi", reference]).output();
+    text.split("digest: ").nth(1).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+fn docker_config(dir: &Path, registry: &str, user: &str, password: &str) {
+    use std::io::Write;
+    let auth = base64(&format!("{user}:{password}"));
+    let mut f = std::fs::File::create(dir.join("config.json")).unwrap();
+    write!(f, "{{\"auths\": {{\"{registry}\": {{\"auth\": \"{auth}\"}}}}}}").unwrap();
+}
+
+fn base64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_engine_api_is_negotiated_down_to_20_10s() {
+    World::get();
+    let engine = rt().block_on(engine());
+    assert_eq!(engine.api_version(), "1.41", "Debian's Engine 20.10 speaks API 1.41");
+}
+
+#[test]
+fn a_dead_socket_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("dead.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let err = rt().block_on(Engine::connect_to(&format!("unix://{}", sock.display()))).unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("no Docker Engine answers at unix://{}", sock.display())), "{text}");
+}
+
+#[test]
+fn registry_tags_present_absent_and_their_failures() {
+    let world = World::get();
+    let rt = rt();
+    let engine = rt.block_on(engine());
+    let empty_config = tempfile::tempdir().unwrap();
+
+    // Open registry: a pushed tag is present with the push's digest; another is absent.
+    let repo = format!("{}/{}", world.registry(), unique("reg"));
+    let digest = push_small_image(world, &format!("{repo}:one"), None);
+    let cfg = empty_config.path().join("config.json");
+    assert_eq!(rt.block_on(engine.registry_tag_using(&format!("{repo}:one"), &cfg)).unwrap(), TagState::Present { digest });
+    assert_eq!(rt.block_on(engine.registry_tag_using(&format!("{repo}:two"), &cfg)).unwrap(), TagState::Absent);
+
+    // A closed port.
+    let closed = rt.block_on(engine.registry_tag_using("127.0.0.1:1/x/y:z", &cfg)).unwrap_err();
+    assert!(matches!(closed, RegistryError::Unreachable { .. }), "{closed:?}");
+
+    // htpasswd registry: right credentials, wrong ones, none.
+    let good = tempfile::tempdir().unwrap();
+    docker_config(good.path(), world.auth_registry(), world.var("BENCHFORM_WORLD_REGISTRY_USER"), world.var("BENCHFORM_WORLD_REGISTRY_PASSWORD"));
+    let auth_repo = format!("{}/{}", world.auth_registry(), unique("auth"));
+    let digest = push_small_image(world, &format!("{auth_repo}:one"), Some(good.path()));
+    assert_eq!(
+        rt.block_on(engine.registry_tag_using(&format!("{auth_repo}:one"), &good.path().join("config.json"))).unwrap(),
+        TagState::Present { digest }
+    );
+    let bad = tempfile::tempdir().unwrap();
+    docker_config(bad.path(), world.auth_registry(), "benchform", "not-the-password");
+    for cfg in [bad.path().join("config.json"), cfg] {
+        let err = rt.block_on(engine.registry_tag_using(&format!("{auth_repo}:one"), &cfg)).unwrap_err();
+        assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
+        assert!(!err.to_string().contains("not-the-password"));
+    }
+}
+
+#[test]
+fn compose_v1_config_hashes_match_the_running_containers() {
+    let world = World::get();
+    let rt = rt();
+    let engine = rt.block_on(engine());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  redis-cache:\n    image: ${REDIS_IMAGE}\n    restart: \"no\"\n",
+    )
+    .unwrap();
+    let compose = Compose {
+        flavour: Flavour::V1,
+        docker_cli: world.docker_cli(),
+        project: unique("hash"),
+        project_dir: dir.path().to_path_buf(),
+        files: vec![dir.path().join("compose.yaml")],
+        env_file: None,
+    };
+    let env = vec![("REDIS_IMAGE".to_string(), world.var("BENCHFORM_WORLD_REDIS_IMAGE").to_string())];
+    rt.block_on(compose.up(&env, false)).unwrap();
+    let hashes = rt.block_on(compose.config_hashes(&env)).unwrap();
+    let containers = rt.block_on(engine.project_containers(&compose.project)).unwrap();
+    rt.block_on(compose.down(&env, true)).unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(c.service, "redis-cache");
+    assert_eq!(c.config_hash.as_ref(), hashes.get("redis-cache"), "config --hash predicts the label");
+    assert!(c.compose_version.as_deref().is_some_and(|v| v.starts_with("1.")));
+    assert_eq!(c.image, world.var("BENCHFORM_WORLD_REDIS_IMAGE"));
+}
