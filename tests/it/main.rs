@@ -8,6 +8,7 @@ mod adapters;
 mod corpus;
 mod lock;
 mod schema;
+mod status;
 mod support;
 mod usage;
 mod world;

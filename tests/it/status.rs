@@ -1,0 +1,332 @@
+//! `benchform status` against a real deployment: the bench-contract image built through the
+//! BuildKit secret path, pushed, stood up with compose, sites created and apps installed with real
+//! `bench` execs — and status reporting exactly that, drift included, for a constant number of
+//! execs counted from the engine's own event stream.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use benchform_bench::Bench;
+use benchform_docker::build::{self, BuildSpec};
+use benchform_docker::compose::{Compose, Flavour};
+use benchform_gitserver::TestRepo;
+use serde_json::Value;
+
+use crate::support::{Run, benchform_in, root};
+use crate::world::{World, engine, rt, unique};
+
+const DB_ROOT_PASSWORD: &str = "db-root-pw-for-tests";
+const ADMIN_PASSWORD: &str = "admin-pw-for-tests";
+
+/// A deployment of the fixture: repositories on the world's git server, a locked manifest, and
+/// (after `deploy`) a running compose project. Dropping it removes the project and its volumes.
+struct Deployment {
+    world: &'static World,
+    dir: tempfile::TempDir,
+    project: String,
+    /// Kept so that their work trees live as long as the deployment.
+    _repos: Vec<TestRepo>,
+    compose: Compose,
+    deployed: bool,
+}
+
+impl Deployment {
+    fn new(sites: &[(&str, &[&str])]) -> Deployment {
+        let world = World::get();
+        let project = unique("st");
+        let mut repos = Vec::new();
+        for (name, tag) in [("frappe", "v15.1.0"), ("erpnext", "v15.1.0"), ("hrms", "v1.0.0")] {
+            let repo = TestRepo::create(&world.git_root(), &format!("{project}/{name}.git")).unwrap();
+            let c = repo.commit("first").unwrap();
+            repo.tag_annotated(tag, &c).unwrap();
+            repos.push(repo);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fixtures = root().join("tests/fixtures");
+        let mut manifest = format!(
+            "version: 1\nproject: {project}\nfrappe:\n  repo: {frappe}\n  ref: v15.1.0\napps:\n  - name: erpnext\n    repo: {erpnext}\n    ref: v15.1.0\n  - name: hrms\n    repo: {hrms}\n    ref: v1.0.0\nimage:\n  repository: {registry}/{project}/erp\n  containerfile: Containerfile\n  context: {context}\n  build_args: {{FRAPPE_IMAGE_PREFIX: benchform-world}}\n  build_network: host\ndeploy:\n  compose:\n    dir: {compose}\n    files: [compose.yaml]\n  db_root_password_env: DB_ROOT_PASSWORD\n  admin_password_env: ADMIN_PASSWORD\nsites:\n",
+            frappe = world.git_url(&format!("{project}/frappe.git")),
+            erpnext = world.git_url(&format!("{project}/erpnext.git")),
+            hrms = world.git_url(&format!("{project}/hrms.git")),
+            registry = world.registry(),
+            context = fixtures.join("bench-contract").display(),
+            compose = fixtures.join("compose").display(),
+        );
+        for (site, apps) in sites {
+            manifest.push_str(&format!("  - name: {site}\n    apps: [{}]\n", apps.join(", ")));
+        }
+        std::fs::write(dir.path().join("benchform.yaml"), manifest).unwrap();
+        let compose = Compose {
+            flavour: Flavour::V1,
+            docker_cli: world.docker_cli(),
+            project: project.clone(),
+            project_dir: fixtures.join("compose"),
+            files: vec![fixtures.join("compose/compose.yaml")],
+            env_file: None,
+        };
+        let d = Deployment { world, dir, project, _repos: repos, compose, deployed: false };
+        let lock = d.benchform(&["lock"]);
+        assert_eq!(lock.code, 0, "{}", lock.all());
+        d
+    }
+
+    fn benchform(&self, args: &[&str]) -> Run {
+        benchform_in(self.dir.path(), args, &[])
+    }
+
+    fn status(&self, extra: &[&str]) -> Value {
+        let mut args = vec!["status", "--format", "json"];
+        args.extend(extra);
+        let run = self.benchform(&args);
+        assert_eq!(run.code, 0, "{}", run.all());
+        serde_json::from_str(&run.stdout).unwrap()
+    }
+
+    fn reference(&self, tag: &str) -> String {
+        format!("{}/{}/erp:{tag}", self.world.registry(), self.project)
+    }
+
+    /// Build the image as the layered Containerfile expects: apps as the `apps_json` secret.
+    fn build_and_push(&self, tag: &str) {
+        let apps = serde_json::json!([
+            {"url": self.world.git_url(&format!("{}/erpnext.git", self.project)), "branch": "v15.1.0"},
+            {"url": self.world.git_url(&format!("{}/hrms.git", self.project)), "branch": "v1.0.0"},
+        ]);
+        let secret = self.dir.path().join("apps.json");
+        std::fs::write(&secret, apps.to_string()).unwrap();
+        let build_args = BTreeMap::from([
+            ("FRAPPE_IMAGE_PREFIX".to_string(), "benchform-world".to_string()),
+            ("FRAPPE_PATH".to_string(), self.world.git_url(&format!("{}/frappe.git", self.project))),
+            ("FRAPPE_BRANCH".to_string(), "v15.1.0".to_string()),
+            ("CACHE_BUST".to_string(), tag.to_string()),
+        ]);
+        let labels = BTreeMap::from([("org.benchform.project".to_string(), self.project.clone())]);
+        let context = root().join("tests/fixtures/bench-contract");
+        let reference = self.reference(tag);
+        let spec = BuildSpec {
+            context: &context,
+            containerfile: &context.join("Containerfile"),
+            reference: &reference,
+            build_args: &build_args,
+            labels: &labels,
+            apps_json: &secret,
+            network: Some("host"),
+            no_cache: false,
+        };
+        let cli = self.world.docker_cli();
+        let rt = rt();
+        rt.block_on(build::build(&cli, &spec, &[], |_| {})).unwrap();
+        rt.block_on(build::push(&cli, &reference, &[], |_| {})).unwrap();
+    }
+
+    fn env(&self, tag: &str) -> Vec<(String, String)> {
+        vec![
+            ("CUSTOM_IMAGE".to_string(), format!("{}/{}/erp", self.world.registry(), self.project)),
+            ("CUSTOM_TAG".to_string(), tag.to_string()),
+            ("PULL_POLICY".to_string(), "missing".to_string()),
+        ]
+    }
+
+    fn deploy(&mut self, tag: &str) {
+        let rt = rt();
+        rt.block_on(self.compose.up(&self.env(tag), false)).unwrap();
+        self.deployed = true;
+    }
+
+    fn backend(&self) -> String {
+        let rt = rt();
+        let engine = rt.block_on(engine());
+        for _ in 0..100 {
+            let containers = rt.block_on(engine.project_containers(&self.project)).unwrap();
+            let configured = containers.iter().any(|c| c.service == "configurator" && c.state == "exited");
+            if let Some(b) = containers.iter().find(|c| c.service == "backend" && c.state == "running") {
+                if configured {
+                    return b.name.clone();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("the backend of {} did not come up", self.project);
+    }
+
+    /// `bench ARGS` in the backend, as an operator would with `docker exec`.
+    fn bench(&self, args: &[&str]) -> (i64, String) {
+        let rt = rt();
+        let engine = rt.block_on(engine());
+        let bench = Bench { engine: &engine, container: self.backend() };
+        let argv: Vec<String> = std::iter::once("bench").chain(args.iter().copied()).map(str::to_string).collect();
+        let out = rt.block_on(bench.run(&argv, Some(Duration::from_secs(60)))).unwrap();
+        (out.exit_code, format!("{}{}", out.stdout, out.stderr))
+    }
+
+    fn new_site(&self, site: &str, apps: &[&str]) {
+        let (code, out) = self.bench(&["new-site", site, "--db-root-password", DB_ROOT_PASSWORD, "--admin-password", ADMIN_PASSWORD]);
+        assert_eq!(code, 0, "{out}");
+        for app in apps {
+            let (code, out) = self.bench(&["--site", site, "install-app", app]);
+            assert_eq!(code, 0, "{out}");
+        }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if self.deployed {
+            let env = self.env("none");
+            let _ = rt().block_on(self.compose.down(&env, true));
+        }
+        let _ = std::fs::remove_dir_all(self.world.git_root().join(&self.project));
+    }
+}
+
+fn site<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["sites"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn status_reports_exactly_what_was_done_and_the_drift() {
+    let mut d = Deployment::new(&[("a.localhost", &["erpnext", "hrms"]), ("b.localhost", &["erpnext"])]);
+
+    // Nothing exists yet.
+    let before = d.status(&[]);
+    assert_eq!(before["format_version"], 1);
+    assert_eq!(before["lock"]["fresh"], true);
+    assert_eq!(before["image"]["registry"]["state"], "absent");
+    assert!(before["image"]["engine"].is_null());
+    assert!(before["services"].as_array().unwrap().is_empty());
+    assert_eq!(before["sites_observed"], false);
+    let tag = before["image"]["tag"].as_str().unwrap().to_string();
+    assert!(tag.starts_with("bf1-"), "{tag}");
+
+    // Build through the BuildKit secret path, push, deploy, create sites.
+    d.build_and_push(&tag);
+    d.deploy(&tag);
+    d.new_site("a.localhost", &["erpnext", "hrms"]);
+    d.new_site("b.localhost", &["erpnext"]);
+
+    let full = d.status(&["--refresh", "full"]);
+    assert!(matches!(full["image"]["registry"]["state"].as_str(), Some("present")));
+    assert!(full["image"]["engine"].is_string());
+    let reference = d.reference(&tag);
+    let backend = full["services"].as_array().unwrap().iter().find(|s| s["service"] == "backend").unwrap();
+    assert_eq!(backend["image"], reference.as_str());
+    assert_eq!(backend["up_to_date"], true);
+    assert_eq!(full["apps_source"], "execute");
+    assert_eq!(names(&site(&full, "a.localhost")["installed"]), ["frappe", "erpnext", "hrms"]);
+    assert_eq!(names(&site(&full, "b.localhost")["installed"]), ["frappe", "erpnext"]);
+    assert_eq!(site(&full, "a.localhost")["fingerprint_matches"], false, "never migrated by benchform");
+    assert!(full["drift"].as_array().unwrap().is_empty(), "{}", full["drift"]);
+
+    // The v15 trap, shown as it is: list-apps knows nothing until a migrate.
+    let cheap = d.status(&[]);
+    assert_eq!(cheap["apps_source"], "list-apps");
+    assert!(names(&site(&cheap, "a.localhost")["installed"]).is_empty());
+
+    // Drift: an app installed by hand on b.
+    let (code, out) = d.bench(&["--site", "b.localhost", "install-app", "hrms"]);
+    assert_eq!(code, 0, "{out}");
+    let drifted = d.status(&["--refresh", "full"]);
+    let drift = drifted["drift"].as_array().unwrap();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert_eq!(drift[0]["kind"], "app-installed-outside");
+    assert_eq!(drift[0]["site"], "b.localhost");
+    assert_eq!(drift[0]["app"], "hrms");
+    let text = d.benchform(&["status", "--refresh", "full"]);
+    assert!(text.stdout.contains("Changes outside benchform"), "{}", text.stdout);
+    assert!(text.stdout.contains("hrms is installed on b.localhost but the manifest does not list it there"));
+    for secret in [DB_ROOT_PASSWORD, ADMIN_PASSWORD] {
+        assert!(!text.all().contains(secret));
+        assert!(!serde_json::to_string(&drifted).unwrap().contains(secret));
+    }
+}
+
+/// exec_create events of one project's containers between two engine times.
+fn execs(project: &str, since: i64, until: i64) -> Vec<String> {
+    let rt = rt();
+    let engine = rt.block_on(engine());
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("event".to_string(), vec!["exec_create".to_string()]),
+        ("label".to_string(), vec![format!("com.docker.compose.project={project}")]),
+    ]);
+    rt.block_on(engine.events(since, until, &filters)).unwrap().into_iter().map(|e| e.action).collect()
+}
+
+fn engine_now() -> i64 {
+    let rt = rt();
+    rt.block_on(async { engine().await.now().await.unwrap() })
+}
+
+#[test]
+fn observing_one_site_or_thirty_costs_the_same_execs() {
+    let mut counts = Vec::new();
+    for n in [1usize, 30] {
+        let names: Vec<String> = (0..n).map(|i| format!("s{i}.localhost")).collect();
+        let sites: Vec<(&str, &[&str])> = names.iter().map(|s| (s.as_str(), &["erpnext"][..])).collect();
+        let mut d = Deployment::new(&sites);
+        let tag = d.status(&[])["image"]["tag"].as_str().unwrap().to_string();
+        d.build_and_push(&tag);
+        d.deploy(&tag);
+        for s in &names {
+            d.new_site(s, &[]);
+        }
+        std::thread::sleep(Duration::from_millis(1100));
+        let since = engine_now();
+        let report = d.status(&[]);
+        assert_eq!(report["sites"].as_array().unwrap().iter().filter(|s| s["exists"] == true).count(), n);
+        std::thread::sleep(Duration::from_millis(1100));
+        let seen = execs(&d.project, since, engine_now());
+        counts.push(seen.len());
+        assert!(seen.iter().all(|a| a.contains("find sites") || a.contains("list-apps")), "{seen:?}");
+    }
+    assert_eq!(counts, [2, 2], "status must cost a constant number of execs");
+}
+
+#[test]
+fn unobservable_worlds_are_clear_errors_with_exit_1() {
+    let d = Deployment::new(&[("a.localhost", &["erpnext"])]);
+    let manifest = d.dir.path().join("benchform.yaml");
+    let original = std::fs::read_to_string(&manifest).unwrap();
+
+    // A dead engine socket.
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock = sock_dir.path().join("docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let dead = benchform_in(d.dir.path(), &["status"], &[("DOCKER_HOST", &format!("unix://{}", sock.display()))]);
+    assert_eq!(dead.code, 1);
+    assert!(dead.stderr.contains("error: cannot observe the engine: no Docker Engine answers at unix://"), "{}", dead.stderr);
+    assert!(dead.stderr.contains("DOCKER_HOST"), "{}", dead.stderr);
+
+    // A registry on a closed port.
+    let registry = d.world.registry().to_string();
+    std::fs::write(&manifest, original.replace(&format!("repository: {registry}/"), "repository: 127.0.0.1:1/")).unwrap();
+    let closed = d.benchform(&["status"]);
+    assert_eq!(closed.code, 1);
+    assert!(closed.stderr.contains("error: cannot observe the registry: registry 127.0.0.1:1 could not be reached"), "{}", closed.stderr);
+
+    // The htpasswd registry with a wrong password: the fix names `docker login`.
+    let auth = d.world.auth_registry().to_string();
+    std::fs::write(&manifest, original.replace(&format!("repository: {registry}/"), &format!("repository: {auth}/"))).unwrap();
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(
+        config.path().join("config.json"),
+        format!("{{\"auths\": {{\"{auth}\": {{\"auth\": \"YmVuY2hmb3JtOndyb25nLXBhc3N3b3Jk\"}}}}}}"),
+    )
+    .unwrap();
+    let wrong = benchform_in(d.dir.path(), &["status"], &[("DOCKER_CONFIG", &config.path().display().to_string())]);
+    assert_eq!(wrong.code, 1);
+    assert!(wrong.stderr.contains("refused the credentials"), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains(&format!("docker login {auth}")), "{}", wrong.stderr);
+    assert!(!wrong.all().contains("wrong-password"));
+
+    // No lock.
+    std::fs::write(&manifest, &original).unwrap();
+    std::fs::remove_file(d.dir.path().join("benchform.lock")).unwrap();
+    let unlocked = d.benchform(&["status"]);
+    assert_eq!(unlocked.code, 1);
+    assert!(unlocked.stderr.contains("run `benchform lock`"), "{}", unlocked.stderr);
+}
