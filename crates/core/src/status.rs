@@ -196,6 +196,17 @@ pub enum DriftKind {
     UnreadableSite,
 }
 
+impl Drift {
+    fn new(kind: DriftKind, detail: String) -> Drift {
+        Drift { kind, site: None, app: None, service: None, detail }
+    }
+
+    fn site(mut self, site: &str) -> Drift {
+        self.site = Some(site.to_string());
+        self
+    }
+}
+
 /// Compare. Everything is reported; nothing here decides what to do about it.
 pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desired, observed: &Observed) -> Report {
     let lock = match lock_file {
@@ -247,11 +258,12 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
             let extra_apps: Vec<String> = installed.iter().filter(|a| !d.apps.contains(a)).cloned().collect();
             for app in &extra_apps {
                 drift.push(Drift {
-                    kind: DriftKind::AppInstalledOutside,
-                    site: Some(d.name.clone()),
                     app: Some(app.clone()),
-                    service: None,
-                    detail: format!("{app} is installed on {} but the manifest does not list it there", d.name),
+                    ..Drift::new(
+                        DriftKind::AppInstalledOutside,
+                        format!("{app} is installed on {} but the manifest does not list it there", d.name),
+                    )
+                    .site(&d.name)
                 });
             }
             let record = o.and_then(|s| s.record.as_ref());
@@ -268,13 +280,13 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
                 });
             }
             if o.is_some_and(|s| s.unreadable) {
-                drift.push(Drift {
-                    kind: DriftKind::UnreadableSite,
-                    site: Some(d.name.clone()),
-                    app: None,
-                    service: None,
-                    detail: format!("sites/{}/site_config.json is not valid JSON", d.name),
-                });
+                drift.push(
+                    Drift::new(
+                        DriftKind::UnreadableSite,
+                        format!("sites/{}/site_config.json is not valid JSON", d.name),
+                    )
+                    .site(&d.name),
+                );
             }
             SiteReport {
                 name: d.name.clone(),
@@ -293,13 +305,13 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
         .collect();
     for s in &observed.sites {
         if !desired.sites.iter().any(|d| d.name == s.name) {
-            drift.push(Drift {
-                kind: DriftKind::SiteNotInManifest,
-                site: Some(s.name.clone()),
-                app: None,
-                service: None,
-                detail: format!("site {} exists but the manifest does not list it (benchform leaves it alone)", s.name),
-            });
+            drift.push(
+                Drift::new(
+                    DriftKind::SiteNotInManifest,
+                    format!("site {} exists but the manifest does not list it (benchform leaves it alone)", s.name),
+                )
+                .site(&s.name),
+            );
         }
     }
     Report {
@@ -318,5 +330,101 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
         apps_source: if observed.authoritative_apps { "execute" } else { "list-apps" }.to_string(),
         sites,
         drift,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use benchform_manifest::{LockEntry, RefKind};
+
+    use super::*;
+
+    fn manifest() -> Manifest {
+        let text = "version: 1\nproject: p\nfrappe: {repo: https://h/frappe, ref: v15}\napps:\n  - {name: erpnext, repo: https://h/erpnext, ref: v15}\n  - {name: hrms, repo: https://h/hrms, ref: v1}\nimage: {repository: r.example.com/p, containerfile: C, context: .}\ndeploy: {compose: {files: [c.yaml]}}\nsites:\n  - {name: a.localhost, apps: [erpnext, hrms]}\n  - {name: b.localhost, apps: [erpnext]}\n";
+        benchform_manifest::validate("m.yaml", text.as_bytes()).manifest.unwrap()
+    }
+
+    fn lock() -> LockFile {
+        let e = |name: &str, c: char| LockEntry {
+            name: name.into(),
+            repo: format!("https://h/{name}"),
+            git_ref: if name == "hrms" { "v1".into() } else { "v15".into() },
+            kind: RefKind::Tag,
+            commit: c.to_string().repeat(40),
+            object: None,
+        };
+        LockFile { version: 1, entries: vec![e("erpnext", 'b'), e("frappe", 'a'), e("hrms", 'c')] }
+    }
+
+    fn site(name: &str, apps: &[&str], record: Option<SiteRecord>) -> ObservedSite {
+        ObservedSite {
+            name: name.into(),
+            installed: apps.iter().map(|a| a.to_string()).collect(),
+            record,
+            maintenance_mode: false,
+            scheduler_paused: false,
+            unreadable: false,
+        }
+    }
+
+    #[test]
+    fn a_converged_deployment_has_no_drift_and_matching_fingerprints() {
+        let (m, l) = (manifest(), lock());
+        let d = desired(&m, &l, "bf1-x");
+        assert_eq!(d.sites[0].apps, ["frappe", "erpnext", "hrms"]);
+        let rec = |s: &DesiredSite| Some(SiteRecord::new("p", s.commits.clone(), "r.example.com/p:bf1-x", None, "t"));
+        let observed = Observed {
+            sites: vec![
+                site("a.localhost", &["frappe", "erpnext", "hrms"], rec(&d.sites[0])),
+                site("b.localhost", &["frappe", "erpnext"], rec(&d.sites[1])),
+            ],
+            sites_observed: true,
+            ..Observed::default()
+        };
+        let r = compare(&m, Some(&l), &d, &observed);
+        assert!(r.lock.fresh);
+        assert!(r.drift.is_empty(), "{:?}", r.drift);
+        assert!(r.sites.iter().all(|s| s.fingerprint_matches && s.exists && s.missing_apps.is_empty()));
+    }
+
+    #[test]
+    fn every_kind_of_drift_is_reported() {
+        let (m, l) = (manifest(), lock());
+        let d = desired(&m, &l, "bf1-x");
+        let foreign = SiteRecord::new("other", BTreeMap::new(), "x", None, "t");
+        let mut broken = site("b.localhost", &["frappe", "erpnext"], None);
+        broken.unreadable = true;
+        let observed = Observed {
+            containers: vec![ObservedContainer {
+                service: "backend".into(),
+                name: "p_backend_1".into(),
+                state: "running".into(),
+                image: "someone/else:latest".into(),
+                image_id: "sha256:1".into(),
+                desired_image: Some("r.example.com/p:bf1-x".into()),
+                built_for: None,
+            }],
+            sites: vec![
+                site("a.localhost", &["frappe", "erpnext", "hrms", "payments"], Some(foreign)),
+                broken,
+                site("c.localhost", &["frappe"], None),
+            ],
+            sites_observed: true,
+            ..Observed::default()
+        };
+        let r = compare(&m, Some(&l), &d, &observed);
+        let kinds: Vec<DriftKind> = r.drift.iter().map(|x| x.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                DriftKind::ForeignImage,
+                DriftKind::AppInstalledOutside,
+                DriftKind::ForeignSiteRecord,
+                DriftKind::UnreadableSite,
+                DriftKind::SiteNotInManifest
+            ]
+        );
+        assert!(!r.services[0].up_to_date);
+        assert_eq!(r.sites[0].extra_apps, ["payments"]);
     }
 }
