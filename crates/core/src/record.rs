@@ -8,6 +8,7 @@
 //!   "project": "erpnext-prod",
 //!   "fingerprint": "9c1d…",            // of the commits below
 //!   "commits": {"frappe": "…", "erpnext": "…"},
+//!   "refs": {"frappe": "v15.88.1", "erpnext": "v15.88.1"},   // to refuse downgrades
 //!   "image": "registry.example.com/acme/erpnext:bf1-…",
 //!   "image_digest": "sha256:…",        // when known
 //!   "migrated_at": "2026-11-27T18:00:00Z"
@@ -33,6 +34,10 @@ pub struct SiteRecord {
     pub project: String,
     pub fingerprint: String,
     pub commits: BTreeMap<String, String>,
+    /// The manifest ref of each app at that migrate: versions to compare, so that a plan can
+    /// refuse running older code on a newer schema.
+    #[serde(default)]
+    pub refs: BTreeMap<String, String>,
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
@@ -49,6 +54,7 @@ impl SiteRecord {
     pub fn new(
         project: &str,
         commits: BTreeMap<String, String>,
+        refs: BTreeMap<String, String>,
         image: &str,
         image_digest: Option<String>,
         migrated_at: &str,
@@ -58,6 +64,7 @@ impl SiteRecord {
             project: project.to_string(),
             fingerprint: fingerprint(&commits),
             commits,
+            refs,
             image: image.to_string(),
             image_digest,
             migrated_at: migrated_at.to_string(),
@@ -99,6 +106,7 @@ mod tests {
         let r = SiteRecord::new(
             "p",
             BTreeMap::from([("frappe".to_string(), "a".repeat(40))]),
+            BTreeMap::from([("frappe".to_string(), "v15.1.0".to_string())]),
             "img:bf1-x",
             None,
             "2026-11-27T18:00:00Z",

@@ -372,7 +372,9 @@ mod tests {
         let (m, l) = (manifest(), lock());
         let d = desired(&m, &l, "bf1-x");
         assert_eq!(d.sites[0].apps, ["frappe", "erpnext", "hrms"]);
-        let rec = |s: &DesiredSite| Some(SiteRecord::new("p", s.commits.clone(), "r.example.com/p:bf1-x", None, "t"));
+        let rec = |s: &DesiredSite| {
+            Some(SiteRecord::new("p", s.commits.clone(), BTreeMap::new(), "r.example.com/p:bf1-x", None, "t"))
+        };
         let observed = Observed {
             sites: vec![
                 site("a.localhost", &["frappe", "erpnext", "hrms"], rec(&d.sites[0])),
@@ -391,7 +393,7 @@ mod tests {
     fn every_kind_of_drift_is_reported() {
         let (m, l) = (manifest(), lock());
         let d = desired(&m, &l, "bf1-x");
-        let foreign = SiteRecord::new("other", BTreeMap::new(), "x", None, "t");
+        let foreign = SiteRecord::new("other", BTreeMap::new(), BTreeMap::new(), "x", None, "t");
         let mut broken = site("b.localhost", &["frappe", "erpnext"], None);
         broken.unreadable = true;
         let observed = Observed {
