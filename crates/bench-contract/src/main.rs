@@ -94,8 +94,15 @@ fn group_error(prog: &str, message: &str) -> Fail {
     Fail(2)
 }
 
+/// Become `bench-idle` (a shell script that waits and exits on TERM), keeping the argv for `ps`.
+fn idle(command: &str, rest: &[String]) -> Res<()> {
+    use std::os::unix::process::CommandExt;
+    let err = std::process::Command::new("/usr/local/bin/bench-idle").arg(command).args(rest).exec();
+    Err(group_error("bench", &format!("cannot start {command}: {err}")))
+}
+
 fn run(args: &[String]) -> Res<()> {
-    let mut ctx = Ctx { bench: bench::Bench::from_env(), site_arg: None, verbose: false, force: false };
+    let mut ctx = Ctx { bench: bench::Bench::from_env(), site_arg: None, force: false };
     let mut i = 0;
     while let Some(arg) = args.get(i) {
         match arg.as_str() {
@@ -106,15 +113,12 @@ fn run(args: &[String]) -> Res<()> {
                 ctx.site_arg = Some(site.clone());
                 i += 2;
             }
-            "--verbose" => {
-                ctx.verbose = true;
-                i += 1;
-            }
+            // Accepted like frappe's, with nothing extra to say.
+            "--verbose" | "--profile" => i += 1,
             "--force" => {
                 ctx.force = true;
                 i += 1;
             }
-            "--profile" => i += 1,
             "--help" | "-h" => {
                 println!("{BENCH_HELP}");
                 return Ok(());
@@ -152,6 +156,8 @@ fn run(args: &[String]) -> Res<()> {
         "enable-scheduler" => cmd::config::toggle_scheduler(&ctx, rest, true),
         "disable-scheduler" => cmd::config::toggle_scheduler(&ctx, rest, false),
         "ready-for-migration" => cmd::config::ready_for_migration(&ctx, rest),
+        // Long-running services of the compose project; the fixture runs no jobs.
+        "worker" | "schedule" => idle(command, rest),
         other => {
             let prog = if ctx.site_arg.is_some() { "bench frappe" } else { "bench" };
             Err(group_error(prog, &format!("No such command '{other}'.")))
