@@ -117,12 +117,12 @@ pub async fn compose(manifest: &Manifest, paths: &Paths) -> Result<Compose, Obse
 }
 
 /// The variables compose interpolates to run the desired image.
-pub fn compose_env(desired: &Desired) -> Vec<(String, String)> {
+pub fn compose_env(desired: &Desired, flavour: compose::Flavour) -> Vec<(String, String)> {
     vec![
         ("CUSTOM_IMAGE".to_string(), desired.repository.clone()),
         ("CUSTOM_TAG".to_string(), desired.tag.clone()),
-        // The image is pushed before deploy, but a local build must run too (frappe_docker #1739).
-        ("PULL_POLICY".to_string(), "missing".to_string()),
+        // Pull only what the engine lacks, so a local build runs too (frappe_docker #1739).
+        ("PULL_POLICY".to_string(), compose::pull_if_missing(flavour).to_string()),
     ]
 }
 
@@ -147,7 +147,11 @@ pub async fn observe(
             ));
         }
         Err(e) => {
-            return Err(ObserveError::new("registry", e, "check that the registry is up and image.repository names it"));
+            return Err(ObserveError::new(
+                "registry",
+                e,
+                "check that the registry is up and image.repository names it",
+            ));
         }
     };
     let engine_image = engine
@@ -158,7 +162,7 @@ pub async fn observe(
 
     let compose = compose(manifest, paths).await?;
     let rendered = compose
-        .rendered_images(&compose_env(desired))
+        .rendered_images(&compose_env(desired, compose.flavour))
         .await
         .map_err(|e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)"))?;
     let containers = engine

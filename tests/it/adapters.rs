@@ -39,7 +39,8 @@ fn base64(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::new();
     for chunk in b.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
+        let n =
+            (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -79,7 +80,10 @@ fn registry_tags_present_absent_and_their_failures() {
     let repo = format!("{}/{}", world.registry(), unique("reg"));
     let digest = push_small_image(world, &format!("{repo}:one"), None);
     let cfg = empty_config.path().join("config.json");
-    assert_eq!(rt.block_on(engine.registry_tag_using(&format!("{repo}:one"), &cfg)).unwrap(), TagState::Present { digest });
+    assert_eq!(
+        rt.block_on(engine.registry_tag_using(&format!("{repo}:one"), &cfg)).unwrap(),
+        TagState::Present { digest }
+    );
     assert_eq!(rt.block_on(engine.registry_tag_using(&format!("{repo}:two"), &cfg)).unwrap(), TagState::Absent);
 
     // A closed port.
@@ -88,7 +92,12 @@ fn registry_tags_present_absent_and_their_failures() {
 
     // htpasswd registry: right credentials, wrong ones, none.
     let good = tempfile::tempdir().unwrap();
-    docker_config(good.path(), world.auth_registry(), world.var("BENCHFORM_WORLD_REGISTRY_USER"), world.var("BENCHFORM_WORLD_REGISTRY_PASSWORD"));
+    docker_config(
+        good.path(),
+        world.auth_registry(),
+        world.var("BENCHFORM_WORLD_REGISTRY_USER"),
+        world.var("BENCHFORM_WORLD_REGISTRY_PASSWORD"),
+    );
     let auth_repo = format!("{}/{}", world.auth_registry(), unique("auth"));
     let digest = push_small_image(world, &format!("{auth_repo}:one"), Some(good.path()));
     assert_eq!(

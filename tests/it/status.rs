@@ -123,7 +123,7 @@ impl Deployment {
         vec![
             ("CUSTOM_IMAGE".to_string(), format!("{}/{}/erp", self.world.registry(), self.project)),
             ("CUSTOM_TAG".to_string(), tag.to_string()),
-            ("PULL_POLICY".to_string(), "missing".to_string()),
+            ("PULL_POLICY".to_string(), benchform_docker::compose::pull_if_missing(Flavour::V1).to_string()),
         ]
     }
 
@@ -160,7 +160,8 @@ impl Deployment {
     }
 
     fn new_site(&self, site: &str, apps: &[&str]) {
-        let (code, out) = self.bench(&["new-site", site, "--db-root-password", DB_ROOT_PASSWORD, "--admin-password", ADMIN_PASSWORD]);
+        let (code, out) =
+            self.bench(&["new-site", site, "--db-root-password", DB_ROOT_PASSWORD, "--admin-password", ADMIN_PASSWORD]);
         assert_eq!(code, 0, "{out}");
         for app in apps {
             let (code, out) = self.bench(&["--site", site, "install-app", app]);
@@ -298,19 +299,29 @@ fn unobservable_worlds_are_clear_errors_with_exit_1() {
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
     let dead = benchform_in(d.dir.path(), &["status"], &[("DOCKER_HOST", &format!("unix://{}", sock.display()))]);
     assert_eq!(dead.code, 1);
-    assert!(dead.stderr.contains("error: cannot observe the engine: no Docker Engine answers at unix://"), "{}", dead.stderr);
+    assert!(
+        dead.stderr.contains("error: cannot observe the engine: no Docker Engine answers at unix://"),
+        "{}",
+        dead.stderr
+    );
     assert!(dead.stderr.contains("DOCKER_HOST"), "{}", dead.stderr);
 
     // A registry on a closed port.
     let registry = d.world.registry().to_string();
-    std::fs::write(&manifest, original.replace(&format!("repository: {registry}/"), "repository: 127.0.0.1:1/")).unwrap();
+    std::fs::write(&manifest, original.replace(&format!("repository: {registry}/"), "repository: 127.0.0.1:1/"))
+        .unwrap();
     let closed = d.benchform(&["status"]);
     assert_eq!(closed.code, 1);
-    assert!(closed.stderr.contains("error: cannot observe the registry: registry 127.0.0.1:1 could not be reached"), "{}", closed.stderr);
+    assert!(
+        closed.stderr.contains("error: cannot observe the registry: registry 127.0.0.1:1 could not be reached"),
+        "{}",
+        closed.stderr
+    );
 
     // The htpasswd registry with a wrong password: the fix names `docker login`.
     let auth = d.world.auth_registry().to_string();
-    std::fs::write(&manifest, original.replace(&format!("repository: {registry}/"), &format!("repository: {auth}/"))).unwrap();
+    std::fs::write(&manifest, original.replace(&format!("repository: {registry}/"), &format!("repository: {auth}/")))
+        .unwrap();
     let config = tempfile::tempdir().unwrap();
     std::fs::write(
         config.path().join("config.json"),

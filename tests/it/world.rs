@@ -30,7 +30,8 @@ impl World {
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
                 .collect();
             let world = World { env };
-            let ok = std::process::Command::new(world.docker_cli()).arg("info").output().is_ok_and(|o| o.status.success());
+            let ok =
+                std::process::Command::new(world.docker_cli()).arg("info").output().is_ok_and(|o| o.status.success());
             assert!(ok, "the test world's Docker Engine does not answer: run scripts/world up");
             world
         })
@@ -64,7 +65,8 @@ impl World {
 /// A name no other test (in this run or another) uses: for compose projects, repositories, sites.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}{}x{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
 }
 

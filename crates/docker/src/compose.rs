@@ -154,6 +154,16 @@ impl Compose {
     }
 }
 
+/// The `pull_policy` value for "pull only when the engine lacks the image": compose v2 says
+/// `missing` (frappe_docker's docs too), v1 (1.29) knows only `if_not_present` and rejects
+/// `missing` as an invalid compose file.
+pub fn pull_if_missing(flavour: Flavour) -> &'static str {
+    match flavour {
+        Flavour::V1 => "if_not_present",
+        Flavour::V2 => "missing",
+    }
+}
+
 /// Pick the compose flavour: `BENCHFORM_COMPOSE=v1|v2` if set, else v2 when `docker compose
 /// version` works, else v1 when `docker-compose version` works.
 pub async fn detect(docker_cli: &std::path::Path) -> Result<Flavour, ComposeError> {

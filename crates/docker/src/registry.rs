@@ -76,9 +76,12 @@ pub fn credentials_for(registry: &str, path: &std::path::Path) -> Result<Option<
     if let Some(auth) = keys.iter().find_map(|k| config.get("auths").and_then(|a| a.get(k))) {
         if let Some(encoded) = auth.get("auth").and_then(|v| v.as_str()).filter(|s| !s.is_empty()) {
             // The engine's distribution endpoint wants user and password, not the encoded pair.
-            let decoded = base64_decode(encoded)
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| RegistryError::Config { path: path.display().to_string(), detail: format!("the `auth` entry for {registry} is not base64 of user:password") })?;
+            let decoded = base64_decode(encoded).and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| {
+                RegistryError::Config {
+                    path: path.display().to_string(),
+                    detail: format!("the `auth` entry for {registry} is not base64 of user:password"),
+                }
+            })?;
             let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
             return Ok(Some(DockerCredentials {
                 username: Some(user.to_string()),
@@ -176,7 +179,11 @@ impl Engine {
     }
 
     /// The same, with credentials from the Docker config file at `config`.
-    pub async fn registry_tag_using(&self, reference: &str, config: &std::path::Path) -> Result<TagState, RegistryError> {
+    pub async fn registry_tag_using(
+        &self,
+        reference: &str,
+        config: &std::path::Path,
+    ) -> Result<TagState, RegistryError> {
         let registry = registry_host(reference);
         let credentials = credentials_for(&registry, config)?;
         match self.docker().inspect_registry_image(reference, credentials).await {
