@@ -139,10 +139,10 @@ impl Deployment {
         for _ in 0..100 {
             let containers = rt.block_on(engine.project_containers(&self.project)).unwrap();
             let configured = containers.iter().any(|c| c.service == "configurator" && c.state == "exited");
-            if let Some(b) = containers.iter().find(|c| c.service == "backend" && c.state == "running") {
-                if configured {
-                    return b.name.clone();
-                }
+            if let Some(b) = containers.iter().find(|c| c.service == "backend" && c.state == "running")
+                && configured
+            {
+                return b.name.clone();
             }
             std::thread::sleep(Duration::from_millis(200));
         }

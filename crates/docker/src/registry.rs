@@ -57,7 +57,7 @@ pub fn docker_config_path() -> PathBuf {
 
 /// Credentials for `registry` from the Docker config file at `path`, if it has any.
 pub fn credentials_for(registry: &str, path: &std::path::Path) -> Result<Option<DockerCredentials>, RegistryError> {
-    let text = match std::fs::read_to_string(&path) {
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(RegistryError::Config { path: path.display().to_string(), detail: e.to_string() }),
