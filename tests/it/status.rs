@@ -22,6 +22,8 @@ const ADMIN_PASSWORD: &str = "admin-pw-for-tests";
 /// (after `deploy`) a running compose project. Dropping it removes the project and its volumes.
 struct Deployment {
     world: &'static World,
+    /// Image references this deployment built, removed from the engine on drop.
+    built: std::cell::RefCell<Vec<String>>,
     dir: tempfile::TempDir,
     project: String,
     /// Kept so that their work trees live as long as the deployment.
@@ -64,7 +66,7 @@ impl Deployment {
             files: vec![fixtures.join("compose/compose.yaml")],
             env_file: None,
         };
-        let d = Deployment { world, dir, project, _repos: repos, compose, deployed: false };
+        let d = Deployment { world, built: Default::default(), dir, project, _repos: repos, compose, deployed: false };
         let lock = d.benchform(&["lock"]);
         assert_eq!(lock.code, 0, "{}", lock.all());
         d
@@ -116,6 +118,7 @@ impl Deployment {
         let cli = self.world.docker_cli();
         let rt = rt();
         rt.block_on(build::build(&cli, &spec, &[], |_| {})).unwrap();
+        self.built.borrow_mut().push(reference.clone());
         rt.block_on(build::push(&cli, &reference, &[], |_| {})).unwrap();
     }
 
@@ -175,6 +178,9 @@ impl Drop for Deployment {
         if self.deployed {
             let env = self.env("none");
             let _ = rt().block_on(self.compose.down(&env, true));
+        }
+        for reference in self.built.borrow().iter() {
+            let _ = std::process::Command::new(self.world.docker_cli()).args(["rmi", reference]).output();
         }
         let _ = std::fs::remove_dir_all(self.world.git_root().join(&self.project));
     }
