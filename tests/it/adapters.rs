@@ -144,3 +144,30 @@ fn compose_v1_config_hashes_match_the_running_containers() {
     assert!(c.compose_version.as_deref().is_some_and(|v| v.starts_with("1.")));
     assert_eq!(c.image, world.var("BENCHFORM_WORLD_REDIS_IMAGE"));
 }
+
+#[test]
+fn a_push_the_registry_refuses_fails_the_push() {
+    let world = World::get();
+    let reference = format!("{}/{}:one", world.auth_registry(), unique("nopush"));
+    let cli = world.docker_cli();
+    assert!(
+        Command::new(&cli)
+            .args(["tag", world.var("BENCHFORM_WORLD_REDIS_IMAGE"), &reference])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let adapter = benchform_docker::build::Cli {
+        program: cli.clone(),
+        env: vec![("DOCKER_CONFIG".to_string(), empty.path().display().to_string())],
+    };
+    let mut lines = Vec::new();
+    let err = rt()
+        .block_on(benchform_docker::build::push(&adapter, &reference, &[], |l| lines.push(l.to_string())))
+        .unwrap_err();
+    let _ = Command::new(&cli).args(["rmi", &reference]).output();
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("pushing {reference} failed")), "{text}");
+    assert!(text.contains("no basic auth credentials"), "{text}");
+}

@@ -28,6 +28,26 @@ pub enum BuildError {
     PushFailed { reference: String, code: i32, tail: String },
 }
 
+/// A Docker CLI to run, with extra environment (e.g. `DOCKER_CONFIG` for another credential
+/// store).
+#[derive(Debug, Clone)]
+pub struct Cli {
+    pub program: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Cli {
+    pub fn new(program: impl Into<PathBuf>) -> Cli {
+        Cli { program: program.into(), env: Vec::new() }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+}
+
 /// The Docker CLI benchform builds and pushes with.
 pub fn docker_cli() -> PathBuf {
     if let Some(cli) = std::env::var_os("BENCHFORM_DOCKER_CLI").filter(|v| !v.is_empty()) {
@@ -83,14 +103,14 @@ pub fn mask(line: &str, secrets: &[String]) -> String {
 /// Run a build, streaming masked output lines to `on_line`. Never times out: real Frappe builds
 /// take many minutes.
 pub async fn build(
-    cli: &Path,
+    cli: &Cli,
     spec: &BuildSpec<'_>,
     secrets: &[String],
     on_line: impl FnMut(&str),
 ) -> Result<(), BuildError> {
-    let mut cmd = Command::new(cli);
+    let mut cmd = cli.command();
     cmd.args(spec.args()).env("DOCKER_BUILDKIT", "1");
-    let (code, tail) = stream(cmd, cli, "build", secrets, on_line).await?;
+    let (code, tail) = stream(cmd, &cli.program, "build", secrets, on_line).await?;
     if code != 0 {
         return Err(BuildError::BuildFailed { code, tail });
     }
@@ -99,16 +119,16 @@ pub async fn build(
 
 /// Push `reference`; returns the manifest digest the registry reported.
 pub async fn push(
-    cli: &Path,
+    cli: &Cli,
     reference: &str,
     secrets: &[String],
     on_line: impl FnMut(&str),
 ) -> Result<Option<String>, BuildError> {
-    let mut cmd = Command::new(cli);
+    let mut cmd = cli.command();
     cmd.args(["push", reference]);
     let mut digest = None;
     let mut on_line = on_line;
-    let (code, tail) = stream(cmd, cli, "push", secrets, |line: &str| {
+    let (code, tail) = stream(cmd, &cli.program, "push", secrets, |line: &str| {
         if let Some(d) = line.split("digest: ").nth(1).and_then(|r| r.split_whitespace().next()) {
             digest = Some(d.to_string());
         }
