@@ -161,10 +161,11 @@ pub async fn observe(
         .map(|i| i.id);
 
     let compose = compose(manifest, paths).await?;
-    let rendered = compose
-        .rendered_images(&compose_env(desired, compose.flavour))
-        .await
-        .map_err(|e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)"))?;
+    let env = compose_env(desired, compose.flavour);
+    let compose_error =
+        |e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)");
+    let rendered = compose.rendered_images(&env).await.map_err(compose_error)?;
+    let hashes = compose.config_hashes(&env).await.map_err(compose_error)?;
     let containers = engine
         .project_containers(&manifest.project)
         .await
@@ -185,6 +186,8 @@ pub async fn observe(
             image_id: c.image_id.clone(),
             desired_image,
             built_for: built_for.get(&c.image_id).cloned().flatten(),
+            config_hash: c.config_hash.clone(),
+            desired_config_hash: hashes.get(&c.service).cloned(),
         });
     }
 
@@ -202,6 +205,7 @@ pub async fn observe(
         registry,
         engine_image,
         containers: observed_containers,
+        deploy_services: rendered.iter().filter(|(_, img)| **img == reference).map(|(s, _)| s.clone()).collect(),
         sites,
         authoritative_apps: refresh == Refresh::Full,
         sites_observed,

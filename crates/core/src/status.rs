@@ -20,7 +20,10 @@ pub struct Desired {
     pub project: String,
     pub repository: String,
     pub tag: String,
+    /// frappe and every manifest app: what the desired image contains.
+    pub image_apps: Vec<String>,
     pub sites: Vec<DesiredSite>,
+    pub allow_uninstall: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,8 @@ pub struct DesiredSite {
     /// frappe first, then the site's apps in manifest order.
     pub apps: Vec<String>,
     pub commits: BTreeMap<String, String>,
+    /// The manifest ref of each of the site's apps (versions, for downgrade checks).
+    pub refs: BTreeMap<String, String>,
     pub fingerprint: String,
 }
 
@@ -42,6 +47,7 @@ impl Desired {
 /// check reports them).
 pub fn desired(manifest: &Manifest, lock: &LockFile, tag: &str) -> Desired {
     let commit = |name: &str| lock.entry(name).map(|e| e.commit.clone());
+    let git_ref = |name: &str| manifest.sources().iter().find(|s| s.name == name).map(|s| s.git_ref.to_string());
     let sites = manifest
         .sites
         .iter()
@@ -50,14 +56,17 @@ pub fn desired(manifest: &Manifest, lock: &LockFile, tag: &str) -> Desired {
             // Manifest app order, so install order and display agree.
             apps.extend(manifest.apps.iter().filter(|a| s.apps.contains(&a.name)).map(|a| a.name.clone()));
             let commits: BTreeMap<String, String> = apps.iter().filter_map(|a| Some((a.clone(), commit(a)?))).collect();
-            DesiredSite { name: s.name.clone(), fingerprint: fingerprint(&commits), apps, commits }
+            let refs: BTreeMap<String, String> = apps.iter().filter_map(|a| Some((a.clone(), git_ref(a)?))).collect();
+            DesiredSite { name: s.name.clone(), fingerprint: fingerprint(&commits), apps, commits, refs }
         })
         .collect();
     Desired {
         project: manifest.project.clone(),
         repository: manifest.image.repository.clone(),
         tag: tag.to_string(),
+        image_apps: manifest.sources().iter().map(|s| s.name.to_string()).collect(),
         sites,
+        allow_uninstall: manifest.policy.allow_uninstall,
     }
 }
 
@@ -70,6 +79,8 @@ pub struct Observed {
     /// Local image id of the desired reference, if the engine has it.
     pub engine_image: Option<String>,
     pub containers: Vec<ObservedContainer>,
+    /// Services compose would run with the desired image (from the rendered configuration).
+    pub deploy_services: Vec<String>,
     pub sites: Vec<ObservedSite>,
     /// Whether site apps come from `execute frappe.get_installed_apps` (true) or the
     /// `list-apps` table (false).
@@ -101,6 +112,11 @@ pub struct ObservedContainer {
     pub desired_image: Option<String>,
     /// The `org.benchform.project` label of the container's image.
     pub built_for: Option<String>,
+    /// The container's `com.docker.compose.config-hash` label.
+    pub config_hash: Option<String>,
+    /// What `config --hash` says the service's hash would be with the desired image (same
+    /// compose flavour only).
+    pub desired_config_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,6 +421,8 @@ mod tests {
                 image_id: "sha256:1".into(),
                 desired_image: Some("r.example.com/p:bf1-x".into()),
                 built_for: None,
+                config_hash: None,
+                desired_config_hash: None,
             }],
             sites: vec![
                 site("a.localhost", &["frappe", "erpnext", "hrms", "payments"], Some(foreign)),

@@ -1,0 +1,489 @@
+//! The planner: `plan(desired, observed) -> Plan`, pure.
+//!
+//! A plan is the ordered list of steps apply will take, each with its reason and the steps it
+//! depends on, and nothing else. All sites share one image, so the order protects every site from
+//! running new code on an old schema:
+//!
+//! 1. `build` → `verify` → `push` when the tag is in neither registry nor engine (`push` alone
+//!    when only the engine has it);
+//! 2. for every existing site that will migrate: `maintenance-on` and `backup`, before the deploy;
+//! 3. `uninstall-app` (policy permitting, after that site's backup) before deploying an image that
+//!    may no longer contain the app;
+//! 4. `deploy` (naming the services recreated and why), then `refresh-assets` if the image of
+//!    running containers changed;
+//! 5. per site: `new-site`, `install-app` (manifest order), `migrate`, `maintenance-off`.
+//!
+//! A site migrates when its recorded fingerprint (the commits it was last migrated to) differs
+//! from the desired one, or it gains or loses an app. A change to an app a site does not have
+//! never migrates it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::status::{Desired, DesiredSite, Drift, Observed, ObservedSite, TagObservation};
+
+/// What a step does. The strings are a public contract (JSON plans).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    Build,
+    Verify,
+    Push,
+    MaintenanceOn,
+    Backup,
+    UninstallApp,
+    Deploy,
+    RefreshAssets,
+    NewSite,
+    InstallApp,
+    Migrate,
+    MaintenanceOff,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Build => "build",
+            StepKind::Verify => "verify",
+            StepKind::Push => "push",
+            StepKind::MaintenanceOn => "maintenance-on",
+            StepKind::Backup => "backup",
+            StepKind::UninstallApp => "uninstall-app",
+            StepKind::Deploy => "deploy",
+            StepKind::RefreshAssets => "refresh-assets",
+            StepKind::NewSite => "new-site",
+            StepKind::InstallApp => "install-app",
+            StepKind::Migrate => "migrate",
+            StepKind::MaintenanceOff => "maintenance-off",
+        }
+    }
+
+    /// Every kind, in the order summaries list them.
+    pub const ALL: [StepKind; 12] = [
+        StepKind::Build,
+        StepKind::Verify,
+        StepKind::Push,
+        StepKind::MaintenanceOn,
+        StepKind::Backup,
+        StepKind::UninstallApp,
+        StepKind::Deploy,
+        StepKind::RefreshAssets,
+        StepKind::NewSite,
+        StepKind::InstallApp,
+        StepKind::Migrate,
+        StepKind::MaintenanceOff,
+    ];
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Unique within the plan: the kind, then the site and app it concerns (`migrate:a.example.com`).
+    pub id: String,
+    pub kind: StepKind,
+    pub site: Option<String>,
+    pub app: Option<String>,
+    /// One line: why this step is needed.
+    pub reason: String,
+    /// Loses data if it goes wrong and no backup is restored (uninstalling an app drops its tables).
+    pub destructive: bool,
+    pub depends_on: Vec<String>,
+    /// For `deploy`: the services compose will create or recreate.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+}
+
+/// A plan: steps in order, plus what changed outside benchform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub project: String,
+    pub repository: String,
+    pub tag: String,
+    pub steps: Vec<Step>,
+    pub drift: Vec<Drift>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Steps per kind, in kind order, kinds with no step left out.
+    pub fn summary(&self) -> BTreeMap<StepKind, usize> {
+        let mut out = BTreeMap::new();
+        for s in &self.steps {
+            *out.entry(s.kind).or_insert(0) += 1;
+        }
+        out
+    }
+
+    pub fn destructive(&self) -> usize {
+        self.steps.iter().filter(|s| s.destructive).count()
+    }
+}
+
+/// Choices that change what a plan may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PlanOptions {
+    /// Run older code on a site migrated to newer code (refused by default).
+    pub allow_downgrade: bool,
+}
+
+/// Why no safe plan exists. Each says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "site {site} has {app} installed, but the desired image does not contain it: the site would break on \
+         migrate and on every request. Uninstall it first (set policy.allow_uninstall: true), or keep the app \
+         in `apps`"
+    )]
+    AppMissingFromImage { site: String, app: String },
+    #[error(
+        "site {site}: the manifest no longer lists {app}, which benchform installed there; removing it needs \
+         policy.allow_uninstall: true (after a backup), or list it on the site again"
+    )]
+    UninstallNotAllowed { site: String, app: String },
+    #[error(
+        "site {site}: {app} would go from {from} down to {to}; older code on a newer schema corrupts data. Pin \
+         {from} or newer, or pass --allow-downgrade if you have restored a matching backup"
+    )]
+    Downgrade { site: String, app: String, from: String, to: String },
+    #[error(
+        "site {site} was last migrated by benchform for project {other}, not {project}: two manifests must not \
+         manage one site. Fix the project name, or remove the site from one manifest"
+    )]
+    ForeignSite { site: String, other: String, project: String },
+}
+
+fn short(s: &str) -> &str {
+    let s = s.strip_prefix("sha256:").unwrap_or(s);
+    s.get(..12).unwrap_or(s)
+}
+
+struct Builder {
+    steps: Vec<Step>,
+}
+
+impl Builder {
+    fn add(
+        &mut self,
+        kind: StepKind,
+        site: Option<&str>,
+        app: Option<&str>,
+        reason: String,
+        depends_on: Vec<String>,
+    ) -> String {
+        let mut id = kind.as_str().to_string();
+        for part in [site, app].into_iter().flatten() {
+            id.push(':');
+            id.push_str(part);
+        }
+        self.steps.push(Step {
+            id: id.clone(),
+            kind,
+            site: site.map(str::to_string),
+            app: app.map(str::to_string),
+            reason,
+            destructive: kind == StepKind::UninstallApp,
+            depends_on,
+            services: Vec::new(),
+        });
+        id
+    }
+}
+
+/// What one existing site needs.
+struct SiteWork<'a> {
+    desired: &'a DesiredSite,
+    observed: Option<&'a ObservedSite>,
+    install: Vec<String>,
+    uninstall: Vec<String>,
+    migrate_reason: Option<String>,
+}
+
+/// Plan the steps that take `observed` to `desired`. Every guard that fails is returned.
+pub fn plan(
+    desired: &Desired,
+    observed: &Observed,
+    options: &PlanOptions,
+    drift: Vec<Drift>,
+) -> Result<Plan, Vec<PlanError>> {
+    let mut errors = Vec::new();
+    let observed_sites: BTreeMap<&str, &ObservedSite> = observed.sites.iter().map(|s| (s.name.as_str(), s)).collect();
+    let work: Vec<SiteWork<'_>> = desired
+        .sites
+        .iter()
+        .map(|d| site_work(desired, d, observed_sites.get(d.name.as_str()).copied(), options, &mut errors))
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let mut b = Builder { steps: Vec::new() };
+    let reference = desired.reference();
+
+    // 1. The image.
+    let in_registry = matches!(observed.registry, TagObservation::Present { .. });
+    let mut image_ready: Vec<String> = Vec::new();
+    if !in_registry {
+        if observed.engine_image.is_none() {
+            let build = b.add(
+                StepKind::Build,
+                None,
+                None,
+                format!("{} is in neither the registry nor the engine", desired.tag),
+                vec![],
+            );
+            let verify = b.add(
+                StepKind::Verify,
+                None,
+                None,
+                "check the built image holds every app at its locked commit, and no secret".to_string(),
+                vec![build],
+            );
+            image_ready.push(b.add(
+                StepKind::Push,
+                None,
+                None,
+                format!("the registry has no {}", desired.tag),
+                vec![verify],
+            ));
+        } else {
+            image_ready.push(b.add(
+                StepKind::Push,
+                None,
+                None,
+                format!("{} is in the engine but not in the registry", desired.tag),
+                vec![],
+            ));
+        }
+    }
+
+    // 2. Maintenance and backups for existing sites that will migrate; 3. uninstalls.
+    let mut before_deploy: Vec<String> = image_ready.clone();
+    let mut site_ready: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for w in work.iter().filter(|w| w.observed.is_some() && w.migrate_reason.is_some()) {
+        let site = w.desired.name.as_str();
+        let on = b.add(
+            StepKind::MaintenanceOn,
+            Some(site),
+            None,
+            format!("{site} will migrate: stop requests and pause the scheduler first"),
+            // Only once the image is pushed: builds take minutes, downtime should not.
+            image_ready.clone(),
+        );
+        let backup =
+            b.add(StepKind::Backup, Some(site), None, format!("restore point before {site} migrates"), vec![on]);
+        let mut last = backup;
+        for app in &w.uninstall {
+            let in_image = desired.image_apps.contains(app);
+            let why = if in_image {
+                "the manifest no longer lists it on this site"
+            } else {
+                "the desired image no longer contains it"
+            };
+            last = b.add(StepKind::UninstallApp, Some(site), Some(app), format!("{app}: {why}"), vec![last]);
+        }
+        before_deploy.push(last.clone());
+        site_ready.insert(site, vec![last]);
+    }
+
+    // 4. Deploy.
+    let deploy_services = services_to_deploy(desired, observed);
+    let image_changes =
+        observed.containers.iter().any(|c| observed.deploy_services.contains(&c.service) && c.image != reference);
+    let mut after_deploy: Vec<String> = image_ready.clone();
+    if !deploy_services.is_empty() {
+        let reason = deploy_services.iter().map(|(s, why)| format!("{s} ({why})")).collect::<Vec<_>>().join(", ");
+        let id = b.add(StepKind::Deploy, None, None, reason, before_deploy.clone());
+        if let Some(step) = b.steps.last_mut() {
+            step.services = deploy_services.iter().map(|(s, _)| s.clone()).collect();
+        }
+        after_deploy = vec![id.clone()];
+        if image_changes {
+            let refresh = b.add(
+                StepKind::RefreshAssets,
+                None,
+                None,
+                "the image changed: recreate its containers and drop redis-cache's stale assets_json".to_string(),
+                vec![id],
+            );
+            after_deploy = vec![refresh];
+        }
+    }
+
+    // 5. Per site: create, install, migrate, leave maintenance.
+    for w in &work {
+        let site = w.desired.name.as_str();
+        let mut deps: Vec<String> = after_deploy.clone();
+        deps.extend(site_ready.get(site).cloned().unwrap_or_default());
+        if w.observed.is_none() {
+            let id = b.add(
+                StepKind::NewSite,
+                Some(site),
+                None,
+                format!("{site} is in the manifest but not on the bench"),
+                deps,
+            );
+            deps = vec![id];
+        }
+        for app in &w.install {
+            let id =
+                b.add(StepKind::InstallApp, Some(site), Some(app), format!("listed for {site}, not installed"), deps);
+            deps = vec![id];
+        }
+        if let Some(reason) = &w.migrate_reason {
+            let id = b.add(StepKind::Migrate, Some(site), None, reason.clone(), deps);
+            if w.observed.is_some() {
+                b.add(
+                    StepKind::MaintenanceOff,
+                    Some(site),
+                    None,
+                    format!("{site} is migrated: serve it again"),
+                    vec![id],
+                );
+            }
+        } else if w.observed.is_some_and(|o| o.maintenance_mode || o.scheduler_paused) {
+            b.add(
+                StepKind::MaintenanceOff,
+                Some(site),
+                None,
+                format!("{site} is up to date but was left in maintenance mode or with its scheduler paused"),
+                deps,
+            );
+        }
+    }
+
+    Ok(Plan {
+        project: desired.project.clone(),
+        repository: desired.repository.clone(),
+        tag: desired.tag.clone(),
+        steps: b.steps,
+        drift,
+    })
+}
+
+/// Services compose would create or recreate, with why.
+fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, String)> {
+    let reference = desired.reference();
+    let mut out = Vec::new();
+    for service in &observed.deploy_services {
+        let containers: Vec<_> = observed.containers.iter().filter(|c| &c.service == service).collect();
+        let why = match containers.first() {
+            None => Some("not running".to_string()),
+            Some(c) if c.image != reference => {
+                // The tag alone when it is our repository, else the whole reference.
+                let shown = c.image.strip_prefix(&format!("{}:", desired.repository)).unwrap_or(&c.image);
+                Some(format!("runs {shown}"))
+            }
+            Some(c)
+                if c.config_hash.is_some()
+                    && c.desired_config_hash.is_some()
+                    && c.config_hash != c.desired_config_hash =>
+            {
+                Some("its compose configuration changed".to_string())
+            }
+            Some(c) if c.state != "running" && service != "configurator" => Some(c.state.clone()),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            out.push((service.clone(), why));
+        }
+    }
+    out
+}
+
+fn site_work<'a>(
+    desired: &Desired,
+    d: &'a DesiredSite,
+    o: Option<&'a ObservedSite>,
+    options: &PlanOptions,
+    errors: &mut Vec<PlanError>,
+) -> SiteWork<'a> {
+    let Some(o) = o else {
+        let install: Vec<String> = d.apps.iter().filter(|a| *a != "frappe").cloned().collect();
+        return SiteWork {
+            desired: d,
+            observed: None,
+            install,
+            uninstall: vec![],
+            migrate_reason: Some(format!("{} is new: bring its schema to the desired code", d.name)),
+        };
+    };
+    if let Some(r) = o.record.as_ref().filter(|r| r.project != desired.project) {
+        errors.push(PlanError::ForeignSite {
+            site: d.name.clone(),
+            other: r.project.clone(),
+            project: desired.project.clone(),
+        });
+    }
+    let install: Vec<String> = d.apps.iter().filter(|a| !o.installed.contains(a)).cloned().collect();
+    let mut uninstall = Vec::new();
+    for app in o.installed.iter().filter(|a| !d.apps.contains(a)) {
+        let in_image = desired.image_apps.contains(app);
+        let ours = o.record.as_ref().is_some_and(|r| r.commits.contains_key(app));
+        match (in_image, ours, desired.allow_uninstall) {
+            // Installed by hand and still runnable: drift, reported, never dropped.
+            (true, false, _) => {}
+            (_, _, true) => uninstall.push(app.clone()),
+            (false, _, false) => errors.push(PlanError::AppMissingFromImage { site: d.name.clone(), app: app.clone() }),
+            (true, true, false) => {
+                errors.push(PlanError::UninstallNotAllowed { site: d.name.clone(), app: app.clone() })
+            }
+        }
+    }
+    if let Some(r) = &o.record {
+        for (app, to) in &d.refs {
+            let Some(from) = r.refs.get(app) else { continue };
+            let both_versions =
+                benchform_manifest::version::is_version_like(from) && benchform_manifest::version::is_version_like(to);
+            if both_versions && benchform_manifest::version::compare(to, from).is_lt() && !options.allow_downgrade {
+                errors.push(PlanError::Downgrade {
+                    site: d.name.clone(),
+                    app: app.clone(),
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+        }
+    }
+    let migrate_reason = migrate_reason(d, o, &install, &uninstall);
+    SiteWork { desired: d, observed: Some(o), install, uninstall, migrate_reason }
+}
+
+fn migrate_reason(d: &DesiredSite, o: &ObservedSite, install: &[String], uninstall: &[String]) -> Option<String> {
+    let Some(record) = &o.record else {
+        return Some(format!("{} was never migrated by benchform", d.name));
+    };
+    let mut why: Vec<String> = Vec::new();
+    for (app, commit) in &d.commits {
+        match record.commits.get(app) {
+            Some(old) if old != commit => {
+                let refs = match (record.refs.get(app), d.refs.get(app)) {
+                    (Some(a), Some(b)) if a != b => format!("{a} → {b}"),
+                    _ => format!("{} → {}", short(old), short(commit)),
+                };
+                why.push(format!("{app} {refs}"));
+            }
+            _ => {}
+        }
+    }
+    if !install.is_empty() {
+        why.push(format!("gains {}", install.join(", ")));
+    }
+    if !uninstall.is_empty() {
+        why.push(format!("loses {}", uninstall.join(", ")));
+    }
+    if why.is_empty() && record.fingerprint != d.fingerprint {
+        why.push("its recorded fingerprint differs".to_string());
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}

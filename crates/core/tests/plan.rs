@@ -1,0 +1,388 @@
+//! The planner on values: one scenario per test, each plan snapshotted as a table of steps.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use benchform_core::plan::{Plan, PlanError, PlanOptions, plan};
+use benchform_core::record::SiteRecord;
+use benchform_core::status::{Desired, DesiredSite, Observed, ObservedContainer, ObservedSite, TagObservation};
+
+const OLD: &str = "bf1-000000000000000000000old";
+const NEW: &str = "bf1-000000000000000000000new";
+const REPO: &str = "registry.example.com/acme/erp";
+
+/// Commits: frappe f1, erpnext e1, hrms h1, payments p1; `bump` replaces some.
+fn commit(app: &str, bumped: &[&str]) -> String {
+    let c = if bumped.contains(&app) { '2' } else { '1' };
+    format!("{}{}", &app[..1], c.to_string().repeat(39))
+}
+
+fn version(app: &str, bumped: &[&str]) -> String {
+    if bumped.contains(&app) { "v15.2.0".to_string() } else { "v15.1.0".to_string() }
+}
+
+fn desired_site(name: &str, apps: &[&str], bumped: &[&str]) -> DesiredSite {
+    let mut all = vec!["frappe".to_string()];
+    all.extend(apps.iter().map(|a| a.to_string()));
+    let commits: BTreeMap<String, String> = all.iter().map(|a| (a.clone(), commit(a, bumped))).collect();
+    let refs: BTreeMap<String, String> = all.iter().map(|a| (a.clone(), version(a, bumped))).collect();
+    DesiredSite {
+        name: name.into(),
+        fingerprint: benchform_core::record::fingerprint(&commits),
+        apps: all,
+        commits,
+        refs,
+    }
+}
+
+fn desired(sites: &[(&str, &[&str])], image_apps: &[&str], bumped: &[&str]) -> Desired {
+    let mut apps = vec!["frappe".to_string()];
+    apps.extend(image_apps.iter().map(|a| a.to_string()));
+    Desired {
+        project: "acme".into(),
+        repository: REPO.into(),
+        tag: NEW.into(),
+        image_apps: apps,
+        sites: sites.iter().map(|(n, a)| desired_site(n, a, bumped)).collect(),
+        allow_uninstall: false,
+    }
+}
+
+/// A site as benchform left it after migrating to `apps` at `bumped` commits.
+fn migrated(name: &str, apps: &[&str], bumped: &[&str]) -> ObservedSite {
+    let d = desired_site(name, apps, bumped);
+    ObservedSite {
+        name: name.into(),
+        installed: d.apps.clone(),
+        record: Some(SiteRecord::new("acme", d.commits, d.refs, &format!("{REPO}:{OLD}"), None, "t")),
+        maintenance_mode: false,
+        scheduler_paused: false,
+        unreadable: false,
+    }
+}
+
+fn container(service: &str, tag: &str) -> ObservedContainer {
+    ObservedContainer {
+        service: service.into(),
+        name: format!("acme_{service}_1"),
+        state: if service == "configurator" { "exited".into() } else { "running".into() },
+        image: format!("{REPO}:{tag}"),
+        image_id: format!("sha256:{tag}"),
+        desired_image: Some(format!("{REPO}:{NEW}")),
+        built_for: Some("acme".into()),
+        config_hash: Some("h".into()),
+        desired_config_hash: Some("h".into()),
+    }
+}
+
+const SERVICES: [&str; 4] = ["backend", "configurator", "queue-short", "scheduler"];
+
+/// A deployment running `tag`, with `sites`; the registry has NEW only if `tag == NEW`.
+fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
+    Observed {
+        compose: "v1".into(),
+        registry: if tag == NEW {
+            TagObservation::Present { digest: "sha256:new".into() }
+        } else {
+            TagObservation::Absent
+        },
+        engine_image: (tag == NEW).then(|| "sha256:new".to_string()),
+        containers: SERVICES.iter().map(|s| container(s, tag)).collect(),
+        deploy_services: SERVICES.iter().map(|s| s.to_string()).collect(),
+        sites,
+        authoritative_apps: true,
+        sites_observed: true,
+    }
+}
+
+fn table(p: &Plan) -> String {
+    if p.steps.is_empty() {
+        return "(no steps)\n".to_string();
+    }
+    let mut out = String::new();
+    for s in &p.steps {
+        out.push_str(&format!(
+            "{}{:<34} {}\n      after: [{}]\n",
+            if s.destructive { "! " } else { "  " },
+            s.id,
+            s.reason,
+            s.depends_on.join(", ")
+        ));
+    }
+    let summary: Vec<String> = p.summary().iter().map(|(k, n)| format!("{n} {k}")).collect();
+    out.push_str(&format!("summary: {}; {} destructive\n", summary.join(", "), p.destructive()));
+    out
+}
+
+fn ok(d: &Desired, o: &Observed) -> String {
+    table(&plan(d, o, &PlanOptions::default(), vec![]).unwrap())
+}
+
+fn errors(d: &Desired, o: &Observed, options: PlanOptions) -> Vec<PlanError> {
+    plan(d, o, &options, vec![]).unwrap_err()
+}
+
+const TWO_SITES: &[(&str, &[&str])] = &[("a.example.com", &["erpnext", "hrms"]), ("b.example.com", &["erpnext"])];
+
+fn converged() -> (Desired, Observed) {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &[]);
+    let o = observed(
+        NEW,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    (d, o)
+}
+
+#[test]
+fn unchanged_deployment_plans_nothing() {
+    let (d, o) = converged();
+    assert_eq!(ok(&d, &o), "(no steps)\n");
+}
+
+#[test]
+fn first_deployment_from_nothing() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &[]);
+    let mut o = observed(NEW, vec![]);
+    o.registry = TagObservation::Absent;
+    o.engine_image = None;
+    o.containers.clear();
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn app_repinned_used_by_two_of_five_sites() {
+    let sites: &[(&str, &[&str])] = &[
+        ("s1.example.com", &["erpnext", "hrms"]),
+        ("s2.example.com", &["erpnext"]),
+        ("s3.example.com", &["erpnext", "hrms"]),
+        ("s4.example.com", &["erpnext"]),
+        ("s5.example.com", &["erpnext"]),
+    ];
+    let d = desired(sites, &["erpnext", "hrms"], &["hrms"]);
+    let o = observed(OLD, sites.iter().map(|(n, a)| migrated(n, a, &[])).collect());
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn frappe_bumped_migrates_every_site() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &["frappe"]);
+    let o = observed(
+        OLD,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn new_app_on_one_site_needs_no_new_image() {
+    let d = desired(
+        &[("a.example.com", &["erpnext", "hrms"]), ("b.example.com", &["erpnext", "hrms"])],
+        &["erpnext", "hrms"],
+        &[],
+    );
+    let o = observed(
+        NEW,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn new_app_in_the_image_for_one_site() {
+    let d = desired(
+        &[("a.example.com", &["erpnext", "hrms", "payments"]), ("b.example.com", &["erpnext"])],
+        &["erpnext", "hrms", "payments"],
+        &[],
+    );
+    let o = observed(
+        OLD,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn new_site() {
+    let d = desired(
+        &[("a.example.com", &["erpnext", "hrms"]), ("b.example.com", &["erpnext"]), ("c.example.com", &["erpnext"])],
+        &["erpnext", "hrms"],
+        &[],
+    );
+    let o = observed(
+        NEW,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn site_dropped_from_the_manifest_is_left_alone() {
+    let d = desired(&[("a.example.com", &["erpnext", "hrms"])], &["erpnext", "hrms"], &[]);
+    let o = observed(
+        NEW,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    assert_eq!(ok(&d, &o), "(no steps)\n");
+}
+
+#[test]
+fn app_removed_from_the_image_without_allow_uninstall_is_refused() {
+    let d = desired(&[("a.example.com", &["erpnext"]), ("b.example.com", &["erpnext"])], &["erpnext"], &[]);
+    let o = observed(
+        OLD,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    let errs = errors(&d, &o, PlanOptions::default());
+    assert_eq!(errs, [PlanError::AppMissingFromImage { site: "a.example.com".into(), app: "hrms".into() }]);
+    insta::assert_snapshot!(errs[0].to_string());
+}
+
+#[test]
+fn app_removed_from_the_image_with_allow_uninstall() {
+    let mut d = desired(&[("a.example.com", &["erpnext"]), ("b.example.com", &["erpnext"])], &["erpnext"], &[]);
+    d.allow_uninstall = true;
+    let o = observed(
+        OLD,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn app_removed_from_one_site_only_needs_allow_uninstall() {
+    let d = desired(&[("a.example.com", &["erpnext"]), ("b.example.com", &["erpnext"])], &["erpnext", "hrms"], &[]);
+    let o = observed(
+        NEW,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    assert_eq!(
+        errors(&d, &o, PlanOptions::default()),
+        [PlanError::UninstallNotAllowed { site: "a.example.com".into(), app: "hrms".into() }]
+    );
+    let mut d = d;
+    d.allow_uninstall = true;
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn image_in_the_engine_but_not_the_registry_is_only_pushed() {
+    let (d, mut o) = converged();
+    o.registry = TagObservation::Absent;
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn service_drifted_to_another_image_is_redeployed() {
+    let (d, mut o) = converged();
+    o.containers[2].image = "someone/else:latest".into();
+    o.containers[2].built_for = None;
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn compose_configuration_change_recreates_without_migrating() {
+    let (d, mut o) = converged();
+    o.containers[0].desired_config_hash = Some("other".into());
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn app_installed_by_hand_is_drift_not_a_step() {
+    let (d, mut o) = converged();
+    o.sites[1].installed.push("hrms".into());
+    assert_eq!(ok(&d, &o), "(no steps)\n");
+}
+
+#[test]
+fn downgrade_is_refused_unless_allowed() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &[]);
+    let o = observed(
+        OLD,
+        vec![
+            migrated("a.example.com", &["erpnext", "hrms"], &["erpnext"]),
+            migrated("b.example.com", &["erpnext"], &[]),
+        ],
+    );
+    let errs = errors(&d, &o, PlanOptions::default());
+    assert_eq!(errs.len(), 1);
+    insta::assert_snapshot!(errs[0].to_string());
+    let allowed = plan(&d, &o, &PlanOptions { allow_downgrade: true }, vec![]).unwrap();
+    assert!(allowed.steps.iter().any(|s| s.id == "migrate:a.example.com"));
+}
+
+#[test]
+fn site_of_another_project_is_refused() {
+    let (d, mut o) = converged();
+    if let Some(r) = o.sites[0].record.as_mut() {
+        r.project = "other".into();
+    }
+    insta::assert_snapshot!(errors(&d, &o, PlanOptions::default())[0].to_string());
+}
+
+#[test]
+fn site_never_migrated_by_benchform_is_migrated_once() {
+    let (d, mut o) = converged();
+    o.sites[0].record = None;
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn site_left_in_maintenance_is_released() {
+    let (d, mut o) = converged();
+    o.sites[0].maintenance_mode = true;
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn nothing_deployed_but_image_pushed() {
+    let (d, mut o) = converged();
+    o.containers.clear();
+    o.sites.clear();
+    o.sites_observed = false;
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn every_guard_is_reported_at_once() {
+    let d = desired(TWO_SITES, &["erpnext"], &[]);
+    let mut o = observed(
+        OLD,
+        vec![
+            migrated("a.example.com", &["erpnext", "hrms"], &["erpnext"]),
+            migrated("b.example.com", &["erpnext"], &[]),
+        ],
+    );
+    if let Some(r) = o.sites[1].record.as_mut() {
+        r.project = "other".into();
+    }
+    let d = Desired {
+        sites: vec![desired_site("a.example.com", &["erpnext"], &[]), desired_site("b.example.com", &["erpnext"], &[])],
+        ..d
+    };
+    assert_eq!(errors(&d, &o, PlanOptions::default()).len(), 3);
+}
+
+#[test]
+fn the_plan_only_touches_sites_that_have_the_changed_app() {
+    let sites: &[(&str, &[&str])] =
+        &[("a.example.com", &["erpnext", "hrms"]), ("b.example.com", &["erpnext"]), ("c.example.com", &["erpnext"])];
+    let d = desired(sites, &["erpnext", "hrms"], &["hrms"]);
+    let o = observed(OLD, sites.iter().map(|(n, a)| migrated(n, a, &[])).collect());
+    let p = plan(&d, &o, &PlanOptions::default(), vec![]).unwrap();
+    let kinds: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "build",
+            "verify",
+            "push",
+            "maintenance-on:a.example.com",
+            "backup:a.example.com",
+            "deploy",
+            "refresh-assets",
+            "migrate:a.example.com",
+            "maintenance-off:a.example.com"
+        ]
+    );
+}
