@@ -34,6 +34,10 @@ pub enum Command {
     ///
     /// Example: benchform status --format json --refresh full
     Status(StatusArgs),
+    /// Observe the deployment and show, in order and with reasons, the steps apply would take.
+    ///
+    /// Example: benchform plan --format markdown --detailed-exitcode
+    Plan(PlanArgs),
 }
 
 #[derive(Debug, Args)]
@@ -107,4 +111,29 @@ impl StatusArgs {
     pub fn refresh_full(&self) -> bool {
         self.refresh.is_some()
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Output format (markdown is fit for a pull-request comment).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 0 when there is nothing to do, 2 when there are steps, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Allow running older app versions on sites migrated to newer ones (data-unsafe).
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Read every site's installed apps authoritatively (one exec per site).
+    #[arg(long = "refresh", value_name = "full", value_parser = ["full"], num_args = 1, action = clap::ArgAction::Set)]
+    pub refresh: Option<String>,
 }

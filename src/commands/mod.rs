@@ -1,6 +1,7 @@
 //! One module per command; each returns a [`Status`] and prints only through `output`.
 
 pub mod lock;
+mod plan;
 mod schema;
 mod status;
 mod validate;
@@ -14,5 +15,6 @@ pub fn run(cli: Cli) -> Status {
         Command::Schema(args) => schema::run(&args),
         Command::Lock(args) => lock::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Plan(args) => plan::run(&args),
     }
 }

@@ -358,3 +358,88 @@ fn unobservable_worlds_are_clear_errors_with_exit_1() {
     assert_eq!(unlocked.code, 1);
     assert!(unlocked.stderr.contains("run `benchform lock`"), "{}", unlocked.stderr);
 }
+
+/// Do by hand what apply will do for one site: migrate, then record what it was migrated to.
+fn migrate_and_record(d: &Deployment, site: &str, apps: &[&str], tag: &str) {
+    let (code, out) = d.bench(&["--site", site, "migrate"]);
+    assert_eq!(code, 0, "{out}");
+    let lock = benchform_manifest::lock::parse_lock(
+        "benchform.lock",
+        &std::fs::read(d.dir.path().join("benchform.lock")).unwrap(),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(d.dir.path().join("benchform.yaml")).unwrap();
+    let manifest = benchform_manifest::validate("benchform.yaml", manifest.as_bytes()).manifest.unwrap();
+    let names: Vec<&str> = std::iter::once("frappe").chain(apps.iter().copied()).collect();
+    let commits: BTreeMap<String, String> =
+        names.iter().map(|n| (n.to_string(), lock.entry(n).unwrap().commit.clone())).collect();
+    let refs: BTreeMap<String, String> = names
+        .iter()
+        .map(|n| (n.to_string(), manifest.sources().iter().find(|s| s.name == *n).unwrap().git_ref.to_string()))
+        .collect();
+    let record = benchform_core::record::SiteRecord::new(
+        &d.project,
+        commits,
+        refs,
+        &d.reference(tag),
+        None,
+        "2026-11-27T00:00:00Z",
+    );
+    let (code, out) = d.bench(&["--site", site, "set-config", "-p", "benchform", &record.to_python_literal()]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn plan_is_empty_when_converged_and_names_only_the_release_steps_after_a_repin() {
+    let sites: &[(&str, &[&str])] =
+        &[("a.localhost", &["erpnext", "hrms"]), ("b.localhost", &["erpnext"]), ("c.localhost", &["erpnext"])];
+    let mut d = Deployment::new(sites);
+    let tag = d.status(&[])["image"]["tag"].as_str().unwrap().to_string();
+    d.build_and_push(&tag);
+    d.deploy(&tag);
+    for (site, apps) in sites {
+        d.new_site(site, apps);
+        migrate_and_record(&d, site, apps, &tag);
+    }
+
+    let converged = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(converged.code, 0, "{}", converged.all());
+    assert!(converged.stdout.starts_with("No changes. The deployment matches benchform.yaml."), "{}", converged.stdout);
+
+    // Re-pin hrms (only a.localhost has it) and relock.
+    let hrms = &d._repos[2];
+    let c = hrms.commit("fix").unwrap();
+    hrms.tag_annotated("v1.1.0", &c).unwrap();
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("    ref: v1.0.0", "    ref: v1.1.0");
+    std::fs::write(&path, text).unwrap();
+    assert_eq!(d.benchform(&["lock"]).code, 0);
+
+    let run = d.benchform(&["plan", "--detailed-exitcode", "--format", "json"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    let plan: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(plan["format_version"], 1);
+    let ids: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "build",
+            "verify",
+            "push",
+            "maintenance-on:a.localhost",
+            "backup:a.localhost",
+            "deploy",
+            "refresh-assets",
+            "migrate:a.localhost",
+            "maintenance-off:a.localhost"
+        ]
+    );
+    let migrate = &plan["steps"][7];
+    assert_eq!(migrate["reason"], "hrms v1.0.0 → v1.1.0");
+    assert_eq!(plan["summary"]["migrate"], 1);
+
+    let text = d.benchform(&["plan"]);
+    assert!(text.stdout.contains("Plan: 1 build, 1 verify, 1 push, 1 maintenance-on, 1 backup, 1 deploy, 1 refresh-assets, 1 migrate, 1 maintenance-off; 0 destructive"), "{}", text.stdout);
+    let md = d.benchform(&["plan", "--format", "markdown"]);
+    assert!(md.stdout.contains("| 8 | migrate | a.localhost | hrms v1.0.0 → v1.1.0 |"), "{}", md.stdout);
+}

@@ -25,8 +25,11 @@ pub enum Refresh {
     /// `list-apps` for all sites in one exec (Frappe v15 refreshes that table only on migrate).
     #[default]
     Cheap,
-    /// Plus `execute frappe.get_installed_apps` per site: authoritative.
+    /// `execute frappe.get_installed_apps` per site: authoritative.
     Full,
+    /// `list-apps` for all, plus `execute` for sites benchform never migrated (whose table is
+    /// stale or empty): exact where planning needs it, constant on a converged deployment.
+    Auto,
 }
 
 /// Why sites could not be read.
@@ -86,19 +89,23 @@ impl Bench<'_> {
             return Ok(Vec::new());
         }
         let mut apps = match refresh {
-            Refresh::Cheap => {
+            Refresh::Cheap | Refresh::Auto => {
                 bench::parse_list_apps(&self.ok(&bench::list_apps_all_argv(), Some(OBSERVE_TIMEOUT)).await?.stdout)?
             }
             Refresh::Full => Default::default(),
         };
         let mut sites = Vec::new();
         for c in configs {
-            let installed = match refresh {
-                Refresh::Cheap => apps.remove(&c.site).unwrap_or_default(),
-                Refresh::Full => {
-                    let out = self.ok(&bench::installed_apps_argv(&c.site), Some(OBSERVE_TIMEOUT)).await?;
-                    bench::parse_installed_apps(&c.site, &out.stdout)?
-                }
+            let authoritative = match refresh {
+                Refresh::Cheap => false,
+                Refresh::Full => true,
+                Refresh::Auto => c.record.is_none(),
+            };
+            let installed = if authoritative {
+                let out = self.ok(&bench::installed_apps_argv(&c.site), Some(OBSERVE_TIMEOUT)).await?;
+                bench::parse_installed_apps(&c.site, &out.stdout)?
+            } else {
+                apps.remove(&c.site).unwrap_or_default()
             };
             sites.push(ObservedSite {
                 name: c.site,

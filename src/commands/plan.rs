@@ -1,0 +1,228 @@
+//! `benchform plan`: observe, plan, and show the steps apply would take.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use benchform_bench::Refresh;
+use benchform_core::plan::{self, Plan, PlanOptions, Step, StepKind};
+use benchform_core::status;
+use benchform_manifest::lock::parse_lock;
+use serde::Serialize;
+
+use crate::Status;
+use crate::cli::{PlanArgs, PlanFormat};
+use crate::commands::lock::LOCK_FILE;
+use crate::observe::{self, ObserveError, Paths};
+use crate::{load, output, render};
+
+/// The JSON plan's format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A plan as JSON: the wire form, kept apart from the core's types.
+#[derive(Debug, Serialize)]
+pub struct PlanDocument<'a> {
+    pub format_version: u32,
+    pub project: &'a str,
+    pub image: ImageRef<'a>,
+    pub steps: &'a [Step],
+    pub drift: &'a [status::Drift],
+    pub summary: BTreeMap<&'static str, usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageRef<'a> {
+    pub repository: &'a str,
+    pub tag: &'a str,
+}
+
+pub fn document(p: &Plan) -> PlanDocument<'_> {
+    PlanDocument {
+        format_version: FORMAT_VERSION,
+        project: &p.project,
+        image: ImageRef { repository: &p.repository, tag: &p.tag },
+        steps: &p.steps,
+        drift: &p.drift,
+        summary: p.summary().into_iter().map(|(k, n)| (k.as_str(), n)).collect(),
+    }
+}
+
+pub fn run(args: &PlanArgs) -> Status {
+    let loaded = match load::load(args.manifest.file.as_deref()) {
+        Ok(l) => l,
+        Err(diagnostics) => return render::fail(&diagnostics),
+    };
+    let errors: Vec<_> = loaded.validation.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+    let Some(manifest) = loaded.validation.manifest.as_ref().filter(|_| errors.is_empty()) else {
+        return render::fail(&errors);
+    };
+    let lock = match std::fs::read(loaded.dir.join(LOCK_FILE)) {
+        Ok(bytes) => match parse_lock(LOCK_FILE, &bytes) {
+            Ok(l) => l,
+            Err(d) => return render::fail(&d),
+        },
+        Err(_) => {
+            return failed(&ObserveError {
+                what: "lock",
+                detail: format!("no {LOCK_FILE} next to {}", loaded.display),
+                fix: "run `benchform lock`".to_string(),
+            });
+        }
+    };
+    let mismatches = benchform_manifest::lock::check_agreement(manifest, &lock);
+    if !mismatches.is_empty() {
+        let detail = mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        return failed(&ObserveError {
+            what: "lock",
+            detail,
+            fix: "run `benchform lock` and commit benchform.lock".to_string(),
+        });
+    }
+    let paths = Paths::new(manifest, &loaded.dir);
+    let inputs = match observe::image_inputs(manifest, &lock, &paths) {
+        Ok(i) => i,
+        Err(e) => return failed(&e),
+    };
+    let desired = status::desired(manifest, &lock, &inputs.tag());
+    let refresh = if args.refresh.is_some() { Refresh::Full } else { Refresh::Auto };
+    let observed = match crate::runtime().block_on(observe::observe(manifest, &desired, &paths, refresh)) {
+        Ok(o) => o,
+        Err(e) => return failed(&e),
+    };
+    let drift = status::compare(manifest, Some(&lock), &desired, &observed).drift;
+    let options = PlanOptions { allow_downgrade: args.allow_downgrade };
+    let plan = match plan::plan(&desired, &observed, &options, drift) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors {
+                output::err_line(&format!("error: {e}"));
+            }
+            output::err_line(&format!("\nNo plan: {} problem(s) make the deployment unsafe to change.", errors.len()));
+            return Status::Failure;
+        }
+    };
+    match args.format {
+        PlanFormat::Json => output::out(&render::json(&document(&plan))),
+        PlanFormat::Markdown => output::out(&markdown(&plan)),
+        PlanFormat::Text => output::out(&text(&plan, colour())),
+    }
+    if args.detailed_exitcode && !plan.is_empty() { Status::Changes } else { Status::Success }
+}
+
+fn failed(e: &ObserveError) -> Status {
+    output::err_line(&format!(
+        "error: cannot plan: the {} could not be observed: {}\n  = fix: {}",
+        e.what, e.detail, e.fix
+    ));
+    Status::Failure
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set.
+fn colour() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+/// `+` create, `~` change, `-` destroy.
+fn symbol(kind: StepKind) -> char {
+    match kind {
+        StepKind::Build | StepKind::Push | StepKind::Backup | StepKind::NewSite | StepKind::InstallApp => '+',
+        StepKind::UninstallApp => '-',
+        _ => '~',
+    }
+}
+
+fn paint(text: &str, code: &str, on: bool) -> String {
+    if on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+}
+
+fn target(s: &Step) -> String {
+    match (&s.site, &s.app) {
+        (Some(site), Some(app)) => format!("{site} {app}"),
+        (Some(site), None) => site.clone(),
+        (None, _) if !s.services.is_empty() => s.services.join(", "),
+        _ => String::new(),
+    }
+}
+
+/// The summary line: "Plan: 1 build, 1 deploy, 3 migrate; 0 destructive".
+pub fn summary_line(p: &Plan) -> String {
+    let parts: Vec<String> = p.summary().iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!("Plan: {}; {} destructive", parts.join(", "), p.destructive())
+}
+
+fn drift_lines(p: &Plan) -> String {
+    let mut out = String::new();
+    if !p.drift.is_empty() {
+        out.push_str("\nChanges outside benchform (reported, not acted on unless the manifest requires it):\n");
+        for d in &p.drift {
+            out.push_str(&format!("  ! {}\n", d.detail));
+        }
+    }
+    out
+}
+
+/// The plan for people, Terraform-style.
+pub fn text(p: &Plan, colour: bool) -> String {
+    let mut out = String::new();
+    if p.is_empty() {
+        out.push_str("No changes. The deployment matches benchform.yaml.\n");
+        out.push_str(&drift_lines(p));
+        return out;
+    }
+    out.push_str(&format!(
+        "benchform will take these steps for {} (image {}:{}), in order:\n",
+        p.project, p.repository, p.tag
+    ));
+    out.push_str("  + create   ~ change   - destroy   ! destructive\n\n");
+    for s in &p.steps {
+        let sym = symbol(s.kind);
+        let mark = format!("{sym}{}", if s.destructive { "!" } else { " " });
+        let code = match sym {
+            '+' => "32",
+            '-' => "31",
+            _ => "33",
+        };
+        out.push_str(&format!(
+            "  {} {:<16} {:<30} {}\n",
+            paint(&mark, code, colour),
+            s.kind.as_str(),
+            target(s),
+            s.reason
+        ));
+    }
+    out.push_str(&drift_lines(p));
+    out.push_str(&format!("\n{}\n", summary_line(p)));
+    out
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// The plan for a pull-request comment: summary first, steps in a table, details folded.
+pub fn markdown(p: &Plan) -> String {
+    let mut out = format!("### benchform plan: `{}`\n\n", p.project);
+    if p.is_empty() {
+        out.push_str("**No changes.** The deployment matches `benchform.yaml`.\n");
+    } else {
+        out.push_str(&format!("**{}**\n\nImage: `{}:{}`\n\n", summary_line(p), p.repository, p.tag));
+        out.push_str("| # | step | target | reason |\n|---|---|---|---|\n");
+        for (i, s) in p.steps.iter().enumerate() {
+            let kind = if s.destructive { format!("**{}** ⚠", s.kind) } else { s.kind.to_string() };
+            out.push_str(&format!("| {} | {} | {} | {} |\n", i + 1, kind, cell(&target(s)), cell(&s.reason)));
+        }
+        out.push_str("\n<details><summary>Step dependencies</summary>\n\n");
+        for s in &p.steps {
+            let deps = if s.depends_on.is_empty() { "—".to_string() } else { s.depends_on.join(", ") };
+            out.push_str(&format!("- `{}` after {deps}\n", s.id));
+        }
+        out.push_str("\n</details>\n");
+    }
+    if !p.drift.is_empty() {
+        out.push_str(&format!("\n<details><summary>Changes outside benchform ({})</summary>\n\n", p.drift.len()));
+        for d in &p.drift {
+            out.push_str(&format!("- {}\n", cell(&d.detail)));
+        }
+        out.push_str("\n</details>\n");
+    }
+    out
+}
