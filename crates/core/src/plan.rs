@@ -302,7 +302,15 @@ pub fn plan(
         observed.containers.iter().any(|c| observed.deploy_services.contains(&c.service) && c.image != reference);
     let mut after_deploy: Vec<String> = image_ready.clone();
     if !deploy_services.is_empty() {
-        let reason = deploy_services.iter().map(|(s, why)| format!("{s} ({why})")).collect::<Vec<_>>().join(", ");
+        // Group services by why: "backend, queue-short: run bf1-…; configurator: not running".
+        let mut by_why: Vec<(String, Vec<String>)> = Vec::new();
+        for (service, why) in &deploy_services {
+            match by_why.iter_mut().find(|(w, _)| w == why) {
+                Some((_, services)) => services.push(service.clone()),
+                None => by_why.push((why.clone(), vec![service.clone()])),
+            }
+        }
+        let reason = by_why.iter().map(|(why, services)| format!("{}: {why}", services.join(", "))).collect::<Vec<_>>().join("; ");
         let id = b.add(StepKind::Deploy, None, None, reason, before_deploy.clone());
         if let Some(step) = b.steps.last_mut() {
             step.services = deploy_services.iter().map(|(s, _)| s.clone()).collect();
