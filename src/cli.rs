@@ -68,6 +68,8 @@ pub enum SchemaKind {
     Manifest,
     /// benchform.lock
     Lock,
+    /// `benchform plan --format json`
+    Plan,
 }
 
 #[derive(Debug, Args)]

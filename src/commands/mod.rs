@@ -1,7 +1,7 @@
 //! One module per command; each returns a [`Status`] and prints only through `output`.
 
 pub mod lock;
-mod plan;
+pub mod plan;
 mod schema;
 mod status;
 mod validate;

@@ -18,18 +18,26 @@ use crate::{load, output, render};
 /// The JSON plan's format version.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// A plan as JSON: the wire form, kept apart from the core's types.
-#[derive(Debug, Serialize)]
+/// A plan as JSON: the wire form, kept apart from the core's types. `schema/plan.schema.json`
+/// is generated from it.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(title = "benchform plan")]
 pub struct PlanDocument<'a> {
+    /// Version of this format; only `1` exists.
     pub format_version: u32,
     pub project: &'a str,
+    /// The image the plan deploys.
     pub image: ImageRef<'a>,
+    /// In order; `depends_on` names earlier steps' ids.
     pub steps: &'a [Step],
+    /// Changes made outside benchform.
     pub drift: &'a [status::Drift],
+    /// Steps per kind.
     pub summary: BTreeMap<&'static str, usize>,
 }
 
-#[derive(Debug, Serialize)]
+/// An image reference, split.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ImageRef<'a> {
     pub repository: &'a str,
     pub tag: &'a str,

@@ -6,9 +6,17 @@ use crate::output;
 
 /// The schema's text exactly as checked in under `schema/` (pretty JSON, trailing newline).
 pub fn schema_text(kind: SchemaKind) -> String {
+    let plan;
     let schema = match kind {
         SchemaKind::Manifest => benchform_manifest::schema::manifest_schema(),
         SchemaKind::Lock => benchform_manifest::schema::lock_schema(),
+        SchemaKind::Plan => {
+            plan = schemars::generate::SchemaSettings::draft2020_12()
+                .into_generator()
+                .into_root_schema_for::<crate::commands::plan::PlanDocument<'static>>()
+                .to_value();
+            &plan
+        }
     };
     // Invariant: a serde_json::Value always serialises.
     #[allow(clippy::expect_used)]

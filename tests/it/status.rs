@@ -419,6 +419,11 @@ fn plan_is_empty_when_converged_and_names_only_the_release_steps_after_a_repin()
     assert_eq!(run.code, 2, "{}", run.all());
     let plan: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(plan["format_version"], 1);
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("schema/plan.schema.json")).unwrap()).unwrap();
+    let errors: Vec<String> =
+        jsonschema::validator_for(&schema).unwrap().iter_errors(&plan).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "the plan does not match schema/plan.schema.json: {errors:?}");
     let ids: Vec<&str> = plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert_eq!(
         ids,

@@ -20,12 +20,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::status::{Desired, DesiredSite, Drift, Observed, ObservedSite, TagObservation};
 
 /// What a step does. The strings are a public contract (JSON plans).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepKind {
     Build,
@@ -84,7 +85,7 @@ impl fmt::Display for StepKind {
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Step {
     /// Unique within the plan: the kind, then the site and app it concerns (`migrate:a.example.com`).
     pub id: String,
@@ -97,7 +98,7 @@ pub struct Step {
     pub destructive: bool,
     pub depends_on: Vec<String>,
     /// For `deploy`: the services compose will create or recreate.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
 }
 
@@ -310,7 +311,11 @@ pub fn plan(
                 None => by_why.push((why.clone(), vec![service.clone()])),
             }
         }
-        let reason = by_why.iter().map(|(why, services)| format!("{}: {why}", services.join(", "))).collect::<Vec<_>>().join("; ");
+        let reason = by_why
+            .iter()
+            .map(|(why, services)| format!("{}: {why}", services.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ");
         let id = b.add(StepKind::Deploy, None, None, reason, before_deploy.clone());
         if let Some(step) = b.steps.last_mut() {
             step.services = deploy_services.iter().map(|(s, _)| s.clone()).collect();
