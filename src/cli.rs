@@ -38,6 +38,10 @@ pub enum Command {
     ///
     /// Example: benchform plan --format markdown --detailed-exitcode
     Plan(PlanArgs),
+    /// Render a saved plan.
+    ///
+    /// Example: benchform show plan.json --format markdown
+    Show(ShowArgs),
 }
 
 #[derive(Debug, Args)]
@@ -138,4 +142,16 @@ pub struct PlanArgs {
     /// Read every site's installed apps authoritatively (one exec per site).
     #[arg(long = "refresh", value_name = "full", value_parser = ["full"], num_args = 1, action = clap::ArgAction::Set)]
     pub refresh: Option<String>,
+    /// Also save the plan, with a fingerprint of the world it was computed from, as JSON.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A plan saved with `benchform plan -o FILE`.
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
 }

@@ -14,6 +14,8 @@ pub struct Loaded {
     pub display: String,
     /// The folder relative paths in the manifest start from.
     pub dir: PathBuf,
+    /// The manifest's bytes as read (fingerprints hash them).
+    pub bytes: Vec<u8>,
     pub validation: Validation,
 }
 
@@ -56,5 +58,5 @@ pub fn load(file: Option<&Path>) -> Result<Loaded, Vec<Diagnostic>> {
         .unwrap_or_else(|| PathBuf::from("."));
     let mut validation = benchform_manifest::validate(&display, &bytes);
     validation.check_paths(&dir, |p| p.exists());
-    Ok(Loaded { display, dir, validation })
+    Ok(Loaded { display, dir, bytes, validation })
 }

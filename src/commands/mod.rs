@@ -3,6 +3,7 @@
 pub mod lock;
 pub mod plan;
 mod schema;
+mod show;
 mod status;
 mod validate;
 
@@ -16,5 +17,6 @@ pub fn run(cli: Cli) -> Status {
         Command::Lock(args) => lock::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Show(args) => show::run(&args),
     }
 }

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use benchform_bench::Refresh;
+use benchform_core::fingerprint::WorldFingerprint;
 use benchform_core::plan::{self, Plan, PlanOptions, Step, StepKind};
 use benchform_core::status;
 use benchform_manifest::lock::parse_lock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Status;
 use crate::cli::{PlanArgs, PlanFormat};
@@ -19,38 +20,64 @@ use crate::{load, output, render};
 pub const FORMAT_VERSION: u32 = 1;
 
 /// A plan as JSON: the wire form, kept apart from the core's types. `schema/plan.schema.json`
-/// is generated from it.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
+/// is generated from it. A saved plan (`plan -o FILE`) is the same document with `fingerprint`.
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
 #[schemars(title = "benchform plan")]
-pub struct PlanDocument<'a> {
+pub struct PlanDocument {
     /// Version of this format; only `1` exists.
     pub format_version: u32,
-    pub project: &'a str,
+    pub project: String,
     /// The image the plan deploys.
-    pub image: ImageRef<'a>,
+    pub image: ImageRef,
     /// In order; `depends_on` names earlier steps' ids.
-    pub steps: &'a [Step],
+    pub steps: Vec<Step>,
     /// Changes made outside benchform.
-    pub drift: &'a [status::Drift],
+    pub drift: Vec<status::Drift>,
     /// Steps per kind.
-    pub summary: BTreeMap<&'static str, usize>,
+    pub summary: BTreeMap<String, usize>,
+    /// Saved plans only: what the plan was computed from, checked by apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<WorldFingerprint>,
 }
 
 /// An image reference, split.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct ImageRef<'a> {
-    pub repository: &'a str,
-    pub tag: &'a str,
+#[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ImageRef {
+    pub repository: String,
+    pub tag: String,
 }
 
-pub fn document(p: &Plan) -> PlanDocument<'_> {
+pub fn document(p: &Plan, fingerprint: Option<WorldFingerprint>) -> PlanDocument {
     PlanDocument {
         format_version: FORMAT_VERSION,
-        project: &p.project,
-        image: ImageRef { repository: &p.repository, tag: &p.tag },
-        steps: &p.steps,
-        drift: &p.drift,
-        summary: p.summary().into_iter().map(|(k, n)| (k.as_str(), n)).collect(),
+        project: p.project.clone(),
+        image: ImageRef { repository: p.repository.clone(), tag: p.tag.clone() },
+        steps: p.steps.clone(),
+        drift: p.drift.clone(),
+        summary: p.summary().into_iter().map(|(k, n)| (k.as_str().to_string(), n)).collect(),
+        fingerprint,
+    }
+}
+
+impl PlanDocument {
+    /// Back to the core's plan, for rendering.
+    pub fn plan(&self) -> Plan {
+        Plan {
+            project: self.project.clone(),
+            repository: self.image.repository.clone(),
+            tag: self.image.tag.clone(),
+            steps: self.steps.clone(),
+            drift: self.drift.clone(),
+        }
+    }
+}
+
+/// Print a plan in the chosen format.
+pub fn print(plan: &Plan, format: PlanFormat) {
+    match format {
+        PlanFormat::Json => output::out(&render::json(&document(plan, None))),
+        PlanFormat::Markdown => output::out(&markdown(plan)),
+        PlanFormat::Text => output::out(&text(plan, colour())),
     }
 }
 
@@ -63,8 +90,9 @@ pub fn run(args: &PlanArgs) -> Status {
     let Some(manifest) = loaded.validation.manifest.as_ref().filter(|_| errors.is_empty()) else {
         return render::fail(&errors);
     };
-    let lock = match std::fs::read(loaded.dir.join(LOCK_FILE)) {
-        Ok(bytes) => match parse_lock(LOCK_FILE, &bytes) {
+    let lock_bytes = std::fs::read(loaded.dir.join(LOCK_FILE));
+    let lock = match &lock_bytes {
+        Ok(bytes) => match parse_lock(LOCK_FILE, bytes) {
             Ok(l) => l,
             Err(d) => return render::fail(&d),
         },
@@ -76,6 +104,7 @@ pub fn run(args: &PlanArgs) -> Status {
             });
         }
     };
+    let lock_bytes = lock_bytes.unwrap_or_default();
     let mismatches = benchform_manifest::lock::check_agreement(manifest, &lock);
     if !mismatches.is_empty() {
         let detail = mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
@@ -108,11 +137,14 @@ pub fn run(args: &PlanArgs) -> Status {
             return Status::Failure;
         }
     };
-    match args.format {
-        PlanFormat::Json => output::out(&render::json(&document(&plan))),
-        PlanFormat::Markdown => output::out(&markdown(&plan)),
-        PlanFormat::Text => output::out(&text(&plan, colour())),
+    if let Some(out) = &args.out {
+        let fingerprint = WorldFingerprint::of(&loaded.bytes, &lock_bytes, &desired.reference(), &observed);
+        if let Err(e) = std::fs::write(out, render::json(&document(&plan, Some(fingerprint)))) {
+            output::err_line(&format!("error: cannot write the plan to {}: {e}", out.display()));
+            return Status::Failure;
+        }
     }
+    print(&plan, args.format);
     if args.detailed_exitcode && !plan.is_empty() { Status::Changes } else { Status::Success }
 }
 

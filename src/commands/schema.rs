@@ -13,7 +13,7 @@ pub fn schema_text(kind: SchemaKind) -> String {
         SchemaKind::Plan => {
             plan = schemars::generate::SchemaSettings::draft2020_12()
                 .into_generator()
-                .into_root_schema_for::<crate::commands::plan::PlanDocument<'static>>()
+                .into_root_schema_for::<crate::commands::plan::PlanDocument>()
                 .to_value();
             &plan
         }

@@ -447,4 +447,34 @@ fn plan_is_empty_when_converged_and_names_only_the_release_steps_after_a_repin()
     assert!(text.stdout.contains("Plan: 1 build, 1 verify, 1 push, 1 maintenance-on, 1 backup, 1 deploy, 1 refresh-assets, 1 migrate, 1 maintenance-off; 0 destructive"), "{}", text.stdout);
     let md = d.benchform(&["plan", "--format", "markdown"]);
     assert!(md.stdout.contains("| 8 | migrate | a.localhost | hrms v1.0.0 → v1.1.0 |"), "{}", md.stdout);
+
+    // Saved plans round-trip through `show` in every format, and carry the world's fingerprint.
+    let saved = d.dir.path().join("plan.json");
+    let saved_arg = saved.display().to_string();
+    let json = d.benchform(&["plan", "-o", &saved_arg, "--format", "json"]);
+    assert_eq!(json.code, 0);
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let fp = &doc["fingerprint"];
+    assert_eq!(
+        fp["image"],
+        format!("{}/{}/erp:{}", d.world.registry(), d.project, plan["image"]["tag"].as_str().unwrap())
+    );
+    assert_eq!(fp["services"]["backend"]["image"], d.reference(&tag).as_str());
+    assert_eq!(fp["sites"]["a.localhost"]["installed"], serde_json::json!(["frappe", "erpnext", "hrms"]));
+    assert!(fp["sites"]["a.localhost"]["migrated_to"].is_string());
+    assert_eq!(
+        jsonschema::validator_for(&schema).unwrap().iter_errors(&doc).count(),
+        0,
+        "saved plans match the schema"
+    );
+    for (format, live) in [("json", &json.stdout), ("text", &text.stdout), ("markdown", &md.stdout)] {
+        let shown = d.benchform(&["show", &saved_arg, "--format", format]);
+        assert_eq!(shown.code, 0, "{}", shown.all());
+        assert_eq!(&shown.stdout, live, "show --format {format} differs from plan --format {format}");
+    }
+    let garbage = d.dir.path().join("garbage.json");
+    std::fs::write(&garbage, "{}").unwrap();
+    let bad = d.benchform(&["show", &garbage.display().to_string()]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.stderr.contains("is not a benchform plan"), "{}", bad.stderr);
 }

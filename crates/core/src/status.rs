@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use benchform_manifest::lock::{self, Mismatch};
 use benchform_manifest::{LockFile, Manifest};
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::record::{SiteRecord, fingerprint};
 
@@ -189,7 +189,7 @@ pub struct SiteReport {
 }
 
 /// A change made outside benchform.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Drift {
     pub kind: DriftKind,
     pub site: Option<String>,
@@ -198,7 +198,7 @@ pub struct Drift {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DriftKind {
     /// An app is installed on a site although the manifest does not list it there.
