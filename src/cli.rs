@@ -42,6 +42,11 @@ pub enum Command {
     ///
     /// Example: benchform show plan.json --format markdown
     Show(ShowArgs),
+    /// The desired-state change since a git revision: apps, pins, image rebuild, sites, migrations,
+    /// policy. Needs no engine, registry or secret (for pull-request CI).
+    ///
+    /// Example: benchform diff --base origin/main --format markdown
+    Diff(DiffArgs),
 }
 
 #[derive(Debug, Args)]
@@ -154,4 +159,19 @@ pub struct ShowArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// The revision to compare with (a commit, branch or tag).
+    #[arg(long, value_name = "REV")]
+    pub base: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 0 when nothing changed, 2 when something did, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
 }

@@ -284,7 +284,9 @@ impl Ctx<'_> {
             GitError::Unreachable { .. } => {
                 (Code::RemoteUnreachable, "check the host name and the network, then run the command again".to_string())
             }
-            GitError::Other { .. } => (Code::RemoteError, "run with -v for details".to_string()),
+            GitError::Other { .. } | GitError::NotARepository { .. } | GitError::BadRevision { .. } => {
+                (Code::RemoteError, "run with -v for details".to_string())
+            }
         };
         self.at(code, &w.name, "repo", format!("{}: {e}", w.name), Some(hint))
     }

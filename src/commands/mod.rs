@@ -1,5 +1,6 @@
 //! One module per command; each returns a [`Status`] and prints only through `output`.
 
+mod diff;
 pub mod lock;
 pub mod plan;
 mod schema;
@@ -18,5 +19,6 @@ pub fn run(cli: Cli) -> Status {
         Command::Status(args) => status::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Show(args) => show::run(&args),
+        Command::Diff(args) => diff::run(&args),
     }
 }

@@ -6,6 +6,7 @@
 
 mod adapters;
 mod corpus;
+mod diff;
 mod lock;
 mod schema;
 mod status;

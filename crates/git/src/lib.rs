@@ -34,6 +34,40 @@ pub enum GitError {
     Unreachable { repo: String, detail: String },
     #[error("{repo}: {detail}")]
     Other { repo: String, detail: String },
+    #[error("{path} is not in a git repository")]
+    NotARepository { path: String },
+    #[error("`{rev}` is not a revision of {repo}: {detail}")]
+    BadRevision { repo: String, rev: String, detail: String },
+}
+
+/// The bytes of `file` as committed at `rev` in the repository that holds it; `None` when the
+/// file does not exist at that revision (it was added later).
+pub fn read_at_revision(file: &std::path::Path, rev: &str) -> Result<Option<Vec<u8>>, GitError> {
+    let shown = file.display().to_string();
+    let absolute = std::path::absolute(file).map_err(|_| GitError::NotARepository { path: shown.clone() })?;
+    let dir = absolute.parent().unwrap_or(&absolute);
+    let repo = git2::Repository::discover(dir).map_err(|_| GitError::NotARepository { path: shown.clone() })?;
+    let workdir = repo.workdir().ok_or_else(|| GitError::NotARepository { path: shown.clone() })?;
+    let workdir = workdir.canonicalize().unwrap_or_else(|_| workdir.to_path_buf());
+    let canonical_dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let name = absolute.file_name().unwrap_or_default();
+    let relative =
+        canonical_dir.strip_prefix(&workdir).map_err(|_| GitError::NotARepository { path: shown.clone() })?.join(name);
+    let repo_name = workdir.display().to_string();
+    let bad = |e: git2::Error| GitError::BadRevision {
+        repo: repo_name.clone(),
+        rev: rev.to_string(),
+        detail: e.message().to_string(),
+    };
+    let tree = repo.revparse_single(rev).and_then(|o| o.peel_to_tree()).map_err(bad)?;
+    match tree.get_path(&relative) {
+        Ok(entry) => {
+            let blob = entry.to_object(&repo).and_then(|o| o.peel_to_blob()).map_err(bad)?;
+            Ok(Some(blob.content().to_vec()))
+        }
+        Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(bad(e)),
+    }
 }
 
 /// List every ref the remote advertises (`HEAD`, `refs/heads/*`, `refs/tags/*` and the peeled
