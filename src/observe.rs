@@ -15,6 +15,50 @@ use benchform_manifest::{LockFile, Manifest};
 /// Image label naming the project an image was built for.
 pub const LABEL_PROJECT: &str = "org.benchform.project";
 
+/// A deployment ready to observe: valid manifest, parsed lock, paths, desired state.
+#[derive(Debug)]
+pub struct Prepared {
+    pub loaded: crate::load::Loaded,
+    pub manifest: Manifest,
+    pub lock: LockFile,
+    pub lock_bytes: Vec<u8>,
+    pub paths: Paths,
+    pub desired: Desired,
+}
+
+/// Load the manifest and lock, check they agree (when `strict`), compute the desired state. On
+/// failure, what to print has been printed; the status to exit with is returned.
+pub fn prepare(file: Option<&Path>, strict: bool) -> Result<Prepared, crate::Status> {
+    use crate::commands::lock::LOCK_FILE;
+    use crate::render;
+    let loaded = crate::load::load(file).map_err(|d| render::fail(&d))?;
+    let errors: Vec<_> = loaded.validation.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+    let Some(manifest) = loaded.validation.manifest.clone().filter(|_| errors.is_empty()) else {
+        return Err(render::fail(&errors));
+    };
+    let lock_bytes = std::fs::read(loaded.dir.join(LOCK_FILE)).map_err(|_| {
+        failed(&ObserveError::new("lock", format!("no {LOCK_FILE} next to {}", loaded.display), "run `benchform lock`"))
+    })?;
+    let lock = benchform_manifest::lock::parse_lock(LOCK_FILE, &lock_bytes).map_err(|d| render::fail(&d))?;
+    if strict {
+        let mismatches = benchform_manifest::lock::check_agreement(&manifest, &lock);
+        if !mismatches.is_empty() {
+            let detail = mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            return Err(failed(&ObserveError::new("lock", detail, "run `benchform lock` and commit benchform.lock")));
+        }
+    }
+    let paths = Paths::new(&manifest, &loaded.dir);
+    let inputs = image_inputs(&manifest, &lock, &paths).map_err(|e| failed(&e))?;
+    let desired = benchform_core::status::desired(&manifest, &lock, &inputs.tag());
+    Ok(Prepared { loaded, manifest, lock, lock_bytes, paths, desired })
+}
+
+/// Print why observation failed; the command fails.
+pub fn failed(e: &ObserveError) -> crate::Status {
+    crate::output::err_line(&format!("error: cannot observe the {}: {}\n  = fix: {}", e.what, e.detail, e.fix));
+    crate::Status::Failure
+}
+
 /// Something that could not be observed: what, the cause, and how to fix it.
 #[derive(Debug)]
 pub struct ObserveError {

@@ -7,14 +7,12 @@ use benchform_bench::Refresh;
 use benchform_core::fingerprint::WorldFingerprint;
 use benchform_core::plan::{self, Plan, PlanOptions, Step, StepKind};
 use benchform_core::status;
-use benchform_manifest::lock::parse_lock;
 use serde::{Deserialize, Serialize};
 
 use crate::Status;
 use crate::cli::{PlanArgs, PlanFormat};
-use crate::commands::lock::LOCK_FILE;
-use crate::observe::{self, ObserveError, Paths};
-use crate::{load, output, render};
+use crate::observe;
+use crate::{output, render};
 
 /// The JSON plan's format version.
 pub const FORMAT_VERSION: u32 = 1;
@@ -82,53 +80,19 @@ pub fn print(plan: &Plan, format: PlanFormat) {
 }
 
 pub fn run(args: &PlanArgs) -> Status {
-    let loaded = match load::load(args.manifest.file.as_deref()) {
-        Ok(l) => l,
-        Err(diagnostics) => return render::fail(&diagnostics),
-    };
-    let errors: Vec<_> = loaded.validation.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
-    let Some(manifest) = loaded.validation.manifest.as_ref().filter(|_| errors.is_empty()) else {
-        return render::fail(&errors);
-    };
-    let lock_bytes = std::fs::read(loaded.dir.join(LOCK_FILE));
-    let lock = match &lock_bytes {
-        Ok(bytes) => match parse_lock(LOCK_FILE, bytes) {
-            Ok(l) => l,
-            Err(d) => return render::fail(&d),
-        },
-        Err(_) => {
-            return failed(&ObserveError {
-                what: "lock",
-                detail: format!("no {LOCK_FILE} next to {}", loaded.display),
-                fix: "run `benchform lock`".to_string(),
-            });
-        }
-    };
-    let lock_bytes = lock_bytes.unwrap_or_default();
-    let mismatches = benchform_manifest::lock::check_agreement(manifest, &lock);
-    if !mismatches.is_empty() {
-        let detail = mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-        return failed(&ObserveError {
-            what: "lock",
-            detail,
-            fix: "run `benchform lock` and commit benchform.lock".to_string(),
-        });
-    }
-    let paths = Paths::new(manifest, &loaded.dir);
-    let inputs = match observe::image_inputs(manifest, &lock, &paths) {
-        Ok(i) => i,
-        Err(e) => return failed(&e),
-    };
-    let desired = status::desired(manifest, &lock, &inputs.tag());
-    let refresh = if args.refresh.is_some() { Refresh::Full } else { Refresh::Auto };
-    let observed = match crate::runtime().block_on(observe::observe(manifest, &desired, &paths, refresh)) {
-        Ok(o) => o,
-        Err(e) => return failed(&e),
-    };
-    let drift = status::compare(manifest, Some(&lock), &desired, &observed).drift;
-    let options = PlanOptions { allow_downgrade: args.allow_downgrade };
-    let plan = match plan::plan(&desired, &observed, &options, drift) {
+    let p = match observe::prepare(args.manifest.file.as_deref(), true) {
         Ok(p) => p,
+        Err(status) => return status,
+    };
+    let refresh = if args.refresh.is_some() { Refresh::Full } else { Refresh::Auto };
+    let observed = match crate::runtime().block_on(observe::observe(&p.manifest, &p.desired, &p.paths, refresh)) {
+        Ok(o) => o,
+        Err(e) => return observe::failed(&e),
+    };
+    let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed).drift;
+    let options = PlanOptions { allow_downgrade: args.allow_downgrade };
+    let plan = match plan::plan(&p.desired, &observed, &options, drift) {
+        Ok(plan) => plan,
         Err(errors) => {
             for e in &errors {
                 output::err_line(&format!("error: {e}"));
@@ -138,7 +102,7 @@ pub fn run(args: &PlanArgs) -> Status {
         }
     };
     if let Some(out) = &args.out {
-        let fingerprint = WorldFingerprint::of(&loaded.bytes, &lock_bytes, &desired.reference(), &observed);
+        let fingerprint = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), &observed);
         if let Err(e) = std::fs::write(out, render::json(&document(&plan, Some(fingerprint)))) {
             output::err_line(&format!("error: cannot write the plan to {}: {e}", out.display()));
             return Status::Failure;
@@ -146,14 +110,6 @@ pub fn run(args: &PlanArgs) -> Status {
     }
     print(&plan, args.format);
     if args.detailed_exitcode && !plan.is_empty() { Status::Changes } else { Status::Success }
-}
-
-fn failed(e: &ObserveError) -> Status {
-    output::err_line(&format!(
-        "error: cannot plan: the {} could not be observed: {}\n  = fix: {}",
-        e.what, e.detail, e.fix
-    ));
-    Status::Failure
 }
 
 /// Colour only on a terminal, and never with `NO_COLOR` set.

@@ -2,58 +2,28 @@
 
 use benchform_bench::Refresh;
 use benchform_core::status::{self, Report, TagObservation};
-use benchform_manifest::lock::parse_lock;
 
 use crate::Status;
 use crate::cli::{Format, StatusArgs};
-use crate::commands::lock::LOCK_FILE;
-use crate::observe::{self, ObserveError, Paths};
-use crate::{load, output, render};
+use crate::observe;
+use crate::{output, render};
 
 pub fn run(args: &StatusArgs) -> Status {
-    let loaded = match load::load(args.manifest.file.as_deref()) {
-        Ok(l) => l,
-        Err(diagnostics) => return render::fail(&diagnostics),
+    let p = match observe::prepare(args.manifest.file.as_deref(), false) {
+        Ok(p) => p,
+        Err(status) => return status,
     };
-    let errors: Vec<_> = loaded.validation.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
-    let Some(manifest) = loaded.validation.manifest.as_ref().filter(|_| errors.is_empty()) else {
-        return render::fail(&errors);
-    };
-    let lock = match std::fs::read(loaded.dir.join(LOCK_FILE)) {
-        Ok(bytes) => match parse_lock(LOCK_FILE, &bytes) {
-            Ok(l) => l,
-            Err(d) => return render::fail(&d),
-        },
-        Err(_) => {
-            return observe_failed(&ObserveError {
-                what: "lock",
-                detail: format!("no {LOCK_FILE} next to {}", loaded.display),
-                fix: "run `benchform lock`".to_string(),
-            });
-        }
-    };
-    let paths = Paths::new(manifest, &loaded.dir);
-    let inputs = match observe::image_inputs(manifest, &lock, &paths) {
-        Ok(i) => i,
-        Err(e) => return observe_failed(&e),
-    };
-    let desired = status::desired(manifest, &lock, &inputs.tag());
     let refresh = if args.refresh_full() { Refresh::Full } else { Refresh::Cheap };
-    let observed = match crate::runtime().block_on(observe::observe(manifest, &desired, &paths, refresh)) {
+    let observed = match crate::runtime().block_on(observe::observe(&p.manifest, &p.desired, &p.paths, refresh)) {
         Ok(o) => o,
-        Err(e) => return observe_failed(&e),
+        Err(e) => return observe::failed(&e),
     };
-    let report = status::compare(manifest, Some(&lock), &desired, &observed);
+    let report = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed);
     match args.format {
         Format::Json => output::out(&render::json(&report)),
         Format::Text => output::out(&text(&report)),
     }
     Status::Success
-}
-
-fn observe_failed(e: &ObserveError) -> Status {
-    output::err_line(&format!("error: cannot observe the {}: {}\n  = fix: {}", e.what, e.detail, e.fix));
-    Status::Failure
 }
 
 fn yes(b: bool, y: &str, n: &str) -> String {
