@@ -478,3 +478,109 @@ fn plan_is_empty_when_converged_and_names_only_the_release_steps_after_a_repin()
     assert_eq!(bad.code, 1);
     assert!(bad.stderr.contains("is not a benchform plan"), "{}", bad.stderr);
 }
+
+/// Build the bench-contract image with one private app (token in the `apps_json` secret only).
+fn build_private(world: &World, project: &str, fault: &str, reference: &str) -> (String, Vec<TestRepo>) {
+    let token = world.var("BENCHFORM_WORLD_GIT_TOKEN").to_string();
+    let frappe = TestRepo::create(&world.git_root(), &format!("{project}/frappe.git")).unwrap();
+    let c = frappe.commit("f").unwrap();
+    frappe.tag_lightweight("v15.1.0", &c).unwrap();
+    let app = TestRepo::create(&world.git_root(), &format!("private/{project}/secret_app.git")).unwrap();
+    let c = app.commit("s").unwrap();
+    app.tag_annotated("v1.0.0", &c).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("apps.json");
+    let url = world
+        .git_url(&format!("private/{project}/secret_app.git"))
+        .replace("http://", &format!("http://x-access-token:{token}@"));
+    std::fs::write(&secret, serde_json::json!([{"url": url, "branch": "v1.0.0"}]).to_string()).unwrap();
+    let mut build_args = BTreeMap::from([
+        ("FRAPPE_IMAGE_PREFIX".to_string(), "benchform-world".to_string()),
+        ("FRAPPE_PATH".to_string(), world.git_url(&format!("{project}/frappe.git"))),
+        ("FRAPPE_BRANCH".to_string(), "v15.1.0".to_string()),
+    ]);
+    if !fault.is_empty() {
+        build_args.insert("BENCH_CONTRACT_FAULT".to_string(), fault.to_string());
+    }
+    let context = root().join("tests/fixtures/bench-contract");
+    let labels = BTreeMap::new();
+    let spec = BuildSpec {
+        context: &context,
+        containerfile: &context.join("Containerfile"),
+        reference,
+        build_args: &build_args,
+        labels: &labels,
+        apps_json: &secret,
+        network: Some("host"),
+        no_cache: false,
+    };
+    let mut lines = Vec::new();
+    rt().block_on(build::build(&build::Cli::new(world.docker_cli()), &spec, std::slice::from_ref(&token), |l| {
+        lines.push(l.to_string())
+    }))
+    .unwrap();
+    assert!(!lines.join("\n").contains(&token), "build output is masked");
+    (token, vec![frappe, app])
+}
+
+#[test]
+fn verification_checks_commits_and_finds_leaked_tokens() {
+    use benchform_core::verify;
+    let world = World::get();
+    let project = unique("vf");
+    let cli = build::Cli::new(world.docker_cli());
+    let names = vec!["frappe".to_string(), "secret_app".to_string()];
+    for (fault, leaks) in [("", false), ("leak-token-in-log", true)] {
+        let reference = format!("benchform-test/{project}:{}", if leaks { "leak" } else { "clean" });
+        let (token, repos) =
+            build_private(world, &format!("{project}{}", if leaks { "l" } else { "c" }), fault, &reference);
+        let contents = rt().block_on(build::image_contents(&cli, &reference)).unwrap();
+        let lock_for = |repo: &TestRepo, name: &str, git_ref: &str| benchform_manifest::LockEntry {
+            name: name.into(),
+            repo: String::new(),
+            git_ref: git_ref.into(),
+            kind: benchform_manifest::RefKind::Tag,
+            commit: rev_parse(&repo.path, &format!("{git_ref}^{{commit}}")),
+            object: Some(rev_parse(&repo.path, git_ref)),
+        };
+        let lock = benchform_manifest::LockFile {
+            version: 1,
+            entries: vec![lock_for(&repos[0], "frappe", "v15.1.0"), lock_for(&repos[1], "secret_app", "v1.0.0")],
+        };
+        assert_eq!(
+            verify::check_apps(&contents.apps_json, &contents.apps_dir, &names, &lock),
+            vec![],
+            "{}",
+            contents.apps_json
+        );
+        let places = [
+            ("history", contents.history.as_str()),
+            ("metadata", contents.metadata.as_str()),
+            ("logs/", contents.logs.as_str()),
+        ];
+        let found = verify::find_secrets(&places, std::slice::from_ref(&token));
+        if leaks {
+            assert_eq!(found, [verify::VerifyProblem::SecretInImage { place: "logs/".into() }]);
+        } else {
+            assert!(found.is_empty(), "{found:?}");
+            assert!(!contents.logs.is_empty(), "bench.log is read");
+        }
+        // A tag moved after locking: the image holds another commit than the lock pins.
+        let mut moved = lock.clone();
+        moved.entries[1].commit = "0".repeat(40);
+        moved.entries[1].object = None;
+        assert!(matches!(
+            &verify::check_apps(&contents.apps_json, &contents.apps_dir, &names, &moved)[0],
+            verify::VerifyProblem::WrongCommit { app, .. } if app == "secret_app"
+        ));
+        let _ = std::process::Command::new(world.docker_cli()).args(["rmi", &reference]).output();
+        for r in &repos {
+            let _ = std::fs::remove_dir_all(&r.path);
+        }
+    }
+}
+
+fn rev_parse(repo: &std::path::Path, rev: &str) -> String {
+    let out = std::process::Command::new("git").arg("--git-dir").arg(repo).args(["rev-parse", rev]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}

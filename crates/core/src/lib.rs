@@ -9,3 +9,4 @@ pub mod plan;
 pub mod record;
 pub mod status;
 pub mod tag;
+pub mod verify;

@@ -211,3 +211,52 @@ mod tests {
         assert_eq!(mask("clone https://tok@h/a tok", &["tok".to_string()]), "clone https://***@h/a ***");
     }
 }
+
+/// What verification reads from a built image, each as text.
+#[derive(Debug, Clone, Default)]
+pub struct ImageContents {
+    /// `sites/apps.json` (bench's app-state file).
+    pub apps_json: String,
+    /// `ls -1` of the `apps/` folder.
+    pub apps_dir: String,
+    /// `docker history --no-trunc` (every layer's command, build arguments included).
+    pub history: String,
+    /// `docker image inspect` (labels, environment, config).
+    pub metadata: String,
+    /// Every file under `logs/`, concatenated.
+    pub logs: String,
+}
+
+/// The bench folder inside frappe_docker images.
+const BENCH: &str = "/home/frappe/frappe-bench";
+
+/// Read what verification needs from `image`, with throw-away containers (argv only, no shell):
+/// the image's own files, not a volume's stale copy (frappe-contract §2).
+pub async fn image_contents(cli: &Cli, image: &str) -> Result<ImageContents, BuildError> {
+    let run = |args: Vec<String>| async move {
+        let mut cmd = cli.command();
+        cmd.args(&args).stdin(Stdio::null());
+        let out = cmd.output().await.map_err(|e| BuildError::Spawn {
+            cli: cli.program.display().to_string(),
+            verb: args.first().cloned().unwrap_or_default(),
+            detail: e.to_string(),
+        })?;
+        Ok::<(bool, String), BuildError>((out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned()))
+    };
+    let in_image = |entrypoint: &str, rest: &[&str]| {
+        let mut args: Vec<String> = ["run", "--rm", "--network", "none", "--entrypoint", entrypoint, image]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(rest.iter().map(|s| s.to_string()));
+        args
+    };
+    let (_, apps_json) = run(in_image("cat", &[&format!("{BENCH}/sites/apps.json")])).await?;
+    let (_, apps_dir) = run(in_image("ls", &["-1", &format!("{BENCH}/apps")])).await?;
+    let (_, logs) = run(in_image("find", &[&format!("{BENCH}/logs"), "-type", "f", "-exec", "cat", "{}", "+"])).await?;
+    let (_, history) =
+        run(vec!["history".into(), "--no-trunc".into(), "--format".into(), "{{.CreatedBy}}".into(), image.into()])
+            .await?;
+    let (_, metadata) = run(vec!["image".into(), "inspect".into(), image.into()]).await?;
+    Ok(ImageContents { apps_json, apps_dir, history, metadata, logs })
+}
