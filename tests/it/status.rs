@@ -162,10 +162,17 @@ impl Deployment {
         (out.exit_code, format!("{}{}", out.stdout, out.stderr))
     }
 
+    /// `bench new-site`, answering its password prompts on stdin so that no password is in argv.
     fn new_site(&self, site: &str, apps: &[&str]) {
-        let (code, out) =
-            self.bench(&["new-site", site, "--db-root-password", DB_ROOT_PASSWORD, "--admin-password", ADMIN_PASSWORD]);
-        assert_eq!(code, 0, "{out}");
+        let rt = rt();
+        let engine = rt.block_on(engine());
+        let bench = Bench { engine: &engine, container: self.backend() };
+        let argv: Vec<String> = ["bench", "new-site", site].iter().map(|s| s.to_string()).collect();
+        let answers = format!("{DB_ROOT_PASSWORD}\n{ADMIN_PASSWORD}\n");
+        let out =
+            rt.block_on(bench.run_with_input(&argv, Some(answers.as_bytes()), Some(Duration::from_secs(60)))).unwrap();
+        assert_eq!(out.exit_code, 0, "{}{}", out.stdout, out.stderr);
+        assert!(!format!("{}{}", out.stdout, out.stderr).contains(DB_ROOT_PASSWORD));
         for app in apps {
             let (code, out) = self.bench(&["--site", site, "install-app", app]);
             assert_eq!(code, 0, "{out}");
@@ -256,7 +263,12 @@ fn status_reports_exactly_what_was_done_and_the_drift() {
     let err = rt.block_on(bench.run(&argv, Some(Duration::from_secs(1)))).unwrap_err();
     assert!(err.to_string().contains("did not finish within 1 s"), "{err}");
 
+    // Passwords went in on stdin: the engine's event stream (which records every exec's argv)
+    // never saw them.
+    let actions = execs(&d.project, 0, engine_now() + 1);
+    assert!(actions.iter().any(|a| a.contains("new-site a.localhost")), "{actions:?}");
     for secret in [DB_ROOT_PASSWORD, ADMIN_PASSWORD] {
+        assert!(actions.iter().all(|a| !a.contains(secret)));
         assert!(!text.all().contains(secret));
         assert!(!serde_json::to_string(&drifted).unwrap().contains(secret));
     }

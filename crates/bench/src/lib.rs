@@ -54,17 +54,27 @@ pub struct Bench<'a> {
 impl Bench<'_> {
     /// Run `argv` in the bench folder; the raw output, whatever the exit code.
     pub async fn run(&self, argv: &[String], timeout: Option<Duration>) -> Result<ExecOutput, EngineError> {
+        self.run_with_input(argv, None, timeout).await
+    }
+
+    /// The same, answering prompts (passwords) on standard input instead of putting them in argv.
+    pub async fn run_with_input(
+        &self,
+        argv: &[String],
+        stdin: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput, EngineError> {
         tracing::info!(container = %self.container, command = %argv.join(" "), "exec");
-        self.engine
-            .exec(&ExecSpec {
-                container: &self.container,
-                argv,
-                user: Some(BENCH_USER),
-                workdir: Some(BENCH_DIR),
-                env: &[],
-                timeout,
-            })
-            .await
+        let spec = ExecSpec {
+            container: &self.container,
+            argv,
+            user: Some(BENCH_USER),
+            workdir: Some(BENCH_DIR),
+            env: &[],
+            timeout,
+            stdin,
+        };
+        self.engine.exec(&spec).await
     }
 
     /// Run and require exit 0.

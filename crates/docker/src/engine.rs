@@ -93,6 +93,9 @@ pub struct ExecSpec<'a> {
     pub env: &'a [String],
     /// `None` waits as long as it takes (migrations must not be cut off).
     pub timeout: Option<Duration>,
+    /// Bytes for the command's standard input (then closed). Secrets go here, never in `argv`:
+    /// an exec's argv is visible in the engine's event stream and `ps`.
+    pub stdin: Option<&'a [u8]>,
 }
 
 /// Where `DOCKER_HOST` points, or the default socket.
@@ -245,7 +248,7 @@ impl Engine {
             env: (!spec.env.is_empty()).then(|| spec.env.to_vec()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            attach_stdin: Some(false),
+            attach_stdin: Some(spec.stdin.is_some()),
             tty: Some(false),
             ..Default::default()
         };
@@ -257,12 +260,24 @@ impl Engine {
                 .map_err(|e| Self::request_error(&format!("exec in {}", spec.container), e))?;
             let mut stdout = Vec::new();
             let mut stderr = Vec::new();
-            if let StartExecResults::Attached { mut output, .. } = self
+            if let StartExecResults::Attached { mut output, mut input } = self
                 .docker
                 .start_exec(&created.id, None)
                 .await
                 .map_err(|e| Self::request_error(&format!("start exec in {}", spec.container), e))?
             {
+                if let Some(bytes) = spec.stdin {
+                    use tokio::io::AsyncWriteExt;
+                    input.write_all(bytes).await.map_err(|e| EngineError::Request {
+                        what: "write exec input".to_string(),
+                        detail: e.to_string(),
+                    })?;
+                    input.shutdown().await.map_err(|e| EngineError::Request {
+                        what: "close exec input".to_string(),
+                        detail: e.to_string(),
+                    })?;
+                }
+                drop(input);
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(|e| Self::request_error("read exec output", e))? {
                         bollard::container::LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
