@@ -47,6 +47,11 @@ pub enum Command {
     ///
     /// Example: benchform diff --base origin/main --format markdown
     Diff(DiffArgs),
+    /// Carry out the plan: a fresh one (printed, then confirmed on a terminal or with
+    /// --auto-approve), or exactly a saved one, refused if the world changed since.
+    ///
+    /// Example: benchform apply plan.json
+    Apply(ApplyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -174,4 +179,18 @@ pub struct DiffArgs {
     /// Exit 0 when nothing changed, 2 when something did, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// A plan saved with `benchform plan -o FILE`: applied exactly, without asking.
+    pub plan_file: Option<PathBuf>,
+    /// Do not ask for confirmation (needed without a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Allow running older app versions on sites migrated to newer ones (data-unsafe).
+    #[arg(long)]
+    pub allow_downgrade: bool,
 }

@@ -1,5 +1,6 @@
 //! The `benchform` command line: the only place that prints.
 
+mod apply;
 mod cli;
 mod commands;
 mod load;

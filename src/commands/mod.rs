@@ -1,5 +1,6 @@
 //! One module per command; each returns a [`Status`] and prints only through `output`.
 
+mod apply;
 mod diff;
 pub mod lock;
 pub mod plan;
@@ -20,5 +21,6 @@ pub fn run(cli: Cli) -> Status {
         Command::Plan(args) => plan::run(&args),
         Command::Show(args) => show::run(&args),
         Command::Diff(args) => diff::run(&args),
+        Command::Apply(args) => apply::run(&args),
     }
 }

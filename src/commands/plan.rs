@@ -84,7 +84,8 @@ pub fn run(args: &PlanArgs) -> Status {
         Ok(p) => p,
         Err(status) => return status,
     };
-    let refresh = if args.refresh.is_some() { Refresh::Full } else { Refresh::Auto };
+    // A saved plan's fingerprint must see hand changes that Frappe's list-apps table hides.
+    let refresh = if args.refresh.is_some() || args.out.is_some() { Refresh::Full } else { Refresh::Auto };
     let observed = match crate::runtime().block_on(observe::observe(&p.manifest, &p.desired, &p.paths, refresh)) {
         Ok(o) => o,
         Err(e) => return observe::failed(&e),

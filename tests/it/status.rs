@@ -596,3 +596,98 @@ fn rev_parse(repo: &std::path::Path, rev: &str) -> String {
     let out = std::process::Command::new("git").arg("--git-dir").arg(repo).args(["rev-parse", rev]).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+fn apply_env() -> [(&'static str, &'static str); 2] {
+    [("DB_ROOT_PASSWORD", DB_ROOT_PASSWORD), ("ADMIN_PASSWORD", ADMIN_PASSWORD)]
+}
+
+#[test]
+fn apply_converges_repeats_nothing_and_applies_saved_plans_exactly() {
+    let sites: &[(&str, &[&str])] = &[("a.localhost", &["erpnext", "hrms"]), ("b.localhost", &["erpnext"])];
+    let mut d = Deployment::new(sites);
+    d.deployed = true; // apply deploys; Drop takes the project down
+    let mut outputs = Vec::new();
+
+    // Without a terminal, apply asks for --auto-approve instead of guessing.
+    let refused = benchform_in(d.dir.path(), &["apply"], &apply_env());
+    assert_eq!(refused.code, 1);
+    assert!(refused.stderr.contains("no terminal to confirm"), "{}", refused.stderr);
+
+    // First apply, from nothing.
+    let first = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(first.code, 0, "{}", first.all());
+    assert!(first.stdout.contains("Apply complete"), "{}", first.stdout);
+    outputs.push(first.all());
+    let after = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(after.code, 0, "after apply, plan is empty:\n{}", after.all());
+
+    // Again: nothing to do, and nothing done (counted from the engine's events).
+    std::thread::sleep(Duration::from_millis(1100));
+    let since = engine_now();
+    let again = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(again.code, 0);
+    assert_eq!(again.stdout, "No changes. The deployment matches benchform.yaml.\n");
+    std::thread::sleep(Duration::from_millis(1100));
+    let seen = execs(&d.project, since, engine_now());
+    let reads = ["find sites", "list-apps", "execute frappe.get_installed_apps"];
+    assert!(seen.iter().all(|a| reads.iter().any(|r| a.contains(r))), "a re-apply mutated something: {seen:?}");
+
+    // Re-pin hrms, save the plan, apply exactly that.
+    let hrms = &d._repos[2];
+    let c = hrms.commit("fix").unwrap();
+    hrms.tag_annotated("v1.1.0", &c).unwrap();
+    let path = d.dir.path().join("benchform.yaml");
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("    ref: v1.0.0", "    ref: v1.1.0"))
+        .unwrap();
+    assert_eq!(d.benchform(&["lock"]).code, 0);
+    let saved = d.dir.path().join("release.json").display().to_string();
+    let plan = d.benchform(&["plan", "-o", &saved, "--format", "json"]);
+    let planned: Vec<String> = serde_json::from_str::<Value>(&plan.stdout).unwrap()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "→ {} {}",
+                s["kind"].as_str().unwrap(),
+                [s["site"].as_str(), s["app"].as_str()].iter().flatten().copied().collect::<Vec<_>>().join(" ")
+            )
+        })
+        .collect();
+    let release = benchform_in(d.dir.path(), &["apply", &saved], &apply_env());
+    assert_eq!(release.code, 0, "{}", release.all());
+    let done: Vec<String> =
+        release.stdout.lines().filter(|l| l.starts_with('→')).map(|l| l.trim_end().to_string()).collect();
+    let planned: Vec<String> = planned.iter().map(|l| l.trim_end().to_string()).collect();
+    assert_eq!(done, planned, "apply did exactly what plan printed");
+    assert!(!done.iter().any(|l| l.contains("b.localhost")), "{done:?}");
+    outputs.push(release.all());
+    assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
+    let backups = d.dir.path().join("backups").join(&d.project).join("a.localhost");
+    assert_eq!(std::fs::read_dir(&backups).map(|r| r.count()).unwrap_or(0), 1, "one backup copied off the volume");
+
+    // A saved plan is refused once the world moved, naming what moved.
+    let hrms = &d._repos[2];
+    let c = hrms.commit("again").unwrap();
+    hrms.tag_annotated("v1.2.0", &c).unwrap();
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("    ref: v1.1.0", "    ref: v1.2.0"))
+        .unwrap();
+    assert_eq!(d.benchform(&["lock"]).code, 0);
+    let stale_file = d.dir.path().join("stale.json").display().to_string();
+    assert_eq!(d.benchform(&["plan", "-o", &stale_file]).code, 0);
+    let out = std::process::Command::new(d.world.docker_cli())
+        .args(["exec", "-u", "frappe", &d.backend(), "bench", "--site", "b.localhost", "install-app", "hrms"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stale = benchform_in(d.dir.path(), &["apply", &stale_file], &apply_env());
+    assert_eq!(stale.code, 1, "{}", stale.all());
+    assert!(stale.stderr.contains("is stale"), "{}", stale.stderr);
+    assert!(stale.stderr.contains("site b.localhost gained app hrms"), "{}", stale.stderr);
+
+    for out in outputs.iter().chain([stale.all()].iter()) {
+        assert!(!out.contains(DB_ROOT_PASSWORD) && !out.contains(ADMIN_PASSWORD));
+    }
+    let actions = execs(&d.project, 0, engine_now() + 1);
+    assert!(actions.iter().all(|a| !a.contains(DB_ROOT_PASSWORD) && !a.contains(ADMIN_PASSWORD)));
+}

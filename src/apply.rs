@@ -1,0 +1,473 @@
+//! Carrying out a plan, step by step. Each step re-checks its precondition first, so running apply
+//! again after any interruption picks up where the last run stopped and repeats nothing that is
+//! done.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use benchform_bench::{BENCH_DIR, Bench, Refresh};
+use benchform_core::plan::{Plan, Step, StepKind};
+use benchform_core::record::SiteRecord;
+use benchform_core::verify;
+use benchform_docker::build::{self, BuildSpec, Cli};
+use benchform_docker::compose::Compose;
+use benchform_docker::{Engine, TagState};
+
+use crate::observe::{self, LABEL_PROJECT, Prepared};
+
+/// How long a deploy may take to bring the backend up and the configurator through.
+const DEPLOY_WAIT: Duration = Duration::from_secs(180);
+
+/// What a step did.
+#[derive(Debug)]
+pub enum Outcome {
+    Done(String),
+    /// Its precondition showed it was already done (a re-run after an interruption).
+    AlreadyDone(String),
+}
+
+/// Why a step failed: what, and what to do.
+#[derive(Debug)]
+pub struct StepError {
+    pub detail: String,
+    pub fix: String,
+}
+
+fn err(detail: impl ToString, fix: impl ToString) -> StepError {
+    StepError { detail: detail.to_string(), fix: fix.to_string() }
+}
+
+/// Everything the steps need.
+#[derive(Debug)]
+pub struct Applier<'a> {
+    pub p: &'a Prepared,
+    pub engine: Engine,
+    pub compose: Compose,
+    pub cli: Cli,
+}
+
+impl Applier<'_> {
+    fn reference(&self) -> String {
+        self.p.desired.reference()
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        observe::compose_env(&self.p.desired, self.compose.flavour)
+    }
+
+    /// Tokens of the apps' repositories, from the variables the manifest names.
+    fn tokens(&self) -> BTreeMap<String, (String, String)> {
+        self.p
+            .manifest
+            .apps
+            .iter()
+            .filter_map(|a| {
+                let token = std::env::var(a.token_env.as_deref()?).ok().filter(|t| !t.is_empty())?;
+                Some((a.name.clone(), (a.token_user().to_string(), token)))
+            })
+            .collect()
+    }
+
+    async fn container_of(&self, service: &str) -> Result<Option<String>, StepError> {
+        let containers = self
+            .engine
+            .project_containers(&self.p.manifest.project)
+            .await
+            .map_err(|e| err(e, "check `docker info`"))?;
+        Ok(containers.into_iter().find(|c| c.service == service && c.state == "running" && !c.oneoff).map(|c| c.id))
+    }
+
+    async fn bench(&self) -> Result<Bench<'_>, StepError> {
+        let service = &self.p.manifest.deploy.backend_service;
+        match self.container_of(service).await? {
+            Some(container) => Ok(Bench { engine: &self.engine, container }),
+            None => Err(err(
+                format!("no running {service} container in project {}", self.p.manifest.project),
+                "run apply again: a deploy step brings it up",
+            )),
+        }
+    }
+
+    async fn run_bench(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<String, StepError> {
+        let bench = self.bench().await?;
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let out = bench.run_with_input(&argv, stdin, None).await.map_err(|e| err(e, "check the backend container"))?;
+        if out.exit_code != 0 {
+            let tail: Vec<&str> = out.stderr.lines().chain(out.stdout.lines()).collect();
+            let tail = tail[tail.len().saturating_sub(6)..].join("\n    ");
+            return Err(err(
+                format!("`{}` exited {}:\n    {tail}", argv.join(" "), out.exit_code),
+                "fix the cause, then run apply again",
+            ));
+        }
+        Ok(out.stdout)
+    }
+
+    async fn sites(&self) -> Result<Vec<benchform_core::status::ObservedSite>, StepError> {
+        self.bench().await?.observe_sites(Refresh::Full).await.map_err(|e| err(e, "check the backend container"))
+    }
+
+    async fn installed(&self, site: &str) -> Result<Option<Vec<String>>, StepError> {
+        Ok(self.sites().await?.into_iter().find(|s| s.name == site).map(|s| s.installed))
+    }
+
+    /// Carry out one step.
+    pub async fn step(&self, s: &Step) -> Result<Outcome, StepError> {
+        let site = s.site.as_deref().unwrap_or_default();
+        let app = s.app.as_deref().unwrap_or_default();
+        match s.kind {
+            StepKind::Build => self.build().await,
+            StepKind::Verify => self.verify().await,
+            StepKind::Push => self.push().await,
+            StepKind::MaintenanceOn => {
+                self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "on"], None).await?;
+                self.run_bench(&["bench", "--site", site, "scheduler", "pause"], None).await?;
+                Ok(Outcome::Done("maintenance mode on, scheduler paused".into()))
+            }
+            StepKind::Backup => self.backup(site).await,
+            StepKind::UninstallApp => {
+                if !self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
+                    return Ok(Outcome::AlreadyDone(format!("{app} is not installed")));
+                }
+                self.run_bench(&["bench", "--site", site, "uninstall-app", app, "--yes", "--no-backup"], None).await?;
+                Ok(Outcome::Done(format!("{app} uninstalled")))
+            }
+            StepKind::Deploy => self.deploy().await,
+            StepKind::RefreshAssets => self.refresh_assets().await,
+            StepKind::NewSite => self.new_site(site).await,
+            StepKind::InstallApp => {
+                if self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
+                    return Ok(Outcome::AlreadyDone(format!("{app} is installed")));
+                }
+                self.run_bench(&["bench", "--site", site, "install-app", app], None).await?;
+                // bench exits 0 when it did nothing: read the truth back.
+                if !self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
+                    return Err(err(
+                        format!("bench reported success but {app} is not installed on {site}"),
+                        "check the app's before_install hook",
+                    ));
+                }
+                Ok(Outcome::Done(format!("{app} installed")))
+            }
+            StepKind::Migrate => self.migrate(site).await,
+            StepKind::MaintenanceOff => {
+                self.run_bench(&["bench", "--site", site, "scheduler", "resume"], None).await?;
+                self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "off"], None).await?;
+                Ok(Outcome::Done("scheduler resumed, maintenance mode off".into()))
+            }
+        }
+    }
+
+    async fn build(&self) -> Result<Outcome, StepError> {
+        let reference = self.reference();
+        if self.engine.image(&reference).await.map_err(|e| err(e, "check `docker info`"))?.is_some() {
+            return Ok(Outcome::AlreadyDone(format!("the engine has {reference}")));
+        }
+        let tokens = self.tokens();
+        let apps: Vec<serde_json::Value> = self
+            .p
+            .manifest
+            .apps
+            .iter()
+            .map(|a| {
+                let url = match tokens.get(&a.name) {
+                    Some((user, token)) => a.repo.replacen("://", &format!("://{user}:{token}@"), 1),
+                    None => a.repo.clone(),
+                };
+                serde_json::json!({"url": url, "branch": a.git_ref})
+            })
+            .collect();
+        let dir = tempfile::tempdir().map_err(|e| err(e, "check the temporary folder"))?;
+        let secret = dir.path().join("apps.json");
+        write_private(&secret, serde_json::Value::Array(apps).to_string().as_bytes())
+            .map_err(|e| err(e, "check the temporary folder"))?;
+        let sources = observe::locked_sources(&self.p.manifest, &self.p.lock).unwrap_or_default();
+        let build_args = observe::build_args(&self.p.manifest, &sources);
+        let labels = BTreeMap::from([
+            (LABEL_PROJECT.to_string(), self.p.manifest.project.clone()),
+            ("org.benchform.lock".to_string(), benchform_core::tag::sha256_hex(&self.p.lock_bytes)),
+        ]);
+        let spec = BuildSpec {
+            context: &self.p.paths.context,
+            containerfile: &self.p.paths.containerfile,
+            reference: &reference,
+            build_args: &build_args,
+            labels: &labels,
+            apps_json: &secret,
+            network: self.p.manifest.image.build_network.as_deref(),
+            no_cache: false,
+        };
+        let secrets: Vec<String> = tokens.values().map(|(_, t)| t.clone()).collect();
+        build::build(&self.cli, &spec, &secrets, |line| tracing::info!(target: "build", "{line}"))
+            .await
+            .map_err(|e| err(e, "read the build output above (run with -v to stream it)"))?;
+        Ok(Outcome::Done(format!("built {reference}")))
+    }
+
+    async fn verify(&self) -> Result<Outcome, StepError> {
+        let reference = self.reference();
+        let contents = build::image_contents(&self.cli, &reference).await.map_err(|e| err(e, "check `docker info`"))?;
+        let names: Vec<String> = self.p.manifest.sources().iter().map(|s| s.name.to_string()).collect();
+        let mut problems = verify::check_apps(&contents.apps_json, &contents.apps_dir, &names, &self.p.lock);
+        let secrets: Vec<String> = self.tokens().values().map(|(_, t)| t.clone()).collect();
+        let places = [
+            ("history", contents.history.as_str()),
+            ("metadata", contents.metadata.as_str()),
+            ("logs/", contents.logs.as_str()),
+        ];
+        problems.extend(verify::find_secrets(&places, &secrets));
+        if problems.is_empty() {
+            return Ok(Outcome::Done(format!("{} apps at their locked commits; no secret found", names.len())));
+        }
+        // A bad image must not be deployed or pushed by a later run.
+        let _ = tokio::process::Command::new(&self.cli.program).args(["rmi", &reference]).output().await;
+        let detail = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        Err(err(
+            detail,
+            "the image was removed; fix the cause (moved tag, leaked token), relock if needed, and apply again",
+        ))
+    }
+
+    async fn push(&self) -> Result<Outcome, StepError> {
+        let reference = self.reference();
+        if let Ok(TagState::Present { digest }) = self.engine.registry_tag(&reference).await {
+            return Ok(Outcome::AlreadyDone(format!("the registry has it ({digest})")));
+        }
+        let digest = build::push(&self.cli, &reference, &[], |line| tracing::info!(target: "push", "{line}"))
+            .await
+            .map_err(|e| err(e, "check `docker login` for the registry (benchform uses the Docker config file)"))?;
+        Ok(Outcome::Done(format!("pushed {}", digest.unwrap_or_default())))
+    }
+
+    async fn backup(&self, site: &str) -> Result<Outcome, StepError> {
+        let stamp = now_utc().replace([':', '-'], "");
+        let inside = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups/{stamp}");
+        self.run_bench(&["bench", "--site", site, "backup", "--with-files", "--backup-path", &inside], None).await?;
+        // Copy off the volume: Frappe prunes backups, and losing the volume must not lose them.
+        let host_root = self.p.loaded.dir.join(&self.p.manifest.backups.dir).join(&self.p.manifest.project).join(site);
+        std::fs::create_dir_all(&host_root)
+            .map_err(|e| err(format!("{}: {e}", host_root.display()), "check backups.dir"))?;
+        let container = self.bench().await?.container;
+        let out = tokio::process::Command::new(&self.cli.program)
+            .args(["cp", &format!("{container}:{inside}"), &host_root.join(&stamp).display().to_string()])
+            .output()
+            .await
+            .map_err(|e| err(e, "check the docker CLI"))?;
+        if !out.status.success() {
+            return Err(err(
+                format!("copying the backup off the volume failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                "check backups.dir",
+            ));
+        }
+        prune(&host_root, self.p.manifest.backups.keep as usize);
+        Ok(Outcome::Done(format!("backup in {}", host_root.join(&stamp).display())))
+    }
+
+    async fn deploy(&self) -> Result<Outcome, StepError> {
+        self.compose
+            .up(&self.env(), false)
+            .await
+            .map_err(|e| err(e, "fix the compose files or the engine, then apply again"))?;
+        let deadline = Instant::now() + DEPLOY_WAIT;
+        let backend = self.p.manifest.deploy.backend_service.clone();
+        loop {
+            let containers = self
+                .engine
+                .project_containers(&self.p.manifest.project)
+                .await
+                .map_err(|e| err(e, "check `docker info`"))?;
+            let configured = containers.iter().all(|c| c.service != "configurator" || c.state == "exited");
+            let up =
+                containers.iter().any(|c| c.service == backend && c.state == "running" && c.image == self.reference());
+            if configured && up {
+                return Ok(Outcome::Done(format!("{} runs {}", backend, self.p.desired.tag)));
+            }
+            if Instant::now() > deadline {
+                return Err(err(
+                    format!("{backend} did not come up on the new image within {} s", DEPLOY_WAIT.as_secs()),
+                    "look at `docker-compose logs`",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn refresh_assets(&self) -> Result<Outcome, StepError> {
+        let Some(redis) = self.container_of("redis-cache").await? else {
+            return Ok(Outcome::Done(
+                "no redis-cache service in the project: delete assets_json in your redis-cache yourself".into(),
+            ));
+        };
+        let argv = vec!["redis-cli".to_string(), "DEL".to_string(), "assets_json".to_string()];
+        let spec = benchform_docker::ExecSpec {
+            container: &redis,
+            argv: &argv,
+            user: None,
+            workdir: None,
+            env: &[],
+            timeout: Some(Duration::from_secs(30)),
+            stdin: None,
+        };
+        let out = self.engine.exec(&spec).await.map_err(|e| err(e, "check the redis-cache container"))?;
+        if out.exit_code != 0 {
+            return Err(err(
+                format!("redis-cli DEL assets_json exited {}", out.exit_code),
+                "check the redis-cache container",
+            ));
+        }
+        Ok(Outcome::Done("assets_json dropped from redis-cache".into()))
+    }
+
+    async fn new_site(&self, site: &str) -> Result<Outcome, StepError> {
+        if self.installed(site).await?.is_some() {
+            return Ok(Outcome::AlreadyDone(format!("{site} exists")));
+        }
+        let deploy = &self.p.manifest.deploy;
+        let secret = |var: &Option<String>, what: &str| -> Result<String, StepError> {
+            let var = var.as_deref().ok_or_else(|| {
+                err(
+                    format!("creating {site} needs the {what}"),
+                    format!("name the variable that holds it in deploy.{what}_env"),
+                )
+            })?;
+            std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| err(format!("{var} is not set"), format!("export the {what} in {var}")))
+        };
+        let root = secret(&deploy.db_root_password_env, "db_root_password")?;
+        let admin = secret(&deploy.admin_password_env, "admin_password")?;
+        let major = frappe_major(&self.p.manifest.frappe.git_ref);
+        let scope = if major >= 16 { "--mariadb-user-host-login-scope=%" } else { "--no-mariadb-socket" };
+        // The passwords answer bench's prompts on stdin: argv is visible in the engine's events.
+        let answers = format!("{root}\n{admin}\n");
+        self.run_bench(&["bench", "new-site", site, scope], Some(answers.as_bytes())).await?;
+        self.run_bench(&["bench", "--site", site, "scheduler", "enable"], None).await?;
+        Ok(Outcome::Done(format!("{site} created, scheduler enabled")))
+    }
+
+    async fn migrate(&self, site: &str) -> Result<Outcome, StepError> {
+        let desired = self
+            .p
+            .desired
+            .sites
+            .iter()
+            .find(|s| s.name == site)
+            .ok_or_else(|| err(format!("{site} is not in the manifest"), "re-plan"))?;
+        if let Some(o) = self.sites().await?.into_iter().find(|s| s.name == site)
+            && o.record.as_ref().is_some_and(|r| r.fingerprint == desired.fingerprint)
+            && desired.apps.iter().all(|a| o.installed.contains(a))
+        {
+            return Ok(Outcome::AlreadyDone(format!("{site} is migrated to the desired code")));
+        }
+        self.run_bench(&["bench", "--site", site, "migrate"], None).await?;
+        let digest = match self.engine.registry_tag(&self.reference()).await {
+            Ok(TagState::Present { digest }) => Some(digest),
+            _ => None,
+        };
+        let record = SiteRecord::new(
+            &self.p.manifest.project,
+            desired.commits.clone(),
+            desired.refs.clone(),
+            &self.reference(),
+            digest,
+            &now_utc(),
+        );
+        self.run_bench(
+            &[
+                "bench",
+                "--site",
+                site,
+                "set-config",
+                "-p",
+                benchform_core::record::RECORD_KEY,
+                &record.to_python_literal(),
+            ],
+            None,
+        )
+        .await?;
+        Ok(Outcome::Done(format!("{site} migrated and recorded")))
+    }
+}
+
+/// Run every step of `plan` in order, reporting through `report`; stops at the first failure.
+pub async fn run(
+    a: &Applier<'_>,
+    plan: &Plan,
+    mut report: impl FnMut(&Step, Option<&Result<Outcome, StepError>>, Duration),
+) -> Result<(), usize> {
+    for (i, s) in plan.steps.iter().enumerate() {
+        report(s, None, Duration::ZERO);
+        let started = Instant::now();
+        let result = a.step(s).await;
+        report(s, Some(&result), started.elapsed());
+        if result.is_err() {
+            return Err(i);
+        }
+    }
+    Ok(())
+}
+
+/// The Frappe major version a ref names: `v15.88.1` → 15, `version-16` → 16; 15 if unknown.
+fn frappe_major(git_ref: &str) -> u32 {
+    let digits: String =
+        git_ref.trim_start_matches(|c: char| !c.is_ascii_digit()).chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(15)
+}
+
+/// Write a file only its owner can read (secrets for the build).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}
+
+/// Keep the newest `keep` backup folders under `dir` (names sort by time).
+fn prune(dir: &std::path::Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    names.sort();
+    let excess = names.len().saturating_sub(keep);
+    for old in names.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+}
+
+/// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_utc() -> String {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frappe_majors() {
+        assert_eq!(frappe_major("v15.88.1"), 15);
+        assert_eq!(frappe_major("version-16"), 16);
+        assert_eq!(frappe_major("develop"), 15);
+    }
+
+    #[test]
+    fn now_is_iso() {
+        let n = now_utc();
+        assert_eq!(n.len(), 20);
+        assert!(n.starts_with("20") && n.ends_with('Z'));
+    }
+}

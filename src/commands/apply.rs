@@ -1,0 +1,164 @@
+//! `benchform apply [PLAN_FILE]`: carry out the plan — a fresh one, confirmed, or exactly a saved
+//! one whose world has not moved.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use benchform_bench::Refresh;
+use benchform_core::fingerprint::WorldFingerprint;
+use benchform_core::plan::{self, Plan, PlanOptions, StepKind};
+use benchform_core::status;
+
+use crate::Status;
+use crate::apply::{self, Applier, Outcome};
+use crate::cli::{ApplyArgs, PlanFormat};
+use crate::commands::plan::{PlanDocument, print};
+use crate::observe;
+use crate::output;
+
+pub fn run(args: &ApplyArgs) -> Status {
+    let p = match observe::prepare(args.manifest.file.as_deref(), true) {
+        Ok(p) => p,
+        Err(status) => return status,
+    };
+    let rt = crate::runtime();
+    // Apply reads every site authoritatively: a hand change hidden by list-apps must not slip by.
+    let observed = match rt.block_on(observe::observe(&p.manifest, &p.desired, &p.paths, Refresh::Full)) {
+        Ok(o) => o,
+        Err(e) => return observe::failed(&e),
+    };
+    let plan: Plan = match &args.plan_file {
+        Some(file) => {
+            let doc: PlanDocument = match std::fs::read_to_string(file).ok().and_then(|t| serde_json::from_str(&t).ok())
+            {
+                Some(d) => d,
+                None => {
+                    output::err_line(&format!(
+                        "error: {} is not a benchform plan\n  = fix: save one with `benchform plan -o FILE`",
+                        file.display()
+                    ));
+                    return Status::Failure;
+                }
+            };
+            let Some(then) = &doc.fingerprint else {
+                output::err_line(&format!(
+                    "error: {} has no world fingerprint (it was not saved with `plan -o`)",
+                    file.display()
+                ));
+                return Status::Failure;
+            };
+            let now = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), &observed);
+            let changes = then.changes(&now);
+            if !changes.is_empty() {
+                output::err_line(&format!("error: the saved plan {} is stale; since it was made:", file.display()));
+                for c in &changes {
+                    output::err_line(&format!("  - {c}"));
+                }
+                output::err_line("  = fix: run `benchform plan -o FILE` again, review it, and apply that");
+                return Status::Failure;
+            }
+            doc.plan()
+        }
+        None => {
+            let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed).drift;
+            match plan::plan(&p.desired, &observed, &PlanOptions { allow_downgrade: args.allow_downgrade }, drift) {
+                Ok(plan) => plan,
+                Err(errors) => {
+                    for e in &errors {
+                        output::err_line(&format!("error: {e}"));
+                    }
+                    return Status::Failure;
+                }
+            }
+        }
+    };
+    if plan.is_empty() {
+        output::line("No changes. The deployment matches benchform.yaml.");
+        return Status::Success;
+    }
+    if args.plan_file.is_none() {
+        print(&plan, PlanFormat::Text);
+        if !args.auto_approve && !confirm() {
+            return Status::Failure;
+        }
+    }
+    let engine = match rt.block_on(observe::engine()) {
+        Ok(e) => e,
+        Err(e) => return observe::failed(&e),
+    };
+    let compose = match rt.block_on(observe::compose(&p.manifest, &p.paths)) {
+        Ok(c) => c,
+        Err(e) => return observe::failed(&e),
+    };
+    let applier = Applier {
+        p: &p,
+        engine,
+        compose,
+        cli: benchform_docker::build::Cli::new(benchform_docker::build::docker_cli()),
+    };
+    let result = rt.block_on(apply::run(&applier, &plan, |step, result, elapsed| {
+        let target = step.site.iter().chain(step.app.iter()).cloned().collect::<Vec<_>>().join(" ");
+        match result {
+            None => output::line(&format!("→ {} {target}", step.kind)),
+            Some(Ok(Outcome::Done(what))) => output::line(&format!("  done in {:.1}s: {what}", elapsed.as_secs_f64())),
+            Some(Ok(Outcome::AlreadyDone(what))) => output::line(&format!("  already done: {what}")),
+            Some(Err(e)) => output::err_line(&format!(
+                "  FAILED after {:.1}s: {}\n  = fix: {}",
+                elapsed.as_secs_f64(),
+                e.detail,
+                e.fix
+            )),
+        }
+    }));
+    match result {
+        Ok(()) => {
+            output::line(&format!("\nApply complete: {} step(s).", plan.steps.len()));
+            Status::Success
+        }
+        Err(failed) => {
+            let step = &plan.steps[failed];
+            output::err_line(&format!(
+                "\nApply stopped at step {} of {} ({}); {} done, {} not started.",
+                failed + 1,
+                plan.steps.len(),
+                step.id,
+                failed,
+                plan.steps.len() - failed - 1
+            ));
+            let in_maintenance: Vec<&str> = plan.steps[..failed]
+                .iter()
+                .filter(|s| s.kind == StepKind::MaintenanceOn)
+                .filter_map(|s| s.site.as_deref())
+                .filter(|site| {
+                    !plan.steps[..failed]
+                        .iter()
+                        .any(|o| o.kind == StepKind::MaintenanceOff && o.site.as_deref() == Some(site))
+                })
+                .collect();
+            if !in_maintenance.is_empty() {
+                output::err_line(&format!("Sites left in maintenance mode: {}.", in_maintenance.join(", ")));
+            }
+            output::err_line("Next: fix the cause and run `benchform apply` again; done steps are not repeated.");
+            Status::Failure
+        }
+    }
+}
+
+/// Ask on the terminal; without one, refuse (CI must say --auto-approve or apply a saved plan).
+fn confirm() -> bool {
+    if !std::io::stdin().is_terminal() {
+        output::err_line(
+            "error: no terminal to confirm on\n  = fix: pass --auto-approve, or apply a reviewed plan saved with `benchform plan -o FILE`",
+        );
+        return false;
+    }
+    output::out("\nApply these steps? Only `yes` is accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() == "yes" {
+        true
+    } else {
+        output::err_line("Apply cancelled.");
+        false
+    }
+}
