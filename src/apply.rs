@@ -45,6 +45,8 @@ pub struct Applier<'a> {
     pub engine: Engine,
     pub compose: Compose,
     pub cli: Cli,
+    /// Backups taken in this run, by site: the folder inside the bench (for a restore).
+    pub backups: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl Applier<'_> {
@@ -261,6 +263,9 @@ impl Applier<'_> {
             ));
         }
         prune(&host_root, self.p.manifest.backups.keep as usize);
+        if let Ok(mut taken) = self.backups.lock() {
+            taken.insert(site.to_string(), inside.clone());
+        }
         Ok(Outcome::Done(format!("backup in {}", host_root.join(&stamp).display())))
     }
 
@@ -388,6 +393,69 @@ impl Applier<'_> {
         )
         .await?;
         Ok(Outcome::Done(format!("{site} migrated and recorded")))
+    }
+}
+
+impl Applier<'_> {
+    /// After a failed migrate, with `on_migrate_failure: restore`: put the site back to the backup
+    /// taken in this run and leave it in maintenance mode (its schema is now older than the code).
+    pub async fn recover(&self, site: &str) -> Result<String, StepError> {
+        use benchform_manifest::model::OnMigrateFailure;
+        if self.p.manifest.policy.on_migrate_failure == OnMigrateFailure::Stop {
+            return Ok(format!("{site} left as the failed migrate left it, in maintenance mode (policy: stop)"));
+        }
+        let dir = self.backups.lock().ok().and_then(|b| b.get(site).cloned());
+        let Some(dir) = dir else {
+            return Err(err(
+                format!("no backup of {site} was taken in this run"),
+                "restore it by hand from backups.dir",
+            ));
+        };
+        let bench = self.bench().await?;
+        let find = |pattern: &str| vec!["find".to_string(), dir.clone(), "-name".to_string(), pattern.to_string()];
+        let first = |out: String| out.lines().next().map(str::to_string);
+        let run = |argv: Vec<String>| {
+            let bench = &bench;
+            async move {
+                bench
+                    .run(&argv, Some(Duration::from_secs(60)))
+                    .await
+                    .map(|o| o.stdout)
+                    .map_err(|e| err(e, "check the backend"))
+            }
+        };
+        let db = first(run(find("*-database.sql.gz")).await?).ok_or_else(|| {
+            err(format!("the backup in {dir} has no database dump"), "restore by hand from backups.dir")
+        })?;
+        let mut argv = vec!["bench", "--site", site, "restore", db.as_str()];
+        let public = first(
+            run(find("*-files.t*"))
+                .await?
+                .lines()
+                .filter(|l| !l.contains("private-files"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        let private = first(run(find("*-private-files.t*")).await?);
+        if let Some(f) = &public {
+            argv.extend(["--with-public-files", f.as_str()]);
+        }
+        if let Some(f) = &private {
+            argv.extend(["--with-private-files", f.as_str()]);
+        }
+        argv.push("--force");
+        // restore may ask for the database root password: answer on stdin, never in argv.
+        let root = self
+            .p
+            .manifest
+            .deploy
+            .db_root_password_env
+            .as_deref()
+            .and_then(|v| std::env::var(v).ok())
+            .unwrap_or_default();
+        let answer = format!("{root}\n");
+        self.run_bench(&argv, Some(answer.as_bytes())).await?;
+        Ok(format!("{site} restored from the backup taken in this run ({dir}) and left in maintenance mode"))
     }
 }
 

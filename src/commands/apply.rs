@@ -94,6 +94,7 @@ pub fn run(args: &ApplyArgs) -> Status {
         engine,
         compose,
         cli: benchform_docker::build::Cli::new(benchform_docker::build::docker_cli()),
+        backups: Default::default(),
     };
     let result = rt.block_on(apply::run(&applier, &plan, |step, result, elapsed| {
         let target = step.site.iter().chain(step.app.iter()).cloned().collect::<Vec<_>>().join(" ");
@@ -116,6 +117,19 @@ pub fn run(args: &ApplyArgs) -> Status {
         }
         Err(failed) => {
             let step = &plan.steps[failed];
+            if step.kind == StepKind::Migrate {
+                let site = step.site.clone().unwrap_or_default();
+                match rt.block_on(applier.recover(&site)) {
+                    Ok(what) => output::err_line(&format!("  recovered: {what}")),
+                    Err(e) => {
+                        output::err_line(&format!("  could not restore {site}: {}\n  = fix: {}", e.detail, e.fix))
+                    }
+                }
+                output::err_line(&format!(
+                    "  Ways forward for {site}: fix the migration and run `benchform apply` again, or revert the manifest \
+                     change and apply that."
+                ));
+            }
             output::err_line(&format!(
                 "\nApply stopped at step {} of {} ({}); {} done, {} not started.",
                 failed + 1,

@@ -691,3 +691,72 @@ fn apply_converges_repeats_nothing_and_applies_saved_plans_exactly() {
     let actions = execs(&d.project, 0, engine_now() + 1);
     assert!(actions.iter().all(|a| !a.contains(DB_ROOT_PASSWORD) && !a.contains(ADMIN_PASSWORD)));
 }
+
+#[test]
+fn a_failed_migrate_restores_that_site_and_keeps_the_rest_in_maintenance() {
+    let sites: &[(&str, &[&str])] =
+        &[("a.localhost", &["erpnext"]), ("b.localhost", &["erpnext"]), ("c.localhost", &["erpnext"])];
+    let mut d = Deployment::new(sites);
+    d.deployed = true;
+    let first = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(first.code, 0, "{}", first.all());
+    let before = d.status(&["--refresh", "full"]);
+    let recorded = |r: &Value, s: &str| site(r, s)["recorded_fingerprint"].clone();
+
+    // Make b's next migrate fail (the fixture's documented fault switch), then release erpnext.
+    let fault = d.dir.path().join("fault");
+    std::fs::write(&fault, "migrate=fail\n").unwrap();
+    let cp = std::process::Command::new(d.world.docker_cli())
+        .args([
+            "cp",
+            &fault.display().to_string(),
+            &format!("{}:/home/frappe/frappe-bench/sites/b.localhost/.bench-contract-fault", d.backend()),
+        ])
+        .output()
+        .unwrap();
+    assert!(cp.status.success(), "{}", String::from_utf8_lossy(&cp.stderr));
+    let erpnext = &d._repos[1];
+    let c = erpnext.commit("release").unwrap();
+    erpnext.tag_annotated("v15.2.0", &c).unwrap();
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen("    ref: v15.1.0", "    ref: v15.2.0", 1);
+    std::fs::write(&path, text).unwrap();
+    assert_eq!(d.benchform(&["lock"]).code, 0);
+
+    let failed = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    assert!(failed.stderr.contains("FAILED"), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("recovered: b.localhost restored from the backup taken in this run"),
+        "{}",
+        failed.stderr
+    );
+    assert!(failed.stderr.contains("Sites left in maintenance mode: b.localhost, c.localhost"), "{}", failed.stderr);
+    assert!(failed.stderr.contains("Ways forward for b.localhost"), "{}", failed.stderr);
+
+    let after = d.status(&["--refresh", "full"]);
+    assert_eq!(site(&after, "a.localhost")["fingerprint_matches"], true, "a migrated before b failed");
+    assert_eq!(site(&after, "a.localhost")["maintenance_mode"], false);
+    assert_eq!(recorded(&after, "b.localhost"), recorded(&before, "b.localhost"), "b keeps its old record");
+    assert_eq!(site(&after, "b.localhost")["maintenance_mode"], true, "restored b stays in maintenance");
+    assert_eq!(recorded(&after, "c.localhost"), recorded(&before, "c.localhost"), "c was not touched");
+    assert_eq!(site(&after, "c.localhost")["maintenance_mode"], true);
+
+    // Remove the fault: apply converges from where it stopped.
+    let out = std::process::Command::new(d.world.docker_cli())
+        .args([
+            "exec",
+            "-u",
+            "frappe",
+            &d.backend(),
+            "rm",
+            "/home/frappe/frappe-bench/sites/b.localhost/.bench-contract-fault",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let healed = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(healed.code, 0, "{}", healed.all());
+    assert!(!healed.stdout.contains("→ migrate a.localhost"), "a is not migrated twice: {}", healed.stdout);
+    assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
+}
