@@ -52,6 +52,10 @@ pub enum Command {
     ///
     /// Example: benchform apply plan.json
     Apply(ApplyArgs),
+    /// Release the apply lock a crashed apply left behind.
+    ///
+    /// Example: benchform force-unlock 1a2b3c4d5e6f
+    ForceUnlock(ForceUnlockArgs),
 }
 
 #[derive(Debug, Args)]
@@ -193,4 +197,15 @@ pub struct ApplyArgs {
     /// Allow running older app versions on sites migrated to newer ones (data-unsafe).
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Wait this many seconds for another apply of the project to finish (default: fail at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub lock_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ForceUnlockArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// The lock ID an apply left behind (printed when an apply finds the project locked).
+    pub id: String,
 }

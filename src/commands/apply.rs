@@ -14,6 +14,7 @@ use crate::cli::{ApplyArgs, PlanFormat};
 use crate::commands::plan::{PlanDocument, print};
 use crate::observe;
 use crate::output;
+use benchform_docker::lock::LockInfo;
 
 pub fn run(args: &ApplyArgs) -> Status {
     let p = match observe::prepare(args.manifest.file.as_deref(), true) {
@@ -21,6 +22,70 @@ pub fn run(args: &ApplyArgs) -> Status {
         Err(status) => return status,
     };
     let rt = crate::runtime();
+    let engine = match rt.block_on(observe::engine()) {
+        Ok(e) => e,
+        Err(e) => return observe::failed(&e),
+    };
+    let project = p.manifest.project.clone();
+    let mine = LockInfo {
+        id: lock_id(),
+        holder: holder(),
+        since: apply::now_utc(),
+        plan: args
+            .plan_file
+            .as_ref()
+            .map_or_else(|| format!("apply {}", p.loaded.display), |f| format!("apply {}", f.display())),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.lock_timeout);
+    loop {
+        match rt.block_on(engine.try_lock(&project, &mine)) {
+            Ok(None) => break,
+            Ok(Some(other)) if std::time::Instant::now() >= deadline => {
+                output::err_line(&format!(
+                    "error: project {project} is locked by another apply: {} since {} ({}), lock ID {}\n  = fix: wait for it, or \
+                     pass --lock-timeout SECONDS; if that apply crashed, run `benchform force-unlock {}`",
+                    other.holder, other.since, other.plan, other.id, other.id
+                ));
+                return Status::Failure;
+            }
+            Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_secs(1)),
+            Err(e) => {
+                output::err_line(&format!("error: cannot take the apply lock: {e}"));
+                return Status::Failure;
+            }
+        }
+    }
+    let status = locked(args, &p, &rt, engine.clone());
+    if let Err(e) = rt.block_on(engine.unlock(&project, &mine.id)) {
+        output::err_line(&format!(
+            "warning: could not release the apply lock: {e}\n  = fix: `benchform force-unlock {}`",
+            mine.id
+        ));
+    }
+    status
+}
+
+/// A lock id unique enough for one engine: process id and the clock.
+fn lock_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
+/// `user@host`, for the lock's holder.
+fn holder() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_string());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".to_string());
+    format!("{user}@{host}")
+}
+
+fn locked(
+    args: &ApplyArgs,
+    p: &observe::Prepared,
+    rt: &tokio::runtime::Runtime,
+    engine: benchform_docker::Engine,
+) -> Status {
     // Apply reads every site authoritatively: a hand change hidden by list-apps must not slip by.
     let observed = match rt.block_on(observe::observe(&p.manifest, &p.desired, &p.paths, Refresh::Full)) {
         Ok(o) => o,
@@ -81,16 +146,12 @@ pub fn run(args: &ApplyArgs) -> Status {
             return Status::Failure;
         }
     }
-    let engine = match rt.block_on(observe::engine()) {
-        Ok(e) => e,
-        Err(e) => return observe::failed(&e),
-    };
     let compose = match rt.block_on(observe::compose(&p.manifest, &p.paths)) {
         Ok(c) => c,
         Err(e) => return observe::failed(&e),
     };
     let applier = Applier {
-        p: &p,
+        p,
         engine,
         compose,
         cli: benchform_docker::build::Cli::new(benchform_docker::build::docker_cli()),
@@ -174,5 +235,50 @@ fn confirm() -> bool {
     } else {
         output::err_line("Apply cancelled.");
         false
+    }
+}
+
+/// `benchform force-unlock ID`
+pub fn force_unlock(args: &crate::cli::ForceUnlockArgs) -> Status {
+    let p = match observe::prepare(args.manifest.file.as_deref(), false) {
+        Ok(p) => p,
+        Err(status) => return status,
+    };
+    let rt = crate::runtime();
+    let engine = match rt.block_on(observe::engine()) {
+        Ok(e) => e,
+        Err(e) => return observe::failed(&e),
+    };
+    let project = &p.manifest.project;
+    match rt.block_on(engine.lock_holder(project)) {
+        Ok(Some(h)) if h.id == args.id => match rt.block_on(engine.unlock(project, &args.id)) {
+            Ok(true) => {
+                output::line(&format!("Released the apply lock of {project} held by {} since {}.", h.holder, h.since));
+                Status::Success
+            }
+            Ok(false) => {
+                output::err_line("error: the lock changed hands while releasing it; look again");
+                Status::Failure
+            }
+            Err(e) => {
+                output::err_line(&format!("error: {e}"));
+                Status::Failure
+            }
+        },
+        Ok(Some(h)) => {
+            output::err_line(&format!(
+                "error: {project}'s lock has ID {}, not {} (held by {} since {}); nothing released",
+                h.id, args.id, h.holder, h.since
+            ));
+            Status::Failure
+        }
+        Ok(None) => {
+            output::err_line(&format!("error: {project} is not locked; nothing to release"));
+            Status::Failure
+        }
+        Err(e) => {
+            output::err_line(&format!("error: {e}"));
+            Status::Failure
+        }
     }
 }

@@ -22,5 +22,6 @@ pub fn run(cli: Cli) -> Status {
         Command::Show(args) => show::run(&args),
         Command::Diff(args) => diff::run(&args),
         Command::Apply(args) => apply::run(&args),
+        Command::ForceUnlock(args) => apply::force_unlock(&args),
     }
 }

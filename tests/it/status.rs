@@ -760,3 +760,37 @@ fn a_failed_migrate_restores_that_site_and_keeps_the_rest_in_maintenance() {
     assert!(!healed.stdout.contains("→ migrate a.localhost"), "a is not migrated twice: {}", healed.stdout);
     assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
 }
+
+#[test]
+fn one_apply_at_a_time_and_force_unlock_for_a_crashed_one() {
+    use benchform_docker::lock::LockInfo;
+    let sites: &[(&str, &[&str])] = &[("a.localhost", &["erpnext"])];
+    let mut d = Deployment::new(sites);
+    d.deployed = true;
+    let rt = rt();
+    let engine = rt.block_on(engine());
+    // Another operator's apply (or one that crashed) holds the lock.
+    let other = LockInfo {
+        id: "0ther0perat0r".into(),
+        holder: "alice@ops-1".into(),
+        since: "2026-11-27T10:00:00Z".into(),
+        plan: "apply release.json".into(),
+    };
+    assert_eq!(rt.block_on(engine.try_lock(&d.project, &other)).unwrap(), None);
+
+    let blocked = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(blocked.code, 1);
+    assert!(blocked.stderr.contains("is locked by another apply: alice@ops-1 since 2026-11-27T10:00:00Z (apply release.json), lock ID 0ther0perat0r"), "{}", blocked.stderr);
+    assert!(blocked.stderr.contains("benchform force-unlock 0ther0perat0r"), "{}", blocked.stderr);
+
+    let wrong = d.benchform(&["force-unlock", "not-the-id"]);
+    assert_eq!(wrong.code, 1);
+    assert!(wrong.stderr.contains("nothing released"), "{}", wrong.stderr);
+    let released = d.benchform(&["force-unlock", "0ther0perat0r"]);
+    assert_eq!(released.code, 0, "{}", released.all());
+    assert!(released.stdout.contains("held by alice@ops-1"), "{}", released.stdout);
+
+    let apply = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    assert_eq!(rt.block_on(engine.lock_holder(&d.project)).unwrap(), None, "apply releases its lock");
+}

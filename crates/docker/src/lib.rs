@@ -7,6 +7,7 @@ pub mod build;
 pub mod compose;
 pub mod context;
 pub mod engine;
+pub mod lock;
 pub mod registry;
 
 pub use engine::{ContainerInfo, Engine, EngineError, ExecOutput, ExecSpec, ImageInfo};
