@@ -473,6 +473,12 @@ pub async fn run(
         if result.is_err() {
             return Err(i);
         }
+        // Test-only crash injection (documented in docs/apply.md): die right after this step,
+        // leaving the lock and everything else as a real crash would.
+        if std::env::var("BENCHFORM_FAILPOINT").is_ok_and(|f| f == format!("after:{}", s.id)) {
+            tracing::warn!(step = %s.id, "BENCHFORM_FAILPOINT: aborting");
+            std::process::abort();
+        }
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ pub fn run(args: &ApplyArgs) -> Status {
         Err(e) => return observe::failed(&e),
     };
     let project = p.manifest.project.clone();
+    let host = hostname();
     let mine = LockInfo {
         id: lock_id(),
         holder: holder(),
@@ -35,11 +36,24 @@ pub fn run(args: &ApplyArgs) -> Status {
             .plan_file
             .as_ref()
             .map_or_else(|| format!("apply {}", p.loaded.display), |f| format!("apply {}", f.display())),
+        host: host.clone(),
+        pid: std::process::id(),
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.lock_timeout);
     loop {
         match rt.block_on(engine.try_lock(&project, &mine)) {
             Ok(None) => break,
+            // A lock left by an apply of this machine that died: release it and go on.
+            Ok(Some(other)) if other.is_dead_here(&host) => {
+                output::err_line(&format!(
+                    "warning: releasing the lock of a crashed apply ({}, pid {}, since {}); this apply heals what it left",
+                    other.holder, other.pid, other.since
+                ));
+                if let Err(e) = rt.block_on(engine.unlock(&project, &other.id)) {
+                    output::err_line(&format!("error: cannot release the stale lock: {e}"));
+                    return Status::Failure;
+                }
+            }
             Ok(Some(other)) if std::time::Instant::now() >= deadline => {
                 output::err_line(&format!(
                     "error: project {project} is locked by another apply: {} since {} ({}), lock ID {}\n  = fix: wait for it, or \
@@ -74,10 +88,14 @@ fn lock_id() -> String {
 /// `user@host`, for the lock's holder.
 fn holder() -> String {
     let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_string());
-    let host = std::fs::read_to_string("/etc/hostname")
+    format!("{user}@{}", hostname())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".to_string());
-    format!("{user}@{host}")
+        .unwrap_or_else(|_| "unknown-host".to_string())
 }
 
 fn locked(

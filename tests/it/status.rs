@@ -3,7 +3,7 @@
 //! `bench` execs — and status reporting exactly that, drift included, for a constant number of
 //! execs counted from the engine's own event stream.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use benchform_bench::Bench;
@@ -219,6 +219,7 @@ fn status_reports_exactly_what_was_done_and_the_drift() {
     // Build through the BuildKit secret path, push, deploy, create sites.
     d.build_and_push(&tag);
     d.deploy(&tag);
+    let watch = Watch::start(&d.project);
     d.new_site("a.localhost", &["erpnext", "hrms"]);
     d.new_site("b.localhost", &["erpnext"]);
 
@@ -265,7 +266,7 @@ fn status_reports_exactly_what_was_done_and_the_drift() {
 
     // Passwords went in on stdin: the engine's event stream (which records every exec's argv)
     // never saw them.
-    let actions = execs(&d.project, 0, engine_now() + 1);
+    let actions = watch.stop();
     assert!(actions.iter().any(|a| a.contains("new-site a.localhost")), "{actions:?}");
     for secret in [DB_ROOT_PASSWORD, ADMIN_PASSWORD] {
         assert!(actions.iter().all(|a| !a.contains(secret)));
@@ -274,21 +275,33 @@ fn status_reports_exactly_what_was_done_and_the_drift() {
     }
 }
 
-/// exec_create events of one project's containers between two engine times.
-fn execs(project: &str, since: i64, until: i64) -> Vec<String> {
-    let rt = rt();
-    let engine = rt.block_on(engine());
-    let filters = HashMap::from([
-        ("type".to_string(), vec!["container".to_string()]),
-        ("event".to_string(), vec!["exec_create".to_string()]),
-        ("label".to_string(), vec![format!("com.docker.compose.project={project}")]),
-    ]);
-    rt.block_on(engine.events(since, until, &filters)).unwrap().into_iter().map(|e| e.action).collect()
+/// Watches one project's exec_create events live from the engine (`docker events`). Replaying
+/// events with `since` is no good here: the engine keeps only its last 256, which parallel tests
+/// overrun.
+struct Watch {
+    child: std::process::Child,
 }
 
-fn engine_now() -> i64 {
-    let rt = rt();
-    rt.block_on(async { engine().await.now().await.unwrap() })
+impl Watch {
+    fn start(project: &str) -> Watch {
+        let child = std::process::Command::new(World::get().docker_cli())
+            .args(["events", "--filter", "type=container", "--filter", "event=exec_create"])
+            .args(["--filter", &format!("label=com.docker.compose.project={project}"), "--format", "{{.Action}}"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Let the subscription reach the engine before anything happens.
+        std::thread::sleep(Duration::from_millis(700));
+        Watch { child }
+    }
+
+    /// The `exec_create: <argv>` actions seen.
+    fn stop(mut self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(700));
+        let _ = self.child.kill();
+        let out = self.child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
 }
 
 #[test]
@@ -304,12 +317,10 @@ fn observing_one_site_or_thirty_costs_the_same_execs() {
         for s in &names {
             d.new_site(s, &[]);
         }
-        std::thread::sleep(Duration::from_millis(1100));
-        let since = engine_now();
+        let watch = Watch::start(&d.project);
         let report = d.status(&[]);
         assert_eq!(report["sites"].as_array().unwrap().iter().filter(|s| s["exists"] == true).count(), n);
-        std::thread::sleep(Duration::from_millis(1100));
-        let seen = execs(&d.project, since, engine_now());
+        let seen = watch.stop();
         counts.push(seen.len());
         assert!(seen.iter().all(|a| a.contains("find sites") || a.contains("list-apps")), "{seen:?}");
     }
@@ -607,6 +618,7 @@ fn apply_converges_repeats_nothing_and_applies_saved_plans_exactly() {
     let mut d = Deployment::new(sites);
     d.deployed = true; // apply deploys; Drop takes the project down
     let mut outputs = Vec::new();
+    let whole = Watch::start(&d.project);
 
     // Without a terminal, apply asks for --auto-approve instead of guessing.
     let refused = benchform_in(d.dir.path(), &["apply"], &apply_env());
@@ -622,13 +634,11 @@ fn apply_converges_repeats_nothing_and_applies_saved_plans_exactly() {
     assert_eq!(after.code, 0, "after apply, plan is empty:\n{}", after.all());
 
     // Again: nothing to do, and nothing done (counted from the engine's events).
-    std::thread::sleep(Duration::from_millis(1100));
-    let since = engine_now();
+    let watch = Watch::start(&d.project);
     let again = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
     assert_eq!(again.code, 0);
     assert_eq!(again.stdout, "No changes. The deployment matches benchform.yaml.\n");
-    std::thread::sleep(Duration::from_millis(1100));
-    let seen = execs(&d.project, since, engine_now());
+    let seen = watch.stop();
     let reads = ["find sites", "list-apps", "execute frappe.get_installed_apps"];
     assert!(seen.iter().all(|a| reads.iter().any(|r| a.contains(r))), "a re-apply mutated something: {seen:?}");
 
@@ -688,7 +698,8 @@ fn apply_converges_repeats_nothing_and_applies_saved_plans_exactly() {
     for out in outputs.iter().chain([stale.all()].iter()) {
         assert!(!out.contains(DB_ROOT_PASSWORD) && !out.contains(ADMIN_PASSWORD));
     }
-    let actions = execs(&d.project, 0, engine_now() + 1);
+    let actions = whole.stop();
+    assert!(actions.iter().any(|a| a.contains("new-site a.localhost")), "{actions:?}");
     assert!(actions.iter().all(|a| !a.contains(DB_ROOT_PASSWORD) && !a.contains(ADMIN_PASSWORD)));
 }
 
@@ -775,6 +786,8 @@ fn one_apply_at_a_time_and_force_unlock_for_a_crashed_one() {
         holder: "alice@ops-1".into(),
         since: "2026-11-27T10:00:00Z".into(),
         plan: "apply release.json".into(),
+        host: "ops-1".into(),
+        pid: 4242,
     };
     assert_eq!(rt.block_on(engine.try_lock(&d.project, &other)).unwrap(), None);
 
@@ -793,4 +806,57 @@ fn one_apply_at_a_time_and_force_unlock_for_a_crashed_one() {
     let apply = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
     assert_eq!(apply.code, 0, "{}", apply.all());
     assert_eq!(rt.block_on(engine.lock_holder(&d.project)).unwrap(), None, "apply releases its lock");
+}
+
+#[test]
+fn an_apply_killed_after_any_step_is_healed_by_the_next_one() {
+    let sites: &[(&str, &[&str])] = &[("a.localhost", &["erpnext", "hrms"]), ("b.localhost", &["erpnext"])];
+    let mut d = Deployment::new(sites);
+    d.deployed = true;
+    assert_eq!(benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env()).code, 0);
+
+    // A release of hrms; then crash after the first remaining step, again and again.
+    let hrms = &d._repos[2];
+    let c = hrms.commit("fix").unwrap();
+    hrms.tag_annotated("v1.1.0", &c).unwrap();
+    let path = d.dir.path().join("benchform.yaml");
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("    ref: v1.0.0", "    ref: v1.1.0"))
+        .unwrap();
+    assert_eq!(d.benchform(&["lock"]).code, 0);
+
+    // Crash after each step in turn: pick the first planned step not yet used as a crash point.
+    let mut crashed_after: Vec<String> = Vec::new();
+    let mut migrations = 0;
+    for _ in 0..20 {
+        let plan: Value = serde_json::from_str(&d.benchform(&["plan", "--format", "json"]).stdout).unwrap();
+        let ids: Vec<String> =
+            plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect();
+        let Some(next) = ids.iter().find(|id| !crashed_after.contains(id)).cloned() else { break };
+        let failpoint = format!("after:{next}");
+        let mut env = apply_env().to_vec();
+        env.push(("BENCHFORM_FAILPOINT", &failpoint));
+        let run = counted(&d, &mut migrations, || benchform_in(d.dir.path(), &["apply", "--auto-approve"], &env));
+        assert_ne!(run.code, 0, "the failpoint after {next} must kill apply:\n{}", run.all());
+        crashed_after.push(next);
+    }
+    for step in
+        ["build", "verify", "push", "maintenance-on:a.localhost", "backup:a.localhost", "deploy", "migrate:a.localhost"]
+    {
+        assert!(crashed_after.iter().any(|c| c == step), "never crashed after {step}: {crashed_after:?}");
+    }
+    // Whatever is left, one more apply finishes; the release migrated a.localhost exactly once.
+    let last = counted(&d, &mut migrations, || benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env()));
+    assert_eq!(last.code, 0, "{}", last.all());
+    assert_eq!(migrations, 1, "the release migrated a.localhost once, whatever the crashes");
+    assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
+    let healed = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(healed.stdout, "No changes. The deployment matches benchform.yaml.\n", "{}", healed.all());
+}
+
+/// Run `f`, adding to `migrations` the migrates of a.localhost the engine saw meanwhile.
+fn counted(d: &Deployment, migrations: &mut usize, f: impl FnOnce() -> Run) -> Run {
+    let watch = Watch::start(&d.project);
+    let run = f();
+    *migrations += watch.stop().iter().filter(|a| a.ends_with("bench --site a.localhost migrate")).count();
+    run
 }

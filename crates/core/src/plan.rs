@@ -4,8 +4,8 @@
 //! depends on, and nothing else. All sites share one image, so the order protects every site from
 //! running new code on an old schema:
 //!
-//! 1. `build` → `verify` → `push` when the tag is in neither registry nor engine (`push` alone
-//!    when only the engine has it);
+//! 1. `build` → `verify` → `push` when the tag is in neither registry nor engine (`verify` →
+//!    `push` when only the engine has it: nothing unverified is pushed);
 //! 2. for every existing site that will migrate: `maintenance-on` and `backup`, before the deploy;
 //! 3. `uninstall-app` (policy permitting, after that site's backup) before deploying an image that
 //!    may no longer contain the app;
@@ -258,12 +258,21 @@ pub fn plan(
                 vec![verify],
             ));
         } else {
+            // Verify again: the local image may be one an interrupted apply built but never
+            // verified, and nothing unverified is pushed.
+            let verify = b.add(
+                StepKind::Verify,
+                None,
+                None,
+                format!("{} is in the engine but not the registry: check it before pushing", desired.tag),
+                vec![],
+            );
             image_ready.push(b.add(
                 StepKind::Push,
                 None,
                 None,
-                format!("{} is in the engine but not in the registry", desired.tag),
-                vec![],
+                format!("the registry has no {}", desired.tag),
+                vec![verify],
             ));
         }
     }

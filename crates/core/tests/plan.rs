@@ -266,7 +266,7 @@ fn app_removed_from_one_site_only_needs_allow_uninstall() {
 }
 
 #[test]
-fn image_in_the_engine_but_not_the_registry_is_only_pushed() {
+fn image_in_the_engine_but_not_the_registry_is_verified_and_pushed() {
     let (d, mut o) = converged();
     o.registry = TagObservation::Absent;
     insta::assert_snapshot!(ok(&d, &o));

@@ -14,6 +14,8 @@ const LABEL_ID: &str = "org.benchform.lock.id";
 const LABEL_HOLDER: &str = "org.benchform.lock.holder";
 const LABEL_SINCE: &str = "org.benchform.lock.since";
 const LABEL_PLAN: &str = "org.benchform.lock.plan";
+const LABEL_HOST: &str = "org.benchform.lock.host";
+const LABEL_PID: &str = "org.benchform.lock.pid";
 
 /// Who holds a project's lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,16 @@ pub struct LockInfo {
     pub holder: String,
     pub since: String,
     pub plan: String,
+    /// The holder's machine and process, to recognise a lock left by a dead process here.
+    pub host: String,
+    pub pid: u32,
+}
+
+impl LockInfo {
+    /// Held by a process of this machine that no longer runs: a crashed apply.
+    pub fn is_dead_here(&self, this_host: &str) -> bool {
+        self.pid != 0 && self.host == this_host && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
 }
 
 /// The lock volume's name for a project.
@@ -31,7 +43,14 @@ pub fn lock_volume(project: &str) -> String {
 
 fn info(labels: &HashMap<String, String>) -> LockInfo {
     let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
-    LockInfo { id: get(LABEL_ID), holder: get(LABEL_HOLDER), since: get(LABEL_SINCE), plan: get(LABEL_PLAN) }
+    LockInfo {
+        id: get(LABEL_ID),
+        holder: get(LABEL_HOLDER),
+        since: get(LABEL_SINCE),
+        plan: get(LABEL_PLAN),
+        host: get(LABEL_HOST),
+        pid: get(LABEL_PID).parse().unwrap_or(0),
+    }
 }
 
 impl Engine {
@@ -43,6 +62,8 @@ impl Engine {
             (LABEL_HOLDER.to_string(), mine.holder.clone()),
             (LABEL_SINCE.to_string(), mine.since.clone()),
             (LABEL_PLAN.to_string(), mine.plan.clone()),
+            (LABEL_HOST.to_string(), mine.host.clone()),
+            (LABEL_PID.to_string(), mine.pid.to_string()),
             ("org.benchform.project".to_string(), project.to_string()),
         ]);
         let request =
