@@ -258,16 +258,20 @@ fn confirm() -> bool {
 
 /// `benchform force-unlock ID`
 pub fn force_unlock(args: &crate::cli::ForceUnlockArgs) -> Status {
-    let p = match observe::prepare(args.manifest.file.as_deref(), false) {
-        Ok(p) => p,
-        Err(status) => return status,
+    // Only the project name is needed: no lock, build context or compose files.
+    let loaded = match crate::load::load(args.manifest.file.as_deref()) {
+        Ok(l) => l,
+        Err(d) => return crate::render::fail(&d),
+    };
+    let Some(manifest) = loaded.validation.manifest.as_ref() else {
+        return crate::render::fail(&loaded.validation.diagnostics);
     };
     let rt = crate::runtime();
     let engine = match rt.block_on(observe::engine()) {
         Ok(e) => e,
         Err(e) => return observe::failed(&e),
     };
-    let project = &p.manifest.project;
+    let project = &manifest.project;
     match rt.block_on(engine.lock_holder(project)) {
         Ok(Some(h)) if h.id == args.id => match rt.block_on(engine.unlock(project, &args.id)) {
             Ok(true) => {
