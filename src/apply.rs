@@ -32,10 +32,13 @@ pub enum Outcome {
 pub struct StepError {
     pub detail: String,
     pub fix: String,
+    /// False when the step never started its work (e.g. another migrate holds the site's lock):
+    /// nothing to restore, and restoring would fight the other process.
+    pub touched: bool,
 }
 
 fn err(detail: impl ToString, fix: impl ToString) -> StepError {
-    StepError { detail: detail.to_string(), fix: fix.to_string() }
+    StepError { detail: detail.to_string(), fix: fix.to_string(), touched: true }
 }
 
 /// Everything the steps need.
@@ -366,7 +369,15 @@ impl Applier<'_> {
         {
             return Ok(Outcome::AlreadyDone(format!("{site} is migrated to the desired code")));
         }
-        self.run_bench(&["bench", "--site", site, "migrate"], None).await?;
+        if let Err(mut e) = self.run_bench(&["bench", "--site", site, "migrate"], None).await {
+            // Frappe's per-site lock: a migrate is already running (an interrupted apply's bench
+            // can outlive it). This one changed nothing.
+            if e.detail.contains("LockTimeoutError") {
+                e.touched = false;
+                e.fix = format!("another migrate of {site} is still running; wait for it to end, then run apply again");
+            }
+            return Err(e);
+        }
         let digest = match self.engine.registry_tag(&self.reference()).await {
             Ok(TagState::Present { digest }) => Some(digest),
             _ => None,

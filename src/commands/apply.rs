@@ -175,18 +175,22 @@ fn locked(
         cli: benchform_docker::build::Cli::new(benchform_docker::build::docker_cli()),
         backups: Default::default(),
     };
+    let mut failure_touched = true;
     let result = rt.block_on(apply::run(&applier, &plan, |step, result, elapsed| {
         let target = step.site.iter().chain(step.app.iter()).cloned().collect::<Vec<_>>().join(" ");
         match result {
             None => output::line(&format!("→ {} {target}", step.kind)),
             Some(Ok(Outcome::Done(what))) => output::line(&format!("  done in {:.1}s: {what}", elapsed.as_secs_f64())),
             Some(Ok(Outcome::AlreadyDone(what))) => output::line(&format!("  already done: {what}")),
-            Some(Err(e)) => output::err_line(&format!(
-                "  FAILED after {:.1}s: {}\n  = fix: {}",
-                elapsed.as_secs_f64(),
-                e.detail,
-                e.fix
-            )),
+            Some(Err(e)) => {
+                failure_touched = e.touched;
+                output::err_line(&format!(
+                    "  FAILED after {:.1}s: {}\n  = fix: {}",
+                    elapsed.as_secs_f64(),
+                    e.detail,
+                    e.fix
+                ))
+            }
         }
     }));
     match result {
@@ -196,7 +200,7 @@ fn locked(
         }
         Err(failed) => {
             let step = &plan.steps[failed];
-            if step.kind == StepKind::Migrate {
+            if step.kind == StepKind::Migrate && failure_touched {
                 let site = step.site.clone().unwrap_or_default();
                 match rt.block_on(applier.recover(&site)) {
                     Ok(what) => output::err_line(&format!("  recovered: {what}")),

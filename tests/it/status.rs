@@ -860,3 +860,91 @@ fn counted(d: &Deployment, migrations: &mut usize, f: impl FnOnce() -> Run) -> R
     *migrations += watch.stop().iter().filter(|a| a.ends_with("bench --site a.localhost migrate")).count();
     run
 }
+
+#[test]
+fn a_sigkill_during_a_slow_migrate_is_survived() {
+    use std::io::BufRead;
+    let sites: &[(&str, &[&str])] = &[("a.localhost", &["erpnext"]), ("b.localhost", &["erpnext"])];
+    let mut d = Deployment::new(sites);
+    d.deployed = true;
+    assert_eq!(benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env()).code, 0);
+
+    // a's next migrate takes 8 s (the fixture's documented fault switch); then release erpnext.
+    let fault = d.dir.path().join("fault");
+    std::fs::write(&fault, "migrate=slow:8\n").unwrap();
+    let target = format!("{}:/home/frappe/frappe-bench/sites/a.localhost/.bench-contract-fault", d.backend());
+    assert!(
+        std::process::Command::new(d.world.docker_cli())
+            .args(["cp", &fault.display().to_string(), &target])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let erpnext = &d._repos[1];
+    let c = erpnext.commit("release").unwrap();
+    erpnext.tag_annotated("v15.2.0", &c).unwrap();
+    let path = d.dir.path().join("benchform.yaml");
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replacen("    ref: v15.1.0", "    ref: v15.2.0", 1))
+        .unwrap();
+    assert_eq!(d.benchform(&["lock"]).code, 0);
+
+    // Start apply and SIGKILL it while a's migrate runs.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_benchform"))
+        .args(["apply", "--auto-approve"])
+        .current_dir(d.dir.path())
+        .envs(apply_env())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("apply reached migrate");
+        if line.starts_with("→ migrate a.localhost") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL: no cleanup, lock left, bench's migrate still running
+    let _ = child.wait();
+
+    // The next apply takes over the dead apply's lock, meets the still-running migrate, and stops
+    // without restoring anything underneath it.
+    let blocked = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(blocked.code, 1, "{}", blocked.all());
+    assert!(blocked.stderr.contains("releasing the lock of a crashed apply"), "{}", blocked.stderr);
+    assert!(blocked.stderr.contains("another migrate of a.localhost is still running"), "{}", blocked.stderr);
+    assert!(
+        !blocked.stderr.contains("recovered:"),
+        "nothing may be restored under a running migrate: {}",
+        blocked.stderr
+    );
+
+    // Once the orphaned migrate has ended, apply converges.
+    std::thread::sleep(Duration::from_secs(8));
+    let rm = std::process::Command::new(d.world.docker_cli())
+        .args([
+            "exec",
+            "-u",
+            "frappe",
+            &d.backend(),
+            "rm",
+            "/home/frappe/frappe-bench/sites/a.localhost/.bench-contract-fault",
+        ])
+        .status()
+        .unwrap();
+    assert!(rm.success());
+    let healed = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
+    assert_eq!(healed.code, 0, "{}", healed.all());
+    assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
+}
