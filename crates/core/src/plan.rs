@@ -235,7 +235,9 @@ pub fn plan(
     let in_registry = matches!(observed.registry, TagObservation::Present { .. });
     let mut image_ready: Vec<String> = Vec::new();
     if !in_registry {
-        if observed.engine_image.is_none() {
+        // Nothing unverified is pushed: an image only the engine has may be one an interrupted
+        // apply built but never verified, so it is verified again.
+        let (verify_reason, verify_deps) = if observed.engine_image.is_none() {
             let build = b.add(
                 StepKind::Build,
                 None,
@@ -243,38 +245,18 @@ pub fn plan(
                 format!("{} is in neither the registry nor the engine", desired.tag),
                 vec![],
             );
-            let verify = b.add(
-                StepKind::Verify,
-                None,
-                None,
-                "check the built image holds every app at its locked commit, and no secret".to_string(),
-                vec![build],
-            );
-            image_ready.push(b.add(
-                StepKind::Push,
-                None,
-                None,
-                format!("the registry has no {}", desired.tag),
-                vec![verify],
-            ));
+            ("check the built image holds every app at its locked commit, and no secret".to_string(), vec![build])
         } else {
-            // Verify again: the local image may be one an interrupted apply built but never
-            // verified, and nothing unverified is pushed.
-            let verify = b.add(
-                StepKind::Verify,
-                None,
-                None,
-                format!("{} is in the engine but not the registry: check it before pushing", desired.tag),
-                vec![],
-            );
-            image_ready.push(b.add(
-                StepKind::Push,
-                None,
-                None,
-                format!("the registry has no {}", desired.tag),
-                vec![verify],
-            ));
-        }
+            (format!("{} is in the engine but not the registry: check it before pushing", desired.tag), vec![])
+        };
+        let verify = b.add(StepKind::Verify, None, None, verify_reason, verify_deps);
+        image_ready.push(b.add(
+            StepKind::Push,
+            None,
+            None,
+            format!("the registry has no {}", desired.tag),
+            vec![verify],
+        ));
     }
 
     // 2. Maintenance and backups for existing sites that will migrate; 3. uninstalls.
