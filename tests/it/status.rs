@@ -72,6 +72,20 @@ impl Deployment {
         d
     }
 
+    /// Release `to` of the app whose repository is `repo` (index into the repositories: 1 erpnext,
+    /// 2 hrms), pin it in the manifest instead of `from`, and relock.
+    fn release(&self, repo: usize, from: &str, to: &str) {
+        let r = &self._repos[repo];
+        let c = r.commit(&format!("release {to}")).unwrap();
+        r.tag_annotated(to, &c).unwrap();
+        let path = self.dir.path().join("benchform.yaml");
+        let text =
+            std::fs::read_to_string(&path).unwrap().replacen(&format!("    ref: {from}"), &format!("    ref: {to}"), 1);
+        std::fs::write(&path, text).unwrap();
+        let lock = self.benchform(&["lock"]);
+        assert_eq!(lock.code, 0, "{}", lock.all());
+    }
+
     fn benchform(&self, args: &[&str]) -> Run {
         benchform_in(self.dir.path(), args, &[])
     }
@@ -430,13 +444,7 @@ fn plan_is_empty_when_converged_and_names_only_the_release_steps_after_a_repin()
     assert!(converged.stdout.starts_with("No changes. The deployment matches benchform.yaml."), "{}", converged.stdout);
 
     // Re-pin hrms (only a.localhost has it) and relock.
-    let hrms = &d._repos[2];
-    let c = hrms.commit("fix").unwrap();
-    hrms.tag_annotated("v1.1.0", &c).unwrap();
-    let path = d.dir.path().join("benchform.yaml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("    ref: v1.0.0", "    ref: v1.1.0");
-    std::fs::write(&path, text).unwrap();
-    assert_eq!(d.benchform(&["lock"]).code, 0);
+    d.release(2, "v1.0.0", "v1.1.0");
 
     let run = d.benchform(&["plan", "--detailed-exitcode", "--format", "json"]);
     assert_eq!(run.code, 2, "{}", run.all());
@@ -643,13 +651,7 @@ fn apply_converges_repeats_nothing_and_applies_saved_plans_exactly() {
     assert!(seen.iter().all(|a| reads.iter().any(|r| a.contains(r))), "a re-apply mutated something: {seen:?}");
 
     // Re-pin hrms, save the plan, apply exactly that.
-    let hrms = &d._repos[2];
-    let c = hrms.commit("fix").unwrap();
-    hrms.tag_annotated("v1.1.0", &c).unwrap();
-    let path = d.dir.path().join("benchform.yaml");
-    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("    ref: v1.0.0", "    ref: v1.1.0"))
-        .unwrap();
-    assert_eq!(d.benchform(&["lock"]).code, 0);
+    d.release(2, "v1.0.0", "v1.1.0");
     let saved = d.dir.path().join("release.json").display().to_string();
     let plan = d.benchform(&["plan", "-o", &saved, "--format", "json"]);
     let planned: Vec<String> = serde_json::from_str::<Value>(&plan.stdout).unwrap()["steps"]
@@ -677,12 +679,7 @@ fn apply_converges_repeats_nothing_and_applies_saved_plans_exactly() {
     assert_eq!(std::fs::read_dir(&backups).map(|r| r.count()).unwrap_or(0), 1, "one backup copied off the volume");
 
     // A saved plan is refused once the world moved, naming what moved.
-    let hrms = &d._repos[2];
-    let c = hrms.commit("again").unwrap();
-    hrms.tag_annotated("v1.2.0", &c).unwrap();
-    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("    ref: v1.1.0", "    ref: v1.2.0"))
-        .unwrap();
-    assert_eq!(d.benchform(&["lock"]).code, 0);
+    d.release(2, "v1.1.0", "v1.2.0");
     let stale_file = d.dir.path().join("stale.json").display().to_string();
     assert_eq!(d.benchform(&["plan", "-o", &stale_file]).code, 0);
     let out = std::process::Command::new(d.world.docker_cli())
@@ -726,13 +723,7 @@ fn a_failed_migrate_restores_that_site_and_keeps_the_rest_in_maintenance() {
         .output()
         .unwrap();
     assert!(cp.status.success(), "{}", String::from_utf8_lossy(&cp.stderr));
-    let erpnext = &d._repos[1];
-    let c = erpnext.commit("release").unwrap();
-    erpnext.tag_annotated("v15.2.0", &c).unwrap();
-    let path = d.dir.path().join("benchform.yaml");
-    let text = std::fs::read_to_string(&path).unwrap().replacen("    ref: v15.1.0", "    ref: v15.2.0", 1);
-    std::fs::write(&path, text).unwrap();
-    assert_eq!(d.benchform(&["lock"]).code, 0);
+    d.release(1, "v15.1.0", "v15.2.0");
 
     let failed = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
     assert_eq!(failed.code, 1, "{}", failed.all());
@@ -816,13 +807,7 @@ fn an_apply_killed_after_any_step_is_healed_by_the_next_one() {
     assert_eq!(benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env()).code, 0);
 
     // A release of hrms; then crash after the first remaining step, again and again.
-    let hrms = &d._repos[2];
-    let c = hrms.commit("fix").unwrap();
-    hrms.tag_annotated("v1.1.0", &c).unwrap();
-    let path = d.dir.path().join("benchform.yaml");
-    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replace("    ref: v1.0.0", "    ref: v1.1.0"))
-        .unwrap();
-    assert_eq!(d.benchform(&["lock"]).code, 0);
+    d.release(2, "v1.0.0", "v1.1.0");
 
     // Crash after each step in turn: pick the first planned step not yet used as a crash point.
     let mut crashed_after: Vec<String> = Vec::new();
@@ -880,13 +865,7 @@ fn a_sigkill_during_a_slow_migrate_is_survived() {
             .unwrap()
             .success()
     );
-    let erpnext = &d._repos[1];
-    let c = erpnext.commit("release").unwrap();
-    erpnext.tag_annotated("v15.2.0", &c).unwrap();
-    let path = d.dir.path().join("benchform.yaml");
-    std::fs::write(&path, std::fs::read_to_string(&path).unwrap().replacen("    ref: v15.1.0", "    ref: v15.2.0", 1))
-        .unwrap();
-    assert_eq!(d.benchform(&["lock"]).code, 0);
+    d.release(1, "v15.1.0", "v15.2.0");
 
     // Start apply and SIGKILL it while a's migrate runs.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_benchform"))
