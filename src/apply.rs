@@ -19,6 +19,26 @@ use crate::observe::{self, LABEL_PROJECT, Prepared};
 /// How long a deploy may take to bring the backend up and the configurator through.
 const DEPLOY_WAIT: Duration = Duration::from_secs(180);
 
+/// Where gunicorn listens in frappe_docker's images (its CMD binds 0.0.0.0:8000).
+const PING_URL: &str = "http://127.0.0.1:8000/api/method/ping";
+
+/// The knobs of a run that do not come from the manifest.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long `ready-for-migration` may answer NOT READY before maintenance mode goes on.
+    pub ready_timeout: Duration,
+    /// How long the backend has to answer `/api/method/ping` for every site after a deploy.
+    pub health_timeout: Duration,
+    /// How many sites migrate at the same time.
+    pub parallelism: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { ready_timeout: Duration::from_secs(300), health_timeout: Duration::from_secs(120), parallelism: 1 }
+    }
+}
+
 /// What a step did.
 #[derive(Debug)]
 pub enum Outcome {
@@ -48,8 +68,28 @@ pub struct Applier<'a> {
     pub engine: Engine,
     pub compose: Compose,
     pub cli: Cli,
+    pub options: Options,
     /// Backups taken in this run, by site: the folder inside the bench (for a restore).
     pub backups: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Backups copied off the volume in this run (host paths, for the history).
+    pub copied: std::sync::Mutex<Vec<String>>,
+    /// Set once any site migrated in this run: from then on the new image must stay.
+    pub migrated: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(p: &'a Prepared, engine: Engine, compose: Compose, options: Options) -> Applier<'a> {
+        Applier {
+            p,
+            engine,
+            compose,
+            cli: Cli::new(build::docker_cli()),
+            options,
+            backups: Default::default(),
+            copied: Default::default(),
+            migrated: Default::default(),
+        }
+    }
 }
 
 impl Applier<'_> {
@@ -74,6 +114,67 @@ impl Applier<'_> {
             .collect()
     }
 
+    /// Every secret value this run can handle (tokens, site passwords), for redaction.
+    pub fn secrets(&self) -> Vec<String> {
+        let deploy = &self.p.manifest.deploy;
+        let passwords = [&deploy.db_root_password_env, &deploy.admin_password_env]
+            .into_iter()
+            .filter_map(|v| std::env::var(v.as_deref()?).ok());
+        self.tokens().into_values().map(|(_, t)| t).chain(passwords).filter(|s| s.len() >= 4).collect()
+    }
+
+    /// `text` with every secret value replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        self.secrets().iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
+    }
+
+    /// Checks that must pass before the first step changes anything.
+    pub async fn preflight(&self, plan: &Plan) -> Result<(), StepError> {
+        if plan.steps.iter().any(|s| s.kind == StepKind::Deploy) {
+            self.refuse_migrator().await?;
+        }
+        if plan.steps.iter().any(|s| s.kind == StepKind::NewSite) {
+            self.site_passwords("a new site")?;
+        }
+        Ok(())
+    }
+
+    /// frappe_docker's `migrator` would migrate every site concurrently with the new backend,
+    /// without maintenance mode, stopping at the first failure (frappe-contract §3, trap 11).
+    async fn refuse_migrator(&self) -> Result<(), StepError> {
+        let services =
+            self.compose.services(&self.env()).await.map_err(|e| err(e, "fix the compose files, then apply again"))?;
+        if services.iter().any(|s| s == "migrator") {
+            return Err(err(
+                "the compose files define frappe_docker's `migrator` service: it runs `bench --site all migrate` \
+                 concurrently with the new backend, without maintenance mode, and stops at the first failing site",
+                "remove overrides/compose.migrator.yaml from deploy.compose.files; benchform migrates each site \
+                 itself, after a backup and under maintenance mode",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database root and Administrator passwords, from the variables the manifest names.
+    fn site_passwords(&self, what: &str) -> Result<(String, String), StepError> {
+        let deploy = &self.p.manifest.deploy;
+        let secret = |var: &Option<String>, field: &str| -> Result<String, StepError> {
+            let var = var.as_deref().ok_or_else(|| {
+                err(
+                    format!("creating {what} needs the {field}"),
+                    format!("name the variable that holds it in deploy.{field}_env"),
+                )
+            })?;
+            std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+                err(format!("{var} is not set (creating {what} needs it)"), format!("export the {field} in {var}"))
+            })
+        };
+        Ok((
+            secret(&deploy.db_root_password_env, "db_root_password")?,
+            secret(&deploy.admin_password_env, "admin_password")?,
+        ))
+    }
+
     async fn container_of(&self, service: &str) -> Result<Option<String>, StepError> {
         let containers = self
             .engine
@@ -83,7 +184,7 @@ impl Applier<'_> {
         Ok(containers.into_iter().find(|c| c.service == service && c.state == "running" && !c.oneoff).map(|c| c.id))
     }
 
-    async fn bench(&self) -> Result<Bench<'_>, StepError> {
+    pub async fn bench(&self) -> Result<Bench<'_>, StepError> {
         let service = &self.p.manifest.deploy.backend_service;
         match self.container_of(service).await? {
             Some(container) => Ok(Bench { engine: &self.engine, container }),
@@ -126,6 +227,7 @@ impl Applier<'_> {
             StepKind::Verify => self.verify().await,
             StepKind::Push => self.push().await,
             StepKind::MaintenanceOn => {
+                self.ready_for_migration(site).await?;
                 self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "on"], None).await?;
                 self.run_bench(&["bench", "--site", site, "scheduler", "pause"], None).await?;
                 Ok(Outcome::Done("maintenance mode on, scheduler paused".into()))
@@ -161,6 +263,42 @@ impl Applier<'_> {
                 self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "off"], None).await?;
                 Ok(Outcome::Done("scheduler resumed, maintenance mode off".into()))
             }
+        }
+    }
+
+    /// `ready-for-migration` until it answers READY, for at most `ready_timeout` (frappe-contract
+    /// §7: Press waits 300 s). Frappe versions without the command count as ready.
+    async fn ready_for_migration(&self, site: &str) -> Result<(), StepError> {
+        let deadline = Instant::now() + self.options.ready_timeout;
+        let argv: Vec<String> = ["bench", "--site", site, "ready-for-migration"].map(String::from).to_vec();
+        loop {
+            let out = self
+                .bench()
+                .await?
+                .run(&argv, Some(Duration::from_secs(60)))
+                .await
+                .map_err(|e| err(e, "check the backend container"))?;
+            if out.exit_code == 0 {
+                return Ok(());
+            }
+            if out.stderr.contains("No such command") {
+                tracing::warn!(%site, "this Frappe has no ready-for-migration; going on");
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let said = out.stdout.lines().chain(out.stderr.lines()).last().unwrap_or_default().to_string();
+                return Err(StepError {
+                    touched: false,
+                    ..err(
+                        format!(
+                            "{site} was not ready for migration within {} s: {said}",
+                            self.options.ready_timeout.as_secs()
+                        ),
+                        "let its background jobs finish, then run apply again (--ready-timeout SECONDS waits longer)",
+                    )
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
 
@@ -269,16 +407,66 @@ impl Applier<'_> {
         if let Ok(mut taken) = self.backups.lock() {
             taken.insert(site.to_string(), inside.clone());
         }
+        if let Ok(mut copied) = self.copied.lock() {
+            copied.push(host_root.join(&stamp).display().to_string());
+        }
         Ok(Outcome::Done(format!("backup in {}", host_root.join(&stamp).display())))
     }
 
     async fn deploy(&self) -> Result<Outcome, StepError> {
+        self.refuse_migrator().await?;
+        let backend = self.p.manifest.deploy.backend_service.clone();
+        let reference = self.reference();
+        let previous = self
+            .engine
+            .project_containers(&self.p.manifest.project)
+            .await
+            .map_err(|e| err(e, "check `docker info`"))?
+            .into_iter()
+            .find(|c| c.service == backend && !c.oneoff)
+            .map(|c| c.image)
+            .filter(|image| *image != reference);
         self.compose
             .up(&self.env(), false)
             .await
             .map_err(|e| err(e, "fix the compose files or the engine, then apply again"))?;
+        self.wait_until_up(&reference).await?;
+        let why = match self.health_gate().await {
+            Ok(answered) => {
+                return Ok(Outcome::Done(format!(
+                    "{backend} runs {}; {answered} site(s) answer /api/method/ping",
+                    self.p.desired.tag
+                )));
+            }
+            Err(why) => why,
+        };
+        if self.migrated.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(err(
+                format!("{why}; sites were migrated in this run, so the new image stays"),
+                "look at the backend's logs (`docker compose logs backend`)",
+            ));
+        }
+        let Some(previous) = previous else {
+            return Err(err(
+                format!("{why}; there is no previous image to go back to"),
+                "look at the backend's logs (`docker compose logs backend`), fix the image, and apply again",
+            ));
+        };
+        let (repository, tag) = split_reference(&previous);
+        let env = observe::compose_env_for(repository, tag, self.compose.flavour);
+        let back = match self.compose.up(&env, false).await {
+            Ok(_) => self.wait_until_up(&previous).await.map(|()| format!("redeployed the previous image {previous}")),
+            Err(e) => Err(err(e, "")),
+        };
+        let back =
+            back.unwrap_or_else(|e| format!("redeploying the previous image {previous} failed too: {}", e.detail));
+        Err(err(format!("{why}; {back}"), "look at the backend's logs on the new image, fix it, and apply again"))
+    }
+
+    /// Wait until the configurator has exited and the backend runs `reference`.
+    async fn wait_until_up(&self, reference: &str) -> Result<(), StepError> {
         let deadline = Instant::now() + DEPLOY_WAIT;
-        let backend = self.p.manifest.deploy.backend_service.clone();
+        let backend = &self.p.manifest.deploy.backend_service;
         loop {
             let containers = self
                 .engine
@@ -286,19 +474,48 @@ impl Applier<'_> {
                 .await
                 .map_err(|e| err(e, "check `docker info`"))?;
             let configured = containers.iter().all(|c| c.service != "configurator" || c.state == "exited");
-            let up =
-                containers.iter().any(|c| c.service == backend && c.state == "running" && c.image == self.reference());
+            let up = containers.iter().any(|c| c.service == *backend && c.state == "running" && c.image == reference);
             if configured && up {
-                return Ok(Outcome::Done(format!("{} runs {}", backend, self.p.desired.tag)));
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(err(
-                    format!("{backend} did not come up on the new image within {} s", DEPLOY_WAIT.as_secs()),
-                    "look at `docker-compose logs`",
+                    format!("{backend} did not come up on {reference} within {} s", DEPLOY_WAIT.as_secs()),
+                    "look at `docker compose logs`",
                 ));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// Every existing site answers `/api/method/ping` on the backend (by Host header, as nginx
+    /// routes it) within `health_timeout`. The number of sites that answered, or why not.
+    async fn health_gate(&self) -> Result<usize, String> {
+        let deadline = Instant::now() + self.options.health_timeout;
+        let sites = self.sites().await.map_err(|e| e.detail)?;
+        for site in &sites {
+            let argv: Vec<String> =
+                ["curl", "-fsS", "--max-time", "5", "-H", &format!("Host: {}", site.name), PING_URL]
+                    .map(String::from)
+                    .to_vec();
+            loop {
+                let bench = self.bench().await.map_err(|e| e.detail)?;
+                let said = match bench.run(&argv, Some(Duration::from_secs(15))).await {
+                    Ok(out) if out.exit_code == 0 && out.stdout.contains("pong") => break,
+                    Ok(out) => format!("curl exited {}: {}", out.exit_code, out.stderr.trim()),
+                    Err(e) => e.to_string(),
+                };
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "health gate: {} did not answer /api/method/ping within {} s ({said})",
+                        site.name,
+                        self.options.health_timeout.as_secs()
+                    ));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        Ok(sites.len())
     }
 
     async fn refresh_assets(&self) -> Result<Outcome, StepError> {
@@ -331,21 +548,7 @@ impl Applier<'_> {
         if self.installed(site).await?.is_some() {
             return Ok(Outcome::AlreadyDone(format!("{site} exists")));
         }
-        let deploy = &self.p.manifest.deploy;
-        let secret = |var: &Option<String>, what: &str| -> Result<String, StepError> {
-            let var = var.as_deref().ok_or_else(|| {
-                err(
-                    format!("creating {site} needs the {what}"),
-                    format!("name the variable that holds it in deploy.{what}_env"),
-                )
-            })?;
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| err(format!("{var} is not set"), format!("export the {what} in {var}")))
-        };
-        let root = secret(&deploy.db_root_password_env, "db_root_password")?;
-        let admin = secret(&deploy.admin_password_env, "admin_password")?;
+        let (root, admin) = self.site_passwords(site)?;
         let major = frappe_major(&self.p.manifest.frappe.git_ref);
         let scope = if major >= 16 { "--mariadb-user-host-login-scope=%" } else { "--no-mariadb-socket" };
         // The passwords answer bench's prompts on stdin: argv is visible in the engine's events.
@@ -369,6 +572,8 @@ impl Applier<'_> {
         {
             return Ok(Outcome::AlreadyDone(format!("{site} is migrated to the desired code")));
         }
+        // From the first migrate on, a failed health gate must not take the image back.
+        self.migrated.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Err(mut e) = self.run_bench(&["bench", "--site", site, "migrate"], None).await {
             // Frappe's per-site lock: a migrate is already running (an interrupted apply's bench
             // can outlive it). This one changed nothing.
@@ -470,28 +675,97 @@ impl Applier<'_> {
     }
 }
 
-/// Run every step of `plan` in order, reporting through `report`; stops at the first failure.
-pub async fn run(
-    a: &Applier<'_>,
-    plan: &Plan,
-    mut report: impl FnMut(&Step, Option<&Result<Outcome, StepError>>, Duration),
-) -> Result<(), usize> {
-    for (i, s) in plan.steps.iter().enumerate() {
-        report(s, None, Duration::ZERO);
-        let started = Instant::now();
-        let result = a.step(s).await;
-        report(s, Some(&result), started.elapsed());
-        if result.is_err() {
-            return Err(i);
+/// Where a step of the plan ended.
+#[derive(Debug)]
+pub enum StepState {
+    NotStarted,
+    Finished(Result<Outcome, StepError>),
+}
+
+/// Progress callback: a step starts (`None`) or ends (`Some`, with its elapsed time).
+pub type Report<'r> = &'r (dyn Fn(&Step, Option<&Result<Outcome, StepError>>, Duration) + Sync);
+
+/// Run `plan`. The steps up to the last one that concerns no single site (build … deploy,
+/// refresh-assets) run in order; the per-site steps after them run site by site, up to
+/// `options.parallelism` sites at a time. After a failure no new step or site starts; steps
+/// already running finish. Returns each step's state, in plan order.
+pub async fn run(a: &Applier<'_>, plan: &Plan, report: Report<'_>) -> Vec<StepState> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let states: Mutex<Vec<StepState>> = Mutex::new(plan.steps.iter().map(|_| StepState::NotStarted).collect());
+    let stop = AtomicBool::new(false);
+    let one = |i: usize| {
+        let (states, stop) = (&states, &stop);
+        async move {
+            let s = &plan.steps[i];
+            report(s, None, Duration::ZERO);
+            let started = Instant::now();
+            let result = a.step(s).await;
+            report(s, Some(&result), started.elapsed());
+            let ok = result.is_ok();
+            if let Ok(mut states) = states.lock() {
+                states[i] = StepState::Finished(result);
+            }
+            if !ok {
+                stop.store(true, Ordering::SeqCst);
+                return false;
+            }
+            // Test-only crash injection (documented in docs/apply.md): die right after this step,
+            // leaving the lock and everything else as a real crash would.
+            if std::env::var("BENCHFORM_FAILPOINT").is_ok_and(|f| f == format!("after:{}", s.id)) {
+                tracing::warn!(step = %s.id, "BENCHFORM_FAILPOINT: aborting");
+                std::process::abort();
+            }
+            true
         }
-        // Test-only crash injection (documented in docs/apply.md): die right after this step,
-        // leaving the lock and everything else as a real crash would.
-        if std::env::var("BENCHFORM_FAILPOINT").is_ok_and(|f| f == format!("after:{}", s.id)) {
-            tracing::warn!(step = %s.id, "BENCHFORM_FAILPOINT: aborting");
-            std::process::abort();
+    };
+    let split = plan.steps.iter().rposition(|s| s.site.is_none()).map_or(0, |i| i + 1);
+    let mut serial_ok = true;
+    for i in 0..split {
+        if !one(i).await {
+            serial_ok = false;
+            break;
         }
     }
-    Ok(())
+    if serial_ok {
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, s) in plan.steps.iter().enumerate().skip(split) {
+            let site = s.site.clone().unwrap_or_default();
+            match groups.iter_mut().find(|(g, _)| *g == site) {
+                Some((_, steps)) => steps.push(i),
+                None => groups.push((site, vec![i])),
+            }
+        }
+        let queue = Mutex::new(std::collections::VecDeque::from(groups));
+        let worker = || async {
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Some((_, steps)) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
+                for i in steps {
+                    // After a failure elsewhere, no new migration starts; a migrated site still
+                    // leaves maintenance mode.
+                    if stop.load(Ordering::SeqCst) && plan.steps[i].kind != StepKind::MaintenanceOff {
+                        break;
+                    }
+                    if !one(i).await {
+                        break;
+                    }
+                }
+            }
+        };
+        futures_util::future::join_all((0..a.options.parallelism.max(1)).map(|_| worker())).await;
+    }
+    states.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `repo:tag` → (`repo`, `tag`); a reference without a tag means `latest`.
+fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
 }
 
 /// The Frappe major version a ref names: `v15.88.1` → 15, `version-16` → 16; 15 if unknown.
@@ -547,6 +821,12 @@ mod tests {
         assert_eq!(frappe_major("v15.88.1"), 15);
         assert_eq!(frappe_major("version-16"), 16);
         assert_eq!(frappe_major("develop"), 15);
+    }
+
+    #[test]
+    fn references_split_at_the_tag() {
+        assert_eq!(split_reference("127.0.0.1:5000/p/erp:bf1-abc"), ("127.0.0.1:5000/p/erp", "bf1-abc"));
+        assert_eq!(split_reference("127.0.0.1:5000/p/erp"), ("127.0.0.1:5000/p/erp", "latest"));
     }
 
     #[test]

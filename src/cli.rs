@@ -52,6 +52,10 @@ pub enum Command {
     ///
     /// Example: benchform apply plan.json
     Apply(ApplyArgs),
+    /// List the applies of this deployment: when, who, outcome, steps and backups.
+    ///
+    /// Example: benchform history --last 5
+    History(HistoryArgs),
     /// Release the apply lock a crashed apply left behind.
     ///
     /// Example: benchform force-unlock 1a2b3c4d5e6f
@@ -200,6 +204,31 @@ pub struct ApplyArgs {
     /// Wait this many seconds for another apply of the project to finish (default: fail at once).
     #[arg(long, value_name = "SECONDS", default_value_t = 0)]
     pub lock_timeout: u64,
+    /// How many sites migrate at the same time (each site's own steps stay in order).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+    /// How long a site may answer NOT READY to `bench ready-for-migration` before apply gives up.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub ready_timeout: u64,
+    /// How long the backend has after a deploy to answer /api/method/ping for every site.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub health_timeout: u64,
+    /// `text` for people; `json` for one JSON event per line (plan, step_started, step_finished,
+    /// recovery, summary).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Show only the last N applies.
+    #[arg(long, value_name = "N")]
+    pub last: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod apply;
 mod cli;
 mod commands;
+mod history;
 mod load;
 mod observe;
 pub mod output;

@@ -162,9 +162,14 @@ pub async fn compose(manifest: &Manifest, paths: &Paths) -> Result<Compose, Obse
 
 /// The variables compose interpolates to run the desired image.
 pub fn compose_env(desired: &Desired, flavour: compose::Flavour) -> Vec<(String, String)> {
+    compose_env_for(&desired.repository, &desired.tag, flavour)
+}
+
+/// The same for any image (a redeploy of the previous one).
+pub fn compose_env_for(repository: &str, tag: &str, flavour: compose::Flavour) -> Vec<(String, String)> {
     vec![
-        ("CUSTOM_IMAGE".to_string(), desired.repository.clone()),
-        ("CUSTOM_TAG".to_string(), desired.tag.clone()),
+        ("CUSTOM_IMAGE".to_string(), repository.to_string()),
+        ("CUSTOM_TAG".to_string(), tag.to_string()),
         // Pull only what the engine lacks, so a local build runs too (frappe_docker #1739).
         ("PULL_POLICY".to_string(), compose::pull_if_missing(flavour).to_string()),
     ]

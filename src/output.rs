@@ -4,6 +4,7 @@ use std::io::Write;
 
 /// Write to standard output. A closed pipe (`benchform … | head`) is not an error worth a panic.
 pub fn out(text: &str) {
+    clear_spinner_line();
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
@@ -23,5 +24,83 @@ pub fn raw_err(text: &str) {
 
 /// Write a line to standard error.
 pub fn err_line(text: &str) {
+    clear_spinner_line();
     raw_err(&format!("{text}\n"));
+}
+
+/// Set while a spinner owns the last line of standard error.
+static SPINNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Clear the spinner's line before other output, so lines never mix with it.
+fn clear_spinner_line() {
+    if SPINNING.load(std::sync::atomic::Ordering::SeqCst) {
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(b"\r\x1b[2K");
+        let _ = stderr.flush();
+    }
+}
+
+/// A spinner with the elapsed time of each running step, on the last line of a terminal's
+/// standard error. Only on a terminal and without `-v` (whose streamed output it would break).
+#[derive(Debug)]
+pub struct Spinner {
+    running: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Spinner {
+    /// A spinner, or `None` when standard error is not a terminal or logs stream to it.
+    pub fn new() -> Option<Spinner> {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() || tracing::enabled!(tracing::Level::INFO) {
+            return None;
+        }
+        let running: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>> = Default::default();
+        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = Default::default();
+        let (r, s) = (running.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+            let mut frame = 0;
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(120));
+                let text = match r.lock() {
+                    Ok(running) if !running.is_empty() => running
+                        .iter()
+                        .map(|(label, since)| format!("{label} {}s", since.elapsed().as_secs()))
+                        .collect::<Vec<_>>()
+                        .join(" · "),
+                    _ => continue,
+                };
+                frame = (frame + 1) % FRAMES.len();
+                SPINNING.store(true, std::sync::atomic::Ordering::SeqCst);
+                raw_err(&format!("\r\x1b[2K{} {text}", FRAMES[frame]));
+            }
+            clear_spinner_line();
+            SPINNING.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        Some(Spinner { running, stop, thread: Some(thread) })
+    }
+
+    pub fn start(&self, label: &str) {
+        if let Ok(mut r) = self.running.lock() {
+            r.push((label.to_string(), std::time::Instant::now()));
+        }
+    }
+
+    pub fn finish(&self, label: &str) {
+        if let Ok(mut r) = self.running.lock() {
+            r.retain(|(l, _)| l != label);
+        }
+        clear_spinner_line();
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

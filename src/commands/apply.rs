@@ -2,16 +2,18 @@
 //! one whose world has not moved.
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
 
 use benchform_bench::Refresh;
 use benchform_core::fingerprint::WorldFingerprint;
-use benchform_core::plan::{self, Plan, PlanOptions, StepKind};
+use benchform_core::plan::{self, Plan, PlanOptions, Step, StepKind};
 use benchform_core::status;
 
 use crate::Status;
-use crate::apply::{self, Applier, Outcome};
-use crate::cli::{ApplyArgs, PlanFormat};
+use crate::apply::{self, Applier, Outcome, StepError, StepState};
+use crate::cli::{ApplyArgs, Format, PlanFormat};
 use crate::commands::plan::{PlanDocument, print};
+use crate::history;
 use crate::observe;
 use crate::output;
 use benchform_docker::lock::LockInfo;
@@ -69,7 +71,7 @@ pub fn run(args: &ApplyArgs) -> Status {
             }
         }
     }
-    let status = locked(args, &p, &rt, engine.clone());
+    let status = locked(args, &p, &rt, engine.clone(), &mine);
     if let Err(e) = rt.block_on(engine.unlock(&project, &mine.id)) {
         output::err_line(&format!(
             "warning: could not release the apply lock: {e}\n  = fix: `benchform force-unlock {}`",
@@ -103,7 +105,9 @@ fn locked(
     p: &observe::Prepared,
     rt: &tokio::runtime::Runtime,
     engine: benchform_docker::Engine,
+    mine: &LockInfo,
 ) -> Status {
+    let json = args.format == Format::Json;
     // Apply reads every site authoritatively: a hand change hidden by list-apps must not slip by.
     let observed = match rt.block_on(observe::observe(&p.manifest, &p.desired, &p.paths, Refresh::Full)) {
         Ok(o) => o,
@@ -124,7 +128,7 @@ fn locked(
             };
             let Some(then) = &doc.fingerprint else {
                 output::err_line(&format!(
-                    "error: {} has no world fingerprint (it was not saved with `plan -o`)",
+                    "error: {} has no world fingerprint (it was not saved with `plan -o`)\n  = fix: save it with `benchform plan -o FILE`",
                     file.display()
                 ));
                 return Status::Failure;
@@ -155,89 +159,255 @@ fn locked(
         }
     };
     if plan.is_empty() {
-        output::line("No changes. The deployment matches benchform.yaml.");
+        if json {
+            output::line(&serde_json::json!({"event": "summary", "outcome": "no_changes"}).to_string());
+        } else {
+            output::line("No changes. The deployment matches benchform.yaml.");
+        }
         return Status::Success;
     }
-    if args.plan_file.is_none() {
+    if json {
+        let doc = crate::commands::plan::document(&plan, None);
+        output::line(&serde_json::json!({"event": "plan", "plan": doc}).to_string());
+    } else if args.plan_file.is_none() {
         print(&plan, PlanFormat::Text);
-        if !args.auto_approve && !confirm() {
-            return Status::Failure;
-        }
+    }
+    if args.plan_file.is_none() && !args.auto_approve && !confirm() {
+        return Status::Failure;
     }
     let compose = match rt.block_on(observe::compose(&p.manifest, &p.paths)) {
         Ok(c) => c,
         Err(e) => return observe::failed(&e),
     };
-    let applier = Applier {
-        p,
-        engine,
-        compose,
-        cli: benchform_docker::build::Cli::new(benchform_docker::build::docker_cli()),
-        backups: Default::default(),
+    let options = apply::Options {
+        ready_timeout: Duration::from_secs(args.ready_timeout),
+        health_timeout: Duration::from_secs(args.health_timeout),
+        parallelism: usize::from(args.parallelism),
     };
-    let mut failure_touched = true;
-    let result = rt.block_on(apply::run(&applier, &plan, |step, result, elapsed| {
+    let applier = Applier::new(p, engine, compose, options);
+    if let Err(e) = rt.block_on(applier.preflight(&plan)) {
+        output::err_line(&format!(
+            "error: {}\n  = fix: {}\nNothing was changed.",
+            applier.redact(&e.detail),
+            applier.redact(&e.fix)
+        ));
+        return Status::Failure;
+    }
+    let started = apply::now_utc();
+    let spinner = if json { None } else { output::Spinner::new() };
+    let report = |step: &Step, result: Option<&Result<Outcome, StepError>>, elapsed: Duration| {
         let target = step.site.iter().chain(step.app.iter()).cloned().collect::<Vec<_>>().join(" ");
+        if json {
+            let mut event = serde_json::json!({
+                "event": if result.is_some() { "step_finished" } else { "step_started" },
+                "id": step.id, "kind": step.kind.to_string(), "site": step.site, "app": step.app,
+            });
+            if let Some(r) = result {
+                let (status, detail, fix) = match r {
+                    Ok(Outcome::Done(what)) => ("done", applier.redact(what), None),
+                    Ok(Outcome::AlreadyDone(what)) => ("already_done", applier.redact(what), None),
+                    Err(e) => ("failed", applier.redact(&e.detail), Some(applier.redact(&e.fix))),
+                };
+                event["status"] = status.into();
+                event["detail"] = detail.into();
+                event["fix"] = fix.into();
+                event["elapsed_ms"] = (elapsed.as_millis() as u64).into();
+            }
+            output::line(&event.to_string());
+            return;
+        }
+        if let Some(s) = &spinner {
+            match result {
+                None => s.start(&format!("{} {target}", step.kind)),
+                Some(_) => s.finish(&format!("{} {target}", step.kind)),
+            }
+        }
         match result {
             None => output::line(&format!("→ {} {target}", step.kind)),
-            Some(Ok(Outcome::Done(what))) => output::line(&format!("  done in {:.1}s: {what}", elapsed.as_secs_f64())),
-            Some(Ok(Outcome::AlreadyDone(what))) => output::line(&format!("  already done: {what}")),
-            Some(Err(e)) => {
-                failure_touched = e.touched;
-                output::err_line(&format!(
-                    "  FAILED after {:.1}s: {}\n  = fix: {}",
-                    elapsed.as_secs_f64(),
-                    e.detail,
-                    e.fix
-                ))
+            Some(Ok(Outcome::Done(what))) => {
+                output::line(&format!("  done {} in {:.1}s: {}", step.id, elapsed.as_secs_f64(), applier.redact(what)))
             }
-        }
-    }));
-    match result {
-        Ok(()) => {
-            output::line(&format!("\nApply complete: {} step(s).", plan.steps.len()));
-            Status::Success
-        }
-        Err(failed) => {
-            let step = &plan.steps[failed];
-            if step.kind == StepKind::Migrate && failure_touched {
-                let site = step.site.clone().unwrap_or_default();
-                match rt.block_on(applier.recover(&site)) {
-                    Ok(what) => output::err_line(&format!("  recovered: {what}")),
-                    Err(e) => {
-                        output::err_line(&format!("  could not restore {site}: {}\n  = fix: {}", e.detail, e.fix))
-                    }
-                }
-                output::err_line(&format!(
-                    "  Ways forward for {site}: fix the migration and run `benchform apply` again, or revert the manifest \
-                     change and apply that."
-                ));
+            Some(Ok(Outcome::AlreadyDone(what))) => {
+                output::line(&format!("  already done {}: {}", step.id, applier.redact(what)))
             }
-            output::err_line(&format!(
-                "\nApply stopped at step {} of {} ({}); {} done, {} not started.",
-                failed + 1,
-                plan.steps.len(),
+            Some(Err(e)) => output::err_line(&format!(
+                "  FAILED {} after {:.1}s: {}\n  = fix: {}",
                 step.id,
-                failed,
-                plan.steps.len() - failed - 1
-            ));
-            let in_maintenance: Vec<&str> = plan.steps[..failed]
-                .iter()
-                .filter(|s| s.kind == StepKind::MaintenanceOn)
-                .filter_map(|s| s.site.as_deref())
-                .filter(|site| {
-                    !plan.steps[..failed]
-                        .iter()
-                        .any(|o| o.kind == StepKind::MaintenanceOff && o.site.as_deref() == Some(site))
-                })
-                .collect();
-            if !in_maintenance.is_empty() {
-                output::err_line(&format!("Sites left in maintenance mode: {}.", in_maintenance.join(", ")));
-            }
-            output::err_line("Next: fix the cause and run `benchform apply` again; done steps are not repeated.");
-            Status::Failure
+                elapsed.as_secs_f64(),
+                applier.redact(&e.detail),
+                applier.redact(&e.fix)
+            )),
+        }
+    };
+    let states = rt.block_on(apply::run(&applier, &plan, &report));
+    drop(spinner);
+
+    // Restore the sites whose migrate failed after touching them (all in-flight work is over).
+    let mut recoveries = Vec::new();
+    for (step, state) in plan.steps.iter().zip(&states) {
+        if let StepState::Finished(Err(e)) = state
+            && step.kind == StepKind::Migrate
+            && e.touched
+        {
+            let site = step.site.clone().unwrap_or_default();
+            let what = match rt.block_on(applier.recover(&site)) {
+                Ok(what) => format!("recovered: {what}"),
+                Err(e) => format!("could not restore {site}: {}\n  = fix: {}", e.detail, e.fix),
+            };
+            recoveries.push((site, applier.redact(&what)));
         }
     }
+    let summary = Summary::of(&plan, &states);
+    let record = history_record(p, mine, &started, &plan, &states, &applier);
+    for warning in rt.block_on(write_history(&applier, &record)) {
+        if json {
+            output::line(&serde_json::json!({"event": "warning", "message": applier.redact(&warning)}).to_string());
+        } else {
+            output::err_line(&format!("warning: {}", applier.redact(&warning)));
+        }
+    }
+    if json {
+        for (site, what) in &recoveries {
+            output::line(&serde_json::json!({"event": "recovery", "site": site, "detail": what}).to_string());
+        }
+        output::line(&summary.json(&recoveries).to_string());
+    } else {
+        summary.print(&plan, &recoveries);
+    }
+    if summary.failed.is_empty() { Status::Success } else { Status::Failure }
+}
+
+/// Where an apply ended, for the report and the JSON summary.
+#[derive(Debug)]
+struct Summary {
+    done: Vec<String>,
+    failed: Vec<String>,
+    not_started: Vec<String>,
+    in_maintenance: Vec<String>,
+}
+
+impl Summary {
+    fn of(plan: &Plan, states: &[StepState]) -> Summary {
+        let finished = |s: &StepState| matches!(s, StepState::Finished(Ok(_)));
+        let mut in_maintenance: Vec<String> = Vec::new();
+        for (step, state) in plan.steps.iter().zip(states) {
+            let Some(site) = step.site.clone() else { continue };
+            match step.kind {
+                StepKind::MaintenanceOn if finished(state) => in_maintenance.push(site),
+                StepKind::MaintenanceOff if finished(state) => in_maintenance.retain(|s| *s != site),
+                _ => {}
+            }
+        }
+        in_maintenance.dedup();
+        let ids = |pred: &dyn Fn(&StepState) -> bool| {
+            plan.steps.iter().zip(states).filter(|(_, st)| pred(st)).map(|(s, _)| s.id.clone()).collect::<Vec<_>>()
+        };
+        Summary {
+            done: ids(&|s| finished(s)),
+            failed: ids(&|s| matches!(s, StepState::Finished(Err(_)))),
+            not_started: ids(&|s| matches!(s, StepState::NotStarted)),
+            in_maintenance,
+        }
+    }
+
+    fn json(&self, recoveries: &[(String, String)]) -> serde_json::Value {
+        serde_json::json!({
+            "event": "summary",
+            "outcome": if self.failed.is_empty() { "success" } else { "failure" },
+            "done": self.done,
+            "failed": self.failed,
+            "not_started": self.not_started,
+            "sites_in_maintenance": self.in_maintenance,
+            "recovered": recoveries.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+            "next": if self.failed.is_empty() { serde_json::Value::Null } else { NEXT.into() },
+        })
+    }
+
+    fn print(&self, plan: &Plan, recoveries: &[(String, String)]) {
+        if self.failed.is_empty() {
+            output::line(&format!("\nApply complete: {} step(s).", plan.steps.len()));
+            return;
+        }
+        for (site, what) in recoveries {
+            output::err_line(&format!("  {what}"));
+            output::err_line(&format!(
+                "  Ways forward for {site}: fix the migration and run `benchform apply` again, or revert the manifest \
+                 change and apply that."
+            ));
+        }
+        output::err_line(&format!(
+            "\nApply failed at {} of {} step(s) ({}); {} done, {} not started.",
+            self.failed.len(),
+            plan.steps.len(),
+            self.failed.join(", "),
+            self.done.len(),
+            self.not_started.len()
+        ));
+        if !self.not_started.is_empty() {
+            output::err_line(&format!("Not started: {}.", self.not_started.join(", ")));
+        }
+        if !self.in_maintenance.is_empty() {
+            output::err_line(&format!("Sites left in maintenance mode: {}.", self.in_maintenance.join(", ")));
+        }
+        output::err_line(&format!("Next: {NEXT}"));
+    }
+}
+
+const NEXT: &str = "fix the cause and run `benchform apply` again; done steps are not repeated.";
+
+fn history_record(
+    p: &observe::Prepared,
+    mine: &LockInfo,
+    started: &str,
+    plan: &Plan,
+    states: &[StepState],
+    applier: &Applier<'_>,
+) -> history::Record {
+    let steps = plan
+        .steps
+        .iter()
+        .zip(states)
+        .map(|(s, st)| {
+            let (status, detail) = match st {
+                StepState::NotStarted => ("not_started", None),
+                StepState::Finished(Ok(Outcome::Done(what))) => ("done", Some(what.clone())),
+                StepState::Finished(Ok(Outcome::AlreadyDone(what))) => ("already_done", Some(what.clone())),
+                StepState::Finished(Err(e)) => ("failed", Some(format!("{} (fix: {})", e.detail, e.fix))),
+            };
+            history::StepRecord {
+                id: s.id.clone(),
+                status: status.to_string(),
+                detail: detail.map(|d| applier.redact(&d)),
+            }
+        })
+        .collect();
+    let failed = states.iter().any(|s| matches!(s, StepState::Finished(Err(_))));
+    history::Record {
+        format_version: 1,
+        id: mine.id.clone(),
+        started: started.to_string(),
+        finished: apply::now_utc(),
+        who: mine.holder.clone(),
+        project: p.manifest.project.clone(),
+        manifest_sha256: benchform_core::tag::sha256_hex(&p.loaded.bytes),
+        lock_sha256: benchform_core::tag::sha256_hex(&p.lock_bytes),
+        image: p.desired.reference(),
+        plan: mine.plan.clone(),
+        outcome: if failed { "failure" } else { "success" }.to_string(),
+        steps,
+        backups: applier.copied.lock().map(|c| c.clone()).unwrap_or_default(),
+    }
+}
+
+async fn write_history(applier: &Applier<'_>, record: &history::Record) -> Vec<String> {
+    let host = history::host_file(&backups_root(applier.p), &applier.p.manifest.project);
+    let bench = applier.bench().await.ok();
+    history::append(record, &host, bench.as_ref()).await
+}
+
+/// `<manifest folder>/<backups.dir>`.
+pub fn backups_root(p: &observe::Prepared) -> std::path::PathBuf {
+    p.loaded.dir.join(&p.manifest.backups.dir)
 }
 
 /// Ask on the terminal; without one, refuse (CI must say --auto-approve or apply a saved plan).

@@ -2,6 +2,7 @@
 
 mod apply;
 mod diff;
+mod history;
 pub mod lock;
 pub mod plan;
 mod schema;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> Status {
         Command::Show(args) => show::run(&args),
         Command::Diff(args) => diff::run(&args),
         Command::Apply(args) => apply::run(&args),
+        Command::History(args) => history::run(&args),
         Command::ForceUnlock(args) => apply::force_unlock(&args),
     }
 }

@@ -1,0 +1,85 @@
+//! `benchform history`: the applies of this deployment, from the `sites` volume and this host.
+
+use benchform_bench::Bench;
+
+use crate::Status;
+use crate::cli::{Format, HistoryArgs};
+use crate::history;
+use crate::observe;
+use crate::output;
+
+pub fn run(args: &HistoryArgs) -> Status {
+    let loaded = match crate::load::load(args.manifest.file.as_deref()) {
+        Ok(l) => l,
+        Err(d) => return crate::render::fail(&d),
+    };
+    let Some(manifest) = loaded.validation.manifest.as_ref() else {
+        return crate::render::fail(&loaded.validation.diagnostics);
+    };
+    let host = history::host_file(&loaded.dir.join(&manifest.backups.dir), &manifest.project);
+    let rt = crate::runtime();
+    // The deployment's copy needs a running backend; without an engine the host's copy is all.
+    let result = rt.block_on(async {
+        let engine = observe::engine().await.ok();
+        let container = match &engine {
+            Some(e) => e
+                .project_containers(&manifest.project)
+                .await
+                .ok()
+                .and_then(|cs| {
+                    cs.into_iter()
+                        .find(|c| c.service == manifest.deploy.backend_service && c.state == "running" && !c.oneoff)
+                })
+                .map(|c| c.id),
+            None => None,
+        };
+        let bench = engine.as_ref().zip(container).map(|(engine, container)| Bench { engine, container });
+        let read = history::read(&host, bench.as_ref()).await;
+        (read, bench.is_some())
+    });
+    let ((records, torn), deployment_copy) = match result {
+        (Ok(r), seen) => (r, seen),
+        (Err(e), _) => {
+            output::err_line(&format!(
+                "error: cannot read the history in the backend: {e}\n  = fix: check `docker info`"
+            ));
+            return Status::Failure;
+        }
+    };
+    let skip = args.last.map_or(0, |n| records.len().saturating_sub(n));
+    let records = &records[skip..];
+    match args.format {
+        Format::Json => output::out(&crate::render::json(&records)),
+        Format::Text => {
+            if records.is_empty() {
+                output::line(&format!("No apply of {} is recorded yet.", manifest.project));
+            }
+            for r in records {
+                let count = |status: &str| r.steps.iter().filter(|s| s.status == status).count();
+                output::line(&format!("{}  {:<7}  {}  by {}  ({})", r.started, r.outcome, r.id, r.who, r.plan));
+                output::line(&format!(
+                    "    image {}; {} step(s): {} done, {} already done, {} failed, {} not started",
+                    r.image,
+                    r.steps.len(),
+                    count("done"),
+                    count("already_done"),
+                    count("failed"),
+                    count("not_started")
+                ));
+                for s in r.steps.iter().filter(|s| s.status == "failed") {
+                    output::line(&format!("    failed {}: {}", s.id, s.detail.as_deref().unwrap_or_default()));
+                }
+                for b in &r.backups {
+                    output::line(&format!("    backup {b}"));
+                }
+            }
+        }
+    }
+    if !deployment_copy {
+        output::err_line("note: no backend container runs, so only this host's copy of the history was read");
+    }
+    if torn > 0 {
+        output::err_line(&format!("note: {torn} unreadable history line(s) skipped"));
+    }
+    Status::Success
+}
