@@ -245,7 +245,18 @@ pub async fn observe(
     let sites_observed = backend.is_some();
     let sites = match backend {
         Some(b) => Bench { engine: &engine, container: b.id.clone() }.observe_sites(refresh).await.map_err(|e| {
-            ObserveError::new("sites", e, format!("check the {} container (`docker logs {}`)", b.service, b.name))
+            let fix = match &e {
+                // MariaDB's ER_BAD_DB_ERROR: the site folder is there, its database is not.
+                benchform_bench::BenchError::Failed { command, stderr, .. } if stderr.contains("Unknown database") => {
+                    let site = command.split_whitespace().skip_while(|w| *w != "--site").nth(1).unwrap_or("the site");
+                    format!(
+                        "{site}'s database is missing: restore it from a backup in backups.dir \
+                         (`bench --site {site} restore FILE`), or take the site out of the manifest and drop it"
+                    )
+                }
+                _ => format!("check the {} container (`docker logs {}`)", b.service, b.name),
+            };
+            ObserveError::new("sites", e, fix)
         })?,
         None => Vec::new(),
     };

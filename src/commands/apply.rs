@@ -336,7 +336,7 @@ impl Summary {
             ));
         }
         output::err_line(&format!(
-            "\nApply failed at {} of {} step(s) ({}); {} done, {} not started.",
+            "\nApply failed: {} of {} step(s) failed ({}); {} done, {} not started.",
             self.failed.len(),
             plan.steps.len(),
             self.failed.join(", "),

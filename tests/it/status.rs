@@ -15,30 +15,43 @@ use serde_json::Value;
 use crate::support::{Run, benchform_in, root};
 use crate::world::{World, engine, rt, unique};
 
-const DB_ROOT_PASSWORD: &str = "db-root-pw-for-tests";
-const ADMIN_PASSWORD: &str = "admin-pw-for-tests";
+pub(crate) const DB_ROOT_PASSWORD: &str = "db-root-pw-for-tests";
+pub(crate) const ADMIN_PASSWORD: &str = "admin-pw-for-tests";
 
 /// A deployment of the fixture: repositories on the world's git server, a locked manifest, and
 /// (after `deploy`) a running compose project. Dropping it removes the project and its volumes.
-struct Deployment {
-    world: &'static World,
+pub(crate) struct Deployment {
+    pub(crate) world: &'static World,
     /// Image references this deployment built, removed from the engine on drop.
     built: std::cell::RefCell<Vec<String>>,
-    dir: tempfile::TempDir,
-    project: String,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) project: String,
     /// Kept so that their work trees live as long as the deployment.
     _repos: Vec<TestRepo>,
     compose: Compose,
-    deployed: bool,
+    pub(crate) deployed: bool,
+    /// Variables every benchform run of this deployment gets (the private app's token).
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Deployment {
-    fn new(sites: &[(&str, &[&str])]) -> Deployment {
+    pub(crate) fn new(sites: &[(&str, &[&str])]) -> Deployment {
+        Deployment::create(sites, false)
+    }
+
+    /// The same, with hrms in a private repository that needs the world's token (`APP_TOKEN`).
+    pub(crate) fn with_private_hrms(sites: &[(&str, &[&str])]) -> Deployment {
+        Deployment::create(sites, true)
+    }
+
+    fn create(sites: &[(&str, &[&str])], private: bool) -> Deployment {
         let world = World::get();
         let project = unique("st");
         let mut repos = Vec::new();
+        let hrms_path = if private { format!("private/{project}/hrms.git") } else { format!("{project}/hrms.git") };
         for (name, tag) in [("frappe", "v15.1.0"), ("erpnext", "v15.1.0"), ("hrms", "v1.0.0")] {
-            let repo = TestRepo::create(&world.git_root(), &format!("{project}/{name}.git")).unwrap();
+            let path = if name == "hrms" { hrms_path.clone() } else { format!("{project}/{name}.git") };
+            let repo = TestRepo::create(&world.git_root(), &path).unwrap();
             let c = repo.commit("first").unwrap();
             repo.tag_annotated(tag, &c).unwrap();
             repos.push(repo);
@@ -46,10 +59,11 @@ impl Deployment {
         let dir = tempfile::tempdir().unwrap();
         let fixtures = root().join("tests/fixtures");
         let mut manifest = format!(
-            "version: 1\nproject: {project}\nfrappe:\n  repo: {frappe}\n  ref: v15.1.0\napps:\n  - name: erpnext\n    repo: {erpnext}\n    ref: v15.1.0\n  - name: hrms\n    repo: {hrms}\n    ref: v1.0.0\nimage:\n  repository: {registry}/{project}/erp\n  containerfile: Containerfile\n  context: {context}\n  build_args: {{FRAPPE_IMAGE_PREFIX: benchform-world}}\n  build_network: host\ndeploy:\n  compose:\n    dir: {compose}\n    files: [compose.yaml]\n  db_root_password_env: DB_ROOT_PASSWORD\n  admin_password_env: ADMIN_PASSWORD\nsites:\n",
+            "version: 1\nproject: {project}\nfrappe:\n  repo: {frappe}\n  ref: v15.1.0\napps:\n  - name: erpnext\n    repo: {erpnext}\n    ref: v15.1.0\n  - name: hrms\n    repo: {hrms}\n    ref: v1.0.0{token}\nimage:\n  repository: {registry}/{project}/erp\n  containerfile: Containerfile\n  context: {context}\n  build_args: {{FRAPPE_IMAGE_PREFIX: benchform-world}}\n  build_network: host\ndeploy:\n  compose:\n    dir: {compose}\n    files: [compose.yaml]\n  db_root_password_env: DB_ROOT_PASSWORD\n  admin_password_env: ADMIN_PASSWORD\nsites:\n",
             frappe = world.git_url(&format!("{project}/frappe.git")),
             erpnext = world.git_url(&format!("{project}/erpnext.git")),
-            hrms = world.git_url(&format!("{project}/hrms.git")),
+            hrms = world.git_url(&hrms_path),
+            token = if private { "\n    token_env: APP_TOKEN" } else { "" },
             registry = world.registry(),
             context = fixtures.join("bench-contract").display(),
             compose = fixtures.join("compose").display(),
@@ -66,7 +80,13 @@ impl Deployment {
             files: vec![fixtures.join("compose/compose.yaml")],
             env_file: None,
         };
-        let d = Deployment { world, built: Default::default(), dir, project, _repos: repos, compose, deployed: false };
+        let env = if private {
+            vec![("APP_TOKEN".to_string(), world.var("BENCHFORM_WORLD_GIT_TOKEN").to_string())]
+        } else {
+            Vec::new()
+        };
+        let d =
+            Deployment { world, built: Default::default(), dir, project, _repos: repos, compose, deployed: false, env };
         let lock = d.benchform(&["lock"]);
         assert_eq!(lock.code, 0, "{}", lock.all());
         d
@@ -74,7 +94,7 @@ impl Deployment {
 
     /// Release `to` of the app whose repository is `repo` (index into the repositories: 1 erpnext,
     /// 2 hrms), pin it in the manifest instead of `from`, and relock.
-    fn release(&self, repo: usize, from: &str, to: &str) {
+    pub(crate) fn release(&self, repo: usize, from: &str, to: &str) {
         let r = &self._repos[repo];
         let c = r.commit(&format!("release {to}")).unwrap();
         r.tag_annotated(to, &c).unwrap();
@@ -86,11 +106,40 @@ impl Deployment {
         assert_eq!(lock.code, 0, "{}", lock.all());
     }
 
-    fn benchform(&self, args: &[&str]) -> Run {
-        benchform_in(self.dir.path(), args, &[])
+    pub(crate) fn benchform(&self, args: &[&str]) -> Run {
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        benchform_in(self.dir.path(), args, &env)
     }
 
-    fn status(&self, extra: &[&str]) -> Value {
+    /// `benchform apply ARGS` with the site passwords (and the token, if any) in the environment.
+    pub(crate) fn apply(&self, args: &[&str]) -> Run {
+        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.extend(apply_env());
+        let argv: Vec<&str> = std::iter::once("apply").chain(args.iter().copied()).collect();
+        benchform_in(self.dir.path(), &argv, &env)
+    }
+
+    /// Write the bench-contract fault file of `site` (empty text removes it).
+    pub(crate) fn fault(&self, site: &str, text: &str) {
+        let path = format!("/home/frappe/frappe-bench/sites/{site}/.bench-contract-fault");
+        let backend = self.backend();
+        let out = if text.is_empty() {
+            std::process::Command::new(self.world.docker_cli())
+                .args(["exec", "-u", "frappe", &backend, "rm", "-f", &path])
+                .output()
+                .unwrap()
+        } else {
+            let local = self.dir.path().join("fault");
+            std::fs::write(&local, text).unwrap();
+            std::process::Command::new(self.world.docker_cli())
+                .args(["cp", &local.display().to_string(), &format!("{backend}:{path}")])
+                .output()
+                .unwrap()
+        };
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub(crate) fn status(&self, extra: &[&str]) -> Value {
         let mut args = vec!["status", "--format", "json"];
         args.extend(extra);
         let run = self.benchform(&args);
@@ -150,7 +199,7 @@ impl Deployment {
         self.deployed = true;
     }
 
-    fn backend(&self) -> String {
+    pub(crate) fn backend(&self) -> String {
         let rt = rt();
         let engine = rt.block_on(engine());
         for _ in 0..100 {
@@ -167,7 +216,7 @@ impl Deployment {
     }
 
     /// `bench ARGS` in the backend, as an operator would with `docker exec`.
-    fn bench(&self, args: &[&str]) -> (i64, String) {
+    pub(crate) fn bench(&self, args: &[&str]) -> (i64, String) {
         let rt = rt();
         let engine = rt.block_on(engine());
         let bench = Bench { engine: &engine, container: self.backend() };
@@ -204,10 +253,11 @@ impl Drop for Deployment {
             let _ = std::process::Command::new(self.world.docker_cli()).args(["rmi", reference]).output();
         }
         let _ = std::fs::remove_dir_all(self.world.git_root().join(&self.project));
+        let _ = std::fs::remove_dir_all(self.world.git_root().join("private").join(&self.project));
     }
 }
 
-fn site<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn site<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["sites"].as_array().unwrap().iter().find(|s| s["name"] == name).unwrap()
 }
 
@@ -292,12 +342,12 @@ fn status_reports_exactly_what_was_done_and_the_drift() {
 /// Watches one project's exec_create events live from the engine (`docker events`). Replaying
 /// events with `since` is no good here: the engine keeps only its last 256, which parallel tests
 /// overrun.
-struct Watch {
+pub(crate) struct Watch {
     child: std::process::Child,
 }
 
 impl Watch {
-    fn start(project: &str) -> Watch {
+    pub(crate) fn start(project: &str) -> Watch {
         let child = std::process::Command::new(World::get().docker_cli())
             .args(["events", "--filter", "type=container", "--filter", "event=exec_create"])
             .args(["--filter", &format!("label=com.docker.compose.project={project}"), "--format", "{{.Action}}"])
@@ -310,7 +360,7 @@ impl Watch {
     }
 
     /// The `exec_create: <argv>` actions seen.
-    fn stop(mut self) -> Vec<String> {
+    pub(crate) fn stop(mut self) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(700));
         let _ = self.child.kill();
         let out = self.child.wait_with_output().unwrap();
@@ -351,26 +401,32 @@ fn unobservable_worlds_are_clear_errors_with_exit_1() {
     let sock_dir = tempfile::tempdir().unwrap();
     let sock = sock_dir.path().join("docker.sock");
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let dead = benchform_in(d.dir.path(), &["status"], &[("DOCKER_HOST", &format!("unix://{}", sock.display()))]);
-    assert_eq!(dead.code, 1);
-    assert!(
-        dead.stderr.contains("error: cannot observe the engine: no Docker Engine answers at unix://"),
-        "{}",
-        dead.stderr
-    );
-    assert!(dead.stderr.contains("DOCKER_HOST"), "{}", dead.stderr);
+    // status and apply observe the same way: each situation fails both, before anything changes.
+    let both = |env: &[(&str, &str)]| {
+        [&["status"][..], &["apply", "--auto-approve"][..]].map(|args| benchform_in(d.dir.path(), args, env))
+    };
+    for dead in both(&[("DOCKER_HOST", &format!("unix://{}", sock.display()))]) {
+        assert_eq!(dead.code, 1);
+        assert!(
+            dead.stderr.contains("error: cannot observe the engine: no Docker Engine answers at unix://"),
+            "{}",
+            dead.stderr
+        );
+        assert!(dead.stderr.contains("DOCKER_HOST"), "{}", dead.stderr);
+    }
 
     // A registry on a closed port.
     let registry = d.world.registry().to_string();
     std::fs::write(&manifest, original.replace(&format!("repository: {registry}/"), "repository: 127.0.0.1:1/"))
         .unwrap();
-    let closed = d.benchform(&["status"]);
-    assert_eq!(closed.code, 1);
-    assert!(
-        closed.stderr.contains("error: cannot observe the registry: registry 127.0.0.1:1 could not be reached"),
-        "{}",
-        closed.stderr
-    );
+    for closed in both(&[]) {
+        assert_eq!(closed.code, 1);
+        assert!(
+            closed.stderr.contains("error: cannot observe the registry: registry 127.0.0.1:1 could not be reached"),
+            "{}",
+            closed.stderr
+        );
+    }
 
     // The htpasswd registry with a wrong password: the fix names `docker login`.
     let auth = d.world.auth_registry().to_string();
@@ -382,11 +438,12 @@ fn unobservable_worlds_are_clear_errors_with_exit_1() {
         format!("{{\"auths\": {{\"{auth}\": {{\"auth\": \"YmVuY2hmb3JtOndyb25nLXBhc3N3b3Jk\"}}}}}}"),
     )
     .unwrap();
-    let wrong = benchform_in(d.dir.path(), &["status"], &[("DOCKER_CONFIG", &config.path().display().to_string())]);
-    assert_eq!(wrong.code, 1);
-    assert!(wrong.stderr.contains("refused the credentials"), "{}", wrong.stderr);
-    assert!(wrong.stderr.contains(&format!("docker login {auth}")), "{}", wrong.stderr);
-    assert!(!wrong.all().contains("wrong-password"));
+    for wrong in both(&[("DOCKER_CONFIG", &config.path().display().to_string())]) {
+        assert_eq!(wrong.code, 1);
+        assert!(wrong.stderr.contains("refused the credentials"), "{}", wrong.stderr);
+        assert!(wrong.stderr.contains(&format!("docker login {auth}")), "{}", wrong.stderr);
+        assert!(!wrong.all().contains("wrong-password"));
+    }
 
     // No lock.
     std::fs::write(&manifest, &original).unwrap();
@@ -616,7 +673,7 @@ fn rev_parse(repo: &std::path::Path, rev: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn apply_env() -> [(&'static str, &'static str); 2] {
+pub(crate) fn apply_env() -> [(&'static str, &'static str); 2] {
     [("DB_ROOT_PASSWORD", DB_ROOT_PASSWORD), ("ADMIN_PASSWORD", ADMIN_PASSWORD)]
 }
 
