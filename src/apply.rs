@@ -553,7 +553,14 @@ impl Applier<'_> {
         let scope = if major >= 16 { "--mariadb-user-host-login-scope=%" } else { "--no-mariadb-socket" };
         // The passwords answer bench's prompts on stdin: argv is visible in the engine's events.
         let answers = format!("{root}\n{admin}\n");
-        self.run_bench(&["bench", "new-site", site, scope], Some(answers.as_bytes())).await?;
+        if let Err(mut e) = self.run_bench(&["bench", "new-site", site, scope], Some(answers.as_bytes())).await {
+            // A failed new-site can leave a half-made site that blocks the next one (trap 15).
+            e.fix = format!(
+                "fix the cause; if sites/{site} was left behind, remove the half-made site with \
+                 `bench drop-site {site} --force --no-backup`, then apply again"
+            );
+            return Err(e);
+        }
         self.run_bench(&["bench", "--site", site, "scheduler", "enable"], None).await?;
         Ok(Outcome::Done(format!("{site} created, scheduler enabled")))
     }

@@ -125,6 +125,7 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     d.deployed = true;
     let first = d.apply(&["--auto-approve"]);
     assert_eq!(first.code, 0, "{}", first.all());
+    assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
     let old = backend_image(&d);
 
     // A site with pending jobs is not put in maintenance; apply gives up after --ready-timeout.
@@ -156,11 +157,34 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     assert_eq!(last["outcome"], "failure");
     assert!(last["steps"].as_array().unwrap().iter().any(|s| s["id"] == "deploy" && s["status"] == "failed"));
 
-    // Without the fault, the release goes through.
+    // Without the fault, the release goes through: containers recreated on the new image, and
+    // redis-cache's stale assets_json gone (frappe-contract §8).
     edit_manifest(&d, ", BENCH_CONTRACT_FAULT: backend-down", "");
+    let redis = format!("{}_redis-cache_1", d.project);
+    let redis_cli = |args: &[&str]| {
+        let out = std::process::Command::new(d.world.docker_cli())
+            .args(["exec", &redis, "redis-cli"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(redis_cli(&["SET", "assets_json", "{\"old\": \"bundle\"}"]), "OK");
+    let id = |name: &str| {
+        let out = std::process::Command::new(d.world.docker_cli())
+            .args(["inspect", "--format", "{{.Id}}", name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before = id(&d.backend());
     let healed = d.apply(&["--auto-approve"]);
     assert_eq!(healed.code, 0, "{}", healed.all());
     assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
+    assert_eq!(redis_cli(&["EXISTS", "assets_json"]), "0");
+    assert_ne!(before, "");
+    assert_ne!(before, id(&d.backend()), "the backend was recreated, not restarted");
 
     // A site whose database is gone: a clear error naming it, before any step.
     d.release(1, "v15.2.0", "v15.3.0");

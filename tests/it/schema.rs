@@ -136,3 +136,34 @@ fn every_diagnostic_code_is_documented() {
         .collect();
     assert!(missing.is_empty(), "docs/validate.md lacks {missing:?}");
 }
+
+#[test]
+fn every_contract_trap_is_mapped_to_tests_that_exist() {
+    let doc = std::fs::read_to_string(root().join("docs/traps.md")).unwrap();
+    let rows: Vec<u32> = doc.lines().filter_map(|l| l.strip_prefix("| ")?.split(' ').next()?.parse().ok()).collect();
+    assert_eq!(rows, (1..=21).collect::<Vec<_>>(), "one row per trap of frappe-contract §10, in order");
+    // Every backticked snake_case name of four or more words must be a test function somewhere.
+    let mut sources = String::new();
+    let mut stack = vec![root().join("crates"), root().join("tests"), root().join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    let names: Vec<&str> = doc
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|n| {
+            n.split('_').count() >= 4 && n.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+        })
+        .collect();
+    assert!(names.len() > 20, "{names:?}");
+    let unknown: Vec<&&str> = names.iter().filter(|n| !sources.contains(&format!("fn {n}("))).collect();
+    assert!(unknown.is_empty(), "docs/traps.md names tests that do not exist: {unknown:?}");
+}
