@@ -89,8 +89,23 @@ fn lock_id() -> String {
 
 /// `user@host`, for the lock's holder.
 fn holder() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".to_string());
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| user_of_this_process());
     format!("{user}@{}", hostname())
+}
+
+/// The name /etc/passwd gives this process's user (`uid N` without one).
+fn user_of_this_process() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return "unknown".to_string() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
 }
 
 fn hostname() -> String {
@@ -223,7 +238,7 @@ fn locked(
             }
         }
         match result {
-            None => output::line(&format!("→ {} {target}", step.kind)),
+            None => output::line(format!("→ {} {target}", step.kind).trim_end()),
             Some(Ok(Outcome::Done(what))) => {
                 output::line(&format!("  done {} in {:.1}s: {}", step.id, elapsed.as_secs_f64(), applier.redact(what)))
             }
