@@ -56,6 +56,15 @@ pub enum Command {
     ///
     /// Example: benchform history --last 5
     History(HistoryArgs),
+    /// Draft benchform.yaml from frappe_docker's apps.json and compose env file (every guess
+    /// marked TODO; credentials in URLs become token_env; nothing secret is copied).
+    ///
+    /// Example: benchform init --from-apps-json apps.json --env-file production.env --context ../frappe_docker
+    Init(InitArgs),
+    /// Print a shell completion script.
+    ///
+    /// Example: benchform completions bash > /etc/bash_completion.d/benchform
+    Completions(CompletionsArgs),
     /// Release the apply lock a crashed apply left behind.
     ///
     /// Example: benchform force-unlock 1a2b3c4d5e6f
@@ -237,4 +246,222 @@ pub struct ForceUnlockArgs {
     pub manifest: ManifestArg,
     /// The lock ID an apply left behind (printed when an apply finds the project locked).
     pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The manifest to write. Default: benchform.yaml in the current folder.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// frappe_docker's apps.json: `[{"url": …, "branch": …}, …]`.
+    #[arg(long, value_name = "FILE")]
+    pub from_apps_json: PathBuf,
+    /// The env file given to compose: CUSTOM_IMAGE, SITES and FRAPPE_SITE_NAME_HEADER are read,
+    /// nothing else is copied.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Compose project name. Default: derived from the manifest's folder name.
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
+    /// The frappe_docker checkout (build context and compose folder), relative to the manifest.
+    #[arg(long, value_name = "DIR", default_value = "../frappe_docker")]
+    pub context: PathBuf,
+    /// The frappe tag to pin (the FRAPPE_BRANCH you build with). Default: a branch marked TODO.
+    #[arg(long, value_name = "REF")]
+    pub frappe_ref: Option<String>,
+    /// Replace an existing manifest.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    //! The command lines the documentation shows must exist and parse, so the docs cannot rot.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    fn root() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// Split a shell command line into words: single and double quotes, backslash escapes;
+    /// stops at an unquoted `#`, `>`, `|`, `;`, `&&` or `||`.
+    fn words(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut word = String::new();
+        let mut in_word = false;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\'' => {
+                    in_word = true;
+                    for q in chars.by_ref() {
+                        if q == '\'' {
+                            break;
+                        }
+                        word.push(q);
+                    }
+                }
+                '"' => {
+                    in_word = true;
+                    while let Some(q) = chars.next() {
+                        match q {
+                            '"' => break,
+                            '\\' => word.extend(chars.next()),
+                            _ => word.push(q),
+                        }
+                    }
+                }
+                '\\' => {
+                    in_word = true;
+                    word.extend(chars.next());
+                }
+                '#' | '>' | '|' | ';' | '&' if !in_word => break,
+                c if c.is_whitespace() => {
+                    if in_word {
+                        out.push(std::mem::take(&mut word));
+                        in_word = false;
+                    }
+                }
+                c => {
+                    in_word = true;
+                    word.push(c);
+                }
+            }
+        }
+        if in_word {
+            out.push(word);
+        }
+        out
+    }
+
+    /// Every `benchform …` invocation in a shell line: at its start or after `$ `, `run: `, `- `
+    /// (YAML lists), `&&`, `||`, `;` or `(`. Synopsis lines (`[--flag]`, `a|b`, `…`) are skipped.
+    fn in_shell_line(line: &str, found: &mut Vec<String>) {
+        let mut rest = line;
+        while let Some(i) = rest.find("benchform ") {
+            let before = rest[..i].trim_end();
+            let at_start =
+                before.is_empty() || ["$", "run:", "-", "&&", "||", ";", "("].iter().any(|p| before.ends_with(p));
+            let candidate = rest[i..].trim().to_string();
+            rest = &rest[i + "benchform ".len()..];
+            let synopsis = candidate.contains('[') || candidate.contains('…') || candidate.contains("text|");
+            if at_start && !synopsis {
+                found.push(candidate);
+            }
+        }
+    }
+
+    /// Invocations in a document: in markdown, the lines of `sh`/`bash`/`console` code blocks and
+    /// inline code spans that start with `benchform `; in YAML (CI files), every line.
+    fn invocations(text: &str, markdown: bool) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut fence: Option<bool> = None; // Some(is_shell) inside a fenced block
+        for line in text.lines() {
+            if !markdown {
+                in_shell_line(line, &mut found);
+                continue;
+            }
+            if let Some(info) = line.trim_start().strip_prefix("```") {
+                fence = match fence {
+                    Some(_) => None,
+                    None => Some(matches!(info.trim(), "sh" | "bash" | "console" | "shell")),
+                };
+                continue;
+            }
+            match fence {
+                Some(true) => in_shell_line(line, &mut found),
+                Some(false) => {}
+                None => {
+                    for (i, span) in line.split('`').enumerate() {
+                        if i % 2 == 1 && span.starts_with("benchform ") {
+                            in_shell_line(span, &mut found);
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    fn check(file: &str, text: &str) -> usize {
+        let mut n = 0;
+        for line in invocations(text, file.ends_with(".md")) {
+            let argv = words(&line);
+            if argv.first().map(String::as_str) != Some("benchform") || argv.len() < 2 {
+                continue;
+            }
+            // Placeholders stand for values: `<shell>` → bash.
+            let argv: Vec<String> =
+                argv.into_iter().map(|w| if w == "<shell>" { "bash".to_string() } else { w }).collect();
+            // `benchform init` in prose names a command: it must exist.
+            if argv.len() == 2 && !argv[1].starts_with('-') {
+                assert!(Cli::command().find_subcommand(&argv[1]).is_some(), "{file}: no command `{line}`");
+                n += 1;
+                continue;
+            }
+            if let Err(e) = Cli::try_parse_from(&argv) {
+                if !matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
+                    panic!("{file}: `{line}` does not parse:\n{e}");
+                }
+            }
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn every_command_line_in_the_docs_parses() {
+        let mut files = vec![root().join("README.md"), root().join("ARCHITECTURE.md")];
+        for entry in std::fs::read_dir(root().join("docs")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+        let mut total = 0;
+        for f in &files {
+            total += check(&f.display().to_string(), &std::fs::read_to_string(f).unwrap());
+        }
+        assert!(total > 60, "only {total} command lines found: is the extraction broken?");
+    }
+
+    #[test]
+    fn the_ci_examples_are_yaml_and_use_only_existing_commands() {
+        for name in ["github-actions.yml", "gitlab-ci.yml"] {
+            let path = root().join("docs/examples").join(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let parsed = benchform_manifest::yaml::parse(&text);
+            assert!(parsed.problems.is_empty(), "{name}: {:?}", parsed.problems);
+            assert!(parsed.root.is_some(), "{name} is empty");
+            let commands = check(name, &text);
+            assert!(commands >= 6, "{name}: only {commands} benchform commands");
+        }
+    }
+
+    #[test]
+    fn the_extraction_finds_what_it_should() {
+        let text = "benchform reconciles prose\n```sh\nbenchform plan -o plan.json # saved\nbenchform apply [--auto-approve]\n```\nsee `benchform diff --base main` here\n";
+        assert_eq!(invocations(text, true), ["benchform plan -o plan.json # saved", "benchform diff --base main"]);
+        assert_eq!(invocations("  run: benchform lock --check\n", false), ["benchform lock --check"]);
+        assert_eq!(words("benchform plan -o 'a b.json' > x"), ["benchform", "plan", "-o", "a b.json"]);
+        assert!(Cli::try_parse_from(["benchform", "no-such"]).is_err(), "a bad command line must fail the check");
+    }
+
+    #[test]
+    fn every_command_has_an_example_in_its_help() {
+        for sub in Cli::command().get_subcommands() {
+            let about = sub.get_long_about().map(ToString::to_string).unwrap_or_default();
+            assert!(about.contains("Example: benchform "), "`benchform {}` --help has no example", sub.get_name());
+        }
+    }
 }

@@ -3,6 +3,7 @@
 mod apply;
 mod diff;
 mod history;
+mod init;
 pub mod lock;
 pub mod plan;
 mod schema;
@@ -24,6 +25,17 @@ pub fn run(cli: Cli) -> Status {
         Command::Diff(args) => diff::run(&args),
         Command::Apply(args) => apply::run(&args),
         Command::History(args) => history::run(&args),
+        Command::Init(args) => init::run(&args),
+        Command::Completions(args) => completions(&args),
         Command::ForceUnlock(args) => apply::force_unlock(&args),
     }
+}
+
+/// `benchform completions SHELL`: the script on standard output.
+fn completions(args: &crate::cli::CompletionsArgs) -> Status {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "benchform", &mut script);
+    crate::output::out(&String::from_utf8_lossy(&script));
+    Status::Success
 }

@@ -8,6 +8,8 @@ mod adapters;
 mod apply;
 mod corpus;
 mod diff;
+mod docs;
+mod init;
 mod lock;
 mod schema;
 mod status;

@@ -1,0 +1,343 @@
+//! `benchform init --from-apps-json apps.json [--env-file production.env]`: draft a manifest from
+//! what frappe_docker's custom-image runbook already has. Every guess is marked `# TODO` in the
+//! draft; nothing secret is copied (credentials in URLs become a `token_env`, env-file values
+//! other than the few it reads are ignored). The draft is validated before it is written, and an
+//! existing file is never overwritten without `--force`.
+
+use std::path::{Component, Path, PathBuf};
+
+use benchform_manifest::{Code, Severity, names};
+
+use crate::Status;
+use crate::cli::InitArgs;
+use crate::output;
+
+/// frappe_docker's usual compose files for a single-server deployment.
+const DEFAULT_COMPOSE_FILES: [&str; 4] = [
+    "compose.yaml",
+    "overrides/compose.mariadb.yaml",
+    "overrides/compose.redis.yaml",
+    "overrides/compose.noproxy.yaml",
+];
+
+/// One app of the draft.
+#[derive(Debug)]
+struct DraftApp {
+    name: String,
+    repo: String,
+    git_ref: String,
+    token_env: Option<String>,
+}
+
+pub fn run(args: &InitArgs) -> Status {
+    match draft(args) {
+        Ok(status) => status,
+        Err(message) => {
+            output::err_line(&format!("error: {message}\nNothing was written."));
+            Status::Failure
+        }
+    }
+}
+
+fn draft(args: &InitArgs) -> Result<Status, String> {
+    let target = args.file.clone().unwrap_or_else(|| PathBuf::from(crate::load::DEFAULT_MANIFEST));
+    if target.exists() && !args.force {
+        return Err(format!(
+            "{} exists\n  = fix: pass --force to replace it, or -f OTHER.yaml to draft next to it",
+            target.display()
+        ));
+    }
+    let apps_json = &args.from_apps_json;
+    let text = std::fs::read_to_string(apps_json).map_err(|e| format!("cannot read {}: {e}", apps_json.display()))?;
+    let (apps, frappe_entry, notes) = read_apps_json(&apps_json.display().to_string(), &text)?;
+    let env = match &args.env_file {
+        Some(path) => read_env_file(path)?,
+        None => Vec::new(),
+    };
+    let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
+
+    let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let project = match &args.project {
+        Some(p) => p.clone(),
+        None => {
+            let here = std::path::absolute(&dir).map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
+            let folder = here.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+            names::suggest_project_name(&folder).unwrap_or_else(|| "erp".to_string())
+        }
+    };
+    if !names::is_project_name(&project) {
+        return Err(format!(
+            "`{project}` cannot be a compose project name\n  = fix: pass --project with lowercase letters, digits, `-` and `_`"
+        ));
+    }
+
+    let mut y = String::new();
+    y.push_str("# Drafted by `benchform init`: check every line marked TODO, then run\n");
+    y.push_str("#   benchform validate && benchform lock\n");
+    y.push_str("version: 1\n");
+    y.push_str(&format!("project: {project}\n"));
+    y.push_str("frappe:\n");
+    let (frappe_repo, frappe_ref) = match (&frappe_entry, &args.frappe_ref) {
+        (Some((url, branch)), None) => (url.clone(), branch.clone()),
+        (Some((url, _)), Some(r)) => (url.clone(), r.clone()),
+        (None, Some(r)) => ("https://github.com/frappe/frappe".to_string(), r.clone()),
+        (None, None) => ("https://github.com/frappe/frappe".to_string(), "version-15".to_string()),
+    };
+    y.push_str(&format!("  repo: {}\n", quoted(&frappe_repo)));
+    if args.frappe_ref.is_none() && frappe_entry.is_none() {
+        y.push_str(&format!(
+            "  ref: {}  # TODO: the FRAPPE_BRANCH you build with; pin a tag (lock suggests the newest)\n",
+            quoted(&frappe_ref)
+        ));
+    } else {
+        y.push_str(&format!("  ref: {}\n", quoted(&frappe_ref)));
+    }
+    y.push_str("apps:  # build and install order: prerequisites first\n");
+    if apps.is_empty() {
+        y.truncate(y.len() - "  # build and install order: prerequisites first\n".len());
+        y.push_str(" []\n");
+    }
+    for a in &apps {
+        // The Python module name can differ from the repository's (india-compliance → india_compliance).
+        y.push_str(&format!("  - name: {}  # TODO: the app's Python module name (guessed from the URL)\n", a.name));
+        y.push_str(&format!("    repo: {}\n", quoted(&a.repo)));
+        y.push_str(&format!("    ref: {}\n", quoted(&a.git_ref)));
+        if let Some(var) = &a.token_env {
+            y.push_str(&format!("    token_env: {var}  # export the token in {var}; it was removed from the URL\n"));
+        }
+    }
+    y.push_str("image:\n");
+    match get("CUSTOM_IMAGE") {
+        Some(image) => y.push_str(&format!("  repository: {}\n", quoted(image))),
+        None => y.push_str(&format!(
+            "  repository: registry.example.com/{project}/erpnext  # TODO: your registry (CUSTOM_IMAGE)\n"
+        )),
+    }
+    y.push_str("  containerfile: images/layered/Containerfile\n");
+    y.push_str(&format!("  context: {}  # your frappe_docker checkout\n", quoted(&args.context.display().to_string())));
+    y.push_str("deploy:\n  compose:\n    files:  # TODO: the -f files of your `docker compose` command, in order\n");
+    for f in DEFAULT_COMPOSE_FILES {
+        y.push_str(&format!("      - {f}\n"));
+    }
+    if let Some(env_file) = &args.env_file {
+        let compose_dir = dir.join(&args.context);
+        let relative = relative_to(env_file, &compose_dir)?;
+        y.push_str(&format!("    env_file: {}\n", quoted(&relative.display().to_string())));
+    }
+    y.push_str("  db_root_password_env: DB_ROOT_PASSWORD  # needed only to create sites\n");
+    y.push_str("  admin_password_env: ADMIN_PASSWORD\n");
+    let sites = sites_from_env(get("SITES"), get("FRAPPE_SITE_NAME_HEADER"));
+    if sites.is_empty() {
+        y.push_str("sites: []  # TODO: your sites, each with its apps\n");
+    } else {
+        let all: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        y.push_str("sites:  # TODO: each site's apps (every app is listed on every site)\n");
+        for s in &sites {
+            y.push_str(&format!("  - name: {s}\n    apps: [{}]\n", all.join(", ")));
+        }
+    }
+    y.push_str("backups:\n  dir: backups\n  keep: 5\n");
+    y.push_str("policy:\n  immutable_refs: true\n  allow_uninstall: false\n  on_migrate_failure: restore\n");
+
+    let display = target.display().to_string();
+    let mut validation = benchform_manifest::validate(&display, y.as_bytes());
+    validation.check_paths(&dir, |p| p.exists());
+    let blocking: Vec<_> = validation
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error && d.code != Code::MissingPath)
+        .cloned()
+        .collect();
+    if !blocking.is_empty() {
+        output::raw_err(&crate::render::diagnostics_text(&display, &blocking));
+        return Err("the draft would not be a valid manifest (above); fix the inputs named there".to_string());
+    }
+    std::fs::write(&target, &y).map_err(|e| format!("cannot write {display}: {e}"))?;
+    output::line(&format!("Drafted {display} ({} app(s), {} site(s)).", apps.len(), sites.len()));
+    for note in &notes {
+        output::line(&format!("  - {note}"));
+    }
+    for d in validation.diagnostics.iter().filter(|d| d.code == Code::MissingPath) {
+        output::line(&format!("  - to fix: {}", d.message));
+    }
+    let todos = y.lines().filter(|l| l.contains("# TODO")).count();
+    output::line(&format!(
+        "Next: check the {todos} line(s) marked TODO, then `benchform validate` and `benchform lock`."
+    ));
+    Ok(Status::Success)
+}
+
+/// The apps of frappe_docker's `apps.json` (`[{"url": …, "branch": …}]`), frappe's entry if it
+/// has one (it should not: frappe comes from FRAPPE_PATH), and notes for the operator.
+#[allow(clippy::type_complexity)]
+fn read_apps_json(file: &str, text: &str) -> Result<(Vec<DraftApp>, Option<(String, String)>, Vec<String>), String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("{file}:{}:{}: not JSON: {e}", e.line(), e.column()))?;
+    let entries =
+        value.as_array().ok_or_else(|| format!("{file}: expected a list of {{\"url\": …, \"branch\": …}} entries"))?;
+    let mut apps: Vec<DraftApp> = Vec::new();
+    let mut frappe = None;
+    let mut notes = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let field = |key: &str| {
+            entry.get(key).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| {
+                format!(
+                    "{file}: entry {} has no text `{key}`\n  = fix: each entry is {{\"url\": …, \"branch\": …}}",
+                    i + 1
+                )
+            })
+        };
+        let (url, branch) = (field("url")?, field("branch")?);
+        if url.starts_with("git@") || url.starts_with("ssh://") {
+            return Err(format!(
+                "{file}: entry {} uses SSH ({})\n  = fix: frappe_docker's build clones over https only: use the https URL and a token",
+                i + 1,
+                names::redact_url_credentials(&url)
+            ));
+        }
+        let (repo, had_credentials) = strip_credentials(&url);
+        let guessed = repo.trim_end_matches('/').rsplit('/').next().unwrap_or_default().trim_end_matches(".git");
+        let name = guessed.to_lowercase().replace(['-', '.'], "_");
+        if name == "frappe" {
+            notes.push(format!("entry {} is frappe itself: used for frappe.repo and frappe.ref", i + 1));
+            frappe = Some((repo, branch));
+            continue;
+        }
+        if !names::is_identifier(&name) {
+            return Err(format!(
+                "{file}: entry {}: cannot guess an app name from {repo}\n  = fix: check the URL ends with the repository's name",
+                i + 1
+            ));
+        }
+        if apps.iter().any(|a| a.name == name) {
+            return Err(format!("{file}: entry {}: {name} is listed twice\n  = fix: keep one entry per app", i + 1));
+        }
+        let token_env = had_credentials.then(|| format!("{}_TOKEN", name.to_uppercase()));
+        if let Some(var) = &token_env {
+            notes.push(format!("{name}: credentials removed from its URL; export the token in {var}"));
+        }
+        apps.push(DraftApp { name, repo, git_ref: branch, token_env });
+    }
+    Ok((apps, frappe, notes))
+}
+
+/// `https://user:token@host/path` → (`https://host/path`, true).
+fn strip_credentials(url: &str) -> (String, bool) {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            let path = if path.is_empty() { String::new() } else { format!("/{path}") };
+            return (format!("{scheme}://{host}{path}"), true);
+        }
+    }
+    (url.to_string(), false)
+}
+
+/// `KEY=VALUE` lines of a compose env file (comments, blanks and `export ` allowed; quotes
+/// removed).
+fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut pairs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!("{}:{}:1: expected KEY=VALUE", path.display(), n + 1));
+        };
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value);
+        pairs.push((key.trim().to_string(), value.to_string()));
+    }
+    Ok(pairs)
+}
+
+/// Site names from frappe_docker's `SITES` (Traefik: `` `a.example.com`,`b.example.com` ``) or a
+/// fixed `FRAPPE_SITE_NAME_HEADER`.
+fn sites_from_env(sites: Option<&str>, header: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in sites.unwrap_or_default().split(',') {
+        let s = s.trim().trim_matches('`').trim();
+        if !s.is_empty() && names::site_name_problem(s).is_none() && !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    if let Some(h) = header.filter(|h| !h.starts_with('$') && names::site_name_problem(h).is_none())
+        && !out.iter().any(|o| o == h)
+    {
+        out.push(h.to_string());
+    }
+    out
+}
+
+/// `path` relative to `base` (both made absolute, `..` resolved lexically).
+fn relative_to(path: &Path, base: &Path) -> Result<PathBuf, String> {
+    let parts = |p: &Path| -> Result<Vec<std::ffi::OsString>, String> {
+        let abs = std::path::absolute(p).map_err(|e| format!("cannot resolve {}: {e}", p.display()))?;
+        let mut out = Vec::new();
+        for c in abs.components() {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::Normal(s) => out.push(s.to_os_string()),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+        Ok(out)
+    };
+    let (p, b) = (parts(path)?, parts(base)?);
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut rel = PathBuf::new();
+    for _ in common..b.len() {
+        rel.push("..");
+    }
+    for c in &p[common..] {
+        rel.push(c);
+    }
+    Ok(rel)
+}
+
+/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+fn quoted(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_urls() {
+        assert_eq!(
+            strip_credentials("https://u:t0k@git.example.com/a/b.git"),
+            ("https://git.example.com/a/b.git".into(), true)
+        );
+        assert_eq!(
+            strip_credentials("https://github.com/frappe/hrms"),
+            ("https://github.com/frappe/hrms".into(), false)
+        );
+    }
+
+    #[test]
+    fn sites_come_from_traefik_rules_or_the_header() {
+        assert_eq!(sites_from_env(Some("`a.example.com`,`b.example.com`"), None), ["a.example.com", "b.example.com"]);
+        assert_eq!(sites_from_env(None, Some("erp.example.com")), ["erp.example.com"]);
+        assert!(sites_from_env(None, Some("$$host")).is_empty());
+    }
+
+    #[test]
+    fn paths_relative_to_a_folder() {
+        assert_eq!(
+            relative_to(Path::new("/d/erp/prod.env"), Path::new("/d/frappe_docker")).unwrap(),
+            PathBuf::from("../erp/prod.env")
+        );
+        assert_eq!(relative_to(Path::new("/d/x/y.env"), Path::new("/d/x")).unwrap(), PathBuf::from("y.env"));
+    }
+}
