@@ -409,10 +409,10 @@ mod tests {
                 n += 1;
                 continue;
             }
-            if let Err(e) = Cli::try_parse_from(&argv) {
-                if !matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
-                    panic!("{file}: `{line}` does not parse:\n{e}");
-                }
+            if let Err(e) = Cli::try_parse_from(&argv)
+                && !matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion)
+            {
+                panic!("{file}: `{line}` does not parse:\n{e}");
             }
             n += 1;
         }
