@@ -52,7 +52,10 @@ pub fn run(args: &ApplyArgs) -> Status {
                     other.holder, other.pid, other.since
                 ));
                 if let Err(e) = rt.block_on(engine.unlock(&project, &other.id)) {
-                    output::err_line(&format!("error: cannot release the stale lock: {e}"));
+                    output::err_line(&format!(
+                        "error: cannot release the stale lock: {e}\n  = fix: check `docker info`, then `benchform force-unlock {}`",
+                        other.id
+                    ));
                     return Status::Failure;
                 }
             }
@@ -66,7 +69,9 @@ pub fn run(args: &ApplyArgs) -> Status {
             }
             Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_secs(1)),
             Err(e) => {
-                output::err_line(&format!("error: cannot take the apply lock: {e}"));
+                output::err_line(&format!(
+                    "error: cannot take the apply lock: {e}\n  = fix: check that the engine answers (`docker info`) and that benchform may create volumes, then apply again"
+                ));
                 return Status::Failure;
             }
         }
@@ -468,27 +473,31 @@ pub fn force_unlock(args: &crate::cli::ForceUnlockArgs) -> Status {
                 Status::Success
             }
             Ok(false) => {
-                output::err_line("error: the lock changed hands while releasing it; look again");
+                output::err_line(
+                    "error: the lock changed hands while releasing it\n  = fix: run `benchform apply` to see who holds it now",
+                );
                 Status::Failure
             }
             Err(e) => {
-                output::err_line(&format!("error: {e}"));
+                output::err_line(&format!("error: {e}\n  = fix: check `docker info`, then try again"));
                 Status::Failure
             }
         },
         Ok(Some(h)) => {
             output::err_line(&format!(
-                "error: {project}'s lock has ID {}, not {} (held by {} since {}); nothing released",
+                "error: {project}'s lock has ID {}, not {} (held by {} since {}); nothing released\n  = fix: check the ID in the error of the apply that found the lock",
                 h.id, args.id, h.holder, h.since
             ));
             Status::Failure
         }
         Ok(None) => {
-            output::err_line(&format!("error: {project} is not locked; nothing to release"));
+            output::err_line(&format!(
+                "error: {project} is not locked; nothing to release\n  = fix: run `benchform apply` again"
+            ));
             Status::Failure
         }
         Err(e) => {
-            output::err_line(&format!("error: {e}"));
+            output::err_line(&format!("error: {e}\n  = fix: check `docker info`, then try again"));
             Status::Failure
         }
     }

@@ -105,7 +105,10 @@ pub fn run(args: &PlanArgs) -> Status {
     if let Some(out) = &args.out {
         let fingerprint = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), &observed);
         if let Err(e) = std::fs::write(out, render::json(&document(&plan, Some(fingerprint)))) {
-            output::err_line(&format!("error: cannot write the plan to {}: {e}", out.display()));
+            output::err_line(&format!(
+                "error: cannot write the plan to {}: {e}\n  = fix: pass -o with a path in a folder you can write to",
+                out.display()
+            ));
             return Status::Failure;
         }
     }

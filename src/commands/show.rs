@@ -9,7 +9,10 @@ pub fn run(args: &ShowArgs) -> Status {
     let text = match std::fs::read_to_string(&args.file) {
         Ok(t) => t,
         Err(e) => {
-            output::err_line(&format!("error: cannot read {}: {e}", args.file.display()));
+            output::err_line(&format!(
+                "error: cannot read {}: {e}\n  = fix: name a plan saved with `benchform plan -o FILE`",
+                args.file.display()
+            ));
             return Status::Failure;
         }
     };
@@ -26,7 +29,7 @@ pub fn run(args: &ShowArgs) -> Status {
     };
     if doc.format_version != FORMAT_VERSION {
         output::err_line(&format!(
-            "error: {} has plan format {}; this benchform reads format {FORMAT_VERSION}",
+            "error: {} has plan format {}; this benchform reads format {FORMAT_VERSION}\n  = fix: make the plan again with this benchform: `benchform plan -o FILE`",
             args.file.display(),
             doc.format_version
         ));
