@@ -89,7 +89,8 @@ fn schema_errors_point_at_the_yaml_line_and_column() {
 }
 
 /// `version`, `apps[].token_env`, … for every property in the manifest schema.
-fn field_paths(root: &Value, schema: &Value, prefix: &str, out: &mut Vec<String>) {
+/// Every field of the schema as a dotted path (`apps[].name`), with its default if it has one.
+fn field_paths(root: &Value, schema: &Value, prefix: &str, out: &mut Vec<(String, Option<Value>)>) {
     let resolve = |s: &Value| -> Value {
         match s.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
             Some(p) => root.pointer(p).unwrap().clone(),
@@ -100,12 +101,12 @@ fn field_paths(root: &Value, schema: &Value, prefix: &str, out: &mut Vec<String>
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (name, sub) in props {
             let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
-            out.push(path.clone());
-            let sub = resolve(sub);
-            if let Some(items) = sub.get("items") {
+            let resolved = resolve(sub);
+            out.push((path.clone(), sub.get("default").or_else(|| resolved.get("default")).cloned()));
+            if let Some(items) = resolved.get("items") {
                 field_paths(root, items, &format!("{path}[]"), out);
             } else {
-                field_paths(root, &sub, &path, out);
+                field_paths(root, &resolved, &path, out);
             }
         }
     }
@@ -114,10 +115,29 @@ fn field_paths(root: &Value, schema: &Value, prefix: &str, out: &mut Vec<String>
 #[test]
 fn every_manifest_field_is_documented() {
     let schema: Value = serde_json::from_str(&checked_in("benchform.schema.json")).unwrap();
-    let mut fields = Vec::new();
-    field_paths(&schema, &schema, "", &mut fields);
+    let mut with_defaults = Vec::new();
+    field_paths(&schema, &schema, "", &mut with_defaults);
+    let fields: Vec<String> = with_defaults.iter().map(|(f, _)| f.clone()).collect();
     assert!(fields.len() > 25, "{fields:?}");
     let doc = std::fs::read_to_string(root().join("docs/manifest.md")).unwrap();
+    // The default column shows the schema's default for every field that has a simple one.
+    let mut checked = 0;
+    for (field, default) in &with_defaults {
+        let shown = match default {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(a)) if a.is_empty() => "[]".to_string(),
+            Some(v @ (Value::Bool(_) | Value::Number(_))) => v.to_string(),
+            _ => continue,
+        };
+        let row = doc.lines().find(|l| l.starts_with(&format!("| `{field}` |"))).unwrap_or_default();
+        let cell = row.split('|').nth(3).unwrap_or_default();
+        assert!(
+            cell.contains(&format!("`{shown}`")),
+            "docs/manifest.md: `{field}` defaults to `{shown}`, the doc says {cell:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 7, "only {checked} defaults checked");
     let undocumented: Vec<&String> = fields
         .iter()
         .filter(|f| !["frappe", "image", "deploy", "deploy.compose", "backups", "policy"].contains(&f.as_str()))
