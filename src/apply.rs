@@ -198,7 +198,7 @@ impl Applier<'_> {
     async fn run_bench(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<String, StepError> {
         let bench = self.bench().await?;
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        let out = bench.run_with_input(&argv, stdin, None).await.map_err(|e| err(e, "check the backend container"))?;
+        let out = bench.run_streamed(&argv, stdin).await.map_err(|e| err(e, "check the backend container"))?;
         if out.exit_code != 0 {
             let tail: Vec<&str> = out.stderr.lines().chain(out.stdout.lines()).collect();
             let tail = tail[tail.len().saturating_sub(6)..].join("\n    ");
@@ -533,6 +533,7 @@ impl Applier<'_> {
             env: &[],
             timeout: Some(Duration::from_secs(30)),
             stdin: None,
+            stream: false,
         };
         let out = self.engine.exec(&spec).await.map_err(|e| err(e, "check the redis-cache container"))?;
         if out.exit_code != 0 {

@@ -104,3 +104,63 @@ impl Drop for Spinner {
         }
     }
 }
+
+/// Secret values to mask in log lines (set by commands that hold secrets, e.g. apply).
+static LOG_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// From now on, replace each of `secrets` by `***` in every log line (`-v` streams command
+/// output, which can hold a secret: a traceback's locals, a clone URL).
+pub fn redact_in_logs(secrets: Vec<String>) {
+    if let Ok(mut s) = LOG_SECRETS.write() {
+        *s = secrets.into_iter().filter(|s| s.len() >= 4).collect();
+    }
+}
+
+/// `text` with every registered secret masked.
+fn redacted(text: &str) -> String {
+    match LOG_SECRETS.read() {
+        Ok(secrets) => secrets.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "***")),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// The log's writer: one per event; the event is masked and written whole when dropped.
+#[derive(Debug, Default)]
+pub struct LogWriter(Vec<u8>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            clear_spinner_line();
+            raw_err(&redacted(&String::from_utf8_lossy(&self.0)));
+        }
+    }
+}
+
+/// For `tracing_subscriber::fmt().with_writer(output::log_writer)`.
+pub fn log_writer() -> LogWriter {
+    LogWriter::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_are_masked_once_secrets_are_known() {
+        redact_in_logs(vec!["tok-0123456789".into(), "abc".into()]);
+        assert_eq!(redacted("clone https://x:tok-0123456789@h/a abc"), "clone https://x:***@h/a abc");
+        redact_in_logs(Vec::new());
+    }
+}

@@ -205,6 +205,7 @@ fn locked(
         parallelism: usize::from(args.parallelism),
     };
     let applier = Applier::new(p, engine, compose, options);
+    output::redact_in_logs(applier.secrets());
     if let Err(e) = rt.block_on(applier.preflight(&plan)) {
         output::err_line(&format!(
             "error: {}\n  = fix: {}\nNothing was changed.",

@@ -67,8 +67,10 @@ fn json_events_history_parallel_migrations_and_a_private_token_nowhere() {
         d.fault(s, "migrate=slow:3\n");
     }
     d.release(2, "v1.0.0", "v1.1.0");
-    let second = d.apply(&["--auto-approve", "--format", "json", "--parallelism", "3"]);
+    let second = d.apply(&["--auto-approve", "--format", "json", "--parallelism", "3", "-v"]);
     assert_eq!(second.code, 0, "{}", second.all());
+    // -v streams what the site commands print, as they print it.
+    assert!(second.stderr.contains("Migrating b.localhost"), "{}", second.stderr);
     let ev = events(&second.stdout);
     let first_end =
         ev.iter().position(|e| e["event"] == "step_finished" && e["kind"] == "migrate").expect("a migrate ended");

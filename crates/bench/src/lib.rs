@@ -64,6 +64,22 @@ impl Bench<'_> {
         stdin: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, EngineError> {
+        self.exec(argv, stdin, timeout, false).await
+    }
+
+    /// A command that changes the site (migrate, backup, install-app …): no timeout, and its
+    /// output streamed to the log as it comes (`-v`).
+    pub async fn run_streamed(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<ExecOutput, EngineError> {
+        self.exec(argv, stdin, None, true).await
+    }
+
+    async fn exec(
+        &self,
+        argv: &[String],
+        stdin: Option<&[u8]>,
+        timeout: Option<Duration>,
+        stream: bool,
+    ) -> Result<ExecOutput, EngineError> {
         tracing::info!(container = %self.container, command = %argv.join(" "), "exec");
         let spec = ExecSpec {
             container: &self.container,
@@ -73,6 +89,7 @@ impl Bench<'_> {
             env: &[],
             timeout,
             stdin,
+            stream,
         };
         self.engine.exec(&spec).await
     }

@@ -39,6 +39,15 @@ pub enum EngineError {
     ExecTimeout { container: String, command: String, seconds: u64 },
 }
 
+/// Emit the lines of an output chunk as `exec` events when streaming.
+fn stream_lines(stream: bool, chunk: &[u8]) {
+    if stream {
+        for line in String::from_utf8_lossy(chunk).split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
+            tracing::info!(target: "exec", "{line}");
+        }
+    }
+}
+
 /// A connected engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -96,6 +105,9 @@ pub struct ExecSpec<'a> {
     /// Bytes for the command's standard input (then closed). Secrets go here, never in `argv`:
     /// an exec's argv is visible in the engine's event stream and `ps`.
     pub stdin: Option<&'a [u8]>,
+    /// Emit each output line as it arrives, as an `info` event of target `exec` (`-v` shows
+    /// it): long commands (migrate, backup) are followed live. Progress bars' `\r` split lines.
+    pub stream: bool,
 }
 
 /// Where `DOCKER_HOST` points, or the default socket.
@@ -280,8 +292,14 @@ impl Engine {
                 drop(input);
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(|e| Self::request_error("read exec output", e))? {
-                        bollard::container::LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
-                        bollard::container::LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                        bollard::container::LogOutput::StdOut { message } => {
+                            stream_lines(spec.stream, &message);
+                            stdout.extend_from_slice(&message)
+                        }
+                        bollard::container::LogOutput::StdErr { message } => {
+                            stream_lines(spec.stream, &message);
+                            stderr.extend_from_slice(&message)
+                        }
                         _ => {}
                     }
                 }
