@@ -55,10 +55,12 @@ pub struct StepError {
     /// False when the step never started its work (e.g. another migrate holds the site's lock):
     /// nothing to restore, and restoring would fight the other process.
     pub touched: bool,
+    /// A deploy that failed its health gate and put the previous image back.
+    pub rolled_back: bool,
 }
 
 fn err(detail: impl ToString, fix: impl ToString) -> StepError {
-    StepError { detail: detail.to_string(), fix: fix.to_string(), touched: true }
+    StepError { detail: detail.to_string(), fix: fix.to_string(), touched: true, rolled_back: false }
 }
 
 /// Everything the steps need.
@@ -75,6 +77,8 @@ pub struct Applier<'a> {
     pub copied: std::sync::Mutex<Vec<String>>,
     /// Set once any site migrated in this run: from then on the new image must stay.
     pub migrated: std::sync::atomic::AtomicBool,
+    /// Sites this run took out of service (they were serving before it).
+    pub entered_maintenance: std::sync::Mutex<Vec<String>>,
 }
 
 impl<'a> Applier<'a> {
@@ -88,6 +92,7 @@ impl<'a> Applier<'a> {
             backups: Default::default(),
             copied: Default::default(),
             migrated: Default::default(),
+            entered_maintenance: Default::default(),
         }
     }
 }
@@ -228,6 +233,11 @@ impl Applier<'_> {
             StepKind::Push => self.push().await,
             StepKind::MaintenanceOn => {
                 self.ready_for_migration(site).await?;
+                let serving =
+                    self.sites().await?.iter().any(|o| o.name == site && !o.maintenance_mode && !o.scheduler_paused);
+                if serving && let Ok(mut entered) = self.entered_maintenance.lock() {
+                    entered.push(site.to_string());
+                }
                 self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "on"], None).await?;
                 self.run_bench(&["bench", "--site", site, "scheduler", "pause"], None).await?;
                 Ok(Outcome::Done("maintenance mode on, scheduler paused".into()))
@@ -455,12 +465,22 @@ impl Applier<'_> {
         let (repository, tag) = split_reference(&previous);
         let env = observe::compose_env_for(repository, tag, self.compose.flavour);
         let back = match self.compose.up(&env, false).await {
-            Ok(_) => self.wait_until_up(&previous).await.map(|()| format!("redeployed the previous image {previous}")),
+            Ok(_) => self.wait_until_up(&previous).await,
             Err(e) => Err(err(e, "")),
         };
-        let back =
-            back.unwrap_or_else(|e| format!("redeploying the previous image {previous} failed too: {}", e.detail));
-        Err(err(format!("{why}; {back}"), "look at the backend's logs on the new image, fix it, and apply again"))
+        match back {
+            Ok(()) => Err(StepError {
+                rolled_back: true,
+                ..err(
+                    format!("{why}; redeployed the previous image {previous}"),
+                    "look at the backend's logs on the new image, fix it, and apply again",
+                )
+            }),
+            Err(e) => Err(err(
+                format!("{why}; redeploying the previous image {previous} failed too: {}", e.detail),
+                "look at `docker compose logs`, then apply again",
+            )),
+        }
     }
 
     /// Wait until the configurator has exited and the backend runs `reference`.
@@ -621,6 +641,24 @@ impl Applier<'_> {
 }
 
 impl Applier<'_> {
+    /// After a deploy rolled back to the previous image: the sites this run took out of service
+    /// were not migrated, so the previous code matches their schema — serve them again.
+    pub async fn back_in_service(&self) -> Vec<Result<String, (String, StepError)>> {
+        let sites = self.entered_maintenance.lock().map(|e| e.clone()).unwrap_or_default();
+        let mut out = Vec::new();
+        for site in sites {
+            let released = async {
+                self.run_bench(&["bench", "--site", &site, "scheduler", "resume"], None).await?;
+                self.run_bench(&["bench", "--site", &site, "set-maintenance-mode", "off"], None).await
+            };
+            out.push(match released.await {
+                Ok(_) => Ok(site),
+                Err(e) => Err((site, e)),
+            });
+        }
+        out
+    }
+
     /// After a failed migrate, with `on_migrate_failure: restore`: put the site back to the backup
     /// taken in this run and leave it in maintenance mode (its schema is now older than the code).
     pub async fn recover(&self, site: &str) -> Result<String, StepError> {

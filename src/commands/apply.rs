@@ -275,10 +275,36 @@ fn locked(
                 Ok(what) => format!("recovered: {what}"),
                 Err(e) => format!("could not restore {site}: {}\n  = fix: {}", e.detail, e.fix),
             };
+            let what = format!(
+                "{what}\n  Ways forward for {site}: fix the migration and run `benchform apply` again, or revert the \
+                 manifest change and apply that."
+            );
             recoveries.push((site, applier.redact(&what)));
         }
     }
-    let summary = Summary::of(&plan, &states);
+    // A deploy that failed its health gate put the previous image back: the sites this run took
+    // out of service were not migrated, so they can serve again on it.
+    let mut released = Vec::new();
+    if plan.steps.iter().zip(&states).any(|(step, state)| {
+        step.kind == StepKind::Deploy && matches!(state, StepState::Finished(Err(e)) if e.rolled_back)
+    }) {
+        for result in rt.block_on(applier.back_in_service()) {
+            let (site, what) = match result {
+                Ok(site) => {
+                    released.push(site.clone());
+                    let what = format!("{site} is back in service on the previous image (it was not migrated)");
+                    (site, what)
+                }
+                Err((site, e)) => {
+                    let what = format!("could not take {site} out of maintenance: {}\n  = fix: {}", e.detail, e.fix);
+                    (site, what)
+                }
+            };
+            recoveries.push((site, applier.redact(&what)));
+        }
+    }
+    let mut summary = Summary::of(&plan, &states);
+    summary.in_maintenance.retain(|s| !released.contains(s));
     let record = history_record(p, mine, &started, &plan, &states, &applier);
     for warning in rt.block_on(write_history(&applier, &record)) {
         if json {
@@ -349,12 +375,8 @@ impl Summary {
             output::line(&format!("\nApply complete: {} step(s).", plan.steps.len()));
             return;
         }
-        for (site, what) in recoveries {
+        for (_, what) in recoveries {
             output::err_line(&format!("  {what}"));
-            output::err_line(&format!(
-                "  Ways forward for {site}: fix the migration and run `benchform apply` again, or revert the manifest \
-                 change and apply that."
-            ));
         }
         output::err_line(&format!(
             "\nApply failed: {} of {} step(s) failed ({}); {} done, {} not started.",

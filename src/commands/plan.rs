@@ -138,7 +138,7 @@ fn target(s: &Step) -> String {
     match (&s.site, &s.app) {
         (Some(site), Some(app)) => format!("{site} {app}"),
         (Some(site), None) => site.clone(),
-        (None, _) if !s.services.is_empty() => s.services.join(", "),
+        // A deploy's reason names its services, grouped by why.
         _ => String::new(),
     }
 }

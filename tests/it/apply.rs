@@ -152,8 +152,15 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
         broken.stderr
     );
     assert!(broken.stderr.contains(&format!("redeployed the previous image {old}")), "{}", broken.stderr);
-    assert!(broken.stderr.contains("Sites left in maintenance mode: a.localhost"), "{}", broken.stderr);
+    assert!(
+        broken.stderr.contains("a.localhost is back in service on the previous image (it was not migrated)"),
+        "{}",
+        broken.stderr
+    );
+    assert!(!broken.stderr.contains("Sites left in maintenance mode"), "{}", broken.stderr);
     assert_eq!(backend_image(&d), old, "the backend runs the previous image again");
+    let after = site(&d.status(&["--refresh", "full"]), "a.localhost").clone();
+    assert_eq!((after["maintenance_mode"].clone(), after["scheduler_paused"].clone()), (false.into(), false.into()));
     let records: Vec<Value> = serde_json::from_str(&d.benchform(&["history", "--format", "json"]).stdout).unwrap();
     let last = records.last().unwrap();
     assert_eq!(last["outcome"], "failure");
