@@ -79,6 +79,8 @@ pub struct Applier<'a> {
     pub migrated: std::sync::atomic::AtomicBool,
     /// Sites this run took out of service (they were serving before it).
     pub entered_maintenance: std::sync::Mutex<Vec<String>>,
+    /// Set once the backend passed the health gate in this run.
+    pub gate_passed: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Applier<'a> {
@@ -93,6 +95,7 @@ impl<'a> Applier<'a> {
             copied: Default::default(),
             migrated: Default::default(),
             entered_maintenance: Default::default(),
+            gate_passed: Default::default(),
         }
     }
 }
@@ -205,7 +208,8 @@ impl Applier<'_> {
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
         let out = bench.run_streamed(&argv, stdin).await.map_err(|e| err(e, "check the backend container"))?;
         if out.exit_code != 0 {
-            let tail: Vec<&str> = out.stderr.lines().chain(out.stdout.lines()).collect();
+            // The end of stdout, then stderr: a traceback's last line says why.
+            let tail: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).collect();
             let tail = tail[tail.len().saturating_sub(6)..].join("\n    ");
             return Err(err(
                 format!("`{}` exited {}:\n    {tail}", argv.join(" "), out.exit_code),
@@ -215,12 +219,20 @@ impl Applier<'_> {
         Ok(out.stdout)
     }
 
-    async fn sites(&self) -> Result<Vec<benchform_core::status::ObservedSite>, StepError> {
-        self.bench().await?.observe_sites(Refresh::Full).await.map_err(|e| err(e, "check the backend container"))
+    /// Each site's maintenance mode and paused scheduler, as they are now (two execs); `None`
+    /// when they cannot be read.
+    pub async fn maintenance_flags(&self) -> Option<BTreeMap<String, (bool, bool)>> {
+        let sites = self.bench().await.ok()?.observe_sites(Refresh::Cheap).await.ok()?;
+        Some(sites.into_iter().map(|s| (s.name, (s.maintenance_mode, s.scheduler_paused))).collect())
+    }
+
+    /// One site, read authoritatively (two execs, whatever the number of sites).
+    async fn site(&self, site: &str) -> Result<Option<benchform_core::status::ObservedSite>, StepError> {
+        self.bench().await?.observe_site(site).await.map_err(|e| err(e, "check the backend container"))
     }
 
     async fn installed(&self, site: &str) -> Result<Option<Vec<String>>, StepError> {
-        Ok(self.sites().await?.into_iter().find(|s| s.name == site).map(|s| s.installed))
+        Ok(self.site(site).await?.map(|s| s.installed))
     }
 
     /// Carry out one step.
@@ -233,8 +245,7 @@ impl Applier<'_> {
             StepKind::Push => self.push().await,
             StepKind::MaintenanceOn => {
                 self.ready_for_migration(site).await?;
-                let serving =
-                    self.sites().await?.iter().any(|o| o.name == site && !o.maintenance_mode && !o.scheduler_paused);
+                let serving = self.site(site).await?.is_some_and(|o| !o.maintenance_mode && !o.scheduler_paused);
                 if serving && let Ok(mut entered) = self.entered_maintenance.lock() {
                     entered.push(site.to_string());
                 }
@@ -294,6 +305,18 @@ impl Applier<'_> {
             if out.stderr.contains("No such command") {
                 tracing::warn!(%site, "this Frappe has no ready-for-migration; going on");
                 return Ok(());
+            }
+            // Only NOT READY is worth waiting for; anything else (no database, redis down) is
+            // an error now.
+            if !out.stdout.contains("NOT READY") {
+                let said = out.stdout.lines().chain(out.stderr.lines()).last().unwrap_or_default().to_string();
+                return Err(StepError {
+                    touched: false,
+                    ..err(
+                        format!("`bench --site {site} ready-for-migration` exited {}: {said}", out.exit_code),
+                        "fix the cause, then run apply again",
+                    )
+                });
             }
             if Instant::now() >= deadline {
                 let said = out.stdout.lines().chain(out.stderr.lines()).last().unwrap_or_default().to_string();
@@ -440,15 +463,20 @@ impl Applier<'_> {
             .up(&self.env(), false)
             .await
             .map_err(|e| err(e, "fix the compose files or the engine, then apply again"))?;
-        self.wait_until_up(&reference).await?;
-        let why = match self.health_gate().await {
-            Ok(answered) => {
-                return Ok(Outcome::Done(format!(
-                    "{backend} runs {}; {answered} site(s) answer /api/method/ping",
-                    self.p.desired.tag
-                )));
-            }
-            Err(why) => why,
+        // The new backend must come up and then answer for every site; a backend that never
+        // comes up (an app that fails to import crash-loops gunicorn) fails the gate too.
+        let why = match self.wait_until_up(&reference, self.options.health_timeout).await {
+            Err(e) => format!("health gate: {}", e.detail),
+            Ok(()) => match self.health_gate().await {
+                Ok(answered) => {
+                    self.gate_passed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return Ok(Outcome::Done(format!(
+                        "{backend} runs {}; {answered} site(s) answer /api/method/ping",
+                        self.p.desired.tag
+                    )));
+                }
+                Err(why) => why,
+            },
         };
         if self.migrated.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(err(
@@ -462,30 +490,42 @@ impl Applier<'_> {
                 "look at the backend's logs (`docker compose logs backend`), fix the image, and apply again",
             ));
         };
+        if previous.starts_with("sha256:") {
+            return Err(err(
+                format!("{why}; the previous image ({previous}) has no tag to redeploy"),
+                "look at the backend's logs (`docker compose logs backend`), fix the image, and apply again",
+            ));
+        }
         let (repository, tag) = split_reference(&previous);
+        let previous = format!("{repository}:{tag}");
         let env = observe::compose_env_for(repository, tag, self.compose.flavour);
         let back = match self.compose.up(&env, false).await {
-            Ok(_) => self.wait_until_up(&previous).await,
+            Ok(_) => self.wait_until_up(&previous, DEPLOY_WAIT).await,
             Err(e) => Err(err(e, "")),
         };
-        match back {
-            Ok(()) => Err(StepError {
-                rolled_back: true,
-                ..err(
-                    format!("{why}; redeployed the previous image {previous}"),
-                    "look at the backend's logs on the new image, fix it, and apply again",
-                )
-            }),
-            Err(e) => Err(err(
+        if let Err(e) = back {
+            return Err(err(
                 format!("{why}; redeploying the previous image {previous} failed too: {}", e.detail),
                 "look at `docker compose logs`, then apply again",
-            )),
+            ));
         }
+        // Going back is an image change too: the new image's bundle names may be cached.
+        let assets = match self.refresh_assets().await {
+            Ok(_) => String::new(),
+            Err(e) => format!(" (dropping assets_json failed: {}; delete it by hand)", e.detail),
+        };
+        Err(StepError {
+            rolled_back: true,
+            ..err(
+                format!("{why}; redeployed the previous image {previous}{assets}"),
+                "look at the backend's logs on the new image, fix it, and apply again",
+            )
+        })
     }
 
-    /// Wait until the configurator has exited and the backend runs `reference`.
-    async fn wait_until_up(&self, reference: &str) -> Result<(), StepError> {
-        let deadline = Instant::now() + DEPLOY_WAIT;
+    /// Wait, at most `limit`, until the configurator has exited and the backend runs `reference`.
+    async fn wait_until_up(&self, reference: &str, limit: Duration) -> Result<(), StepError> {
+        let deadline = Instant::now() + limit;
         let backend = &self.p.manifest.deploy.backend_service;
         loop {
             let containers = self
@@ -499,8 +539,12 @@ impl Applier<'_> {
                 return Ok(());
             }
             if Instant::now() > deadline {
+                let state = containers
+                    .iter()
+                    .find(|c| c.service == *backend)
+                    .map_or("missing".to_string(), |c| format!("{} on {}", c.state, c.image));
                 return Err(err(
-                    format!("{backend} did not come up on {reference} within {} s", DEPLOY_WAIT.as_secs()),
+                    format!("{backend} did not come up on {reference} within {} s (it is {state})", limit.as_secs()),
                     "look at `docker compose logs`",
                 ));
             }
@@ -508,22 +552,30 @@ impl Applier<'_> {
         }
     }
 
-    /// Every existing site answers `/api/method/ping` on the backend (by Host header, as nginx
-    /// routes it) within `health_timeout`. The number of sites that answered, or why not.
+    /// Every existing site answers `/api/method/ping` on the backend within `health_timeout`,
+    /// by Host header as nginx routes it: 200 with `pong` for a serving site; for a site in
+    /// maintenance mode, Frappe's 503 `SessionStopped` (raised once it has loaded the app and
+    /// connected to the site's database) is as healthy as it gets. The number of sites checked,
+    /// or why not.
     async fn health_gate(&self) -> Result<usize, String> {
         let deadline = Instant::now() + self.options.health_timeout;
-        let sites = self.sites().await.map_err(|e| e.detail)?;
+        // Names and maintenance flags are all the gate needs: the cheap read (two execs).
+        let sites = loop {
+            let read = match self.bench().await {
+                Ok(bench) => bench.observe_sites(Refresh::Cheap).await.map_err(|e| err(e, "")),
+                Err(e) => Err(e),
+            };
+            match read {
+                Ok(sites) => break sites,
+                Err(e) if Instant::now() >= deadline => return Err(format!("health gate: {}", e.detail)),
+                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+            }
+        };
         for site in &sites {
-            let argv: Vec<String> =
-                ["curl", "-fsS", "--max-time", "5", "-H", &format!("Host: {}", site.name), PING_URL]
-                    .map(String::from)
-                    .to_vec();
             loop {
-                let bench = self.bench().await.map_err(|e| e.detail)?;
-                let said = match bench.run(&argv, Some(Duration::from_secs(15))).await {
-                    Ok(out) if out.exit_code == 0 && out.stdout.contains("pong") => break,
-                    Ok(out) => format!("curl exited {}: {}", out.exit_code, out.stderr.trim()),
-                    Err(e) => e.to_string(),
+                let said = match self.ping(&site.name, site.maintenance_mode).await {
+                    Ok(()) => break,
+                    Err(said) => said,
                 };
                 if Instant::now() >= deadline {
                     return Err(format!(
@@ -536,6 +588,25 @@ impl Applier<'_> {
             }
         }
         Ok(sites.len())
+    }
+
+    /// One ping of `site` through the backend container (frappe_docker's images ship curl).
+    async fn ping(&self, site: &str, in_maintenance: bool) -> Result<(), String> {
+        let host = format!("Host: {site}");
+        let argv: Vec<String> = ["curl", "-sS", "--max-time", "5", "-H", &host, "-w", "\n%{http_code}", PING_URL]
+            .map(String::from)
+            .to_vec();
+        let bench = self.bench().await.map_err(|e| e.detail)?;
+        let out = bench.run(&argv, Some(Duration::from_secs(15))).await.map_err(|e| e.to_string())?;
+        if out.exit_code != 0 {
+            return Err(format!("curl exited {}: {}", out.exit_code, out.stderr.trim()));
+        }
+        let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", out.stdout.as_str()));
+        match code.trim() {
+            "200" if body.contains("pong") => Ok(()),
+            "503" if in_maintenance => Ok(()),
+            code => Err(format!("HTTP {code}")),
+        }
     }
 
     async fn refresh_assets(&self) -> Result<Outcome, StepError> {
@@ -594,11 +665,27 @@ impl Applier<'_> {
             .iter()
             .find(|s| s.name == site)
             .ok_or_else(|| err(format!("{site} is not in the manifest"), "re-plan"))?;
-        if let Some(o) = self.sites().await?.into_iter().find(|s| s.name == site)
+        let observed = self.site(site).await.map_err(|e| StepError { touched: false, ..e })?;
+        if let Some(o) = observed
             && o.record.as_ref().is_some_and(|r| r.fingerprint == desired.fingerprint)
             && desired.apps.iter().all(|a| o.installed.contains(a))
         {
             return Ok(Outcome::AlreadyDone(format!("{site} is migrated to the desired code")));
+        }
+        // No deploy in this run (or one interrupted before its gate by a crash): check the running
+        // backend before migrating onto it.
+        if !self.gate_passed.load(std::sync::atomic::Ordering::SeqCst) {
+            if let Err(why) = self.health_gate().await {
+                return Err(StepError {
+                    touched: false,
+                    ..err(
+                        format!("{why}; not migrating {site} onto a backend that does not answer"),
+                        "look at the backend's logs (`docker compose logs backend`); apply again once it answers, \
+                         or revert the manifest change",
+                    )
+                });
+            }
+            self.gate_passed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         // From the first migrate on, a failed health gate must not take the image back.
         self.migrated.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -635,7 +722,15 @@ impl Applier<'_> {
             ],
             None,
         )
-        .await?;
+        .await
+        .map_err(|e| StepError {
+            // The migrate itself succeeded: nothing to restore.
+            touched: false,
+            ..err(
+                format!("{site} migrated, but recording it failed: {}", e.detail),
+                "run apply again: it migrates again (nothing left to do for Frappe) and records the site",
+            )
+        })?;
         Ok(Outcome::Done(format!("{site} migrated and recorded")))
     }
 }
@@ -643,10 +738,9 @@ impl Applier<'_> {
 impl Applier<'_> {
     /// After a deploy rolled back to the previous image: the sites this run took out of service
     /// were not migrated, so the previous code matches their schema — serve them again.
-    pub async fn back_in_service(&self) -> Vec<Result<String, (String, StepError)>> {
-        let sites = self.entered_maintenance.lock().map(|e| e.clone()).unwrap_or_default();
+    pub async fn back_in_service(&self, sites: &[String]) -> Vec<Result<String, (String, StepError)>> {
         let mut out = Vec::new();
-        for site in sites {
+        for site in sites.iter().cloned() {
             let released = async {
                 self.run_bench(&["bench", "--site", &site, "scheduler", "resume"], None).await?;
                 self.run_bench(&["bench", "--site", &site, "set-maintenance-mode", "off"], None).await
@@ -661,10 +755,12 @@ impl Applier<'_> {
 
     /// After a failed migrate, with `on_migrate_failure: restore`: put the site back to the backup
     /// taken in this run and leave it in maintenance mode (its schema is now older than the code).
-    pub async fn recover(&self, site: &str) -> Result<String, StepError> {
+    pub async fn recover(&self, site: &str) -> Result<Recovery, StepError> {
         use benchform_manifest::model::OnMigrateFailure;
         if self.p.manifest.policy.on_migrate_failure == OnMigrateFailure::Stop {
-            return Ok(format!("{site} left as the failed migrate left it, in maintenance mode (policy: stop)"));
+            return Ok(Recovery::Left(format!(
+                "{site} left as the failed migrate left it, in maintenance mode (policy: stop)"
+            )));
         }
         let dir = self.backups.lock().ok().and_then(|b| b.get(site).cloned());
         let Some(dir) = dir else {
@@ -717,8 +813,18 @@ impl Applier<'_> {
             .unwrap_or_default();
         let answer = format!("{root}\n");
         self.run_bench(&argv, Some(answer.as_bytes())).await?;
-        Ok(format!("{site} restored from the backup taken in this run ({dir}) and left in maintenance mode"))
+        Ok(Recovery::Restored(format!(
+            "{site} restored from the backup taken in this run ({dir}) and left in maintenance mode"
+        )))
     }
+}
+
+/// What was done for a site whose migrate failed.
+#[derive(Debug)]
+pub enum Recovery {
+    Restored(String),
+    /// Left as the migrate left it (policy `stop`).
+    Left(String),
 }
 
 /// Where a step of the plan ended.

@@ -10,7 +10,7 @@ use benchform_core::plan::{self, Plan, PlanOptions, Step, StepKind};
 use benchform_core::status;
 
 use crate::Status;
-use crate::apply::{self, Applier, Outcome, StepError, StepState};
+use crate::apply::{self, Applier, Outcome, Recovery, StepError, StepState};
 use crate::cli::{ApplyArgs, Format, PlanFormat};
 use crate::commands::plan::{PlanDocument, print};
 use crate::history;
@@ -263,48 +263,23 @@ fn locked(
     let states = rt.block_on(apply::run(&applier, &plan, &report));
     drop(spinner);
 
-    // Restore the sites whose migrate failed after touching them (all in-flight work is over).
-    let mut recoveries = Vec::new();
-    for (step, state) in plan.steps.iter().zip(&states) {
-        if let StepState::Finished(Err(e)) = state
-            && step.kind == StepKind::Migrate
-            && e.touched
-        {
-            let site = step.site.clone().unwrap_or_default();
-            let what = match rt.block_on(applier.recover(&site)) {
-                Ok(what) => format!("recovered: {what}"),
-                Err(e) => format!("could not restore {site}: {}\n  = fix: {}", e.detail, e.fix),
-            };
-            let what = format!(
-                "{what}\n  Ways forward for {site}: fix the migration and run `benchform apply` again, or revert the \
-                 manifest change and apply that."
-            );
-            recoveries.push((site, applier.redact(&what)));
-        }
-    }
-    // A deploy that failed its health gate put the previous image back: the sites this run took
-    // out of service were not migrated, so they can serve again on it.
-    let mut released = Vec::new();
-    if plan.steps.iter().zip(&states).any(|(step, state)| {
-        step.kind == StepKind::Deploy && matches!(state, StepState::Finished(Err(e)) if e.rolled_back)
-    }) {
-        for result in rt.block_on(applier.back_in_service()) {
-            let (site, what) = match result {
-                Ok(site) => {
-                    released.push(site.clone());
-                    let what = format!("{site} is back in service on the previous image (it was not migrated)");
-                    (site, what)
-                }
-                Err((site, e)) => {
-                    let what = format!("could not take {site} out of maintenance: {}\n  = fix: {}", e.detail, e.fix);
-                    (site, what)
-                }
-            };
-            recoveries.push((site, applier.redact(&what)));
-        }
-    }
+    let recoveries = recover(rt, &applier, &plan, &states);
     let mut summary = Summary::of(&plan, &states);
-    summary.in_maintenance.retain(|s| !released.contains(s));
+    if !summary.failed.is_empty() {
+        // What the sites are actually left in, read back (steps alone cannot tell, e.g. a
+        // maintenance-on whose `scheduler pause` failed).
+        if let Some(flags) = rt.block_on(applier.maintenance_flags()) {
+            summary.in_maintenance = p
+                .manifest
+                .sites
+                .iter()
+                .map(|s| s.name.clone())
+                .filter(|s| flags.get(s).is_some_and(|(maintenance, paused)| *maintenance || *paused))
+                .collect();
+        } else {
+            summary.in_maintenance.retain(|s| !recoveries.iter().any(|r| r.kind == "back_in_service" && r.site == *s));
+        }
+    }
     let record = history_record(p, mine, &started, &plan, &states, &applier);
     for warning in rt.block_on(write_history(&applier, &record)) {
         if json {
@@ -314,14 +289,112 @@ fn locked(
         }
     }
     if json {
-        for (site, what) in &recoveries {
-            output::line(&serde_json::json!({"event": "recovery", "site": site, "detail": what}).to_string());
+        for r in &recoveries {
+            output::line(
+                &serde_json::json!({"event": "recovery", "site": r.site, "outcome": r.kind, "detail": r.detail})
+                    .to_string(),
+            );
         }
         output::line(&summary.json(&recoveries).to_string());
     } else {
         summary.print(&plan, &recoveries);
     }
     if summary.failed.is_empty() { Status::Success } else { Status::Failure }
+}
+
+/// What was done for one site after the steps ended.
+#[derive(Debug)]
+struct SiteRecovery {
+    site: String,
+    /// `restored`, `restore_failed`, `left`, `new_site`, `back_in_service`, `release_failed`.
+    kind: &'static str,
+    detail: String,
+}
+
+/// After the steps (all in-flight work is over): restore the sites whose migrate failed after
+/// touching them, and put back in service the sites this run took out of service but never
+/// changed — all of them after a deploy rolled back to the previous image, or, when the run
+/// stopped before any deploy ran, those whose own steps never went past maintenance and backup.
+fn recover(
+    rt: &tokio::runtime::Runtime,
+    applier: &Applier<'_>,
+    plan: &Plan,
+    states: &[StepState],
+) -> Vec<SiteRecovery> {
+    let mut out = Vec::new();
+    let ways = |site: &str| {
+        format!(
+            "\n  Ways forward for {site}: fix the migration and run `benchform apply` again; or revert the manifest \
+             change and apply that — but only if no other site migrated to the new versions in this run (benchform \
+             refuses a downgrade it can see; with branch refs it cannot)."
+        )
+    };
+    let started = |kind: StepKind, site: Option<&str>| {
+        plan.steps.iter().zip(states).any(|(s, st)| {
+            s.kind == kind && s.site.as_deref() == site.or(s.site.as_deref()) && !matches!(st, StepState::NotStarted)
+        })
+    };
+    for (step, state) in plan.steps.iter().zip(states) {
+        let StepState::Finished(Err(e)) = state else { continue };
+        if step.kind != StepKind::Migrate || !e.touched {
+            continue;
+        }
+        let site = step.site.clone().unwrap_or_default();
+        if started(StepKind::NewSite, Some(&site)) {
+            out.push(SiteRecovery {
+                kind: "new_site",
+                detail: applier.redact(&format!(
+                    "{site} was created in this run and holds no data yet: fix the cause and apply again, or drop it \
+                     (`bench drop-site {site} --force --no-backup`)"
+                )),
+                site,
+            });
+            continue;
+        }
+        let (kind, what) = match rt.block_on(applier.recover(&site)) {
+            Ok(Recovery::Restored(what)) => ("restored", format!("recovered: {what}")),
+            Ok(Recovery::Left(what)) => ("left", what),
+            Err(e) => ("restore_failed", format!("could not restore {site}: {}\n  = fix: {}", e.detail, e.fix)),
+        };
+        out.push(SiteRecovery { kind, detail: applier.redact(&format!("{what}{}", ways(&site))), site });
+    }
+    let failed = states.iter().any(|s| matches!(s, StepState::Finished(Err(_))));
+    let rolled_back = plan
+        .steps
+        .iter()
+        .zip(states)
+        .any(|(s, st)| s.kind == StepKind::Deploy && matches!(st, StepState::Finished(Err(e)) if e.rolled_back));
+    let entered = applier.entered_maintenance.lock().map(|e| e.clone()).unwrap_or_default();
+    let untouched = |site: &str| {
+        plan.steps.iter().zip(states).filter(|(s, _)| s.site.as_deref() == Some(site)).all(|(s, st)| {
+            matches!(s.kind, StepKind::MaintenanceOn | StepKind::Backup) || matches!(st, StepState::NotStarted)
+        })
+    };
+    let release: Vec<String> = if rolled_back {
+        entered
+    } else if failed && !started(StepKind::Deploy, None) {
+        entered.into_iter().filter(|s| untouched(s)).collect()
+    } else {
+        Vec::new()
+    };
+    for result in rt.block_on(applier.back_in_service(&release)) {
+        out.push(match result {
+            Ok(site) => SiteRecovery {
+                detail: format!(
+                    "{site} is back in service on the image it ran before (it was not changed in this run)"
+                ),
+                kind: "back_in_service",
+                site,
+            },
+            Err((site, e)) => SiteRecovery {
+                detail: applier
+                    .redact(&format!("could not take {site} out of maintenance: {}\n  = fix: {}", e.detail, e.fix)),
+                kind: "release_failed",
+                site,
+            },
+        });
+    }
+    out
 }
 
 /// Where an apply ended, for the report and the JSON summary.
@@ -357,7 +430,9 @@ impl Summary {
         }
     }
 
-    fn json(&self, recoveries: &[(String, String)]) -> serde_json::Value {
+    fn json(&self, recoveries: &[SiteRecovery]) -> serde_json::Value {
+        let sites =
+            |kind: &str| recoveries.iter().filter(|r| r.kind == kind).map(|r| r.site.clone()).collect::<Vec<_>>();
         serde_json::json!({
             "event": "summary",
             "outcome": if self.failed.is_empty() { "success" } else { "failure" },
@@ -365,18 +440,19 @@ impl Summary {
             "failed": self.failed,
             "not_started": self.not_started,
             "sites_in_maintenance": self.in_maintenance,
-            "recovered": recoveries.iter().map(|(s, _)| s).collect::<Vec<_>>(),
+            "restored": sites("restored"),
+            "back_in_service": sites("back_in_service"),
             "next": if self.failed.is_empty() { serde_json::Value::Null } else { NEXT.into() },
         })
     }
 
-    fn print(&self, plan: &Plan, recoveries: &[(String, String)]) {
+    fn print(&self, plan: &Plan, recoveries: &[SiteRecovery]) {
         if self.failed.is_empty() {
             output::line(&format!("\nApply complete: {} step(s).", plan.steps.len()));
             return;
         }
-        for (_, what) in recoveries {
-            output::err_line(&format!("  {what}"));
+        for r in recoveries {
+            output::err_line(&format!("  {}", r.detail));
         }
         output::err_line(&format!(
             "\nApply failed: {} of {} step(s) failed ({}); {} done, {} not started.",

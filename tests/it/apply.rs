@@ -144,16 +144,16 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     // A new image whose backend does not answer /api/method/ping: the previous image comes back.
     let prefix = "build_args: {FRAPPE_IMAGE_PREFIX: benchform-world";
     edit_manifest(&d, prefix, &format!("{prefix}, BENCH_CONTRACT_FAULT: backend-down"));
-    let broken = d.apply(&["--auto-approve", "--health-timeout", "3"]);
+    let broken = d.apply(&["--auto-approve", "--health-timeout", "10"]);
     assert_eq!(broken.code, 1, "{}", broken.all());
     assert!(
-        broken.stderr.contains("health gate: a.localhost did not answer /api/method/ping within 3 s"),
+        broken.stderr.contains("health gate: a.localhost did not answer /api/method/ping within 10 s (HTTP 500)"),
         "{}",
         broken.stderr
     );
     assert!(broken.stderr.contains(&format!("redeployed the previous image {old}")), "{}", broken.stderr);
     assert!(
-        broken.stderr.contains("a.localhost is back in service on the previous image (it was not migrated)"),
+        broken.stderr.contains("a.localhost is back in service on the image it ran before (it was not changed in this run)"),
         "{}",
         broken.stderr
     );
@@ -166,9 +166,18 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     assert_eq!(last["outcome"], "failure");
     assert!(last["steps"].as_array().unwrap().iter().any(|s| s["id"] == "deploy" && s["status"] == "failed"));
 
+    // A new image whose backend crashes at start (an app that fails to import): gunicorn
+    // restarts over and over, the gate fails, the previous image comes back.
+    edit_manifest(&d, "BENCH_CONTRACT_FAULT: backend-down", "BENCH_CONTRACT_FAULT: backend-crash");
+    let crashing = d.apply(&["--auto-approve", "--health-timeout", "5"]);
+    assert_eq!(crashing.code, 1, "{}", crashing.all());
+    assert!(crashing.stderr.contains("health gate: "), "{}", crashing.stderr);
+    assert!(crashing.stderr.contains(&format!("redeployed the previous image {old}")), "{}", crashing.stderr);
+    assert_eq!(backend_image(&d), old, "the backend runs the previous image again");
+
     // Without the fault, the release goes through: containers recreated on the new image, and
     // redis-cache's stale assets_json gone (frappe-contract §8).
-    edit_manifest(&d, ", BENCH_CONTRACT_FAULT: backend-down", "");
+    edit_manifest(&d, ", BENCH_CONTRACT_FAULT: backend-crash", "");
     let redis = format!("{}_redis-cache_1", d.project);
     let redis_cli = |args: &[&str]| {
         let out = std::process::Command::new(d.world.docker_cli())

@@ -94,8 +94,9 @@ pub fn run(args: &[String]) -> Res<()> {
         println!("Bench instance already exists at {path_arg}");
         return Err(Fail(1));
     }
-    let leak = std::env::var("BENCH_CONTRACT_FAULT")
-        .is_ok_and(|v| v.split([',', ' ']).any(|f| f.trim() == "leak-token-in-log"));
+    let faults = std::env::var("BENCH_CONTRACT_FAULT").unwrap_or_default();
+    let fault = |name: &str| faults.split([',', ' ']).any(|f| f.trim() == name);
+    let leak = fault("leak-token-in-log");
 
     for dir in ["apps", "sites", "logs", "env", "config/pids"] {
         let d = root.join(dir);
@@ -116,6 +117,13 @@ pub fn run(args: &[String]) -> Res<()> {
 
     for entry in &entries {
         get_app(&root, &path_arg, entry, &log, leak)?;
+    }
+    // Backend faults, baked into the image for `gunicorn` (see serve.rs).
+    for (name, marker) in [("backend-down", crate::serve::BACKEND_DOWN), ("backend-crash", crate::serve::BACKEND_CRASH)]
+    {
+        if fault(name) {
+            write_file(&root.join(marker), name)?;
+        }
     }
     println!("SUCCESS: Bench {path_arg} initialized");
     log.write("INFO", &format!("Bench {path_arg} initialized"));

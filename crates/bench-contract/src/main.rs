@@ -23,6 +23,9 @@
 //!
 //! - `BENCH_CONTRACT_FAULT=leak-token-in-log` at `bench init`: write clone
 //!   URLs with their tokens to stdout and `logs/bench.log`.
+//! - `BENCH_CONTRACT_FAULT=backend-down` / `backend-crash` at `bench init`:
+//!   the image's `gunicorn` (this binary, see [`serve`]) answers 500 to
+//!   every request, or exits 1 at start.
 //! - `sites/<site>/.bench-contract-fault` lines: `migrate=fail`,
 //!   `migrate=hang`, `migrate=slow:SECONDS`, `ready=no`.
 //!
@@ -43,6 +46,7 @@ mod init;
 mod lock;
 mod out;
 mod py;
+mod serve;
 mod util;
 
 use std::process::ExitCode;
@@ -78,6 +82,15 @@ Commands:
   clear-cache                 Clear caches";
 
 fn main() -> ExitCode {
+    // Called as `gunicorn` (a link to this binary): the backend's web server.
+    let program = std::env::args().next().unwrap_or_default();
+    if program.rsplit('/').next() == Some("gunicorn") {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        return match serve::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(code) => ExitCode::from(code),
+        };
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = run(&args);
     flush();

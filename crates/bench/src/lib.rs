@@ -110,8 +110,20 @@ impl Bench<'_> {
 
     /// Every site on the bench with its apps, record and flags.
     pub async fn observe_sites(&self, refresh: Refresh) -> Result<Vec<ObservedSite>, BenchError> {
-        let configs =
+        self.observe(refresh, None).await
+    }
+
+    /// One site, read authoritatively; `None` when it does not exist. Two execs.
+    pub async fn observe_site(&self, site: &str) -> Result<Option<ObservedSite>, BenchError> {
+        Ok(self.observe(Refresh::Full, Some(site)).await?.into_iter().next())
+    }
+
+    async fn observe(&self, refresh: Refresh, only: Option<&str>) -> Result<Vec<ObservedSite>, BenchError> {
+        let mut configs =
             bench::parse_site_configs(&self.ok(&bench::find_site_configs_argv(), Some(OBSERVE_TIMEOUT)).await?.stdout);
+        if let Some(only) = only {
+            configs.retain(|c| c.site == only);
+        }
         if configs.is_empty() {
             return Ok(Vec::new());
         }
