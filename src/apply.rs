@@ -437,6 +437,32 @@ impl Applier<'_> {
             ));
         }
         prune(&host_root, self.p.manifest.backups.keep as usize);
+        // Inside the volume, only this run's backup stays (a restore needs it); the host keeps
+        // `backups.keep` of them.
+        let folder = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups");
+        let argv: Vec<String> = [
+            "find",
+            &folder,
+            "-mindepth",
+            "1",
+            "-maxdepth",
+            "1",
+            "-type",
+            "d",
+            "!",
+            "-name",
+            &stamp,
+            "-exec",
+            "rm",
+            "-rf",
+            "{}",
+            "+",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Err(e) = self.bench().await?.run(&argv, Some(Duration::from_secs(120))).await {
+            tracing::warn!(%site, "could not prune older backups in the volume: {e}");
+        }
         if let Ok(mut taken) = self.backups.lock() {
             taken.insert(site.to_string(), inside.clone());
         }

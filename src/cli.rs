@@ -211,16 +211,17 @@ pub struct ApplyArgs {
     #[arg(long)]
     pub allow_downgrade: bool,
     /// Wait this many seconds for another apply of the project to finish (default: fail at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=604_800))]
     pub lock_timeout: u64,
     /// How many sites migrate at the same time (each site's own steps stay in order).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
     /// How long a site may answer NOT READY to `bench ready-for-migration` before apply gives up.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub ready_timeout: u64,
-    /// How long the backend has after a deploy to answer /api/method/ping for every site.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    /// How long the new backend has after a deploy to come up, and then to answer
+    /// /api/method/ping for every site.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub health_timeout: u64,
     /// `text` for people; `json` for one JSON event per line (plan, step_started, step_finished,
     /// recovery, summary).

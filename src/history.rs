@@ -34,7 +34,7 @@ pub struct Record {
     pub lock_sha256: String,
     /// The image the plan deploys.
     pub image: String,
-    /// `fresh plan` or the saved plan file applied.
+    /// What was applied: `apply <manifest>` (a fresh plan) or `apply <saved plan file>`.
     pub plan: String,
     /// `success` or `failure`.
     pub outcome: String,
@@ -96,18 +96,29 @@ fn append_host(path: &Path, line: &str) -> std::io::Result<()> {
 }
 
 /// Read the deployment's copy (if a backend runs) and the host's, merged by ID, oldest first.
-/// Lines that are not records (a torn write) are skipped and counted.
-pub async fn read(host: &Path, bench: Option<&Bench<'_>>) -> Result<(Vec<Record>, usize), String> {
+/// Lines that are not records (a torn write) are skipped and counted. The note says why the
+/// deployment's copy was not read, if it was not.
+pub async fn read(host: &Path, bench: Option<&Bench<'_>>) -> (Vec<Record>, usize, Option<String>) {
     let mut text = std::fs::read_to_string(host).unwrap_or_default();
-    if let Some(bench) = bench {
-        let argv = ["cat", VOLUME_FILE].map(String::from).to_vec();
-        let out = bench.run(&argv, Some(Duration::from_secs(30))).await.map_err(|e| e.to_string())?;
-        if out.exit_code == 0 {
-            text.push('\n');
-            text.push_str(&out.stdout);
+    let note = match bench {
+        None => Some("no backend container runs".to_string()),
+        Some(bench) => {
+            let argv = ["cat", VOLUME_FILE].map(String::from).to_vec();
+            match bench.run(&argv, Some(Duration::from_secs(30))).await {
+                Ok(out) if out.exit_code == 0 => {
+                    text.push('\n');
+                    text.push_str(&out.stdout);
+                    None
+                }
+                // No apply has written it yet.
+                Ok(out) if out.stderr.contains("No such file") => None,
+                Ok(out) => Some(format!("cat {VOLUME_FILE} exited {}: {}", out.exit_code, out.stderr.trim())),
+                Err(e) => Some(e.to_string()),
+            }
         }
-    }
-    Ok(parse(&text))
+    };
+    let (records, torn) = parse(&text);
+    (records, torn, note)
 }
 
 /// Records in `text` (JSON lines), deduplicated by ID and sorted by start; and how many

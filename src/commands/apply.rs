@@ -1,7 +1,7 @@
 //! `benchform apply [PLAN_FILE]`: carry out the plan — a fresh one, confirmed, or exactly a saved
 //! one whose world has not moved.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 use std::time::Duration;
 
 use benchform_bench::Refresh;
@@ -537,8 +537,8 @@ fn confirm() -> bool {
         );
         return false;
     }
-    output::out("\nApply these steps? Only `yes` is accepted: ");
-    let _ = std::io::stdout().flush();
+    // On standard error, so that standard output stays the plan (or JSON events) alone.
+    output::raw_err("\nApply these steps? Only `yes` is accepted: ");
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
     if answer.trim() == "yes" {

@@ -27,6 +27,8 @@ struct DraftApp {
     repo: String,
     git_ref: String,
     token_env: Option<String>,
+    /// The user name the URL carried with a token (`oauth2` for GitLab).
+    token_user: Option<String>,
 }
 
 pub fn run(args: &InitArgs) -> Status {
@@ -105,6 +107,9 @@ fn draft(args: &InitArgs) -> Result<Status, String> {
         if let Some(var) = &a.token_env {
             y.push_str(&format!("    token_env: {var}  # export the token in {var}; it was removed from the URL\n"));
         }
+        if let Some(user) = &a.token_user {
+            y.push_str(&format!("    token_user: {}\n", quoted(user)));
+        }
     }
     y.push_str("image:\n");
     match get("CUSTOM_IMAGE") {
@@ -126,14 +131,14 @@ fn draft(args: &InitArgs) -> Result<Status, String> {
     }
     y.push_str("  db_root_password_env: DB_ROOT_PASSWORD  # needed only to create sites\n");
     y.push_str("  admin_password_env: ADMIN_PASSWORD\n");
-    let sites = sites_from_env(get("SITES"), get("FRAPPE_SITE_NAME_HEADER"));
+    let sites = sites_from_env(get("SITES"), get("SITES_RULE"), get("FRAPPE_SITE_NAME_HEADER"));
     if sites.is_empty() {
         y.push_str("sites: []  # TODO: your sites, each with its apps\n");
     } else {
         let all: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
         y.push_str("sites:  # TODO: each site's apps (every app is listed on every site)\n");
         for s in &sites {
-            y.push_str(&format!("  - name: {s}\n    apps: [{}]\n", all.join(", ")));
+            y.push_str(&format!("  - name: {}\n    apps: [{}]\n", quoted(s), all.join(", ")));
         }
     }
     y.push_str("backups:\n  dir: backups\n  keep: 5\n");
@@ -195,11 +200,18 @@ fn read_apps_json(file: &str, text: &str) -> Result<(Vec<DraftApp>, Option<(Stri
                 names::redact_url_credentials(&url)
             ));
         }
-        let (repo, had_credentials) = strip_credentials(&url);
+        let (repo, credentials) = strip_credentials(&url);
         let guessed = repo.trim_end_matches('/').rsplit('/').next().unwrap_or_default().trim_end_matches(".git");
         let name = guessed.to_lowercase().replace(['-', '.'], "_");
         if name == "frappe" {
             notes.push(format!("entry {} is frappe itself: used for frappe.repo and frappe.ref", i + 1));
+            if credentials.is_some() {
+                notes.push(
+                    "frappe's URL carried credentials, removed: frappe's URL is a build argument kept in the \
+                     image's history, so it must be reachable without a token"
+                        .to_string(),
+                );
+            }
             frappe = Some((repo, branch));
             continue;
         }
@@ -212,25 +224,30 @@ fn read_apps_json(file: &str, text: &str) -> Result<(Vec<DraftApp>, Option<(Stri
         if apps.iter().any(|a| a.name == name) {
             return Err(format!("{file}: entry {}: {name} is listed twice\n  = fix: keep one entry per app", i + 1));
         }
-        let token_env = had_credentials.then(|| format!("{}_TOKEN", name.to_uppercase()));
+        let token_env = credentials.is_some().then(|| format!("{}_TOKEN", name.to_uppercase()));
+        // `https://user:token@…`: keep the user (GitLab needs `oauth2`); `https://token@…` is a
+        // token as user name, which the default user handles.
+        let token_user = credentials.flatten().filter(|u| u != "x-access-token");
         if let Some(var) = &token_env {
             notes.push(format!("{name}: credentials removed from its URL; export the token in {var}"));
         }
-        apps.push(DraftApp { name, repo, git_ref: branch, token_env });
+        apps.push(DraftApp { name, repo, git_ref: branch, token_env, token_user });
     }
     Ok((apps, frappe, notes))
 }
 
-/// `https://user:token@host/path` → (`https://host/path`, true).
-fn strip_credentials(url: &str) -> (String, bool) {
+/// `https://user:token@host/path` → (`https://host/path`, `Some(Some("user"))`);
+/// `https://token@host/path` → (…, `Some(None)`); no credentials → (`url`, `None`).
+fn strip_credentials(url: &str) -> (String, Option<Option<String>>) {
     if let Some((scheme, rest)) = url.split_once("://") {
         let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-        if let Some((_, host)) = authority.rsplit_once('@') {
+        if let Some((userinfo, host)) = authority.rsplit_once('@') {
             let path = if path.is_empty() { String::new() } else { format!("/{path}") };
-            return (format!("{scheme}://{host}{path}"), true);
+            let user = userinfo.split_once(':').map(|(u, _)| u.to_string()).filter(|u| !u.is_empty());
+            return (format!("{scheme}://{host}{path}"), Some(user));
         }
     }
-    (url.to_string(), false)
+    (url.to_string(), None)
 }
 
 /// `KEY=VALUE` lines of a compose env file (comments, blanks and `export ` allowed; quotes
@@ -252,17 +269,20 @@ fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
             .strip_prefix('"')
             .and_then(|v| v.strip_suffix('"'))
             .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-            .unwrap_or(value);
+            // Unquoted: ` #` starts a comment, as compose reads env files.
+            .unwrap_or_else(|| value.split_once(" #").map_or(value, |(v, _)| v.trim_end()));
         pairs.push((key.trim().to_string(), value.to_string()));
     }
     Ok(pairs)
 }
 
-/// Site names from frappe_docker's `SITES` (Traefik: `` `a.example.com`,`b.example.com` ``) or a
-/// fixed `FRAPPE_SITE_NAME_HEADER`.
-fn sites_from_env(sites: Option<&str>, header: Option<&str>) -> Vec<String> {
+/// Site names from frappe_docker's `SITES` (`` `a.example.com`,`b.example.com` ``), Traefik v3's
+/// `SITES_RULE` (``Host(`a.example.com`) || Host(`b.example.com`)``) or a fixed
+/// `FRAPPE_SITE_NAME_HEADER`.
+fn sites_from_env(sites: Option<&str>, rule: Option<&str>, header: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for s in sites.unwrap_or_default().split(',') {
+    let from_rule = rule.unwrap_or_default().split('`').skip(1).step_by(2);
+    for s in sites.unwrap_or_default().split(',').chain(from_rule) {
         let s = s.trim().trim_matches('`').trim();
         if !s.is_empty() && names::site_name_problem(s).is_none() && !out.iter().any(|o| o == s) {
             out.push(s.to_string());
@@ -316,20 +336,24 @@ mod tests {
     #[test]
     fn credentials_leave_urls() {
         assert_eq!(
-            strip_credentials("https://u:t0k@git.example.com/a/b.git"),
-            ("https://git.example.com/a/b.git".into(), true)
+            strip_credentials("https://oauth2:t0k@git.example.com/a/b.git"),
+            ("https://git.example.com/a/b.git".into(), Some(Some("oauth2".into())))
         );
+        assert_eq!(strip_credentials("https://t0k@github.com/a/b"), ("https://github.com/a/b".into(), Some(None)));
         assert_eq!(
             strip_credentials("https://github.com/frappe/hrms"),
-            ("https://github.com/frappe/hrms".into(), false)
+            ("https://github.com/frappe/hrms".into(), None)
         );
     }
 
     #[test]
-    fn sites_come_from_traefik_rules_or_the_header() {
-        assert_eq!(sites_from_env(Some("`a.example.com`,`b.example.com`"), None), ["a.example.com", "b.example.com"]);
-        assert_eq!(sites_from_env(None, Some("erp.example.com")), ["erp.example.com"]);
-        assert!(sites_from_env(None, Some("$$host")).is_empty());
+    fn sites_come_from_sites_the_traefik_rule_or_the_header() {
+        let both = sites_from_env(Some("`a.example.com`,`b.example.com`"), None, None);
+        assert_eq!(both, ["a.example.com", "b.example.com"]);
+        let rule = sites_from_env(None, Some("Host(`a.example.com`) || Host(`c.example.com`)"), None);
+        assert_eq!(rule, ["a.example.com", "c.example.com"]);
+        assert_eq!(sites_from_env(None, None, Some("erp.example.com")), ["erp.example.com"]);
+        assert!(sites_from_env(None, None, Some("$$host")).is_empty());
     }
 
     #[test]

@@ -153,7 +153,9 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     );
     assert!(broken.stderr.contains(&format!("redeployed the previous image {old}")), "{}", broken.stderr);
     assert!(
-        broken.stderr.contains("a.localhost is back in service on the image it ran before (it was not changed in this run)"),
+        broken
+            .stderr
+            .contains("a.localhost is back in service on the image it ran before (it was not changed in this run)"),
         "{}",
         broken.stderr
     );

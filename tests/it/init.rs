@@ -64,9 +64,10 @@ fn init_drafts_a_valid_manifest_without_secrets_and_never_overwrites() {
         assert!(!manifest.contains(secret) && !run.all().contains(secret), "a secret was copied");
     }
     assert!(manifest.contains("repository: \"registry.example.com/acme/erpnext\""), "{manifest}");
-    assert!(manifest.contains("- name: staging.example.com"), "{manifest}");
+    assert!(manifest.contains("- name: \"staging.example.com\""), "{manifest}");
     assert!(manifest.contains("env_file: \"../erp/production.env\""), "{manifest}");
     assert!(manifest.contains("token_env: ACME_CUSTOMISATIONS_TOKEN"), "{manifest}");
+    assert!(manifest.contains("token_user: \"oauth2\""), "GitLab's user name is kept: {manifest}");
     let validate = benchform_in(&erp, &["validate"], &[]);
     assert_eq!(validate.code, 0, "{}", validate.all());
     assert!(validate.stdout.contains("is valid (0 warnings)"), "{}", validate.stdout);

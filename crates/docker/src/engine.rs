@@ -39,13 +39,34 @@ pub enum EngineError {
     ExecTimeout { container: String, command: String, seconds: u64 },
 }
 
-/// Emit the lines of an output chunk as `exec` events when streaming.
-fn stream_lines(stream: bool, chunk: &[u8]) {
+/// Emit the complete lines of a stream as `exec` events (see [`complete_lines`]).
+fn stream_lines(stream: bool, pending: &mut Vec<u8>, chunk: &[u8]) {
     if stream {
-        for line in String::from_utf8_lossy(chunk).split(['\n', '\r']).filter(|l| !l.trim().is_empty()) {
+        for line in complete_lines(pending, chunk) {
             tracing::info!(target: "exec", "{line}");
         }
     }
+}
+
+/// The complete lines `chunk` ends, keeping a partial last line in `pending` until its end
+/// arrives: frames cut lines anywhere (a secret included), and log redaction works on whole
+/// events. An empty `chunk` flushes what is left. `\r` (progress bars) ends a line too.
+fn complete_lines(pending: &mut Vec<u8>, chunk: &[u8]) -> Vec<String> {
+    pending.extend_from_slice(chunk);
+    let cut = if chunk.is_empty() {
+        pending.len()
+    } else {
+        match pending.iter().rposition(|b| *b == b'\n' || *b == b'\r') {
+            Some(i) => i + 1,
+            None => return Vec::new(),
+        }
+    };
+    let complete: Vec<u8> = pending.drain(..cut).collect();
+    String::from_utf8_lossy(&complete)
+        .split(['\n', '\r'])
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// A connected engine.
@@ -290,19 +311,22 @@ impl Engine {
                     })?;
                 }
                 drop(input);
+                let (mut pending_out, mut pending_err) = (Vec::new(), Vec::new());
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(|e| Self::request_error("read exec output", e))? {
                         bollard::container::LogOutput::StdOut { message } => {
-                            stream_lines(spec.stream, &message);
+                            stream_lines(spec.stream, &mut pending_out, &message);
                             stdout.extend_from_slice(&message)
                         }
                         bollard::container::LogOutput::StdErr { message } => {
-                            stream_lines(spec.stream, &message);
+                            stream_lines(spec.stream, &mut pending_err, &message);
                             stderr.extend_from_slice(&message)
                         }
                         _ => {}
                     }
                 }
+                stream_lines(spec.stream, &mut pending_out, &[]);
+                stream_lines(spec.stream, &mut pending_err, &[]);
             }
             let inspect =
                 self.docker.inspect_exec(&created.id).await.map_err(|e| Self::request_error("inspect exec", e))?;
@@ -399,6 +423,18 @@ fn parse_rfc3339_seconds(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_lines_are_whole_even_when_frames_cut_them() {
+        let mut pending = Vec::new();
+        assert!(complete_lines(&mut pending, b"clone https://x:tok").is_empty());
+        assert_eq!(
+            complete_lines(&mut pending, b"en-123@h/a\n50%\r100%\rdone"),
+            ["clone https://x:token-123@h/a", "50%", "100%"]
+        );
+        assert_eq!(complete_lines(&mut pending, b""), ["done"]);
+        assert!(pending.is_empty());
+    }
 
     #[test]
     fn engine_times_parse() {
