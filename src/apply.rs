@@ -559,18 +559,28 @@ impl Applier<'_> {
                 .project_containers(&self.p.manifest.project)
                 .await
                 .map_err(|e| err(e, "check `docker info`"))?;
-            let configured = containers.iter().all(|c| c.service != "configurator" || c.state == "exited");
+            // The configurator must have finished, and finished well (exit 0).
+            let configured = containers
+                .iter()
+                .all(|c| c.service != "configurator" || (c.state == "exited" && c.status.starts_with("Exited (0)")));
             let up = containers.iter().any(|c| c.service == *backend && c.state == "running" && c.image == reference);
             if configured && up {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let state = containers
-                    .iter()
-                    .find(|c| c.service == *backend)
-                    .map_or("missing".to_string(), |c| format!("{} on {}", c.state, c.image));
+                let status = |service: &str| {
+                    containers
+                        .iter()
+                        .find(|c| c.service == service)
+                        .map_or("missing".to_string(), |c| format!("{} on {}", c.status, c.image))
+                };
                 return Err(err(
-                    format!("{backend} did not come up on {reference} within {} s (it is {state})", limit.as_secs()),
+                    format!(
+                        "{backend} did not come up on {reference} within {} s ({backend}: {}; configurator: {})",
+                        limit.as_secs(),
+                        status(backend),
+                        status("configurator")
+                    ),
                     "look at `docker compose logs`",
                 ));
             }

@@ -91,6 +91,8 @@ pub struct ContainerInfo {
     pub image_id: String,
     /// `running`, `exited`, `created`, …
     pub state: String,
+    /// The engine's words for it: `Up 3 minutes`, `Exited (0) 5 seconds ago`, …
+    pub status: String,
     pub config_hash: Option<String>,
     /// The compose version that created it (tells v1 from v2: `1.x` or `2.x`).
     pub compose_version: Option<String>,
@@ -248,6 +250,7 @@ impl Engine {
                     image: c.image.unwrap_or_default(),
                     image_id: c.image_id.unwrap_or_default(),
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    status: c.status.unwrap_or_default(),
                     config_hash: get(labels::CONFIG_HASH),
                     compose_version: get(labels::VERSION),
                 }
