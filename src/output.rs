@@ -2,8 +2,16 @@
 
 use std::io::Write;
 
+/// Held while anything is written, so that a spinner frame never lands inside a line.
+static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn writing() -> std::sync::MutexGuard<'static, ()> {
+    WRITING.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Write to standard output. A closed pipe (`benchform … | head`) is not an error worth a panic.
 pub fn out(text: &str) {
+    let _guard = writing();
     clear_spinner_line();
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
@@ -17,6 +25,12 @@ pub fn line(text: &str) {
 
 /// Write to standard error as is.
 pub fn raw_err(text: &str) {
+    let _guard = writing();
+    clear_spinner_line();
+    write_err(text);
+}
+
+fn write_err(text: &str) {
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(text.as_bytes());
     let _ = stderr.flush();
@@ -24,7 +38,6 @@ pub fn raw_err(text: &str) {
 
 /// Write a line to standard error.
 pub fn err_line(text: &str) {
-    clear_spinner_line();
     raw_err(&format!("{text}\n"));
 }
 
@@ -73,9 +86,11 @@ impl Spinner {
                     _ => continue,
                 };
                 frame = (frame + 1) % FRAMES.len();
+                let _guard = writing();
                 SPINNING.store(true, std::sync::atomic::Ordering::SeqCst);
-                raw_err(&format!("\r\x1b[2K{} {text}", FRAMES[frame]));
+                write_err(&format!("\r\x1b[2K{} {text}", FRAMES[frame]));
             }
+            let _guard = writing();
             clear_spinner_line();
             SPINNING.store(false, std::sync::atomic::Ordering::SeqCst);
         });
@@ -92,6 +107,7 @@ impl Spinner {
         if let Ok(mut r) = self.running.lock() {
             r.retain(|(l, _)| l != label);
         }
+        let _guard = writing();
         clear_spinner_line();
     }
 }
@@ -142,7 +158,6 @@ impl Write for LogWriter {
 impl Drop for LogWriter {
     fn drop(&mut self) {
         if !self.0.is_empty() {
-            clear_spinner_line();
             raw_err(&redacted(&String::from_utf8_lossy(&self.0)));
         }
     }
