@@ -496,10 +496,11 @@ impl Applier<'_> {
             Ok(()) => match self.health_gate().await {
                 Ok(answered) => {
                     self.gate_passed.store(true, std::sync::atomic::Ordering::SeqCst);
-                    return Ok(Outcome::Done(format!(
-                        "{backend} runs {}; {answered} site(s) answer /api/method/ping",
-                        self.p.desired.tag
-                    )));
+                    let gate = match answered {
+                        0 => "no site to ping yet".to_string(),
+                        n => format!("{n} site(s) answer /api/method/ping as they should"),
+                    };
+                    return Ok(Outcome::Done(format!("{backend} runs {}; {gate}", self.p.desired.tag)));
                 }
                 Err(why) => why,
             },
