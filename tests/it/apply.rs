@@ -69,8 +69,15 @@ fn json_events_history_parallel_migrations_and_a_private_token_nowhere() {
     d.release(2, "v1.0.0", "v1.1.0");
     let second = d.apply(&["--auto-approve", "--format", "json", "--parallelism", "3", "-v"]);
     assert_eq!(second.code, 0, "{}", second.all());
-    // -v streams what the site commands print, as they print it.
-    assert!(second.stderr.contains("Migrating b.localhost"), "{}", second.stderr);
+    // -v streams what the site commands print, as they print it, each line with its command.
+    assert!(
+        second
+            .stderr
+            .lines()
+            .any(|l| l.contains("Migrating b.localhost") && l.contains("bench --site b.localhost migrate")),
+        "{}",
+        second.stderr
+    );
     let ev = events(&second.stdout);
     let first_end =
         ev.iter().position(|e| e["event"] == "step_finished" && e["kind"] == "migrate").expect("a migrate ended");

@@ -39,11 +39,13 @@ pub enum EngineError {
     ExecTimeout { container: String, command: String, seconds: u64 },
 }
 
-/// Emit the complete lines of a stream as `exec` events (see [`complete_lines`]).
-fn stream_lines(stream: bool, pending: &mut Vec<u8>, chunk: &[u8]) {
+/// Emit the complete lines of a stream as `exec` events (see [`complete_lines`]), each with the
+/// command it came from (argv holds no secret: those go on stdin), so that concurrent commands
+/// can be told apart.
+fn stream_lines(stream: bool, command: &str, pending: &mut Vec<u8>, chunk: &[u8]) {
     if stream {
         for line in complete_lines(pending, chunk) {
-            tracing::info!(target: "exec", "{line}");
+            tracing::info!(target: "exec", %command, "{line}");
         }
     }
 }
@@ -318,18 +320,18 @@ impl Engine {
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(|e| Self::request_error("read exec output", e))? {
                         bollard::container::LogOutput::StdOut { message } => {
-                            stream_lines(spec.stream, &mut pending_out, &message);
+                            stream_lines(spec.stream, &command, &mut pending_out, &message);
                             stdout.extend_from_slice(&message)
                         }
                         bollard::container::LogOutput::StdErr { message } => {
-                            stream_lines(spec.stream, &mut pending_err, &message);
+                            stream_lines(spec.stream, &command, &mut pending_err, &message);
                             stderr.extend_from_slice(&message)
                         }
                         _ => {}
                     }
                 }
-                stream_lines(spec.stream, &mut pending_out, &[]);
-                stream_lines(spec.stream, &mut pending_err, &[]);
+                stream_lines(spec.stream, &command, &mut pending_out, &[]);
+                stream_lines(spec.stream, &command, &mut pending_err, &[]);
             }
             let inspect =
                 self.docker.inspect_exec(&created.id).await.map_err(|e| Self::request_error("inspect exec", e))?;
