@@ -187,3 +187,77 @@ fn every_contract_trap_is_mapped_to_tests_that_exist() {
     let unknown: Vec<&&str> = names.iter().filter(|n| !sources.contains(&format!("fn {n}("))).collect();
     assert!(unknown.is_empty(), "docs/traps.md names tests that do not exist: {unknown:?}");
 }
+
+#[test]
+fn the_plans_in_operations_md_are_the_planner_s() {
+    const KINDS: [&str; 12] = [
+        "build",
+        "verify",
+        "push",
+        "maintenance-on",
+        "backup",
+        "uninstall-app",
+        "deploy",
+        "refresh-assets",
+        "new-site",
+        "install-app",
+        "migrate",
+        "maintenance-off",
+    ];
+    let doc = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    let snapshots = root().join("crates/core/tests/snapshots");
+    let mut test: Option<String> = None;
+    // Inside a fenced block: whether it is a plan (no language) and its lines.
+    let mut block: Option<(bool, Vec<&str>)> = None;
+    let mut checked = 0;
+    for line in doc.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        if let Some((is_plan, lines)) = &mut block {
+            if fence.is_none() {
+                lines.push(line);
+                continue;
+            }
+            let (is_plan, lines) = (*is_plan, std::mem::take(lines));
+            block = None;
+            if !is_plan {
+                continue;
+            }
+            // A plan block: its steps, in order, are among the named snapshot's, and every
+            // reason it spells out in full is the planner's.
+            let name = test.clone().unwrap_or_else(|| panic!("a plan block in operations.md names no test: {lines:?}"));
+            let snap = std::fs::read_to_string(snapshots.join(format!("plan__{name}.snap"))).unwrap();
+            let snap_kinds: Vec<&str> = snap
+                .lines()
+                .filter_map(|l| l.trim_start_matches(['!', ' ']).split([':', ' ']).next())
+                .filter(|k| KINDS.contains(k))
+                .collect();
+            let mut at = 0;
+            for l in &lines {
+                let parts: Vec<&str> = l.split("  ").map(str::trim).filter(|p| !p.is_empty()).collect();
+                let Some(kind) = parts.iter().find(|p| KINDS.contains(p)) else { continue };
+                let found = snap_kinds[at..].iter().position(|k| k == kind);
+                assert!(found.is_some(), "operations.md ({name}): `{kind}` is not next in the planner's plan:\n{snap}");
+                at += found.unwrap() + 1;
+                let reason = parts.last().unwrap();
+                if !reason.contains('…') && reason != kind {
+                    assert!(
+                        snap.contains(reason),
+                        "operations.md ({name}): the planner never says `{reason}`:\n{snap}"
+                    );
+                }
+            }
+            checked += 1;
+            continue;
+        }
+        if let Some(lang) = fence {
+            block = Some((lang.trim().is_empty(), Vec::new()));
+            continue;
+        }
+        for (i, span) in line.split('`').enumerate() {
+            if i % 2 == 1 && snapshots.join(format!("plan__{span}.snap")).exists() {
+                test = Some(span.to_string());
+            }
+        }
+    }
+    assert!(checked >= 4, "only {checked} plan blocks checked");
+}
