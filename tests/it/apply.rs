@@ -6,24 +6,21 @@ use serde_json::Value;
 
 use crate::status::{ADMIN_PASSWORD, DB_ROOT_PASSWORD, Deployment, site};
 
+/// The Docker CLI with `args`, as an operator would run it.
+fn docker(d: &Deployment, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(d.world.docker_cli()).args(args).output().unwrap()
+}
+
 fn events(stdout: &str) -> Vec<Value> {
     stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}"))).collect()
 }
 
 fn image_exists(d: &Deployment, reference: &str) -> bool {
-    std::process::Command::new(d.world.docker_cli())
-        .args(["image", "inspect", reference])
-        .output()
-        .unwrap()
-        .status
-        .success()
+    docker(d, &["image", "inspect", reference]).status.success()
 }
 
 fn backend_image(d: &Deployment) -> String {
-    let out = std::process::Command::new(d.world.docker_cli())
-        .args(["inspect", "--format", "{{.Config.Image}}", &d.backend()])
-        .output()
-        .unwrap();
+    let out = docker(d, &["inspect", "--format", "{{.Config.Image}}", &d.backend()]);
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -96,17 +93,13 @@ fn json_events_history_parallel_migrations_and_a_private_token_nowhere() {
     assert_eq!(text.code, 0);
     assert_eq!(text.stdout.lines().filter(|l| l.contains("success")).count(), 1, "{}", text.stdout);
     assert!(!text.stderr.contains("only this host's copy"), "{}", text.stderr);
-    let volume = std::process::Command::new(d.world.docker_cli())
-        .args(["exec", &d.backend(), "cat", "/home/frappe/frappe-bench/sites/.benchform-history.jsonl"])
-        .output()
-        .unwrap();
+    let volume = docker(&d, &["exec", &d.backend(), "cat", "/home/frappe/frappe-bench/sites/.benchform-history.jsonl"]);
     let volume = String::from_utf8_lossy(&volume.stdout).to_string();
     assert_eq!(volume.lines().count(), 2, "{volume}");
     let host = std::fs::read_to_string(d.dir.path().join("backups").join(&d.project).join("history.jsonl")).unwrap();
 
     // The token (and the site passwords) appear nowhere: output, events, history, image.
-    let image =
-        std::process::Command::new(d.world.docker_cli()).args(["save", &desired_reference(&d)]).output().unwrap();
+    let image = docker(&d, &["save", &desired_reference(&d)]);
     assert!(image.status.success() && image.stdout.len() > 1000);
     let image = String::from_utf8_lossy(&image.stdout).to_string();
     let places = [
@@ -199,10 +192,7 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     };
     assert_eq!(redis_cli(&["SET", "assets_json", "{\"old\": \"bundle\"}"]), "OK");
     let id = |name: &str| {
-        let out = std::process::Command::new(d.world.docker_cli())
-            .args(["inspect", "--format", "{{.Id}}", name])
-            .output()
-            .unwrap();
+        let out = docker(&d, &["inspect", "--format", "{{.Id}}", name]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let before = id(&d.backend());
@@ -216,16 +206,11 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     // A site whose database is gone: a clear error naming it, before any step.
     d.release(1, "v15.2.0", "v15.3.0");
     let reference = desired_reference(&d);
-    let config = std::process::Command::new(d.world.docker_cli())
-        .args(["exec", &d.backend(), "cat", "/home/frappe/frappe-bench/sites/a.localhost/site_config.json"])
-        .output()
-        .unwrap();
+    let config =
+        docker(&d, &["exec", &d.backend(), "cat", "/home/frappe/frappe-bench/sites/a.localhost/site_config.json"]);
     let config: Value = serde_json::from_slice(&config.stdout).unwrap();
     let db_name = config["db_name"].as_str().unwrap();
-    let rm = std::process::Command::new(d.world.docker_cli())
-        .args(["exec", "-u", "frappe", &d.backend(), "rm", "-rf", &format!("/home/frappe/db/{db_name}")])
-        .output()
-        .unwrap();
+    let rm = docker(&d, &["exec", "-u", "frappe", &d.backend(), "rm", "-rf", &format!("/home/frappe/db/{db_name}")]);
     assert!(rm.status.success());
     let missing = d.apply(&["--auto-approve"]);
     assert_eq!(missing.code, 1, "{}", missing.all());
@@ -239,10 +224,7 @@ fn refused_or_stopped_cleanly_migrator_full_disk_and_compose_failure() {
     let d = Deployment::new(&[("a.localhost", &["erpnext"])]);
     let reference = desired_reference(&d);
     let containers = || {
-        let out = std::process::Command::new(d.world.docker_cli())
-            .args(["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", d.project)])
-            .output()
-            .unwrap();
+        let out = docker(&d, &["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={}", d.project)]);
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
 
