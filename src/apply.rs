@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use benchform_bench::{BENCH_DIR, Bench, Refresh};
+use benchform_bench::{BENCH_DIR, Bench};
 use benchform_core::plan::{Plan, Step, StepKind};
 use benchform_core::record::SiteRecord;
 use benchform_core::verify;
@@ -77,8 +77,11 @@ pub struct Applier<'a> {
     pub copied: std::sync::Mutex<Vec<String>>,
     /// Set once any site migrated in this run: from then on the new image must stay.
     pub migrated: std::sync::atomic::AtomicBool,
-    /// Sites this run took out of service (they were serving before it).
-    pub entered_maintenance: std::sync::Mutex<Vec<String>>,
+    /// Sites this run took out of service (maintenance mode was off before it), each with
+    /// whether its scheduler was paused already (then it stays paused when the site is released).
+    pub entered_maintenance: std::sync::Mutex<Vec<(String, bool)>>,
+    /// Held while the health gate runs for the site steps of a run without a deploy gate.
+    gate_lock: tokio::sync::Mutex<()>,
     /// Set once the backend passed the health gate in this run.
     pub gate_passed: std::sync::atomic::AtomicBool,
 }
@@ -95,6 +98,7 @@ impl<'a> Applier<'a> {
             copied: Default::default(),
             migrated: Default::default(),
             entered_maintenance: Default::default(),
+            gate_lock: Default::default(),
             gate_passed: Default::default(),
         }
     }
@@ -143,6 +147,32 @@ impl Applier<'_> {
         }
         if plan.steps.iter().any(|s| s.kind == StepKind::NewSite) {
             self.site_passwords("a new site")?;
+        }
+        // A failed migrate of an existing site is restored, and `bench restore` needs the
+        // database root password: better to know now than after the failure.
+        use benchform_manifest::model::OnMigrateFailure;
+        let existing = plan.steps.iter().find(|s| {
+            s.kind == StepKind::Migrate && !plan.steps.iter().any(|n| n.kind == StepKind::NewSite && n.site == s.site)
+        });
+        if let Some(step) = existing
+            && self.p.manifest.policy.on_migrate_failure == OnMigrateFailure::Restore
+        {
+            let site = step.site.as_deref().unwrap_or_default();
+            let var = self.p.manifest.deploy.db_root_password_env.as_deref();
+            if var.and_then(|v| std::env::var(v).ok()).is_none_or(|v| v.is_empty()) {
+                return Err(err(
+                    format!(
+                        "{site} will migrate, and restoring it after a failed migrate needs the database root \
+                         password, which is not available"
+                    ),
+                    match var {
+                        Some(v) => format!("export it in {v}, or set policy.on_migrate_failure: stop"),
+                        None => "name its variable in deploy.db_root_password_env and export it, or set \
+                                 policy.on_migrate_failure: stop"
+                            .to_string(),
+                    },
+                ));
+            }
         }
         Ok(())
     }
@@ -196,17 +226,28 @@ impl Applier<'_> {
         let service = &self.p.manifest.deploy.backend_service;
         match self.container_of(service).await? {
             Some(container) => Ok(Bench { engine: &self.engine, container }),
-            None => Err(err(
-                format!("no running {service} container in project {}", self.p.manifest.project),
-                "run apply again: a deploy step brings it up",
-            )),
+            None => Err(StepError {
+                touched: false,
+                ..err(
+                    format!("no running {service} container in project {}", self.p.manifest.project),
+                    "run apply again: a deploy step brings it up",
+                )
+            }),
         }
     }
 
     async fn run_bench(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<String, StepError> {
         let bench = self.bench().await?;
         let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-        let out = bench.run_streamed(&argv, stdin).await.map_err(|e| err(e, "check the backend container"))?;
+        // The command may still be running in the container when its output stream broke: treat
+        // it as not finished (nothing restored underneath it).
+        let out = bench.run_streamed(&argv, stdin).await.map_err(|e| StepError {
+            touched: false,
+            ..err(
+                format!("{e} (the command may still be running in the container)"),
+                "check the backend container; run apply again once the command has ended",
+            )
+        })?;
         if out.exit_code != 0 {
             // The end of stdout, then stderr: a traceback's last line says why.
             let tail: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).collect();
@@ -222,8 +263,8 @@ impl Applier<'_> {
     /// Each site's maintenance mode and paused scheduler, as they are now (two execs); `None`
     /// when they cannot be read.
     pub async fn maintenance_flags(&self) -> Option<BTreeMap<String, (bool, bool)>> {
-        let sites = self.bench().await.ok()?.observe_sites(Refresh::Cheap).await.ok()?;
-        Some(sites.into_iter().map(|s| (s.name, (s.maintenance_mode, s.scheduler_paused))).collect())
+        let configs = self.bench().await.ok()?.site_configs().await.ok()?;
+        Some(configs.into_iter().map(|c| (c.site, (c.maintenance_mode, c.scheduler_paused))).collect())
     }
 
     /// One site, read authoritatively (two execs, whatever the number of sites).
@@ -235,19 +276,46 @@ impl Applier<'_> {
         Ok(self.site(site).await?.map(|s| s.installed))
     }
 
+    /// Before the first step that changes a site in a run whose deploy gate did not pass (no
+    /// deploy, or one a crash interrupted before its gate): the running backend must answer.
+    /// Runs once, however many sites go in parallel.
+    async fn ensure_gate(&self, site: &str) -> Result<(), StepError> {
+        let _once = self.gate_lock.lock().await;
+        if self.gate_passed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Err(why) = self.health_gate().await {
+            return Err(StepError {
+                touched: false,
+                ..err(
+                    format!("{why}; not changing {site} on a backend that does not answer"),
+                    "look at the backend's logs (`docker compose logs backend`); apply again once it answers, or \
+                     revert the manifest change",
+                )
+            });
+        }
+        self.gate_passed.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Carry out one step.
     pub async fn step(&self, s: &Step) -> Result<Outcome, StepError> {
         let site = s.site.as_deref().unwrap_or_default();
         let app = s.app.as_deref().unwrap_or_default();
+        if matches!(s.kind, StepKind::NewSite | StepKind::InstallApp | StepKind::Migrate) {
+            self.ensure_gate(site).await?;
+        }
         match s.kind {
             StepKind::Build => self.build().await,
             StepKind::Verify => self.verify().await,
             StepKind::Push => self.push().await,
             StepKind::MaintenanceOn => {
                 self.ready_for_migration(site).await?;
-                let serving = self.site(site).await?.is_some_and(|o| !o.maintenance_mode && !o.scheduler_paused);
-                if serving && let Ok(mut entered) = self.entered_maintenance.lock() {
-                    entered.push(site.to_string());
+                let before = self.site(site).await?;
+                if let Some(o) = before.filter(|o| !o.maintenance_mode)
+                    && let Ok(mut entered) = self.entered_maintenance.lock()
+                {
+                    entered.push((site.to_string(), o.scheduler_paused));
                 }
                 self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "on"], None).await?;
                 self.run_bench(&["bench", "--site", site, "scheduler", "pause"], None).await?;
@@ -259,6 +327,13 @@ impl Applier<'_> {
                     return Ok(Outcome::AlreadyDone(format!("{app} is not installed")));
                 }
                 self.run_bench(&["bench", "--site", site, "uninstall-app", app, "--yes", "--no-backup"], None).await?;
+                // bench exits 0 when it did nothing (e.g. another app depends on this one).
+                if self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
+                    return Err(err(
+                        format!("bench reported success but {app} is still installed on {site}"),
+                        "check whether another installed app requires it",
+                    ));
+                }
                 Ok(Outcome::Done(format!("{app} uninstalled")))
             }
             StepKind::Deploy => self.deploy().await,
@@ -473,14 +548,16 @@ impl Applier<'_> {
     }
 
     async fn deploy(&self) -> Result<Outcome, StepError> {
-        self.refuse_migrator().await?;
+        // Until `compose up`, nothing has changed.
+        let untouched = |e: StepError| StepError { touched: false, ..e };
+        self.refuse_migrator().await.map_err(untouched)?;
         let backend = self.p.manifest.deploy.backend_service.clone();
         let reference = self.reference();
         let previous = self
             .engine
             .project_containers(&self.p.manifest.project)
             .await
-            .map_err(|e| err(e, "check `docker info`"))?
+            .map_err(|e| untouched(err(e, "check `docker info`")))?
             .into_iter()
             .find(|c| c.service == backend && !c.oneoff)
             .map(|c| c.image)
@@ -596,10 +673,11 @@ impl Applier<'_> {
     /// or why not.
     async fn health_gate(&self) -> Result<usize, String> {
         let deadline = Instant::now() + self.options.health_timeout;
-        // Names and maintenance flags are all the gate needs: the cheap read (two execs).
+        // Names and maintenance flags are all the gate needs: one exec reading the site configs
+        // (no site's database is touched, so one broken site cannot fail the gate by itself).
         let sites = loop {
             let read = match self.bench().await {
-                Ok(bench) => bench.observe_sites(Refresh::Cheap).await.map_err(|e| err(e, "")),
+                Ok(bench) => bench.site_configs().await.map_err(|e| err(e, "")),
                 Err(e) => Err(e),
             };
             match read {
@@ -610,14 +688,14 @@ impl Applier<'_> {
         };
         for site in &sites {
             loop {
-                let said = match self.ping(&site.name, site.maintenance_mode).await {
+                let said = match self.ping(&site.site, site.maintenance_mode).await {
                     Ok(()) => break,
                     Err(said) => said,
                 };
                 if Instant::now() >= deadline {
                     return Err(format!(
                         "health gate: {} did not answer /api/method/ping within {} s ({said})",
-                        site.name,
+                        site.site,
                         self.options.health_timeout.as_secs()
                     ));
                 }
@@ -709,27 +787,12 @@ impl Applier<'_> {
         {
             return Ok(Outcome::AlreadyDone(format!("{site} is migrated to the desired code")));
         }
-        // No deploy in this run (or one interrupted before its gate by a crash): check the running
-        // backend before migrating onto it.
-        if !self.gate_passed.load(std::sync::atomic::Ordering::SeqCst) {
-            if let Err(why) = self.health_gate().await {
-                return Err(StepError {
-                    touched: false,
-                    ..err(
-                        format!("{why}; not migrating {site} onto a backend that does not answer"),
-                        "look at the backend's logs (`docker compose logs backend`); apply again once it answers, \
-                         or revert the manifest change",
-                    )
-                });
-            }
-            self.gate_passed.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
         // From the first migrate on, a failed health gate must not take the image back.
         self.migrated.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Err(mut e) = self.run_bench(&["bench", "--site", site, "migrate"], None).await {
             // Frappe's per-site lock: a migrate is already running (an interrupted apply's bench
             // can outlive it). This one changed nothing.
-            if e.detail.contains("LockTimeoutError") {
+            if e.detail.contains("LockTimeoutError") && e.detail.contains("bench_migrate") {
                 e.touched = false;
                 e.fix = format!("another migrate of {site} is still running; wait for it to end, then run apply again");
             }
@@ -775,11 +838,13 @@ impl Applier<'_> {
 impl Applier<'_> {
     /// After a deploy rolled back to the previous image: the sites this run took out of service
     /// were not migrated, so the previous code matches their schema — serve them again.
-    pub async fn back_in_service(&self, sites: &[String]) -> Vec<Result<String, (String, StepError)>> {
+    pub async fn back_in_service(&self, sites: &[(String, bool)]) -> Vec<Result<String, (String, StepError)>> {
         let mut out = Vec::new();
-        for site in sites.iter().cloned() {
+        for (site, was_paused) in sites.iter().cloned() {
             let released = async {
-                self.run_bench(&["bench", "--site", &site, "scheduler", "resume"], None).await?;
+                if !was_paused {
+                    self.run_bench(&["bench", "--site", &site, "scheduler", "resume"], None).await?;
+                }
                 self.run_bench(&["bench", "--site", &site, "set-maintenance-mode", "off"], None).await
             };
             out.push(match released.await {

@@ -370,19 +370,33 @@ fn recover(
             matches!(s.kind, StepKind::MaintenanceOn | StepKind::Backup) || matches!(st, StepState::NotStarted)
         })
     };
-    let release: Vec<String> = if rolled_back {
+    // A deploy that failed before `compose up` changed nothing.
+    let deployed = plan.steps.iter().zip(states).any(|(s, st)| {
+        s.kind == StepKind::Deploy
+            && match st {
+                StepState::NotStarted => false,
+                StepState::Finished(Err(e)) => e.touched,
+                StepState::Finished(Ok(_)) => true,
+            }
+    });
+    let release: Vec<(String, bool)> = if rolled_back {
         entered
-    } else if failed && !started(StepKind::Deploy, None) {
-        entered.into_iter().filter(|s| untouched(s)).collect()
+    } else if failed && !deployed {
+        entered.into_iter().filter(|(s, _)| untouched(s)).collect()
     } else {
         Vec::new()
     };
     for result in rt.block_on(applier.back_in_service(&release)) {
         out.push(match result {
             Ok(site) => SiteRecovery {
-                detail: format!(
-                    "{site} is back in service on the image it ran before (it was not changed in this run)"
-                ),
+                detail: if untouched(&site) {
+                    format!("{site} is back in service on the image it ran before (it was not changed in this run)")
+                } else {
+                    format!(
+                        "{site} is back in service on the image it ran before (it was not migrated; apps uninstalled \
+                         in this run stay uninstalled)"
+                    )
+                },
                 kind: "back_in_service",
                 site,
             },

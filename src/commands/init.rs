@@ -129,7 +129,7 @@ fn draft(args: &InitArgs) -> Result<Status, String> {
         let relative = relative_to(env_file, &compose_dir)?;
         y.push_str(&format!("    env_file: {}\n", quoted(&relative.display().to_string())));
     }
-    y.push_str("  db_root_password_env: DB_ROOT_PASSWORD  # needed only to create sites\n");
+    y.push_str("  db_root_password_env: DB_ROOT_PASSWORD  # to create sites and to restore a failed migrate\n");
     y.push_str("  admin_password_env: ADMIN_PASSWORD\n");
     let sites = sites_from_env(get("SITES"), get("SITES_RULE"), get("FRAPPE_SITE_NAME_HEADER"));
     if sites.is_empty() {

@@ -133,6 +133,13 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     // A site with pending jobs is not put in maintenance; apply gives up after --ready-timeout.
     d.fault("a.localhost", "ready=no\n");
     d.release(1, "v15.1.0", "v15.2.0");
+
+    // A release that migrates an existing site needs the root password a restore would need:
+    // refused before anything changes when it is missing.
+    let no_root = crate::support::benchform_in(d.dir.path(), &["apply", "--auto-approve"], &[("ADMIN_PASSWORD", "x")]);
+    assert_eq!(no_root.code, 1, "{}", no_root.all());
+    assert!(no_root.stderr.contains("needs the database root"), "{}", no_root.stderr);
+    assert!(no_root.stderr.contains("Nothing was changed."), "{}", no_root.stderr);
     let busy = d.apply(&["--auto-approve", "--ready-timeout", "2"]);
     assert_eq!(busy.code, 1, "{}", busy.all());
     assert!(busy.stderr.contains("a.localhost was not ready for migration within 2 s"), "{}", busy.stderr);

@@ -113,6 +113,12 @@ impl Bench<'_> {
         self.observe(refresh, None).await
     }
 
+    /// Every site's `site_config.json` summary (record, maintenance flags) and nothing else: one
+    /// exec, and no site's database is touched.
+    pub async fn site_configs(&self) -> Result<Vec<benchform_core::bench::SiteConfigSummary>, BenchError> {
+        Ok(bench::parse_site_configs(&self.ok(&bench::find_site_configs_argv(), Some(OBSERVE_TIMEOUT)).await?.stdout))
+    }
+
     /// One site, read authoritatively; `None` when it does not exist. Two execs.
     pub async fn observe_site(&self, site: &str) -> Result<Option<ObservedSite>, BenchError> {
         Ok(self.observe(Refresh::Full, Some(site)).await?.into_iter().next())
