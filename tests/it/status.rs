@@ -119,13 +119,13 @@ impl Deployment {
         benchform_in(self.dir.path(), &argv, &env)
     }
 
-    /// Write the bench-contract fault file of `site` (empty text removes it).
+    /// Write the bench-contract fault file of `site` (empty text removes it, which must exist).
     pub(crate) fn fault(&self, site: &str, text: &str) {
         let path = format!("/home/frappe/frappe-bench/sites/{site}/.bench-contract-fault");
         let backend = self.backend();
         let out = if text.is_empty() {
             std::process::Command::new(self.world.docker_cli())
-                .args(["exec", "-u", "frappe", &backend, "rm", "-f", &path])
+                .args(["exec", "-u", "frappe", &backend, "rm", &path])
                 .output()
                 .unwrap()
         } else {
@@ -769,17 +769,7 @@ fn a_failed_migrate_restores_that_site_and_keeps_the_rest_in_maintenance() {
     let recorded = |r: &Value, s: &str| site(r, s)["recorded_fingerprint"].clone();
 
     // Make b's next migrate fail (the fixture's documented fault switch), then release erpnext.
-    let fault = d.dir.path().join("fault");
-    std::fs::write(&fault, "migrate=fail\n").unwrap();
-    let cp = std::process::Command::new(d.world.docker_cli())
-        .args([
-            "cp",
-            &fault.display().to_string(),
-            &format!("{}:/home/frappe/frappe-bench/sites/b.localhost/.bench-contract-fault", d.backend()),
-        ])
-        .output()
-        .unwrap();
-    assert!(cp.status.success(), "{}", String::from_utf8_lossy(&cp.stderr));
+    d.fault("b.localhost", "migrate=fail\n");
     d.release(1, "v15.1.0", "v15.2.0");
 
     let failed = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
@@ -802,18 +792,7 @@ fn a_failed_migrate_restores_that_site_and_keeps_the_rest_in_maintenance() {
     assert_eq!(site(&after, "c.localhost")["maintenance_mode"], true);
 
     // Remove the fault: apply converges from where it stopped.
-    let out = std::process::Command::new(d.world.docker_cli())
-        .args([
-            "exec",
-            "-u",
-            "frappe",
-            &d.backend(),
-            "rm",
-            "/home/frappe/frappe-bench/sites/b.localhost/.bench-contract-fault",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    d.fault("b.localhost", "");
     let healed = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
     assert_eq!(healed.code, 0, "{}", healed.all());
     assert!(!healed.stdout.contains("→ migrate a.localhost"), "a is not migrated twice: {}", healed.stdout);
@@ -912,16 +891,7 @@ fn a_sigkill_during_a_slow_migrate_is_survived() {
     assert_eq!(benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env()).code, 0);
 
     // a's next migrate takes 8 s (the fixture's documented fault switch); then release erpnext.
-    let fault = d.dir.path().join("fault");
-    std::fs::write(&fault, "migrate=slow:8\n").unwrap();
-    let target = format!("{}:/home/frappe/frappe-bench/sites/a.localhost/.bench-contract-fault", d.backend());
-    assert!(
-        std::process::Command::new(d.world.docker_cli())
-            .args(["cp", &fault.display().to_string(), &target])
-            .status()
-            .unwrap()
-            .success()
-    );
+    d.fault("a.localhost", "migrate=slow:8\n");
     d.release(1, "v15.1.0", "v15.2.0");
 
     // Start apply and SIGKILL it while a's migrate runs.
@@ -968,18 +938,7 @@ fn a_sigkill_during_a_slow_migrate_is_survived() {
 
     // Once the orphaned migrate has ended, apply converges.
     std::thread::sleep(Duration::from_secs(8));
-    let rm = std::process::Command::new(d.world.docker_cli())
-        .args([
-            "exec",
-            "-u",
-            "frappe",
-            &d.backend(),
-            "rm",
-            "/home/frappe/frappe-bench/sites/a.localhost/.bench-contract-fault",
-        ])
-        .status()
-        .unwrap();
-    assert!(rm.success());
+    d.fault("a.localhost", "");
     let healed = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
     assert_eq!(healed.code, 0, "{}", healed.all());
     assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
