@@ -120,7 +120,7 @@ impl Applier<'_> {
             .apps
             .iter()
             .filter_map(|a| {
-                let token = std::env::var(a.token_env.as_deref()?).ok().filter(|t| !t.is_empty())?;
+                let token = env_secret(a.token_env.as_deref())?;
                 Some((a.name.clone(), (a.token_user().to_string(), token)))
             })
             .collect()
@@ -131,7 +131,7 @@ impl Applier<'_> {
         let deploy = &self.p.manifest.deploy;
         let passwords = [&deploy.db_root_password_env, &deploy.admin_password_env]
             .into_iter()
-            .filter_map(|v| std::env::var(v.as_deref()?).ok());
+            .filter_map(|v| env_secret(v.as_deref()));
         self.tokens().into_values().map(|(_, t)| t).chain(passwords).filter(|s| s.len() >= 4).collect()
     }
 
@@ -159,7 +159,7 @@ impl Applier<'_> {
         {
             let site = step.site.as_deref().unwrap_or_default();
             let var = self.p.manifest.deploy.db_root_password_env.as_deref();
-            if var.and_then(|v| std::env::var(v).ok()).is_none_or(|v| v.is_empty()) {
+            if env_secret(var).is_none() {
                 return Err(err(
                     format!(
                         "{site} will migrate, and restoring it after a failed migrate needs the database root \
@@ -203,7 +203,7 @@ impl Applier<'_> {
                     format!("name the variable that holds it in deploy.{field}_env"),
                 )
             })?;
-            std::env::var(var).ok().filter(|v| !v.is_empty()).ok_or_else(|| {
+            env_secret(Some(var)).ok_or_else(|| {
                 err(format!("{var} is not set (creating {what} needs it)"), format!("export the {field} in {var}"))
             })
         };
@@ -905,14 +905,7 @@ impl Applier<'_> {
         }
         argv.push("--force");
         // restore may ask for the database root password: answer on stdin, never in argv.
-        let root = self
-            .p
-            .manifest
-            .deploy
-            .db_root_password_env
-            .as_deref()
-            .and_then(|v| std::env::var(v).ok())
-            .unwrap_or_default();
+        let root = env_secret(self.p.manifest.deploy.db_root_password_env.as_deref()).unwrap_or_default();
         let answer = format!("{root}\n");
         self.run_bench(&argv, Some(answer.as_bytes())).await?;
         Ok(Recovery::Restored(format!(
@@ -1027,6 +1020,12 @@ fn frappe_major(git_ref: &str) -> u32 {
     let digits: String =
         git_ref.trim_start_matches(|c: char| !c.is_ascii_digit()).chars().take_while(char::is_ascii_digit).collect();
     digits.parse().unwrap_or(15)
+}
+
+/// The value of the environment variable the manifest names for a secret, if it is set and not
+/// empty.
+fn env_secret(var: Option<&str>) -> Option<String> {
+    std::env::var(var?).ok().filter(|v| !v.is_empty())
 }
 
 /// Write a file only its owner can read (secrets for the build).
