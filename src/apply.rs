@@ -416,19 +416,15 @@ impl Applier<'_> {
             return Ok(Outcome::AlreadyDone(format!("the engine has {reference}")));
         }
         let tokens = self.tokens();
-        let apps: Vec<serde_json::Value> = self
-            .p
-            .manifest
-            .apps
-            .iter()
-            .map(|a| {
-                let url = match tokens.get(&a.name) {
-                    Some((user, token)) => a.repo.replacen("://", &format!("://{user}:{token}@"), 1),
-                    None => a.repo.clone(),
-                };
-                serde_json::json!({"url": url, "branch": a.git_ref})
-            })
-            .collect();
+        let mut apps: Vec<serde_json::Value> = Vec::new();
+        for a in &self.p.manifest.apps {
+            let url = match tokens.get(&a.name) {
+                Some((user, token)) => benchform_core::credentials::with_token(&a.repo, user, token)
+                    .map_err(|e| err(e, "write the app's repo as https://host/org/repo"))?,
+                None => a.repo.clone(),
+            };
+            apps.push(serde_json::json!({"url": url, "branch": a.git_ref}));
+        }
         let dir = tempfile::tempdir().map_err(|e| err(e, "check the temporary folder"))?;
         let secret = dir.path().join("apps.json");
         write_private(&secret, serde_json::Value::Array(apps).to_string().as_bytes())

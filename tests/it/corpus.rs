@@ -77,6 +77,7 @@ fn secrets_in_bad_manifests_are_never_echoed() {
         ("credentials-in-url", &["ghp_SuperSecretToken123"][..]),
         ("user-password-in-url", &["hunter2-secret", "deploy:"][..]),
         ("token-pasted-into-token-env", &["ghp_abcdefghijklmnopqrstuvwxyz0123456789"][..]),
+        ("password-in-env-field", &["Sup3rS3cretRootPw"][..]),
     ] {
         let rel = format!("tests/corpus/bad/{file}.yaml");
         for format in ["text", "json"] {
@@ -86,6 +87,29 @@ fn secrets_in_bad_manifests_are_never_echoed() {
                 assert!(!run.all().contains(secret), "{rel} ({format}) printed a secret:\n{}", run.all());
             }
         }
+    }
+}
+
+/// A `token_user` that ends the URL's user part (`x@evil:port/`) would send the token to another
+/// host: every command that could use the token refuses the manifest, and nothing connects to that
+/// host.
+#[test]
+fn a_token_user_cannot_redirect_the_token() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string("tests/corpus/bad/token-user-redirect.yaml")
+        .unwrap()
+        .replace("127.0.0.1:9977", &format!("127.0.0.1:{port}"))
+        .replace("https://github.com/frappe/hrms", &format!("http://127.0.0.1:1/private/hrms"));
+    std::fs::write(dir.path().join("benchform.yaml"), text).unwrap();
+    for args in [&["validate"][..], &["lock"], &["plan"], &["apply", "--auto-approve"], &["status"]] {
+        let run = crate::support::benchform_in(dir.path(), args, &[("HRMS_TOKEN", "tok-SECRET-1")]);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.all());
+        assert!(run.all().contains("invalid-token-user"), "{args:?}: {}", run.all());
+        assert!(!run.all().contains("tok-SECRET-1"));
+        assert!(listener.accept().is_err(), "{args:?} connected to the token_user's host");
     }
 }
 

@@ -3,6 +3,7 @@
 //! `status` (and, next, the planner). No I/O: adapters observe, this crate decides.
 
 pub mod bench;
+pub mod credentials;
 pub mod diff;
 pub mod fingerprint;
 pub mod plan;

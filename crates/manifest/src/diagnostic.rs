@@ -69,6 +69,7 @@ codes! {
     CredentialsInUrl => "credentials-in-url", "A repository URL that embeds a user name, password or token.";
     InsecureTokenUrl => "insecure-token-url", "A token would be sent over plain http.";
     InvalidEnvName => "invalid-env-name", "An environment variable name that is not valid.";
+    InvalidTokenUser => "invalid-token-user", "A token_user that is not a plain user name (it could redirect the token to another host).";
     ImageHasTag => "image-has-tag", "image.repository carries a tag or digest; benchform computes the tag.";
     InvalidImageReference => "invalid-image-reference", "image.repository is not a valid image reference.";
     ReservedBuildArg => "reserved-build-arg", "A build argument benchform sets itself, or one that must be a secret.";

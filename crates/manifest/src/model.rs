@@ -68,11 +68,12 @@ pub struct App {
     /// Name of the environment variable that holds an access token for a private repository.
     /// Read at run time, never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    #[schemars(regex(pattern = r"^[A-Z_][A-Z0-9_]*$"))]
     pub token_env: Option<String>,
     /// User name sent with the token (HTTP Basic auth). GitHub and Gitea accept any name; GitLab
-    /// wants `oauth2`. Default: `x-access-token`.
+    /// wants `oauth2`. Default: `x-access-token`. Letters, digits, `.`, `_`, `-` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"))]
     pub token_user: Option<String>,
 }
 
@@ -116,11 +117,11 @@ pub struct Deploy {
     pub backend_service: String,
     /// Environment variable holding the database root password (needed only to create sites).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    #[schemars(regex(pattern = r"^[A-Z_][A-Z0-9_]*$"))]
     pub db_root_password_env: Option<String>,
     /// Environment variable holding the Administrator password for new sites.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    #[schemars(regex(pattern = r"^[A-Z_][A-Z0-9_]*$"))]
     pub admin_password_env: Option<String>,
 }
 

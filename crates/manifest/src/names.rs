@@ -52,6 +52,22 @@ pub fn is_env_name(s: &str) -> bool {
     is_identifier(s)
 }
 
+/// A variable name as people write them for secrets: `[A-Z_][A-Z0-9_]*`. Anything else in a
+/// `*_env` field (lower case, punctuation) may be the secret itself pasted there.
+pub fn is_upper_env_name(s: &str) -> bool {
+    is_env_name(s) && !s.chars().any(|c| c.is_ascii_lowercase())
+}
+
+/// The user name sent with a repository token: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`. Nothing that
+/// could end the user part of a URL (`@`, `:`, `/`, `%`, spaces), so a token can never be sent to
+/// another host than the repository's.
+pub fn is_token_user(s: &str) -> bool {
+    let mut chars = s.chars();
+    s.len() <= 64
+        && matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// Does this look like a token pasted where a variable *name* belongs?
 pub fn looks_like_token(s: &str) -> bool {
     const PREFIXES: &[&str] =

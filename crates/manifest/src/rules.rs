@@ -126,6 +126,7 @@ impl Rules<'_> {
             self.repo(v, &path!["apps", i, "repo"], has_token);
             self.git_ref(v, &path!["apps", i, "ref"]);
             self.env_name(v, &path!["apps", i, "token_env"]);
+            self.token_user(v, &path!["apps", i, "token_user"]);
         }
         names_out
     }
@@ -221,14 +222,44 @@ impl Rules<'_> {
                     at.last().map(String::as_str).unwrap_or_default()
                 )),
             );
-        } else if !names::is_env_name(name) {
+        } else if !names::is_upper_env_name(name) {
+            // Never shown: a value that is not a variable name may be the secret itself.
+            self.doc.add_secret(name);
             self.error(
                 Code::InvalidEnvName,
                 at,
-                format!("`{field}` is not a valid environment variable name"),
-                Some("use letters, digits and `_`, not starting with a digit (e.g. PRIVATE_APP_TOKEN)".to_string()),
+                format!(
+                    "`{field}` is not an upper-case environment variable name (its value is not shown: it may be \
+                     the secret itself)"
+                ),
+                Some(
+                    "write the variable's name in upper-case letters, digits and `_`, not starting with a digit \
+                     (e.g. PRIVATE_APP_TOKEN), and export the secret in it; if a secret was pasted here, change it"
+                        .to_string(),
+                ),
             );
         }
+    }
+
+    fn token_user(&mut self, v: &Value, at: &FieldPath) {
+        let Some(user) = str_at(v, at) else { return };
+        if names::is_token_user(user) {
+            return;
+        }
+        let field = display_path(at);
+        self.error(
+            Code::InvalidTokenUser,
+            at,
+            format!(
+                "`{field}` is not a plain user name: `@`, `:`, `/`, `%` or spaces in it could send the token to \
+                 another host than the repository's"
+            ),
+            Some(
+                "use the user name your git host wants with tokens: letters, digits, `.`, `_`, `-` (GitHub: \
+                 x-access-token, GitLab: oauth2), at most 64 characters"
+                    .to_string(),
+            ),
+        );
     }
 
     fn image(&mut self, v: &Value) {
