@@ -164,8 +164,13 @@ pub struct PlanArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Allow running older app versions on sites migrated to newer ones (data-unsafe).
+    /// A plan input: saved with `-o`, used by `apply FILE`.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// How many sites `apply` migrates at the same time (each site's own steps stay in order).
+    /// A plan input: saved with `-o`, used by `apply FILE`.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
     /// Read every site's installed apps authoritatively (one exec per site).
     #[arg(long = "refresh", value_name = "full", value_parser = ["full"], num_args = 1, action = clap::ArgAction::Set)]
     pub refresh: Option<String>,
@@ -207,15 +212,17 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation (needed without a terminal).
     #[arg(long)]
     pub auto_approve: bool,
-    /// Allow running older app versions on sites migrated to newer ones (data-unsafe).
+    /// Allow running older app versions on sites migrated to newer ones (data-unsafe). Not with
+    /// PLAN_FILE: a saved plan keeps the inputs it was made with.
     #[arg(long)]
     pub allow_downgrade: bool,
     /// Wait this many seconds for another apply of the project to finish (default: fail at once).
     #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=604_800))]
     pub lock_timeout: u64,
-    /// How many sites migrate at the same time (each site's own steps stay in order).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub parallelism: u16,
+    /// How many sites migrate at the same time (each site's own steps stay in order; default 1).
+    /// Not with PLAN_FILE: a saved plan keeps the inputs it was made with.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: Option<u16>,
     /// How long a site may answer NOT READY to `bench ready-for-migration` before apply gives up.
     #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub ready_timeout: u64,

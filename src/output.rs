@@ -10,7 +10,15 @@ fn writing() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// Write to standard output. A closed pipe (`benchform … | head`) is not an error worth a panic.
+/// Control characters are escaped: names and values from files, engines and sites reach here,
+/// and none of them may move the cursor or erase what was printed.
 pub fn out(text: &str) {
+    out_styled(&escape(text));
+}
+
+/// Write to standard output as is: only for text whose escapes benchform made itself (colour),
+/// everything else in it already escaped.
+pub fn out_styled(text: &str) {
     let _guard = writing();
     clear_spinner_line();
     let mut stdout = std::io::stdout().lock();
@@ -18,16 +26,22 @@ pub fn out(text: &str) {
     let _ = stdout.flush();
 }
 
+/// `text` with control characters escaped: for anything read from files, names or other
+/// programs before it is printed.
+pub fn escape(text: &str) -> String {
+    benchform_manifest::diagnostic::escape_controls(text)
+}
+
 /// Write a line to standard output.
 pub fn line(text: &str) {
     out(&format!("{text}\n"));
 }
 
-/// Write to standard error as is.
+/// Write to standard error, control characters escaped.
 pub fn raw_err(text: &str) {
     let _guard = writing();
     clear_spinner_line();
-    write_err(text);
+    write_err(&escape(text));
 }
 
 fn write_err(text: &str) {

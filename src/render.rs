@@ -1,5 +1,6 @@
 //! Diagnostics for people (rustc-style, with the source line) and for machines (JSON).
 
+use benchform_manifest::diagnostic::{escape_char, escape_controls};
 use benchform_manifest::{Diagnostic, Severity};
 use serde_json::json;
 
@@ -14,24 +15,36 @@ use serde_json::json;
 ///    = hint: did you mean `ref`?
 /// ```
 pub fn diagnostic_text(d: &Diagnostic) -> String {
-    let mut out = format!("{}[{}]: {}\n", d.severity.as_str(), d.code, d.message);
+    let mut out = format!("{}[{}]: {}\n", d.severity.as_str(), d.code, escape_controls(&d.message));
+    let file = escape_controls(&d.file);
     let location = match (d.line, d.column) {
-        (Some(l), Some(c)) => format!("{}:{l}:{c}", d.file),
-        _ => d.file.clone(),
+        (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+        _ => file,
     };
     let gutter = d.line.map(|l| l.to_string().len()).unwrap_or(1);
     let pad = " ".repeat(gutter);
     out.push_str(&format!("{pad}--> {location}\n"));
     if let (Some(line), Some(column), Some(snippet)) = (d.line, d.column, &d.snippet) {
-        // Tabs would shift the marker; show them as spaces on both lines.
-        let shown = snippet.replace('\t', " ");
-        let lead: String =
-            shown.chars().take(column.saturating_sub(1)).map(|c| if c.is_whitespace() { c } else { ' ' }).collect();
+        // Tabs would shift the marker; show them as spaces on both lines. Control characters
+        // are shown escaped, and the marker moves by their escaped width.
+        let plain = snippet.replace('\t', " ");
+        let shown = escape_controls(&plain);
+        let lead: String = plain
+            .chars()
+            .take(column.saturating_sub(1))
+            .map(|c| if c.is_whitespace() { c.to_string() } else { " ".repeat(escape_char(c).chars().count()) })
+            .collect();
         let lead = format!("{lead}{}", " ".repeat(column.saturating_sub(1).saturating_sub(lead.chars().count())));
-        out.push_str(&format!("{pad} |\n{line} | {shown}\n{pad} | {lead}{}\n", "^".repeat(d.width.max(1))));
+        let width: usize = plain
+            .chars()
+            .skip(column.saturating_sub(1))
+            .take(d.width.max(1))
+            .map(|c| escape_char(c).chars().count())
+            .sum();
+        out.push_str(&format!("{pad} |\n{line} | {shown}\n{pad} | {lead}{}\n", "^".repeat(width.max(1))));
     }
     if let Some(hint) = &d.hint {
-        out.push_str(&format!("{pad} = hint: {hint}\n"));
+        out.push_str(&format!("{pad} = hint: {}\n", escape_controls(hint)));
     }
     out
 }

@@ -6,19 +6,30 @@ use std::time::Duration;
 
 use benchform_bench::Refresh;
 use benchform_core::fingerprint::WorldFingerprint;
-use benchform_core::plan::{self, Plan, PlanOptions, Step, StepKind};
+use benchform_core::plan::{self, Plan, Step, StepKind};
 use benchform_core::status;
 
 use crate::Status;
 use crate::apply::{self, Applier, Outcome, Recovery, StepError, StepState};
 use crate::cli::{ApplyArgs, Format, PlanFormat};
-use crate::commands::plan::{PlanDocument, print};
+use crate::commands::plan::{PlanInputs, print};
 use crate::history;
 use crate::observe;
 use crate::output;
 use benchform_docker::lock::LockInfo;
 
 pub fn run(args: &ApplyArgs) -> Status {
+    if let Some(file) = &args.plan_file
+        && (args.allow_downgrade || args.parallelism.is_some())
+    {
+        output::err_line(&format!(
+            "error: --allow-downgrade and --parallelism change the plan, so {} keeps the ones it was made with\n  \
+             = fix: apply the file without them, or make the plan again with them: `benchform plan -o FILE \
+             [--parallelism N] [--allow-downgrade]`",
+            output::escape(&file.display().to_string())
+        ));
+        return Status::Failure;
+    }
     let p = match observe::prepare(args.manifest.file.as_deref(), true) {
         Ok(p) => p,
         Err(status) => return status,
@@ -133,42 +144,17 @@ fn locked(
         Ok(o) => o,
         Err(e) => return observe::failed(&e),
     };
-    let plan: Plan = match &args.plan_file {
-        Some(file) => {
-            let doc: PlanDocument = match std::fs::read_to_string(file).ok().and_then(|t| serde_json::from_str(&t).ok())
-            {
-                Some(d) => d,
-                None => {
-                    output::err_line(&format!(
-                        "error: {} is not a benchform plan\n  = fix: save one with `benchform plan -o FILE`",
-                        file.display()
-                    ));
-                    return Status::Failure;
-                }
-            };
-            let Some(then) = &doc.fingerprint else {
-                output::err_line(&format!(
-                    "error: {} has no world fingerprint (it was not saved with `plan -o`)\n  = fix: save it with `benchform plan -o FILE`",
-                    file.display()
-                ));
-                return Status::Failure;
-            };
-            let now = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), &observed);
-            let changes = then.changes(&now);
-            if !changes.is_empty() {
-                output::err_line(&format!("error: the saved plan {} is stale; since it was made:", file.display()));
-                for c in &changes {
-                    output::err_line(&format!("  - {c}"));
-                }
-                output::err_line("  = fix: run `benchform plan -o FILE` again, review it, and apply that");
-                return Status::Failure;
-            }
-            doc.plan()
-        }
+    let (plan, inputs) = match &args.plan_file {
+        Some(file) => match saved(file, p, &observed) {
+            Ok(fresh) => fresh,
+            Err(status) => return status,
+        },
         None => {
+            let inputs =
+                PlanInputs { allow_downgrade: args.allow_downgrade, parallelism: args.parallelism.unwrap_or(1) };
             let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed).drift;
-            match plan::plan(&p.desired, &observed, &PlanOptions { allow_downgrade: args.allow_downgrade }, drift) {
-                Ok(plan) => plan,
+            match plan::plan(&p.desired, &observed, &inputs.options(), drift) {
+                Ok(plan) => (plan, inputs),
                 Err(errors) => {
                     for e in &errors {
                         output::err_line(&format!("error: {e}"));
@@ -187,10 +173,10 @@ fn locked(
         return Status::Success;
     }
     if json {
-        let doc = crate::commands::plan::document(&plan, None);
+        let doc = crate::commands::plan::document(&plan, inputs, None);
         output::line(&serde_json::json!({"event": "plan", "plan": doc}).to_string());
     } else if args.plan_file.is_none() {
-        print(&plan, PlanFormat::Text);
+        print(&plan, inputs, PlanFormat::Text);
     }
     if args.plan_file.is_none() && !args.auto_approve && !confirm() {
         return Status::Failure;
@@ -202,7 +188,7 @@ fn locked(
     let options = apply::Options {
         ready_timeout: Duration::from_secs(args.ready_timeout),
         health_timeout: Duration::from_secs(args.health_timeout),
-        parallelism: usize::from(args.parallelism),
+        parallelism: usize::from(inputs.parallelism),
     };
     let applier = Applier::new(p, engine, compose, options);
     output::redact_in_logs(applier.secrets());
@@ -300,6 +286,68 @@ fn locked(
         summary.print(&plan, &recoveries);
     }
     if summary.failed.is_empty() { Status::Success } else { Status::Failure }
+}
+
+/// A saved plan, checked: readable, unedited (digest), for this project, made from the world as it
+/// is now (fingerprint), and exactly the steps the planner produces now from the manifest, the
+/// lock, the observed world and the inputs saved with it. What runs is the planner's own plan,
+/// so no value of the file reaches a command.
+fn saved(
+    file: &std::path::Path,
+    p: &observe::Prepared,
+    observed: &status::Observed,
+) -> Result<(Plan, PlanInputs), Status> {
+    let shown = output::escape(&file.display().to_string());
+    let doc = crate::commands::plan::read_file(file).map_err(|e| {
+        output::err_line(&format!("error: {e}\n  = fix: {}", e.fix()));
+        Status::Failure
+    })?;
+    let Some(then) = &doc.fingerprint else {
+        output::err_line(&format!(
+            "error: {shown} has no world fingerprint (it was not saved with `plan -o`)\n  = fix: save it with `benchform plan -o FILE`"
+        ));
+        return Err(Status::Failure);
+    };
+    if doc.project != p.manifest.project {
+        output::err_line(&format!(
+            "error: {shown} is a plan for project {}, but the manifest's project is {}\n  = fix: apply it with the \
+             manifest it was made from (-f FILE), or make a plan for this one",
+            doc.project, p.manifest.project
+        ));
+        return Err(Status::Failure);
+    }
+    let now = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), observed);
+    let changes = then.changes(&now);
+    if !changes.is_empty() {
+        output::err_line(&format!("error: the saved plan {shown} is stale; since it was made:"));
+        for c in &changes {
+            output::err_line(&format!("  - {c}"));
+        }
+        output::err_line("  = fix: run `benchform plan -o FILE` again, review it, and apply that");
+        return Err(Status::Failure);
+    }
+    let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, observed).drift;
+    let fresh = plan::plan(&p.desired, observed, &doc.inputs.options(), drift).map_err(|errors| {
+        for e in &errors {
+            output::err_line(&format!("error: {e}"));
+        }
+        Status::Failure
+    })?;
+    let image = format!("{}:{}", doc.image.repository, doc.image.tag);
+    let difference = if image != p.desired.reference() {
+        Some(format!("it deploys {image}, the manifest and lock ask for {}", p.desired.reference()))
+    } else {
+        plan::first_difference(&doc.steps, &fresh.steps)
+    };
+    if let Some(d) = difference {
+        output::err_line(&format!(
+            "error: {shown} is not the plan benchform makes for this world: {}\n  = fix: make the plan again with \
+             `benchform plan -o FILE`, review it, and apply that file unchanged",
+            output::escape(&d)
+        ));
+        return Err(Status::Failure);
+    }
+    Ok((fresh, doc.inputs))
 }
 
 /// What was done for one site after the steps ended.

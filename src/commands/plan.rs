@@ -14,19 +14,28 @@ use crate::cli::{PlanArgs, PlanFormat};
 use crate::observe;
 use crate::{output, render};
 
-/// The JSON plan's format version.
-pub const FORMAT_VERSION: u32 = 1;
+/// The JSON plan's format version. 2 added the plan inputs and the digest; a saved plan of
+/// format 1 is refused (it cannot be re-planned with the inputs it was made with).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// A saved plan larger than this is not a plan benchform wrote (a plan of 1,000 sites is ~1 MB).
+const MAX_PLAN_BYTES: u64 = 32 * 1024 * 1024;
 
 /// A plan as JSON: the wire form, kept apart from the core's types. `schema/plan.schema.json`
-/// is generated from it. A saved plan (`plan -o FILE`) is the same document with `fingerprint`.
+/// is generated from it. A saved plan (`plan -o FILE`) is the same document with `fingerprint`
+/// and `digest`.
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 #[schemars(title = "benchform plan")]
 pub struct PlanDocument {
-    /// Version of this format; only `1` exists.
+    /// Version of this format; only `2` is read.
     pub format_version: u32,
     pub project: String,
     /// The image the plan deploys.
     pub image: ImageRef,
+    /// The choices the plan was made with (`plan --allow-downgrade`, `--parallelism`). `apply
+    /// FILE` re-plans with exactly these and takes no such flags of its own.
+    pub inputs: PlanInputs,
     /// In order; `depends_on` names earlier steps' ids.
     pub steps: Vec<Step>,
     /// Changes made outside benchform.
@@ -36,25 +45,59 @@ pub struct PlanDocument {
     /// Saved plans only: what the plan was computed from, checked by apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<WorldFingerprint>,
+    /// Saved plans only: SHA-256 of this document without `digest` (steps, inputs, fingerprint
+    /// with the manifest and lock digests), so an edited file is refused. Not a signature: apply
+    /// also re-plans and refuses any step the planner would not produce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// An image reference, split.
 #[derive(Debug, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ImageRef {
     pub repository: String,
     pub tag: String,
 }
 
-pub fn document(p: &Plan, fingerprint: Option<WorldFingerprint>) -> PlanDocument {
-    PlanDocument {
+/// The flags that change a plan's steps or their schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanInputs {
+    /// `--allow-downgrade`.
+    pub allow_downgrade: bool,
+    /// `--parallelism`: how many sites migrate at the same time.
+    pub parallelism: u16,
+}
+
+impl Default for PlanInputs {
+    fn default() -> PlanInputs {
+        PlanInputs { allow_downgrade: false, parallelism: 1 }
+    }
+}
+
+impl PlanInputs {
+    pub fn options(&self) -> PlanOptions {
+        PlanOptions { allow_downgrade: self.allow_downgrade }
+    }
+}
+
+pub fn document(p: &Plan, inputs: PlanInputs, fingerprint: Option<WorldFingerprint>) -> PlanDocument {
+    let mut doc = PlanDocument {
         format_version: FORMAT_VERSION,
         project: p.project.clone(),
         image: ImageRef { repository: p.repository.clone(), tag: p.tag.clone() },
+        inputs,
         steps: p.steps.clone(),
         drift: p.drift.clone(),
         summary: p.summary().into_iter().map(|(k, n)| (k.as_str().to_string(), n)).collect(),
         fingerprint,
+        digest: None,
+    };
+    if doc.fingerprint.is_some() {
+        doc.digest = Some(doc.computed_digest());
     }
+    doc
 }
 
 impl PlanDocument {
@@ -68,14 +111,129 @@ impl PlanDocument {
             drift: self.drift.clone(),
         }
     }
+
+    /// SHA-256 of the document's JSON without `digest` (field order is the struct's, so the
+    /// same document always hashes the same whatever the file's layout).
+    fn computed_digest(&self) -> String {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("digest");
+        }
+        benchform_core::tag::sha256_hex(v.to_string().as_bytes())
+    }
+}
+
+/// Why a plan file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanFileError {
+    #[error("cannot read {file}: {detail}")]
+    Read { file: String, detail: String },
+    #[error("{file} is larger than {MAX_PLAN_BYTES} bytes: not a plan benchform saved")]
+    TooLarge { file: String },
+    #[error("{file} is not a benchform plan: {detail}")]
+    NotAPlan { file: String, detail: String },
+    #[error("{file} has plan format {found}; this benchform reads format {FORMAT_VERSION}")]
+    Version { file: String, found: String },
+    #[error("{file} was changed after it was saved: its digest does not match its content")]
+    Edited { file: String },
+    #[error("{file}: {detail}")]
+    Invalid { file: String, detail: String },
+}
+
+impl PlanFileError {
+    pub fn fix(&self) -> &'static str {
+        match self {
+            PlanFileError::Read { .. } => "name a plan saved with `benchform plan -o FILE`",
+            PlanFileError::Version { .. } | PlanFileError::Edited { .. } | PlanFileError::Invalid { .. } => {
+                "make the plan again with this benchform (`benchform plan -o FILE`), review it, and apply that file \
+                 unchanged"
+            }
+            PlanFileError::TooLarge { .. } | PlanFileError::NotAPlan { .. } => {
+                "save a plan with `benchform plan -o FILE` and pass that file"
+            }
+        }
+    }
+}
+
+/// Read a plan file (`plan -o`, or `plan --format json` output), check its format, digest and
+/// every value in it, before anything of it is shown or used.
+pub fn read_file(path: &std::path::Path) -> Result<PlanDocument, PlanFileError> {
+    use std::io::Read;
+    let file = crate::output::escape(&path.display().to_string());
+    let read = |e: std::io::Error| PlanFileError::Read { file: file.clone(), detail: e.to_string() };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).map_err(read)?.take(MAX_PLAN_BYTES + 1).read_to_end(&mut bytes).map_err(read)?;
+    if bytes.len() as u64 > MAX_PLAN_BYTES {
+        return Err(PlanFileError::TooLarge { file });
+    }
+    let not_a_plan = |detail: String| PlanFileError::NotAPlan { file: file.clone(), detail };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| not_a_plan(e.to_string()))?;
+    match value.get("format_version") {
+        Some(v) if v.as_u64() == Some(u64::from(FORMAT_VERSION)) => {}
+        Some(v) => {
+            return Err(PlanFileError::Version { file, found: crate::output::escape(&v.to_string()) });
+        }
+        None => return Err(not_a_plan("it has no format_version".to_string())),
+    }
+    let doc: PlanDocument = serde_json::from_value(value).map_err(|e| not_a_plan(e.to_string()))?;
+    if let Some(digest) = &doc.digest
+        && *digest != doc.computed_digest()
+    {
+        return Err(PlanFileError::Edited { file });
+    }
+    if doc.fingerprint.is_some() && doc.digest.is_none() {
+        return Err(PlanFileError::Edited { file });
+    }
+    doc.check().map_err(|detail| PlanFileError::Invalid { file, detail: crate::output::escape(&detail) })?;
+    Ok(doc)
+}
+
+impl PlanDocument {
+    /// Every value checked as the manifest's would be: names, ids, dependencies, counts.
+    fn check(&self) -> Result<(), String> {
+        use benchform_manifest::names;
+        if !names::is_project_name(&self.project) {
+            return Err(format!("project `{}` is not a valid project name", self.project));
+        }
+        if !(1..=64).contains(&self.inputs.parallelism) {
+            return Err(format!("inputs.parallelism {} is outside 1..=64", self.inputs.parallelism));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            if let Some(site) = &s.site
+                && let Some(why) = names::site_name_problem(site)
+            {
+                return Err(format!("steps[{i}]: site `{site}` is not a valid site name: {why}"));
+            }
+            if let Some(app) = &s.app
+                && !names::is_identifier(app)
+            {
+                return Err(format!("steps[{i}]: app `{app}` is not a valid app name"));
+            }
+            if let Some(service) = s.services.iter().find(|x| !names::is_service_name(x)) {
+                return Err(format!("steps[{i}]: service `{service}` is not a valid service name"));
+            }
+            if s.id != plan::step_id(s.kind, s.site.as_deref(), s.app.as_deref()) {
+                return Err(format!("steps[{i}]: id `{}` does not match its kind, site and app", s.id));
+            }
+            if let Some(dep) = s.depends_on.iter().find(|d| !seen.contains(d.as_str())) {
+                return Err(format!("steps[{i}] ({}) depends on `{dep}`, which is not an earlier step", s.id));
+            }
+            if !seen.insert(s.id.as_str()) {
+                return Err(format!("steps[{i}]: `{}` appears twice", s.id));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Print a plan in the chosen format.
-pub fn print(plan: &Plan, format: PlanFormat) {
+pub fn print(plan: &Plan, inputs: PlanInputs, format: PlanFormat) {
     match format {
-        PlanFormat::Json => output::out(&render::json(&document(plan, None))),
+        PlanFormat::Json => output::out(&render::json(&document(plan, inputs, None))),
         PlanFormat::Markdown => output::out(&markdown(plan)),
-        PlanFormat::Text => output::out(&text(plan, colour())),
+        // `text` escapes every value it shows; its only escapes are its colours.
+        PlanFormat::Text => output::out_styled(&text(plan, colour())),
     }
 }
 
@@ -91,8 +249,8 @@ pub fn run(args: &PlanArgs) -> Status {
         Err(e) => return observe::failed(&e),
     };
     let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed).drift;
-    let options = PlanOptions { allow_downgrade: args.allow_downgrade };
-    let plan = match plan::plan(&p.desired, &observed, &options, drift) {
+    let inputs = PlanInputs { allow_downgrade: args.allow_downgrade, parallelism: args.parallelism };
+    let plan = match plan::plan(&p.desired, &observed, &inputs.options(), drift) {
         Ok(plan) => plan,
         Err(errors) => {
             for e in &errors {
@@ -104,7 +262,7 @@ pub fn run(args: &PlanArgs) -> Status {
     };
     if let Some(out) = &args.out {
         let fingerprint = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), &observed);
-        if let Err(e) = std::fs::write(out, render::json(&document(&plan, Some(fingerprint)))) {
+        if let Err(e) = std::fs::write(out, render::json(&document(&plan, inputs, Some(fingerprint)))) {
             output::err_line(&format!(
                 "error: cannot write the plan to {}: {e}\n  = fix: pass -o with a path in a folder you can write to",
                 out.display()
@@ -112,7 +270,7 @@ pub fn run(args: &PlanArgs) -> Status {
             return Status::Failure;
         }
     }
-    print(&plan, args.format);
+    print(&plan, inputs, args.format);
     if args.detailed_exitcode && !plan.is_empty() { Status::Changes } else { Status::Success }
 }
 
@@ -154,7 +312,7 @@ fn drift_lines(p: &Plan) -> String {
     if !p.drift.is_empty() {
         out.push_str("\nChanges outside benchform (reported, not acted on unless the manifest requires it):\n");
         for d in &p.drift {
-            out.push_str(&format!("  ! {}\n", d.detail));
+            out.push_str(&format!("  ! {}\n", output::escape(&d.detail)));
         }
     }
     out
@@ -168,10 +326,10 @@ pub fn text(p: &Plan, colour: bool) -> String {
         out.push_str(&drift_lines(p));
         return out;
     }
-    out.push_str(&format!(
+    out.push_str(&output::escape(&format!(
         "benchform will take these steps for {} (image {}:{}), in order:\n",
         p.project, p.repository, p.tag
-    ));
+    )));
     out.push_str("  + create   ~ change   - destroy   ! destructive\n\n");
     for s in &p.steps {
         let sym = symbol(s.kind);
@@ -185,8 +343,8 @@ pub fn text(p: &Plan, colour: bool) -> String {
             "  {} {:<16} {:<30} {}\n",
             paint(&mark, code, colour),
             s.kind.as_str(),
-            target(s),
-            s.reason
+            output::escape(&target(s)),
+            output::escape(&s.reason)
         ));
     }
     out.push_str(&drift_lines(p));
@@ -195,16 +353,16 @@ pub fn text(p: &Plan, colour: bool) -> String {
 }
 
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    output::escape(&s.replace('|', "\\|").replace('\n', " "))
 }
 
 /// The plan for a pull-request comment: summary first, steps in a table, details folded.
 pub fn markdown(p: &Plan) -> String {
-    let mut out = format!("### benchform plan: `{}`\n\n", p.project);
+    let mut out = format!("### benchform plan: `{}`\n\n", cell(&p.project));
     if p.is_empty() {
         out.push_str("**No changes.** The deployment matches `benchform.yaml`.\n");
     } else {
-        out.push_str(&format!("**{}**\n\nImage: `{}:{}`\n\n", summary_line(p), p.repository, p.tag));
+        out.push_str(&format!("**{}**\n\nImage: `{}:{}`\n\n", summary_line(p), cell(&p.repository), cell(&p.tag)));
         out.push_str("| # | step | target | reason |\n|---|---|---|---|\n");
         for (i, s) in p.steps.iter().enumerate() {
             let kind = if s.destructive { format!("**{}** ⚠", s.kind) } else { s.kind.to_string() };
@@ -213,7 +371,7 @@ pub fn markdown(p: &Plan) -> String {
         out.push_str("\n<details><summary>Step dependencies</summary>\n\n");
         for s in &p.steps {
             let deps = if s.depends_on.is_empty() { "—".to_string() } else { s.depends_on.join(", ") };
-            out.push_str(&format!("- `{}` after {deps}\n", s.id));
+            out.push_str(&format!("- `{}` after {}\n", cell(&s.id), cell(&deps)));
         }
         out.push_str("\n</details>\n");
     }

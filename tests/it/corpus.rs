@@ -90,6 +90,22 @@ fn secrets_in_bad_manifests_are_never_echoed() {
     }
 }
 
+/// Nothing a manifest holds reaches the terminal raw: no control character but newline (and the
+/// tab of a snippet) in any output, text or JSON.
+#[test]
+fn control_characters_in_manifests_are_escaped() {
+    for file in ["control-characters", "control-characters-raw"] {
+        let rel = format!("tests/corpus/bad/{file}.yaml");
+        for format in ["text", "json"] {
+            let run = benchform(&["validate", "-f", &rel, "--format", format]);
+            assert_eq!(run.code, 1);
+            let bad: Vec<char> = run.all().chars().filter(|c| c.is_control() && *c != '\n' && *c != '\t').collect();
+            assert!(bad.is_empty(), "{rel} ({format}) printed {bad:?}:\n{}", run.all());
+            assert!(!run.all().contains('\u{202e}'), "{rel} ({format})");
+        }
+    }
+}
+
 /// A `token_user` that ends the URL's user part (`x@evil:port/`) would send the token to another
 /// host: every command that could use the token refuses the manifest, and nothing connects to that
 /// host.

@@ -506,7 +506,7 @@ fn plan_is_empty_when_converged_and_names_only_the_release_steps_after_a_repin()
     let run = d.benchform(&["plan", "--detailed-exitcode", "--format", "json"]);
     assert_eq!(run.code, 2, "{}", run.all());
     let plan: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(plan["format_version"], 1);
+    assert_eq!(plan["format_version"], 2);
     let schema: Value =
         serde_json::from_str(&std::fs::read_to_string(root().join("schema/plan.schema.json")).unwrap()).unwrap();
     let errors: Vec<String> =

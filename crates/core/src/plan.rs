@@ -86,6 +86,7 @@ impl fmt::Display for StepKind {
 
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Step {
     /// Unique within the plan: the kind, then the site and app it concerns (`migrate:a.example.com`).
     pub id: String,
@@ -169,6 +170,65 @@ fn short(s: &str) -> &str {
     s.get(..12).unwrap_or(s)
 }
 
+/// A step's id: the kind, then the site and app it concerns (`install-app:a.localhost:hrms`).
+pub fn step_id(kind: StepKind, site: Option<&str>, app: Option<&str>) -> String {
+    let mut id = kind.as_str().to_string();
+    for part in [site, app].into_iter().flatten() {
+        id.push(':');
+        id.push_str(part);
+    }
+    id
+}
+
+/// The first way `saved` differs from `now` (the planner's steps for the same world and inputs),
+/// in words; `None` when they are the same steps in the same order.
+pub fn first_difference(saved: &[Step], now: &[Step]) -> Option<String> {
+    for (i, (a, b)) in saved.iter().zip(now).enumerate() {
+        let n = i + 1;
+        if a.id != b.id {
+            return Some(match now.iter().position(|s| s.id == a.id) {
+                Some(_) => format!("step {n} is `{}` in the file but `{}` now (the order differs)", a.id, b.id),
+                None => format!("step {n} `{}` is not a step the planner produces (it plans `{}` there)", a.id, b.id),
+            });
+        }
+        if a.depends_on != b.depends_on {
+            return Some(format!(
+                "step {n} `{}` depends on [{}] in the file but on [{}] now",
+                a.id,
+                a.depends_on.join(", "),
+                b.depends_on.join(", ")
+            ));
+        }
+        if a.destructive != b.destructive {
+            return Some(format!("step {n} `{}` has its destructive mark changed", a.id));
+        }
+        if a.services != b.services {
+            return Some(format!(
+                "step {n} `{}` names services [{}] in the file but [{}] now",
+                a.id,
+                a.services.join(", "),
+                b.services.join(", ")
+            ));
+        }
+        if a.reason != b.reason {
+            return Some(format!("step {n} `{}` gives another reason than the planner's: {:?}", a.id, b.reason));
+        }
+    }
+    match saved.len().cmp(&now.len()) {
+        std::cmp::Ordering::Greater => Some(format!(
+            "the file has {} step(s) more than the planner produces, from `{}`",
+            saved.len() - now.len(),
+            saved[now.len()].id
+        )),
+        std::cmp::Ordering::Less => Some(format!(
+            "the file lacks {} step(s) the planner produces, from `{}`",
+            now.len() - saved.len(),
+            now[saved.len()].id
+        )),
+        std::cmp::Ordering::Equal => None,
+    }
+}
+
 struct Builder {
     steps: Vec<Step>,
 }
@@ -182,11 +242,7 @@ impl Builder {
         reason: String,
         depends_on: Vec<String>,
     ) -> String {
-        let mut id = kind.as_str().to_string();
-        for part in [site, app].into_iter().flatten() {
-            id.push(':');
-            id.push_str(part);
-        }
+        let id = step_id(kind, site, app);
         self.steps.push(Step {
             id: id.clone(),
             kind,
@@ -490,4 +546,56 @@ fn migrate_reason(d: &DesiredSite, o: &ObservedSite, install: &[String], uninsta
         why.push("its recorded fingerprint differs".to_string());
     }
     (!why.is_empty()).then(|| why.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(kind: StepKind, site: Option<&str>, deps: &[&str]) -> Step {
+        Step {
+            id: step_id(kind, site, None),
+            kind,
+            site: site.map(str::to_string),
+            app: None,
+            reason: "r".to_string(),
+            destructive: false,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            services: vec![],
+        }
+    }
+
+    #[test]
+    fn the_first_difference_is_named() {
+        let now =
+            vec![s(StepKind::MaintenanceOn, Some("a"), &[]), s(StepKind::Backup, Some("a"), &["maintenance-on:a"])];
+        assert_eq!(first_difference(&now, &now), None);
+        let swapped = vec![now[1].clone(), now[0].clone()];
+        assert_eq!(
+            first_difference(&swapped, &now).unwrap(),
+            "step 1 is `backup:a` in the file but `maintenance-on:a` now (the order differs)"
+        );
+        let mut more = now.clone();
+        more.push(s(StepKind::NewSite, Some("evil"), &[]));
+        assert_eq!(
+            first_difference(&more, &now).unwrap(),
+            "the file has 1 step(s) more than the planner produces, from `new-site:evil`"
+        );
+        assert_eq!(
+            first_difference(&now[..1], &now).unwrap(),
+            "the file lacks 1 step(s) the planner produces, from `backup:a`"
+        );
+        let mut deps = now.clone();
+        deps[1].depends_on.clear();
+        assert_eq!(
+            first_difference(&deps, &now).unwrap(),
+            "step 2 `backup:a` depends on [] in the file but on [maintenance-on:a] now"
+        );
+        let mut marked = now.clone();
+        marked[1].destructive = true;
+        assert_eq!(first_difference(&marked, &now).unwrap(), "step 2 `backup:a` has its destructive mark changed");
+        let mut other = now.clone();
+        other[0] = s(StepKind::UninstallApp, Some("a"), &[]);
+        assert!(first_difference(&other, &now).unwrap().contains("is not a step the planner produces"));
+    }
 }

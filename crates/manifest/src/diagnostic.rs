@@ -146,3 +146,30 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 }
+
+/// `s` safe to print on a terminal: control characters (C0 but newline and tab, DEL, C1) and
+/// bidirectional overrides become visible escapes (`\u{1b}`), so text from a manifest, lock or
+/// plan file can never move the cursor, erase lines or reorder what is shown.
+pub fn escape_controls(s: &str) -> String {
+    s.chars().map(escape_char).collect()
+}
+
+/// One character as [`escape_controls`] shows it.
+pub fn escape_char(c: char) -> String {
+    let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
+    if (c.is_control() && c != '\n' && c != '\t') || bidi { c.escape_unicode().to_string() } else { c.to_string() }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    #[test]
+    fn controls_become_visible() {
+        assert_eq!(
+            escape_controls("a\x1b[2Kb\u{9b}c\u{202e}d\te\nf\x7f"),
+            "a\\u{1b}[2Kb\\u{9b}c\\u{202e}d\te\nf\\u{7f}"
+        );
+        assert_eq!(escape_controls("erp.example.com"), "erp.example.com");
+    }
+}

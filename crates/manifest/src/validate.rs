@@ -514,6 +514,17 @@ impl Document {
         Diagnostic { severity, code, message, file: self.file.clone(), line, column, width, hint, snippet }
     }
 
+    /// The parser places end-of-input problems on the line after the last; a file without a
+    /// trailing newline has no such line, so they belong just after its last character.
+    fn clamp(&self, line: usize, column: usize) -> (usize, usize) {
+        let lines = self.source.lines().count();
+        let past_end = if self.source.ends_with('\n') { line > lines + 1 } else { line > lines };
+        match self.source.lines().last() {
+            Some(last) if past_end => (lines, last.chars().count() + 1),
+            _ => (line, column),
+        }
+    }
+
     fn yaml_problem(&self, p: &yaml::YamlProblem) -> Diagnostic {
         let (code, hint) = match p.kind {
             YamlProblemKind::Syntax => {
@@ -528,7 +539,10 @@ impl Document {
             YamlProblemKind::ComplexKey => (Code::ComplexKey, Some("use a plain name as the key")),
         };
         let (line, column) = match p.pos {
-            Some(pos) => (Some(pos.line), Some(pos.column)),
+            Some(pos) => {
+                let (l, c) = self.clamp(pos.line, pos.column);
+                (Some(l), Some(c))
+            }
             None => (None, None),
         };
         self.make(Severity::Error, code, line, column, p.width, p.message.clone(), hint.map(str::to_string))

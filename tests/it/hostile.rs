@@ -1,0 +1,142 @@
+//! Hostile input and faults (issue "Hostile input and faults"): edited saved plans, values that
+//! could redirect a token or reach a command, broken sites, interrupted runs. Each test fails on a
+//! benchform that trusts what it reads.
+
+use serde_json::{Value, json};
+
+use crate::status::{Deployment, Watch};
+
+/// The saved plan's digest as `plan -o` computes it: SHA-256 of the document without `digest`,
+/// in the order benchform writes its fields. An attacker can do this too; it only catches edits
+/// that did not bother, and re-planning catches the rest.
+fn reseal(doc: &mut Value) {
+    let mut without = doc.clone();
+    without.as_object_mut().unwrap().remove("digest");
+    doc["digest"] = benchform_core::tag::sha256_hex(without.to_string().as_bytes()).into();
+}
+
+fn step(kind: &str, site: Option<&str>, app: Option<&str>, deps: &[&str]) -> Value {
+    let id = [Some(kind), site, app].iter().flatten().copied().collect::<Vec<_>>().join(":");
+    json!({"id": id, "kind": kind, "site": site, "app": app, "reason": "edited in",
+           "destructive": false, "depends_on": deps})
+}
+
+#[test]
+fn an_edited_saved_plan_is_refused_and_changes_nothing() {
+    let d = Deployment::new(&[("a.localhost", &["erpnext", "hrms"]), ("b.localhost", &["erpnext"])]);
+    let first = d.apply(&["--auto-approve"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    d.release(2, "v1.0.0", "v1.1.0");
+    let file = d.dir.path().join("release.json");
+    let saved_arg = file.display().to_string();
+    let made = d.benchform(&["plan", "-o", &saved_arg, "--parallelism", "2"]);
+    assert_eq!(made.code, 0, "{}", made.all());
+    let original: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(original["format_version"], 2);
+    assert_eq!(original["inputs"], json!({"allow_downgrade": false, "parallelism": 2}));
+    let ids: Vec<&str> = original["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(ids.contains(&"backup:a.localhost") && ids.contains(&"migrate:a.localhost"), "{ids:?}");
+
+    let try_file = |name: &str, doc: &Value, extra: &[&str]| {
+        let path = d.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let mut args = vec![path.display().to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = d.apply(&argv);
+        assert_eq!(run.code, 1, "{name} was applied:\n{}", run.all());
+        run.stderr
+    };
+    let edited = |f: &dyn Fn(&mut Value)| {
+        let mut doc = original.clone();
+        f(&mut doc);
+        reseal(&mut doc);
+        doc
+    };
+    let insert_after = |doc: &mut Value, after: &str, s: Value| {
+        let steps = doc["steps"].as_array_mut().unwrap();
+        let at = steps.iter().position(|x| x["id"] == after).unwrap() + 1;
+        steps.insert(at, s);
+    };
+
+    let watch = Watch::start(&d.project);
+    // An uninstall the policy does not allow, spliced in after the backup.
+    let uninstall = edited(&|doc| {
+        let mut s = step("uninstall-app", Some("a.localhost"), Some("erpnext"), &["backup:a.localhost"]);
+        s["destructive"] = true.into();
+        insert_after(doc, "backup:a.localhost", s);
+    });
+    let err = try_file("uninstall", &uninstall, &[]);
+    assert!(err.contains("is not the plan benchform makes"), "{err}");
+    assert!(err.contains("`uninstall-app:a.localhost:erpnext` is not a step the planner produces"), "{err}");
+
+    // A new site the manifest does not name.
+    let new_site = edited(&|doc| {
+        doc["steps"].as_array_mut().unwrap().push(step("new-site", Some("evil.localhost"), None, &[]));
+    });
+    let err = try_file("new-site", &new_site, &[]);
+    assert!(err.contains("1 step(s) more than the planner produces, from `new-site:evil.localhost`"), "{err}");
+
+    // A path where a site name belongs never reaches a command: the file is refused as read.
+    let traversal = edited(&|doc| {
+        doc["steps"].as_array_mut().unwrap().insert(0, step("backup", Some("../../etc"), None, &[]));
+    });
+    let err = try_file("traversal", &traversal, &[]);
+    assert!(err.contains("site `../../etc` is not a valid site name"), "{err}");
+
+    // The same steps in another order.
+    let reordered = edited(&|doc| {
+        let steps = doc["steps"].as_array_mut().unwrap();
+        let a = steps.iter().position(|x| x["id"] == "migrate:a.localhost").unwrap();
+        let last = steps.len() - 1;
+        steps.swap(a, last);
+        for s in steps.iter_mut() {
+            s["depends_on"] = json!([]);
+        }
+    });
+    let err = try_file("reordered", &reordered, &[]);
+    assert!(err.contains("is not the plan benchform makes"), "{err}");
+
+    // Another project's name.
+    let other = edited(&|doc| doc["project"] = "someone-else".into());
+    let err = try_file("project", &other, &[]);
+    assert!(err.contains("is a plan for project someone-else"), "{err}");
+
+    // 15,000 steps: refused at once, not run.
+    let huge = edited(&|doc| {
+        let steps = doc["steps"].as_array_mut().unwrap();
+        for i in 0..15_000 {
+            steps.push(step("maintenance-off", Some(&format!("s{i}.localhost")), None, &[]));
+        }
+    });
+    let err = try_file("huge", &huge, &[]);
+    assert!(err.contains("15000 step(s) more than the planner produces"), "{err}");
+
+    // An edit that did not reseal the digest; an old format; flags that belong to the plan.
+    let mut unsealed = original.clone();
+    unsealed["steps"].as_array_mut().unwrap().pop();
+    let err = try_file("unsealed", &unsealed, &[]);
+    assert!(err.contains("was changed after it was saved"), "{err}");
+    let mut old = original.clone();
+    old["format_version"] = 1.into();
+    let err = try_file("old", &old, &[]);
+    assert!(err.contains("has plan format 1; this benchform reads format 2"), "{err}");
+    let err = try_file("flags", &original, &["--parallelism", "4"]);
+    assert!(err.contains("keeps the ones it was made with"), "{err}");
+    let err = try_file("flags2", &original, &["--allow-downgrade"]);
+    assert!(err.contains("keeps the ones it was made with"), "{err}");
+
+    // None of it touched the deployment: only reads ran, and the plan is still the same.
+    let seen = watch.stop();
+    let reads = ["find sites", "list-apps", "execute frappe.get_installed_apps"];
+    assert!(seen.iter().all(|a| reads.iter().any(|r| a.contains(r))), "a refused plan mutated something: {seen:?}");
+    let again: Value = serde_json::from_str(&d.benchform(&["plan", "--format", "json"]).stdout).unwrap();
+    assert_eq!(again["steps"], original["steps"]);
+    let backups = d.dir.path().join("backups").join(&d.project).join("a.localhost");
+    assert!(!backups.exists(), "no backup was taken");
+
+    // The file as saved is applied, with the parallelism it was saved with.
+    let applied = d.apply(&[&saved_arg, "--format", "json"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
+}
