@@ -258,3 +258,39 @@ fn file_urls_lock_with_a_warning_at_validate() {
     assert_eq!(run.code, 0, "{}", run.all());
     assert_eq!(w.lock().entry("erpnext").unwrap().repo, w.erpnext.file_url());
 }
+
+/// A lock edited by hand is read as strictly as a manifest: each malformed value is an error with
+/// its file:line:column and code, and `--check --offline` fails.
+#[test]
+fn malformed_locks_are_refused_with_positions() {
+    let mut w = World::new();
+    assert_eq!(w.run(&["lock"]).code, 0);
+    let good = w.lock_text().unwrap();
+    let commit = w.lock().entry("erpnext").unwrap().commit.clone();
+    let path = w.dir.path().join("benchform.lock");
+    for (what, edited, expect) in [
+        ("empty commit", good.replacen(&format!("\"{commit}\""), "\"\"", 1), "error[invalid-value]"),
+        ("39 hex digits", good.replacen(&commit, &commit[..39], 1), "error[invalid-value]"),
+        ("upper case", good.replacen(&commit, &commit.to_uppercase(), 1), "error[invalid-value]"),
+        ("a path", good.replacen(&commit, "../../../../etc/passwd", 1), "error[invalid-value]"),
+        ("a path as ref", good.replacen("ref: \"v15.2.0\"", "ref: \"../../x\"", 1), "error[invalid-ref]"),
+        ("a path as name", good.replacen("name: \"erpnext\"", "name: \"../erpnext\"", 1), "error[invalid-app-name]"),
+        ("credentials", good.replacen("repo: \"http://", "repo: \"http://u:hunter2@", 1), "error[credentials-in-url]"),
+        (
+            "duplicate",
+            {
+                let start = good.find("  - name: \"erpnext\"").unwrap();
+                let end = good[start + 1..].find("  - name:").map_or(good.len(), |e| e + start + 1);
+                format!("{good}{}", &good[start..end])
+            },
+            "error[duplicate-app]",
+        ),
+    ] {
+        std::fs::write(&path, &edited).unwrap();
+        let check = w.run_with(&["lock", "--check", "--offline"], &[]);
+        assert_eq!(check.code, 1, "{what}: {}", check.all());
+        assert!(check.all().contains(expect), "{what}: {}", check.all());
+        assert!(check.all().contains("benchform.lock:"), "{what} has a position: {}", check.all());
+        assert!(!check.all().contains("hunter2"), "{what}: {}", check.all());
+    }
+}

@@ -105,7 +105,13 @@ impl LockFile {
 
 /// Read a lock file. Problems come back as diagnostics with positions, like the manifest's.
 pub fn parse_lock(file: &str, bytes: &[u8]) -> Result<LockFile, Vec<Diagnostic>> {
-    crate::validate::read_typed::<LockFile>(file, bytes, crate::schema::lock_schema(), crate::schema::lock_validator())
+    crate::validate::read_typed::<LockFile>(
+        file,
+        bytes,
+        crate::schema::lock_schema(),
+        crate::schema::lock_validator(),
+        crate::rules::check_lock,
+    )
 }
 
 /// One ref advertised by a remote, as `git ls-remote` prints it.

@@ -68,6 +68,11 @@ pub fn is_token_user(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// A full git object id as the lock keeps it: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+pub fn is_object_id(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Does this look like a token pasted where a variable *name* belongs?
 pub fn looks_like_token(s: &str) -> bool {
     const PREFIXES: &[&str] =

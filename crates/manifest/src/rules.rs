@@ -48,6 +48,54 @@ fn str_at<'v>(value: &'v Value, path: &[String]) -> Option<&'v str> {
         .as_str()
 }
 
+/// The rules of a lock file: what its schema cannot say, as strictly as the manifest's.
+pub(crate) fn check_lock(value: &Value, doc: &mut Document) -> Vec<Diagnostic> {
+    let mut r = Rules { doc, out: Vec::new() };
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, entry) in items(value, "entries").iter().enumerate() {
+        if let Some(name) = entry.get("name").and_then(Value::as_str) {
+            let at = path!["entries", i, "name"];
+            if name != "frappe" && !names::is_identifier(name) {
+                r.error(
+                    Code::InvalidAppName,
+                    &at,
+                    format!("`{name}` is not frappe or an app name"),
+                    Some(
+                        "the lock names frappe and the manifest's apps; run `benchform lock` to rewrite it".to_string(),
+                    ),
+                );
+            }
+            match seen.get(name) {
+                Some(first) => r.error(
+                    Code::DuplicateApp,
+                    &at,
+                    format!("`{name}` is locked twice (first as `entries[{first}]`)"),
+                    Some("run `benchform lock` to rewrite the lock; do not edit it by hand".to_string()),
+                ),
+                None => {
+                    seen.insert(name.to_string(), i);
+                }
+            }
+        }
+        r.repo(value, &path!["entries", i, "repo"], false);
+        r.git_ref(value, &path!["entries", i, "ref"]);
+        for field in ["commit", "object"] {
+            let at = path!["entries", i, field];
+            if let Some(id) = str_at(value, &at)
+                && !names::is_object_id(id)
+            {
+                r.error(
+                    Code::InvalidValue,
+                    &at,
+                    format!("`{}` is not a git object id (40 or 64 lowercase hex digits)", display_path(&at)),
+                    Some("run `benchform lock` to rewrite the lock; do not edit it by hand".to_string()),
+                );
+            }
+        }
+    }
+    r.out
+}
+
 fn items<'v>(value: &'v Value, key: &str) -> &'v [Value] {
     value.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
 }

@@ -173,10 +173,12 @@ pub(crate) fn read_typed<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     schema: &'static Value,
     validator: &jsonschema::Validator,
+    rules: fn(&Value, &mut Document) -> Vec<Diagnostic>,
 ) -> Result<T, Vec<Diagnostic>> {
-    let (doc, value, mut diagnostics) = read(file, bytes);
+    let (mut doc, value, mut diagnostics) = read(file, bytes);
     let Some(value) = value else { return Err(diagnostics) };
     diagnostics.extend(structural(&value, &doc, schema, validator));
+    diagnostics.extend(rules(&value, &mut doc));
     if diagnostics.iter().any(Diagnostic::is_error) {
         sort(&mut diagnostics);
         return Err(diagnostics);
