@@ -254,6 +254,9 @@ pub struct ForceUnlockArgs {
     pub manifest: ManifestArg,
     /// The lock ID an apply left behind (printed when an apply finds the project locked).
     pub id: String,
+    /// Release it even though the process holding it still runs on this machine.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -70,6 +70,10 @@ pub fn run(args: &ApplyArgs) -> Status {
                     return Status::Failure;
                 }
             }
+            Ok(Some(other)) if other.is_unlabelled() => {
+                output::err_line(&unlabelled_lock(&project));
+                return Status::Failure;
+            }
             Ok(Some(other)) if std::time::Instant::now() >= deadline => {
                 output::err_line(&format!(
                     "error: project {project} is locked by another apply: {} since {} ({}), lock ID {}\n  = fix: wait for it, or \
@@ -611,6 +615,16 @@ fn confirm() -> bool {
     }
 }
 
+/// What to say about a lock volume that names no holder.
+fn unlabelled_lock(project: &str) -> String {
+    let volume = benchform_docker::lock::lock_volume(project);
+    format!(
+        "error: project {project} is locked by a volume {volume} that names no holder (it was not made by a \
+         benchform apply); nothing was changed\n  = fix: make sure no apply of {project} runs, then remove it: \
+         `docker volume rm {volume}`"
+    )
+}
+
 /// `benchform force-unlock ID`
 pub fn force_unlock(args: &crate::cli::ForceUnlockArgs) -> Status {
     // Only the project name is needed: no lock, build context or compose files.
@@ -628,9 +642,31 @@ pub fn force_unlock(args: &crate::cli::ForceUnlockArgs) -> Status {
     };
     let project = &manifest.project;
     match rt.block_on(engine.lock_holder(project)) {
+        Ok(Some(h)) if h.is_unlabelled() => {
+            output::err_line(&unlabelled_lock(project));
+            Status::Failure
+        }
+        Ok(Some(h)) if h.id == args.id && h.is_alive_here(&hostname()) && !args.force => {
+            output::err_line(&format!(
+                "error: the apply holding {project}'s lock still runs on this machine (pid {}, {} since {}); \
+                 releasing it would let a second apply change the deployment beside it; nothing released\n  = fix: \
+                 wait for it to end, or stop it (`kill -INT {}` ends it in order); if pid {} is not a benchform \
+                 apply any more, pass --force",
+                h.pid, h.holder, h.since, h.pid, h.pid
+            ));
+            Status::Failure
+        }
         Ok(Some(h)) if h.id == args.id => match rt.block_on(engine.unlock(project, &args.id)) {
             Ok(true) => {
-                output::line(&format!("Released the apply lock of {project} held by {} since {}.", h.holder, h.since));
+                let unseen = if h.host != hostname() {
+                    format!(" benchform cannot see processes on {}: make sure no apply runs there.", h.host)
+                } else {
+                    String::new()
+                };
+                output::line(&format!(
+                    "Released the apply lock of {project} held by {} since {}.{unseen}",
+                    h.holder, h.since
+                ));
                 Status::Success
             }
             Ok(false) => {

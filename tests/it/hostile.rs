@@ -140,3 +140,47 @@ fn an_edited_saved_plan_is_refused_and_changes_nothing() {
     assert_eq!(applied.code, 0, "{}", applied.all());
     assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
 }
+
+/// force-unlock never frees the lock of an apply that still runs here without --force, and a
+/// lock volume without a holder is named as such, with a fix that is not an empty ID.
+#[test]
+fn force_unlock_checks_the_holder_and_unlabelled_locks_are_explained() {
+    use benchform_docker::lock::LockInfo;
+    let d = Deployment::new(&[("a.localhost", &["erpnext"])]);
+    let rt = crate::world::rt();
+    let engine = rt.block_on(crate::world::engine());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+    let mut alive = std::process::Command::new("sleep").arg("120").spawn().unwrap();
+    let live = LockInfo {
+        id: "live0apply".into(),
+        holder: "bob@here".into(),
+        since: "2026-12-01T10:00:00Z".into(),
+        plan: "apply".into(),
+        host,
+        pid: alive.id(),
+    };
+    assert_eq!(rt.block_on(engine.try_lock(&d.project, &live)).unwrap(), None);
+    let refused = d.benchform(&["force-unlock", "live0apply"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.stderr.contains("still runs on this machine"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert_eq!(rt.block_on(engine.lock_holder(&d.project)).unwrap().map(|h| h.id), Some("live0apply".to_string()));
+    let forced = d.benchform(&["force-unlock", "live0apply", "--force"]);
+    assert_eq!(forced.code, 0, "{}", forced.all());
+    assert_eq!(rt.block_on(engine.lock_holder(&d.project)).unwrap(), None);
+    let _ = alive.kill();
+    let _ = alive.wait();
+
+    // A volume of the lock's name made by hand.
+    let volume = benchform_docker::lock::lock_volume(&d.project);
+    let made = std::process::Command::new(d.world.docker_cli()).args(["volume", "create", &volume]).output().unwrap();
+    assert!(made.status.success());
+    for run in [d.apply(&["--auto-approve"]), d.benchform(&["force-unlock", "x"])] {
+        assert_eq!(run.code, 1, "{}", run.all());
+        assert!(run.stderr.contains("names no holder"), "{}", run.stderr);
+        assert!(run.stderr.contains(&format!("docker volume rm {volume}")), "{}", run.stderr);
+        assert!(!run.stderr.contains("force-unlock `") && !run.stderr.contains("locked by  since"), "{}", run.stderr);
+    }
+    let removed = std::process::Command::new(d.world.docker_cli()).args(["volume", "rm", &volume]).output().unwrap();
+    assert!(removed.status.success());
+}

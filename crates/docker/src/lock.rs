@@ -36,6 +36,18 @@ impl LockInfo {
     }
 }
 
+impl LockInfo {
+    /// Held by a process of this machine that still runs (or whose pid was reused).
+    pub fn is_alive_here(&self, this_host: &str) -> bool {
+        self.pid != 0 && self.host == this_host && std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    /// The lock volume carries no holder: made by hand or by another tool, not by an apply.
+    pub fn is_unlabelled(&self) -> bool {
+        self.id.is_empty()
+    }
+}
+
 /// The lock volume's name for a project.
 pub fn lock_volume(project: &str) -> String {
     format!("benchform-lock-{project}")
