@@ -213,7 +213,9 @@ pub async fn observe(
     let env = compose_env(desired, compose.flavour);
     let compose_error =
         |e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)");
-    let rendered = compose.rendered_images(&env).await.map_err(compose_error)?;
+    let services = compose.rendered_services(&env).await.map_err(compose_error)?;
+    let rendered: BTreeMap<String, String> =
+        services.iter().filter_map(|(name, s)| Some((name.clone(), s.image.clone()?))).collect();
     let hashes = compose.config_hashes(&env).await.map_err(compose_error)?;
     let containers = engine
         .project_containers(&manifest.project)
@@ -237,6 +239,7 @@ pub async fn observe(
             built_for: built_for.get(&c.image_id).cloned().flatten(),
             config_hash: c.config_hash.clone(),
             desired_config_hash: hashes.get(&c.service).cloned(),
+            exit_code: c.exit_code(),
         });
     }
 
@@ -245,27 +248,22 @@ pub async fn observe(
     let sites_observed = backend.is_some();
     let sites = match backend {
         Some(b) => Bench { engine: &engine, container: b.id.clone() }.observe_sites(refresh).await.map_err(|e| {
-            let fix = match &e {
-                // MariaDB's ER_BAD_DB_ERROR: the site folder is there, its database is not.
-                benchform_bench::BenchError::Failed { command, stderr, .. } if stderr.contains("Unknown database") => {
-                    let site = command.split_whitespace().skip_while(|w| *w != "--site").nth(1).unwrap_or("the site");
-                    format!(
-                        "{site}'s database is missing: restore it from a backup in backups.dir \
-                         (`bench --site {site} restore FILE`), or take the site out of the manifest and drop it"
-                    )
-                }
-                _ => format!("check the {} container (`docker logs {}`)", b.service, b.name),
-            };
-            ObserveError::new("sites", e, fix)
+            ObserveError::new("sites", e, format!("check the {} container (`docker logs {}`)", b.service, b.name))
         })?,
         None => Vec::new(),
     };
+    let has_volumes = engine
+        .project_has_volumes(&manifest.project)
+        .await
+        .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?;
     Ok(Observed {
         compose: compose.flavour.as_str().to_string(),
         registry,
         engine_image,
         containers: observed_containers,
         deploy_services: rendered.iter().filter(|(_, img)| **img == reference).map(|(s, _)| s.clone()).collect(),
+        services: services.into_iter().map(|(name, s)| (name, s.restart)).collect(),
+        has_volumes,
         sites,
         authoritative_apps: refresh == Refresh::Full,
         sites_observed,

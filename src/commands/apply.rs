@@ -168,13 +168,17 @@ fn locked(
             }
         }
     };
-    if plan.is_empty() {
+    if plan.converged() {
         if json {
             output::line(&serde_json::json!({"event": "summary", "outcome": "no_changes"}).to_string());
         } else {
             output::line("No changes. The deployment matches benchform.yaml.");
         }
         return Status::Success;
+    }
+    if plan.is_empty() {
+        report_blocked(&plan, json);
+        return Status::Failure;
     }
     if json {
         let doc = crate::commands::plan::document(&plan, inputs, None);
@@ -193,6 +197,7 @@ fn locked(
         ready_timeout: Duration::from_secs(args.ready_timeout),
         health_timeout: Duration::from_secs(args.health_timeout),
         parallelism: usize::from(inputs.parallelism),
+        damaged: observed.sites.iter().filter(|s| s.damaged.is_some()).map(|s| s.name.clone()).collect(),
     };
     let applier = Applier::new(p, engine, compose, options);
     output::redact_in_logs(applier.secrets());
@@ -289,7 +294,22 @@ fn locked(
     } else {
         summary.print(&plan, &recoveries);
     }
-    if summary.failed.is_empty() { Status::Success } else { Status::Failure }
+    report_blocked(&plan, json);
+    if summary.failed.is_empty() && plan.blocked.is_empty() { Status::Success } else { Status::Failure }
+}
+
+/// The sites the plan could not touch: the run cannot be a success while they stay as they are.
+fn report_blocked(plan: &Plan, json: bool) {
+    for b in &plan.blocked {
+        if json {
+            output::line(
+                &serde_json::json!({"event": "blocked", "site": b.site, "detail": b.detail, "fix": b.fix}).to_string(),
+            );
+        }
+    }
+    if !json && !plan.blocked.is_empty() {
+        output::err_line(crate::commands::plan::blocked_lines(plan).trim_start_matches('\n').trim_end());
+    }
 }
 
 /// A saved plan, checked: readable, unedited (digest), for this project, made from the world as it

@@ -38,6 +38,9 @@ pub struct PlanDocument {
     pub inputs: PlanInputs,
     /// In order; `depends_on` names earlier steps' ids.
     pub steps: Vec<Step>,
+    /// Sites of the manifest no step touches because they cannot be planned as observed (a
+    /// damaged site, or sites that cannot be read), with what was seen and the fix.
+    pub blocked: Vec<plan::Blocked>,
     /// Changes made outside benchform.
     pub drift: Vec<status::Drift>,
     /// Steps per kind.
@@ -89,6 +92,7 @@ pub fn document(p: &Plan, inputs: PlanInputs, fingerprint: Option<WorldFingerpri
         image: ImageRef { repository: p.repository.clone(), tag: p.tag.clone() },
         inputs,
         steps: p.steps.clone(),
+        blocked: p.blocked.clone(),
         drift: p.drift.clone(),
         summary: p.summary().into_iter().map(|(k, n)| (k.as_str().to_string(), n)).collect(),
         fingerprint,
@@ -108,6 +112,7 @@ impl PlanDocument {
             repository: self.image.repository.clone(),
             tag: self.image.tag.clone(),
             steps: self.steps.clone(),
+            blocked: self.blocked.clone(),
             drift: self.drift.clone(),
         }
     }
@@ -198,6 +203,9 @@ impl PlanDocument {
         if !(1..=64).contains(&self.inputs.parallelism) {
             return Err(format!("inputs.parallelism {} is outside 1..=64", self.inputs.parallelism));
         }
+        if let Some(b) = self.blocked.iter().find(|b| names::site_name_problem(&b.site).is_some()) {
+            return Err(format!("blocked site `{}` is not a valid site name", b.site));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, s) in self.steps.iter().enumerate() {
             if let Some(site) = &s.site
@@ -271,7 +279,7 @@ pub fn run(args: &PlanArgs) -> Status {
         }
     }
     print(&plan, inputs, args.format);
-    if args.detailed_exitcode && !plan.is_empty() { Status::Changes } else { Status::Success }
+    if args.detailed_exitcode && !plan.converged() { Status::Changes } else { Status::Success }
 }
 
 /// Colour only on a terminal, and never with `NO_COLOR` set.
@@ -318,11 +326,29 @@ fn drift_lines(p: &Plan) -> String {
     out
 }
 
+/// The sites no step touches, and why: text lines.
+pub fn blocked_lines(p: &Plan) -> String {
+    let mut out = String::new();
+    if !p.blocked.is_empty() {
+        out.push_str("\nSites benchform cannot plan for (no step touches them):\n");
+        for b in &p.blocked {
+            out.push_str(&output::escape(&format!("  x {}: {}\n    = fix: {}\n", b.site, b.detail, b.fix)));
+        }
+    }
+    out
+}
+
 /// The plan for people, Terraform-style.
 pub fn text(p: &Plan, colour: bool) -> String {
     let mut out = String::new();
-    if p.is_empty() {
+    if p.converged() {
         out.push_str("No changes. The deployment matches benchform.yaml.\n");
+        out.push_str(&drift_lines(p));
+        return out;
+    }
+    if p.is_empty() {
+        out.push_str("No steps to take, but the deployment does not match benchform.yaml.\n");
+        out.push_str(&blocked_lines(p));
         out.push_str(&drift_lines(p));
         return out;
     }
@@ -347,6 +373,7 @@ pub fn text(p: &Plan, colour: bool) -> String {
             output::escape(&s.reason)
         ));
     }
+    out.push_str(&blocked_lines(p));
     out.push_str(&drift_lines(p));
     out.push_str(&format!("\n{}\n", summary_line(p)));
     out
@@ -359,8 +386,10 @@ fn cell(s: &str) -> String {
 /// The plan for a pull-request comment: summary first, steps in a table, details folded.
 pub fn markdown(p: &Plan) -> String {
     let mut out = format!("### benchform plan: `{}`\n\n", cell(&p.project));
-    if p.is_empty() {
+    if p.converged() {
         out.push_str("**No changes.** The deployment matches `benchform.yaml`.\n");
+    } else if p.is_empty() {
+        out.push_str("**No steps to take**, but the deployment does not match `benchform.yaml`.\n");
     } else {
         out.push_str(&format!("**{}**\n\nImage: `{}:{}`\n\n", summary_line(p), cell(&p.repository), cell(&p.tag)));
         out.push_str("| # | step | target | reason |\n|---|---|---|---|\n");
@@ -374,6 +403,12 @@ pub fn markdown(p: &Plan) -> String {
             out.push_str(&format!("- `{}` after {}\n", cell(&s.id), cell(&deps)));
         }
         out.push_str("\n</details>\n");
+    }
+    if !p.blocked.is_empty() {
+        out.push_str("\n**Sites benchform cannot plan for** (no step touches them):\n\n");
+        for b in &p.blocked {
+            out.push_str(&format!("- `{}`: {} — fix: {}\n", cell(&b.site), cell(&b.detail), cell(&b.fix)));
+        }
     }
     if !p.drift.is_empty() {
         out.push_str(&format!("\n<details><summary>Changes outside benchform ({})</summary>\n\n", p.drift.len()));

@@ -23,7 +23,8 @@ fn step(kind: &str, site: Option<&str>, app: Option<&str>, deps: &[&str]) -> Val
 
 #[test]
 fn an_edited_saved_plan_is_refused_and_changes_nothing() {
-    let d = Deployment::new(&[("a.localhost", &["erpnext", "hrms"]), ("b.localhost", &["erpnext"])]);
+    let mut d = Deployment::new(&[("a.localhost", &["erpnext", "hrms"]), ("b.localhost", &["erpnext"])]);
+    d.deployed = true;
     let first = d.apply(&["--auto-approve"]);
     assert_eq!(first.code, 0, "{}", first.all());
     d.release(2, "v1.0.0", "v1.1.0");

@@ -116,7 +116,8 @@ impl Bench<'_> {
     /// Every site's `site_config.json` summary (record, maintenance flags) and nothing else: one
     /// exec, and no site's database is touched.
     pub async fn site_configs(&self) -> Result<Vec<benchform_core::bench::SiteConfigSummary>, BenchError> {
-        Ok(bench::parse_site_configs(&self.ok(&bench::find_site_configs_argv(), Some(OBSERVE_TIMEOUT)).await?.stdout))
+        let out = self.ok(&bench::find_site_configs_argv(), Some(OBSERVE_TIMEOUT)).await?;
+        Ok(bench::parse_site_configs(&out.stdout_bytes)?)
     }
 
     /// One site, read authoritatively; `None` when it does not exist. Two execs.
@@ -124,33 +125,51 @@ impl Bench<'_> {
         Ok(self.observe(Refresh::Full, Some(site)).await?.into_iter().next())
     }
 
+    /// Sites as observed. A site that cannot be read (no `site_config.json`, a config that is
+    /// not JSON, a database bench cannot open) comes back `damaged` with what was seen; it never
+    /// fails the others. Only transport failures (no engine, no container) are errors.
     async fn observe(&self, refresh: Refresh, only: Option<&str>) -> Result<Vec<ObservedSite>, BenchError> {
-        let mut configs =
-            bench::parse_site_configs(&self.ok(&bench::find_site_configs_argv(), Some(OBSERVE_TIMEOUT)).await?.stdout);
+        let mut configs = self.site_configs().await?;
         if let Some(only) = only {
             configs.retain(|c| c.site == only);
         }
-        if configs.is_empty() {
-            return Ok(Vec::new());
-        }
+        let readable = configs.iter().filter(|c| c.damaged.is_none()).count();
+        // `--site all` stops at the first site it cannot open; then each site is read alone.
         let mut apps = match refresh {
-            Refresh::Cheap | Refresh::Auto => {
-                bench::parse_list_apps(&self.ok(&bench::list_apps_all_argv(), Some(OBSERVE_TIMEOUT)).await?.stdout)?
+            Refresh::Cheap | Refresh::Auto if readable > 0 => {
+                let out = self.run(&bench::list_apps_all_argv(), Some(OBSERVE_TIMEOUT)).await?;
+                match (out.exit_code, bench::parse_list_apps(&out.stdout)) {
+                    (0, Ok(apps)) => Some(apps),
+                    _ => None,
+                }
             }
-            Refresh::Full => Default::default(),
+            _ => None,
         };
         let mut sites = Vec::new();
         for c in configs {
+            let mut damaged = c.damaged;
             let authoritative = match refresh {
-                Refresh::Cheap => false,
+                Refresh::Cheap => apps.is_none(),
                 Refresh::Full => true,
-                Refresh::Auto => c.record.is_none(),
+                Refresh::Auto => c.record.is_none() || apps.is_none(),
             };
-            let installed = if authoritative {
-                let out = self.ok(&bench::installed_apps_argv(&c.site), Some(OBSERVE_TIMEOUT)).await?;
-                bench::parse_installed_apps(&c.site, &out.stdout)?
+            let installed = if damaged.is_some() {
+                Vec::new()
+            } else if authoritative {
+                let out = self.run(&bench::installed_apps_argv(&c.site), Some(OBSERVE_TIMEOUT)).await?;
+                match (out.exit_code, bench::parse_installed_apps(&c.site, &out.stdout)) {
+                    (0, Ok(installed)) => installed,
+                    (code, _) => {
+                        damaged = Some(format!(
+                            "bench could not read its installed apps (`{}` exited {code}): {}",
+                            bench::installed_apps_argv(&c.site).join(" "),
+                            last_lines(if out.stderr.trim().is_empty() { &out.stdout } else { &out.stderr }, 1)
+                        ));
+                        Vec::new()
+                    }
+                }
             } else {
-                apps.remove(&c.site).unwrap_or_default()
+                apps.as_mut().and_then(|a| a.remove(&c.site)).unwrap_or_default()
             };
             sites.push(ObservedSite {
                 name: c.site,
@@ -158,7 +177,7 @@ impl Bench<'_> {
                 record: c.record,
                 maintenance_mode: c.maintenance_mode,
                 scheduler_paused: c.scheduler_paused,
-                unreadable: c.unreadable,
+                damaged,
             });
         }
         Ok(sites)

@@ -16,22 +16,41 @@ use std::collections::BTreeMap;
 
 use crate::record::SiteRecord;
 
-/// argv of exec 1.
+/// argv of exec 1: every folder directly under `sites/` (`-print`), and for each
+/// `sites/<site>/site_config.json` its size (`wc -c`) then its bytes (`cat`). The size frames the
+/// content, so nothing a file holds can pass for another site's header.
 pub fn find_site_configs_argv() -> Vec<String> {
     [
         "find",
         "sites",
         "-mindepth",
-        "2",
+        "1",
         "-maxdepth",
         "2",
-        "-name",
-        "site_config.json",
-        "-print",
+        "(",
+        "-path",
+        "sites/*/site_config.json",
+        "-exec",
+        "wc",
+        "-c",
+        "{}",
+        ";",
         "-exec",
         "cat",
         "{}",
         ";",
+        ")",
+        "-o",
+        "(",
+        "-type",
+        "d",
+        "-path",
+        "sites/*",
+        "!",
+        "-path",
+        "sites/*/*",
+        "-print",
+        ")",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -55,8 +74,9 @@ pub struct SiteConfigSummary {
     pub record: Option<SiteRecord>,
     pub maintenance_mode: bool,
     pub scheduler_paused: bool,
-    /// The file could not be read as JSON (the site is broken; say so, do not guess).
-    pub unreadable: bool,
+    /// What is wrong with it, as observed: no `site_config.json`, or one that is not a JSON
+    /// object (the site is broken; say so, do not guess).
+    pub damaged: Option<String>,
 }
 
 /// Why a bench output could not be read.
@@ -67,34 +87,70 @@ pub struct OutputError {
     pub detail: String,
 }
 
-/// Read exec 1's output: a path line (`sites/<site>/site_config.json`), then that file's JSON,
-/// repeated. Only the record and two flags are kept; secrets are dropped here.
-pub fn parse_site_configs(stdout: &str) -> Vec<SiteConfigSummary> {
-    let mut out = Vec::new();
+/// Folders under `sites/` that are never sites.
+const NOT_SITES: &[&str] = &["assets"];
+
+/// Read exec 1's output: folder lines (`sites/<name>`) and, per `site_config.json`, a `wc -c`
+/// line (`<size> sites/<site>/site_config.json`) followed by exactly that many bytes. Only the
+/// record and two flags are kept; secrets are dropped here. A folder without `site_config.json`
+/// is a damaged site (a failed `new-site`, a deleted file), never a missing one.
+pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, OutputError> {
+    let err = |detail: String| OutputError { command: find_site_configs_argv().join(" "), detail };
+    let mut configs: BTreeMap<String, SiteConfigSummary> = BTreeMap::new();
+    let mut folders: Vec<String> = Vec::new();
     let mut rest = stdout;
-    while let Some(start) = rest.find("sites/") {
-        rest = &rest[start..];
-        let (path, after) = rest.split_once('\n').unwrap_or((rest, ""));
-        let Some(site) = path.trim().strip_prefix("sites/").and_then(|p| p.strip_suffix("/site_config.json")) else {
-            rest = after;
+    while !rest.is_empty() {
+        let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        let line = String::from_utf8_lossy(&rest[..end]).into_owned();
+        rest = rest.get(end + 1..).unwrap_or_default();
+        if line.is_empty() {
             continue;
-        };
-        let mut stream = serde_json::Deserializer::from_str(after).into_iter::<serde_json::Value>();
-        let (value, consumed) = match stream.next() {
-            Some(Ok(v)) => (Some(v), stream.byte_offset()),
-            _ => (None, after.find("\nsites/").map_or(after.len(), |i| i + 1)),
-        };
-        out.push(SiteConfigSummary {
-            site: site.to_string(),
-            record: value.as_ref().and_then(SiteRecord::from_site_config),
-            maintenance_mode: value.as_ref().and_then(|v| v.get("maintenance_mode")).is_some_and(truthy),
-            scheduler_paused: value.as_ref().and_then(|v| v.get("pause_scheduler")).is_some_and(truthy),
-            unreadable: value.is_none(),
+        }
+        if let Some(name) = line.strip_prefix("sites/").filter(|n| !n.contains('/')) {
+            folders.push(name.to_string());
+            continue;
+        }
+        let header = line.split_once(' ').and_then(|(size, path)| {
+            let site = path.strip_prefix("sites/")?.strip_suffix("/site_config.json")?;
+            Some((size.parse::<usize>().ok()?, site.to_string())).filter(|(_, s)| !s.contains('/') && !s.is_empty())
         });
-        rest = &after[consumed.min(after.len())..];
+        let Some((size, site)) = header else {
+            return Err(err(format!("unexpected line {:?}", line.chars().take(120).collect::<String>())));
+        };
+        if rest.len() < size {
+            return Err(err(format!("sites/{site}/site_config.json changed while it was read; run again")));
+        }
+        let (content, after) = rest.split_at(size);
+        rest = after;
+        let value = serde_json::from_slice::<serde_json::Value>(content).ok().filter(serde_json::Value::is_object);
+        let damaged = value.is_none().then(|| format!("sites/{site}/site_config.json is not a JSON object"));
+        configs.insert(
+            site.clone(),
+            SiteConfigSummary {
+                record: value.as_ref().and_then(SiteRecord::from_site_config),
+                maintenance_mode: value.as_ref().and_then(|v| v.get("maintenance_mode")).is_some_and(truthy),
+                scheduler_paused: value.as_ref().and_then(|v| v.get("pause_scheduler")).is_some_and(truthy),
+                damaged,
+                site,
+            },
+        );
     }
-    out.sort_by(|a, b| a.site.cmp(&b.site));
-    out
+    for name in folders {
+        if configs.contains_key(&name) || name.starts_with('.') || NOT_SITES.contains(&name.as_str()) {
+            continue;
+        }
+        configs.insert(
+            name.clone(),
+            SiteConfigSummary {
+                damaged: Some(format!("sites/{name} has no site_config.json")),
+                site: name,
+                record: None,
+                maintenance_mode: false,
+                scheduler_paused: false,
+            },
+        );
+    }
+    Ok(configs.into_values().collect())
 }
 
 fn truthy(v: &serde_json::Value) -> bool {
@@ -138,16 +194,60 @@ pub fn parse_installed_apps(site: &str, stdout: &str) -> Result<Vec<String>, Out
 mod tests {
     use super::*;
 
+    fn framed(files: &[(&str, &str)], folders: &[&str]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for f in folders {
+            out.extend(format!("sites/{f}\n").bytes());
+        }
+        for (site, content) in files {
+            out.extend(format!("{} sites/{site}/site_config.json\n", content.len()).bytes());
+            out.extend(content.bytes());
+        }
+        out
+    }
+
     #[test]
     fn site_configs_keep_the_record_and_drop_secrets() {
-        let out = "sites/a.localhost/site_config.json\n{\n \"db_name\": \"_1\",\n \"db_password\": \"hunter2\",\n \"maintenance_mode\": 1\n}\nsites/b.localhost/site_config.json\n{\"db_password\": \"x\", \"benchform\": {\"version\": 1, \"project\": \"p\", \"fingerprint\": \"f\", \"commits\": {}, \"image\": \"i\", \"migrated_at\": \"t\"}, \"pause_scheduler\": true}\nsites/broken/site_config.json\n{not json\n";
-        let sites = parse_site_configs(out);
-        assert_eq!(sites.iter().map(|s| s.site.as_str()).collect::<Vec<_>>(), ["a.localhost", "b.localhost", "broken"]);
+        let out = framed(
+            &[
+                (
+                    "a.localhost",
+                    "{\n \"db_name\": \"_1\",\n \"db_password\": \"hunter2\",\n \"maintenance_mode\": 1\n}\n",
+                ),
+                (
+                    "b.localhost",
+                    "{\"db_password\": \"x\", \"benchform\": {\"version\": 1, \"project\": \"p\", \"fingerprint\": \"f\", \"commits\": {}, \"image\": \"i\", \"migrated_at\": \"t\"}, \"pause_scheduler\": true}",
+                ),
+                ("broken", "{not json\n"),
+            ],
+            &["a.localhost", "assets", "b.localhost", "broken", "half.localhost", ".build"],
+        );
+        let sites = parse_site_configs(&out).unwrap();
+        assert_eq!(
+            sites.iter().map(|s| s.site.as_str()).collect::<Vec<_>>(),
+            ["a.localhost", "b.localhost", "broken", "half.localhost"]
+        );
         assert!(sites[0].maintenance_mode && !sites[0].scheduler_paused && sites[0].record.is_none());
         assert_eq!(sites[1].record.as_ref().map(|r| r.fingerprint.as_str()), Some("f"));
         assert!(sites[1].scheduler_paused);
-        assert!(sites[2].unreadable);
+        assert_eq!(sites[2].damaged.as_deref(), Some("sites/broken/site_config.json is not a JSON object"));
+        assert_eq!(sites[3].damaged.as_deref(), Some("sites/half.localhost has no site_config.json"));
         assert!(!format!("{sites:?}").contains("hunter2"));
+    }
+
+    /// A file's content that looks like the next file's header is content, not a site.
+    #[test]
+    fn content_cannot_forge_a_site() {
+        let forged = "{\"note\": \"see\\n12 sites/phantom/site_config.json\\n\", \"x\": \"sites/ghost\"}";
+        let broken = "not json\nsites/ghost\n2 sites/ghost2/site_config.json\n{}";
+        let out = framed(&[("a.localhost", forged), ("b.localhost", broken)], &["a.localhost", "b.localhost"]);
+        let sites = parse_site_configs(&out).unwrap();
+        assert_eq!(sites.iter().map(|s| s.site.as_str()).collect::<Vec<_>>(), ["a.localhost", "b.localhost"]);
+        assert!(sites[0].damaged.is_none());
+        assert!(sites[1].damaged.is_some());
+        // A torn read (the file changed between `wc` and `cat`) is an error, never a guess.
+        assert!(parse_site_configs(b"100 sites/a/site_config.json\n{}").is_err());
+        assert!(parse_site_configs(b"garbage\n").is_err());
     }
 
     #[test]

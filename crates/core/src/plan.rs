@@ -103,19 +103,38 @@ pub struct Step {
     pub services: Vec<String>,
 }
 
-/// A plan: steps in order, plus what changed outside benchform.
+/// A plan: steps in order, the sites it cannot plan for, and what changed outside benchform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub project: String,
     pub repository: String,
     pub tag: String,
     pub steps: Vec<Step>,
+    /// Sites of the manifest that benchform cannot plan for as observed; no step touches them.
+    pub blocked: Vec<Blocked>,
     pub drift: Vec<Drift>,
 }
 
+/// A site of the manifest that no step touches, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Blocked {
+    pub site: String,
+    /// What was observed.
+    pub detail: String,
+    /// What the operator can do; never a step that discards data benchform does not understand.
+    pub fix: String,
+}
+
 impl Plan {
+    /// No step to take (blocked sites may remain).
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// Nothing to do and nothing blocked: the deployment matches the manifest.
+    pub fn converged(&self) -> bool {
+        self.steps.is_empty() && self.blocked.is_empty()
     }
 
     /// Steps per kind, in kind order, kinds with no step left out.
@@ -275,9 +294,45 @@ pub fn plan(
 ) -> Result<Plan, Vec<PlanError>> {
     let mut errors = Vec::new();
     let observed_sites: BTreeMap<&str, &ObservedSite> = observed.sites.iter().map(|s| (s.name.as_str(), s)).collect();
+    let mut blocked = Vec::new();
+    // Sites exist but cannot be read (no backend runs on a deployment that has volumes): none
+    // of them is new, and none can be planned until a deploy brings a backend back.
+    let unreadable = !observed.sites_observed && observed.has_volumes;
     let work: Vec<SiteWork<'_>> = desired
         .sites
         .iter()
+        .filter(|d| {
+            let o = observed_sites.get(d.name.as_str());
+            let why = if unreadable {
+                Some((
+                    "its state cannot be read: no backend container runs, and the project has volumes, so the site \
+                     may well exist"
+                        .to_string(),
+                    "apply deploys first (the backend comes back); then run `benchform plan` again for this site's \
+                     steps"
+                        .to_string(),
+                ))
+            } else {
+                o.and_then(|o| o.damaged.clone()).map(|problem| {
+                    (
+                        problem,
+                        format!(
+                            "look at sites/{} in the backend container and repair it by hand (restore \
+                             site_config.json or the database from a backup); benchform will not create, migrate \
+                             or drop a site it cannot read",
+                            d.name
+                        ),
+                    )
+                })
+            };
+            match why {
+                Some((detail, fix)) => {
+                    blocked.push(Blocked { site: d.name.clone(), detail, fix });
+                    false
+                }
+                None => true,
+            }
+        })
         .map(|d| site_work(desired, d, observed_sites.get(d.name.as_str()).copied(), options, &mut errors))
         .collect();
     if !errors.is_empty() {
@@ -427,19 +482,33 @@ pub fn plan(
         repository: desired.repository.clone(),
         tag: desired.tag.clone(),
         steps: b.steps,
+        blocked,
         drift,
     })
 }
 
-/// Services compose would create or recreate, with why.
+/// Services compose would create, recreate or start, with why: every service of the compose
+/// files, not only those of the desired image (a stopped redis-cache is as real as an old
+/// backend). A one-shot service that exited 0 (the configurator) is done, not stopped.
 fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, String)> {
     let reference = desired.reference();
     let mut out = Vec::new();
-    for service in &observed.deploy_services {
+    let services: Vec<&String> = if observed.services.is_empty() {
+        observed.deploy_services.iter().collect()
+    } else {
+        observed
+            .services
+            .keys()
+            .chain(observed.deploy_services.iter().filter(|s| !observed.services.contains_key(*s)))
+            .collect()
+    };
+    for service in services {
+        let ours = observed.deploy_services.contains(service);
+        let restart = observed.services.get(service).cloned().flatten();
         let containers: Vec<_> = observed.containers.iter().filter(|c| &c.service == service).collect();
         let why = match containers.first() {
             None => Some("not running".to_string()),
-            Some(c) if c.image != reference => {
+            Some(c) if ours && c.image != reference => {
                 // The tag alone when it is our repository, else the whole reference.
                 let shown = c.image.strip_prefix(&format!("{}:", desired.repository)).unwrap_or(&c.image);
                 Some(format!("runs {shown}"))
@@ -451,7 +520,10 @@ fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, St
             {
                 Some("its compose configuration changed".to_string())
             }
-            Some(c) if c.state != "running" && service != "configurator" => Some(c.state.clone()),
+            Some(c) if c.state != "running" && !c.finished_one_shot(restart.as_deref()) => Some(match c.exit_code {
+                Some(code) if c.state == "exited" => format!("exited ({code})"),
+                _ => c.state.clone(),
+            }),
             Some(_) => None,
         };
         if let Some(why) = why {

@@ -82,6 +82,12 @@ pub struct Observed {
     pub containers: Vec<ObservedContainer>,
     /// Services compose would run with the desired image (from the rendered configuration).
     pub deploy_services: Vec<String>,
+    /// Every service of the rendered configuration, with its `restart:` policy: a long-running
+    /// service that is missing or stopped needs a deploy, a one-shot one that exited 0 does not.
+    pub services: BTreeMap<String, Option<String>>,
+    /// The project has volumes on the engine: it was deployed before, so with no backend running
+    /// its sites exist but cannot be read (never "new").
+    pub has_volumes: bool,
     pub sites: Vec<ObservedSite>,
     /// Whether site apps come from `execute frappe.get_installed_apps` (true) or the
     /// `list-apps` table (false).
@@ -118,6 +124,16 @@ pub struct ObservedContainer {
     /// What `config --hash` says the service's hash would be with the desired image (same
     /// compose flavour only).
     pub desired_config_hash: Option<String>,
+    /// The exit code of a container that exited.
+    pub exit_code: Option<i64>,
+}
+
+impl ObservedContainer {
+    /// A one-shot service (restart `no` or `on-failure`, like frappe_docker's configurator)
+    /// that finished well: not "not running".
+    pub fn finished_one_shot(&self, restart: Option<&str>) -> bool {
+        matches!(restart, None | Some("no") | Some("on-failure")) && self.state == "exited" && self.exit_code == Some(0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +143,9 @@ pub struct ObservedSite {
     pub record: Option<SiteRecord>,
     pub maintenance_mode: bool,
     pub scheduler_paused: bool,
-    pub unreadable: bool,
+    /// What is wrong with the site, as observed (its `site_config.json` missing or not JSON, its
+    /// database unreadable). benchform plans nothing for a damaged site.
+    pub damaged: Option<String>,
 }
 
 /// `benchform status --format json`.
@@ -296,14 +314,8 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
                     ),
                 });
             }
-            if o.is_some_and(|s| s.unreadable) {
-                drift.push(
-                    Drift::new(
-                        DriftKind::UnreadableSite,
-                        format!("sites/{}/site_config.json is not valid JSON", d.name),
-                    )
-                    .site(&d.name),
-                );
+            if let Some(problem) = o.and_then(|s| s.damaged.as_ref()) {
+                drift.push(Drift::new(DriftKind::UnreadableSite, format!("{}: {problem}", d.name)).site(&d.name));
             }
             SiteReport {
                 name: d.name.clone(),
@@ -325,7 +337,16 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
             drift.push(
                 Drift::new(
                     DriftKind::SiteNotInManifest,
-                    format!("site {} exists but the manifest does not list it (benchform leaves it alone)", s.name),
+                    match &s.damaged {
+                        None => format!(
+                            "site {} exists but the manifest does not list it (benchform leaves it alone)",
+                            s.name
+                        ),
+                        Some(problem) => format!(
+                            "site {} exists but the manifest does not list it (benchform leaves it alone); {problem}",
+                            s.name
+                        ),
+                    },
                 )
                 .site(&s.name),
             );
@@ -380,7 +401,7 @@ mod tests {
             record,
             maintenance_mode: false,
             scheduler_paused: false,
-            unreadable: false,
+            damaged: None,
         }
     }
 
@@ -412,7 +433,7 @@ mod tests {
         let d = desired(&m, &l, "bf1-x");
         let foreign = SiteRecord::new("other", BTreeMap::new(), BTreeMap::new(), "x", None, "t");
         let mut broken = site("b.localhost", &["frappe", "erpnext"], None);
-        broken.unreadable = true;
+        broken.damaged = Some("sites/b.localhost/site_config.json is not valid JSON".to_string());
         let observed = Observed {
             containers: vec![ObservedContainer {
                 service: "backend".into(),
@@ -424,6 +445,7 @@ mod tests {
                 built_for: None,
                 config_hash: None,
                 desired_config_hash: None,
+                exit_code: None,
             }],
             sites: vec![
                 site("a.localhost", &["frappe", "erpnext", "hrms", "payments"], Some(foreign)),

@@ -58,7 +58,7 @@ fn migrated(name: &str, apps: &[&str], bumped: &[&str]) -> ObservedSite {
         record: Some(SiteRecord::new("acme", d.commits, d.refs, &format!("{REPO}:{OLD}"), None, "t")),
         maintenance_mode: false,
         scheduler_paused: false,
-        unreadable: false,
+        damaged: None,
     }
 }
 
@@ -73,6 +73,7 @@ fn container(service: &str, tag: &str) -> ObservedContainer {
         built_for: Some("acme".into()),
         config_hash: Some("h".into()),
         desired_config_hash: Some("h".into()),
+        exit_code: (service == "configurator").then_some(0),
     }
 }
 
@@ -90,6 +91,13 @@ fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
         engine_image: (tag == NEW).then(|| "sha256:new".to_string()),
         containers: SERVICES.iter().map(|s| container(s, tag)).collect(),
         deploy_services: SERVICES.iter().map(|s| s.to_string()).collect(),
+        services: SERVICES
+            .iter()
+            .map(|s| {
+                (s.to_string(), Some(if *s == "configurator" { "on-failure" } else { "unless-stopped" }.to_string()))
+            })
+            .collect(),
+        has_volumes: true,
         sites,
         authoritative_apps: true,
         sites_observed: true,
@@ -97,10 +105,14 @@ fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
 }
 
 fn table(p: &Plan) -> String {
-    if p.steps.is_empty() {
-        return "(no steps)\n".to_string();
-    }
     let mut out = String::new();
+    for b in &p.blocked {
+        out.push_str(&format!("  BLOCKED {}: {}\n      fix: {}\n", b.site, b.detail, b.fix));
+    }
+    if p.steps.is_empty() {
+        out.push_str("(no steps)\n");
+        return out;
+    }
     for s in &p.steps {
         out.push_str(&format!(
             "{}{:<34} {}\n      after: [{}]\n",
@@ -340,6 +352,49 @@ fn nothing_deployed_but_image_pushed() {
     o.containers.clear();
     o.sites.clear();
     o.sites_observed = false;
+    o.has_volumes = false;
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+/// The backend was stopped or removed on a deployment that has volumes: its sites exist but
+/// cannot be read. Deploy first; no site is "new".
+#[test]
+fn backend_gone_sites_are_not_new() {
+    let (d, mut o) = converged();
+    o.containers.retain(|c| c.service != "backend");
+    o.sites.clear();
+    o.sites_observed = false;
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+/// A managed site that cannot be read (no site_config.json, or its database unreadable) is
+/// blocked with what was observed; the other site is planned as usual.
+#[test]
+fn a_damaged_site_is_blocked_and_the_others_go_on() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &["erpnext"]);
+    let mut o = observed(
+        NEW,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    o.sites[0].damaged = Some("sites/a.example.com has no site_config.json".into());
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+/// Every long-running service of the compose files counts, not only the desired image's; a
+/// one-shot service counts only when it did not exit 0.
+#[test]
+fn stopped_or_missing_services_are_deployed() {
+    let (d, mut o) = converged();
+    o.services.insert("redis-cache".into(), Some("unless-stopped".into()));
+    o.services.insert("redis-queue".into(), Some("unless-stopped".into()));
+    let mut redis = o.containers[0].clone();
+    redis.service = "redis-cache".into();
+    redis.image = "redis:6.2-alpine".into();
+    redis.state = "exited".into();
+    redis.exit_code = Some(0);
+    o.containers.push(redis);
+    let configurator = o.containers.iter_mut().find(|c| c.service == "configurator").unwrap();
+    configurator.exit_code = Some(1);
     insta::assert_snapshot!(ok(&d, &o));
 }
 

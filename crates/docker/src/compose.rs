@@ -50,6 +50,14 @@ pub struct Compose {
     pub env_file: Option<PathBuf>,
 }
 
+/// One service of the rendered configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RenderedService {
+    pub image: Option<String>,
+    /// `restart:` as written (`unless-stopped`, `on-failure`, `always`, `no`), if any.
+    pub restart: Option<String>,
+}
+
 impl Compose {
     /// The full argv (program first) for `compose <args>`.
     pub fn argv(&self, args: &[&str]) -> Vec<String> {
@@ -81,18 +89,28 @@ impl Compose {
             .collect())
     }
 
-    /// The image each service would run, from the rendered configuration (`config`).
-    pub async fn rendered_images(&self, env: &[(String, String)]) -> Result<BTreeMap<String, String>, ComposeError> {
+    /// Every service of the rendered configuration (`config`): the image it would run and its
+    /// restart policy.
+    pub async fn rendered_services(
+        &self,
+        env: &[(String, String)],
+    ) -> Result<BTreeMap<String, RenderedService>, ComposeError> {
         let text = self.run(&["config"], env).await?;
         let parsed = benchform_manifest::yaml::parse(&text);
         let rendered = parsed.root.map(|r| r.to_json()).unwrap_or_default();
+        let text_of = |svc: &serde_json::Value, key: &str| svc.get(key).and_then(|v| v.as_str()).map(str::to_string);
         Ok(rendered
             .get("services")
             .and_then(|s| s.as_object())
             .map(|services| {
                 services
                     .iter()
-                    .filter_map(|(name, svc)| Some((name.clone(), svc.get("image")?.as_str()?.to_string())))
+                    .map(|(name, svc)| {
+                        (
+                            name.clone(),
+                            RenderedService { image: text_of(svc, "image"), restart: text_of(svc, "restart") },
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default())

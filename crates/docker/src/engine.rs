@@ -100,6 +100,14 @@ pub struct ContainerInfo {
     pub compose_version: Option<String>,
 }
 
+impl ContainerInfo {
+    /// The exit code of an exited container (from the engine's `Exited (N) …` status).
+    pub fn exit_code(&self) -> Option<i64> {
+        let rest = self.status.strip_prefix("Exited (")?;
+        rest[..rest.find(')')?].parse().ok()
+    }
+}
+
 /// A local image, as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageInfo {
@@ -113,6 +121,8 @@ pub struct ImageInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
     pub stdout: String,
+    /// Standard output as the bytes the command wrote (`stdout` is their lossy UTF-8 text).
+    pub stdout_bytes: Vec<u8>,
     pub stderr: String,
     pub exit_code: i64,
 }
@@ -262,6 +272,15 @@ impl Engine {
         Ok(out)
     }
 
+    /// Whether the compose project has any volume on the engine (it was deployed before).
+    pub async fn project_has_volumes(&self, project: &str) -> Result<bool, EngineError> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        filters.insert("label".to_string(), vec![format!("{}={project}", labels::PROJECT)]);
+        let options = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let list = self.docker.list_volumes(Some(options)).await.map_err(|e| Self::request_error("list volumes", e))?;
+        Ok(list.volumes.is_some_and(|v| !v.is_empty()))
+    }
+
     /// A local image, or `None` when the engine does not have it.
     pub async fn image(&self, reference: &str) -> Result<Option<ImageInfo>, EngineError> {
         match self.docker.inspect_image(reference).await {
@@ -337,6 +356,7 @@ impl Engine {
                 self.docker.inspect_exec(&created.id).await.map_err(|e| Self::request_error("inspect exec", e))?;
             Ok(ExecOutput {
                 stdout: String::from_utf8_lossy(&stdout).into_owned(),
+                stdout_bytes: stdout,
                 stderr: String::from_utf8_lossy(&stderr).into_owned(),
                 exit_code: inspect.exit_code.unwrap_or(-1),
             })
