@@ -280,6 +280,22 @@ impl Applier<'_> {
         self.bench().await?.observe_site(site).await.map_err(|e| err(e, "check the backend container"))
     }
 
+    /// Before an app is installed or removed: mark the site's record pending, so that the site
+    /// migrates in this run or, if the run stops first, in the next one (its fingerprint then
+    /// matches nothing). A site benchform never migrated has no record to mark.
+    async fn mark_pending(
+        &self,
+        site: &str,
+        observed: Option<&benchform_core::status::ObservedSite>,
+    ) -> Result<(), StepError> {
+        let Some(record) = observed.and_then(|o| o.record.as_ref()).filter(|r| !r.is_pending()) else {
+            return Ok(());
+        };
+        let literal = record.pending().to_python_literal();
+        let argv = ["bench", "--site", site, "set-config", "-p", benchform_core::record::RECORD_KEY, &literal];
+        self.run_bench(&argv, None).await.map(|_| ()).map_err(|e| StepError { touched: false, ..e })
+    }
+
     async fn installed(&self, site: &str) -> Result<Option<Vec<String>>, StepError> {
         Ok(self.site(site).await?.map(|s| s.installed))
     }
@@ -331,9 +347,11 @@ impl Applier<'_> {
             }
             StepKind::Backup => self.backup(site).await,
             StepKind::UninstallApp => {
-                if !self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
+                let before = self.site(site).await?;
+                if !before.as_ref().is_some_and(|o| o.installed.iter().any(|a| a == app)) {
                     return Ok(Outcome::AlreadyDone(format!("{app} is not installed")));
                 }
+                self.mark_pending(site, before.as_ref()).await?;
                 self.run_bench(&["bench", "--site", site, "uninstall-app", app, "--yes", "--no-backup"], None).await?;
                 // bench exits 0 when it did nothing (e.g. another app depends on this one).
                 if self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
@@ -348,9 +366,11 @@ impl Applier<'_> {
             StepKind::RefreshAssets => self.refresh_assets().await,
             StepKind::NewSite => self.new_site(site).await,
             StepKind::InstallApp => {
-                if self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
+                let before = self.site(site).await?;
+                if before.as_ref().is_some_and(|o| o.installed.iter().any(|a| a == app)) {
                     return Ok(Outcome::AlreadyDone(format!("{app} is installed")));
                 }
+                self.mark_pending(site, before.as_ref()).await?;
                 self.run_bench(&["bench", "--site", site, "install-app", app], None).await?;
                 // bench exits 0 when it did nothing: read the truth back.
                 if !self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {

@@ -182,6 +182,12 @@ pub enum PlanError {
          manage one site. Fix the project name, or remove the site from one manifest"
     )]
     ForeignSite { site: String, other: String, project: String },
+    #[error(
+        "site {site} cannot be planned ({detail}), and this plan deploys {image}, which would run new code under \
+         it without a migrate once it is readable again. Repair the site first (see `benchform status`), or take \
+         it out of the manifest"
+    )]
+    BlockedUnderNewImage { site: String, detail: String, image: String },
 }
 
 fn short(s: &str) -> &str {
@@ -435,6 +441,20 @@ pub fn plan(
         }
     }
 
+    // No site may end up on new code without its migrate: a blocked site stops an image change.
+    if image_changes && !deploy_services.is_empty() {
+        for blocked_site in &blocked {
+            errors.push(PlanError::BlockedUnderNewImage {
+                site: blocked_site.site.clone(),
+                detail: blocked_site.detail.clone(),
+                image: desired.tag.clone(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+    }
+
     // 5. Per site: create, install, migrate, leave maintenance.
     for w in &work {
         let site = w.desired.name.as_str();
@@ -614,7 +634,9 @@ fn migrate_reason(d: &DesiredSite, o: &ObservedSite, install: &[String], uninsta
     if !uninstall.is_empty() {
         why.push(format!("loses {}", uninstall.join(", ")));
     }
-    if why.is_empty() && record.fingerprint != d.fingerprint {
+    if why.is_empty() && record.is_pending() {
+        why.push("an app was installed or removed since its last migrate".to_string());
+    } else if why.is_empty() && record.fingerprint != d.fingerprint {
         why.push("its recorded fingerprint differs".to_string());
     }
     (!why.is_empty()).then(|| why.join("; "))

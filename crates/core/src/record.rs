@@ -27,6 +27,9 @@ use crate::tag::sha256_hex;
 /// The key in `site_config.json`.
 pub const RECORD_KEY: &str = "benchform";
 
+/// The prefix of a pending record's fingerprint.
+const PENDING: &str = "pending:";
+
 /// What a site was last migrated to, by benchform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteRecord {
@@ -78,6 +81,18 @@ impl SiteRecord {
         #[allow(clippy::expect_used)]
         let json = serde_json::to_string(self).expect("site record serialises");
         json
+    }
+
+    /// This record marked "apps changed since": written before benchform installs or removes an
+    /// app, so that a run that stops before the site's migrate leaves a site every later plan
+    /// migrates (its fingerprint no longer matches anything).
+    pub fn pending(&self) -> SiteRecord {
+        SiteRecord { fingerprint: format!("{PENDING}{}", self.fingerprint.trim_start_matches(PENDING)), ..self.clone() }
+    }
+
+    /// Marked by [`SiteRecord::pending`].
+    pub fn is_pending(&self) -> bool {
+        self.fingerprint.starts_with(PENDING)
     }
 
     /// Read a record from a site_config.json value's `benchform` key; `None` if absent or not

@@ -441,3 +441,19 @@ fn the_plan_only_touches_sites_that_have_the_changed_app() {
         ]
     );
 }
+
+/// A blocked site must not end up running new code without its migrate: an image change is
+/// refused while a managed site cannot be read.
+#[test]
+fn a_blocked_site_stops_an_image_change() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &["erpnext"]);
+    let mut o = observed(
+        OLD,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    o.sites[1].damaged = Some("bench could not read its installed apps: Unknown database '_b'".into());
+    let errors = errors(&d, &o, PlanOptions::default());
+    assert_eq!(errors.len(), 1);
+    assert!(matches!(&errors[0], PlanError::BlockedUnderNewImage { site, .. } if site == "b.example.com"));
+    assert!(errors[0].to_string().contains("Unknown database '_b'"), "{}", errors[0]);
+}
