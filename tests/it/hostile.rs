@@ -185,3 +185,112 @@ fn force_unlock_checks_the_holder_and_unlabelled_locks_are_explained() {
     let removed = std::process::Command::new(d.world.docker_cli()).args(["volume", "rm", &volume]).output().unwrap();
     assert!(removed.status.success());
 }
+
+fn docker(d: &Deployment, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(d.world.docker_cli()).args(args).output().unwrap()
+}
+
+fn in_backend(d: &Deployment, args: &[&str]) {
+    let mut argv = vec!["exec", "-u", "frappe", "-w", "/home/frappe/frappe-bench"];
+    let backend = d.backend();
+    argv.push(&backend);
+    argv.extend(args);
+    let out = docker(d, &argv);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn converged(d: &Deployment) {
+    let plan = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "not converged:\n{}", plan.all());
+    let again = d.apply(&["--auto-approve"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stdout.contains("No changes"), "{}", again.stdout);
+}
+
+/// Operators' hand changes and broken sites: an app uninstalled by hand converges; a stopped or
+/// removed redis-cache is planned; a site without site_config.json, with garbage in it, or a
+/// half-made site are reported as what they are, never as new, never with a destructive fix,
+/// and never block the other sites; a stopped backend never makes existing sites "new".
+#[test]
+fn hand_changes_and_broken_sites_are_planned_truthfully() {
+    let mut d = Deployment::new(&[("a.localhost", &["erpnext", "hrms"]), ("b.localhost", &["erpnext"])]);
+    d.deployed = true;
+    let first = d.apply(&["--auto-approve"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    converged(&d);
+
+    // An app uninstalled by hand: reinstalled, migrated, and then nothing more to do.
+    in_backend(&d, &["bench", "--site", "a.localhost", "uninstall-app", "hrms", "--yes", "--no-backup"]);
+    let heal = d.apply(&["--auto-approve"]);
+    assert_eq!(heal.code, 0, "{}", heal.all());
+    assert!(heal.stdout.contains("→ install-app a.localhost hrms"), "{}", heal.stdout);
+    assert!(heal.stdout.contains("done migrate:a.localhost"), "the migrate ran: {}", heal.stdout);
+    converged(&d);
+
+    // redis-cache stopped, then removed: a deploy brings it back.
+    let redis = format!("{}_redis-cache_1", d.project);
+    assert!(docker(&d, &["stop", &redis]).status.success());
+    let plan = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("redis-cache: exited"), "{}", plan.stdout);
+    assert_eq!(d.apply(&["--auto-approve"]).code, 0);
+    converged(&d);
+    assert!(docker(&d, &["rm", "-f", &redis]).status.success());
+    let plan = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("redis-cache: not running"), "{}", plan.stdout);
+    assert_eq!(d.apply(&["--auto-approve"]).code, 0);
+    converged(&d);
+
+    // b's site_config.json gone: b is damaged, not new; a is still planned and applied.
+    let b = "sites/b.localhost/site_config.json";
+    in_backend(&d, &["mv", b, "/tmp/b-site_config.json"]);
+    edit_hrms_out_of_a(&d);
+    let plan = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("b.localhost: sites/b.localhost has no site_config.json"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("new-site"), "{}", plan.stdout);
+    let apply = d.apply(&["--auto-approve"]);
+    assert_eq!(apply.code, 1, "a blocked site is not a success: {}", apply.all());
+    assert!(apply.stdout.contains("done migrate:a.localhost"), "a went on: {}", apply.all());
+    assert!(!apply.all().contains("drop-site"), "never a destructive fix: {}", apply.all());
+
+    // Garbage in it instead: what was observed, not a guess about the database.
+    in_backend(&d, &["sh", "-c", "printf 'not json {' > sites/b.localhost/site_config.json"]);
+    let plan = d.benchform(&["plan"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.contains("sites/b.localhost/site_config.json is not a JSON object"), "{}", plan.stdout);
+    assert!(!plan.all().contains("database is missing") && !plan.all().contains("restore"), "{}", plan.all());
+    let status = d.benchform(&["status"]);
+    assert_eq!(status.code, 0, "{}", status.all());
+    in_backend(&d, &["mv", "/tmp/b-site_config.json", b]);
+    converged(&d);
+
+    // A half-made site that is not in the manifest (a failed new-site by hand): drift only.
+    in_backend(&d, &["mkdir", "sites/half.localhost"]);
+    let plan = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.contains("half.localhost"), "reported: {}", plan.stdout);
+    in_backend(&d, &["rmdir", "sites/half.localhost"]);
+
+    // The backend removed: sites are not new; a deploy comes first.
+    let backend = d.backend();
+    assert!(docker(&d, &["rm", "-f", &backend]).status.success());
+    let plan = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("deploy"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("new-site"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("no backend container runs"), "{}", plan.stdout);
+    let back = d.apply(&["--auto-approve"]);
+    assert!(back.stdout.contains("done deploy"), "{}", back.all());
+    converged(&d);
+}
+
+/// Take hrms off a.localhost in the manifest (allowed), so that a has work while b is damaged.
+fn edit_hrms_out_of_a(d: &Deployment) {
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen("apps: [erpnext, hrms]", "apps: [erpnext]", 1);
+    let text = format!("{text}policy:\n  allow_uninstall: true\n");
+    std::fs::write(&path, text).unwrap();
+}

@@ -323,9 +323,8 @@ pub fn plan(
                     (
                         problem,
                         format!(
-                            "look at sites/{} in the backend container and repair it by hand (restore \
-                             site_config.json or the database from a backup); benchform will not create, migrate \
-                             or drop a site it cannot read",
+                            "look at sites/{} in the backend container and repair what is named here by hand; \
+                             benchform will not create, migrate or drop a site it cannot read",
                             d.name
                         ),
                     )
