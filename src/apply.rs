@@ -453,10 +453,11 @@ impl Applier<'_> {
             };
             apps.push(serde_json::json!({"url": url, "branch": a.git_ref}));
         }
-        let dir = tempfile::tempdir().map_err(|e| err(e, "check the temporary folder"))?;
-        let secret = dir.path().join("apps.json");
-        write_private(&secret, serde_json::Value::Array(apps).to_string().as_bytes())
-            .map_err(|e| err(e, "check the temporary folder"))?;
+        // The secret lives in memory only (a memfd this process owns, read by the Docker CLI
+        // through /proc): no file on disk that a crash could leave behind with the token in it.
+        let memfd = SecretFile::new(serde_json::Value::Array(apps).to_string().as_bytes())
+            .map_err(|e| err(format!("cannot hold the build secret in memory: {e}"), "check that /proc is mounted"))?;
+        let secret = memfd.path();
         let sources = observe::locked_sources(&self.p.manifest, &self.p.lock).unwrap_or_default();
         let build_args = observe::build_args(&self.p.manifest, &sources);
         let labels = BTreeMap::from([
@@ -1054,12 +1055,27 @@ fn env_secret(var: Option<&str>) -> Option<String> {
     std::env::var(var?).ok().filter(|v| !v.is_empty())
 }
 
-/// Write a file only its owner can read (secrets for the build).
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(bytes)
+/// A secret held in an anonymous in-memory file (`memfd_create`): it has no name on any file
+/// system and goes with this process, however it ends (SIGKILL included). Other processes of
+/// the same user (the Docker CLI) open it as `/proc/<pid>/fd/<n>`; each open reads it from the
+/// start, as BuildKit's secret provider does on every request.
+struct SecretFile {
+    file: std::fs::File,
+}
+
+impl SecretFile {
+    fn new(bytes: &[u8]) -> std::io::Result<SecretFile> {
+        use std::io::Write;
+        let fd = rustix::fs::memfd_create("benchform-secret", rustix::fs::MemfdFlags::CLOEXEC)?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(bytes)?;
+        Ok(SecretFile { file })
+    }
+
+    fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), self.file.as_raw_fd()))
+    }
 }
 
 /// Keep the newest `keep` backup folders under `dir` (names sort by time).

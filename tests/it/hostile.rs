@@ -294,3 +294,57 @@ fn edit_hrms_out_of_a(d: &Deployment) {
     let text = format!("{text}policy:\n  allow_uninstall: true\n");
     std::fs::write(&path, text).unwrap();
 }
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A build interrupted by SIGKILL leaves the private app's token nowhere on disk: the apps.json
+/// secret lives only in the memory of the benchform process.
+#[test]
+fn a_build_killed_midway_leaves_no_token_on_disk() {
+    use std::io::BufRead;
+    let mut d = Deployment::with_private_hrms(&[("a.localhost", &["erpnext", "hrms"])]);
+    d.deployed = true;
+    let token = d.env[0].1.clone();
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("build_args: {", "build_args: {BENCH_CONTRACT_FAULT: \"slow-init:6\", ", 1))
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_benchform"))
+        .args(["apply", "--auto-approve", "-v"])
+        .current_dir(d.dir.path())
+        .envs(crate::status::apply_env())
+        .envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("TMPDIR", tmp.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines().map_while(Result::ok);
+    assert!(lines.any(|l| l.starts_with("→ build")), "apply reached the build");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(files_containing(tmp.path(), &token), Vec::<std::path::PathBuf>::new(), "the token was left on disk");
+    assert!(files_containing(d.dir.path(), &token).is_empty());
+    // The next apply takes over the lock and builds, again without a file.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let again = d.apply(&["--auto-approve"]);
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(!again.all().contains(&token));
+}

@@ -125,6 +125,11 @@ pub fn run(args: &[String]) -> Res<()> {
             write_file(&root.join(marker), name)?;
         }
     }
+    // `slow-init:N`: a build that takes N seconds more (to interrupt a build in tests).
+    if let Some(secs) = faults.split([',', ' ']).find_map(|f| f.trim().strip_prefix("slow-init:")?.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+    }
     println!("SUCCESS: Bench {path_arg} initialized");
     log.write("INFO", &format!("Bench {path_arg} initialized"));
     Ok(())

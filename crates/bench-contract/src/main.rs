@@ -26,6 +26,8 @@
 //! - `BENCH_CONTRACT_FAULT=backend-down` / `backend-crash` at `bench init`:
 //!   the image's `gunicorn` (this binary, see [`serve`]) answers 500 to
 //!   every request, or exits 1 at start.
+//! - `BENCH_CONTRACT_FAULT=slow-init:SECONDS` at `bench init`: the build
+//!   takes that much longer (to interrupt a build in tests).
 //! - `sites/<site>/.bench-contract-fault` lines: `migrate=fail`,
 //!   `migrate=hang`, `migrate=slow:SECONDS`, `ready=no`.
 //!
