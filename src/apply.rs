@@ -34,6 +34,42 @@ pub struct Options {
     /// Sites observed damaged before the run: they could not answer before it either, so the
     /// health gate does not wait for them.
     pub damaged: Vec<String>,
+    /// How long one site's `bench migrate` may run before benchform stops waiting for it (None:
+    /// as long as it takes, Frappe's advice). It is not killed: it may still be writing.
+    pub migrate_timeout: Option<Duration>,
+}
+
+/// A request to stop (SIGINT, SIGTERM), shared between the signal watcher and the run.
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    signal: std::sync::Mutex<Option<&'static str>>,
+    notify: tokio::sync::Notify,
+}
+
+impl Interrupt {
+    /// Record the signal and wake everything waiting on it.
+    pub fn raise(&self, signal: &'static str) {
+        if let Ok(mut s) = self.signal.lock() {
+            s.get_or_insert(signal);
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// The signal that interrupted the run, if any.
+    pub fn signal(&self) -> Option<&'static str> {
+        self.signal.lock().ok().and_then(|s| *s)
+    }
+
+    /// Returns once the run is interrupted.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.signal().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl Default for Options {
@@ -43,6 +79,7 @@ impl Default for Options {
             health_timeout: Duration::from_secs(120),
             parallelism: 1,
             damaged: Vec::new(),
+            migrate_timeout: None,
         }
     }
 }
@@ -92,6 +129,8 @@ pub struct Applier<'a> {
     gate_lock: tokio::sync::Mutex<()>,
     /// Set once the backend passed the health gate in this run.
     pub gate_passed: std::sync::atomic::AtomicBool,
+    /// SIGINT/SIGTERM: no new step starts, running ones are no longer waited for.
+    pub interrupt: std::sync::Arc<Interrupt>,
 }
 
 impl<'a> Applier<'a> {
@@ -108,6 +147,7 @@ impl<'a> Applier<'a> {
             entered_maintenance: Default::default(),
             gate_lock: Default::default(),
             gate_passed: Default::default(),
+            interrupt: Default::default(),
         }
     }
 }
@@ -294,6 +334,45 @@ impl Applier<'_> {
         let literal = record.pending().to_python_literal();
         let argv = ["bench", "--site", site, "set-config", "-p", benchform_core::record::RECORD_KEY, &literal];
         self.run_bench(&argv, None).await.map(|_| ()).map_err(|e| StepError { touched: false, ..e })
+    }
+
+    /// A `bench … migrate` of `site` still running in the backend (started by an apply that was
+    /// killed or interrupted, or by hand): its argv.
+    async fn running_migrate(&self, site: &str) -> Result<Option<String>, StepError> {
+        let bench = self.bench().await?;
+        let execs = self.engine.running_execs(&bench.container).await.map_err(|e| err(e, "check `docker info`"))?;
+        Ok(execs
+            .into_iter()
+            .find(|argv| argv.iter().any(|a| a == "migrate") && argv.iter().any(|a| a == site))
+            .map(|a| a.join(" ")))
+    }
+
+    /// Refuse to touch `site` while a migrate of it still runs.
+    async fn no_migrate_running(&self, site: &str, what: &str) -> Result<(), StepError> {
+        match self.running_migrate(site).await? {
+            None => Ok(()),
+            Some(argv) => Err(StepError {
+                touched: false,
+                ..err(
+                    format!("`{argv}` is still running in the backend; no {what} while it runs"),
+                    format!(
+                        "wait for it to end (its backup is kept), then run apply again; to watch it: `docker top` on the backend container"
+                    ),
+                )
+            }),
+        }
+    }
+
+    /// `<backups.dir>/<project>/<site>` on the host.
+    fn host_backups(&self, site: &str) -> PathBuf {
+        self.p.loaded.dir.join(&self.p.manifest.backups.dir).join(&self.p.manifest.project).join(site)
+    }
+
+    /// The backup the site's last unfinished migrate started from (kept from pruning), if any.
+    fn unfinished_migrate(&self, site: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.host_backups(site).join(UNFINISHED)).ok()?;
+        let stamp = text.trim().to_string();
+        (!stamp.is_empty() && !stamp.contains(['/', '.'])).then_some(stamp)
     }
 
     async fn installed(&self, site: &str) -> Result<Option<Vec<String>>, StepError> {
@@ -517,11 +596,14 @@ impl Applier<'_> {
     }
 
     async fn backup(&self, site: &str) -> Result<Outcome, StepError> {
+        // A backup taken under a running migrate is a half-migrated site, not a restore point.
+        self.no_migrate_running(site, "backup").await?;
         let stamp = now_utc().replace([':', '-'], "");
         let inside = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups/{stamp}");
         self.run_bench(&["bench", "--site", site, "backup", "--with-files", "--backup-path", &inside], None).await?;
         // Copy off the volume: Frappe prunes backups, and losing the volume must not lose them.
-        let host_root = self.p.loaded.dir.join(&self.p.manifest.backups.dir).join(&self.p.manifest.project).join(site);
+        let host_root = self.host_backups(site);
+        let protected = self.unfinished_migrate(site);
         std::fs::create_dir_all(&host_root)
             .map_err(|e| err(format!("{}: {e}", host_root.display()), "check backups.dir"))?;
         let container = self.bench().await?.container;
@@ -536,10 +618,11 @@ impl Applier<'_> {
                 "check backups.dir",
             ));
         }
-        prune(&host_root, self.p.manifest.backups.keep as usize);
-        // Inside the volume, only this run's backup stays (a restore needs it); the host keeps
-        // `backups.keep` of them.
+        prune(&host_root, self.p.manifest.backups.keep as usize, protected.as_deref());
+        // Inside the volume, only this run's backup stays (a restore needs it), and the one an
+        // unfinished migrate started from; the host keeps `backups.keep` of them, and that one.
         let folder = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups");
+        let keep_too = protected.unwrap_or_else(|| stamp.clone());
         let argv: Vec<String> = [
             "find",
             &folder,
@@ -552,6 +635,9 @@ impl Applier<'_> {
             "!",
             "-name",
             &stamp,
+            "!",
+            "-name",
+            &keep_too,
             "-exec",
             "rm",
             "-rf",
@@ -807,16 +893,51 @@ impl Applier<'_> {
             .iter()
             .find(|s| s.name == site)
             .ok_or_else(|| err(format!("{site} is not in the manifest"), "re-plan"))?;
+        self.no_migrate_running(site, "second migrate").await?;
         let observed = self.site(site).await.map_err(|e| StepError { touched: false, ..e })?;
         if let Some(o) = observed
             && o.record.as_ref().is_some_and(|r| r.fingerprint == desired.fingerprint)
             && desired.apps.iter().all(|a| o.installed.contains(a))
         {
+            let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
             return Ok(Outcome::AlreadyDone(format!("{site} is migrated to the desired code")));
+        }
+        // The backup this migrate starts from is kept from pruning until the migrate is recorded
+        // or the site restored, however many applies fail in between.
+        let taken = self.backups.lock().ok().and_then(|b| b.get(site).cloned());
+        if let Some(stamp) = taken.as_deref().and_then(|t| t.rsplit('/').next())
+            && self.unfinished_migrate(site).is_none()
+        {
+            std::fs::write(self.host_backups(site).join(UNFINISHED), stamp)
+                .map_err(|e| StepError { touched: false, ..err(e, "check backups.dir") })?;
         }
         // From the first migrate on, a failed health gate must not take the image back.
         self.migrated.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Err(mut e) = self.run_bench(&["bench", "--site", site, "migrate"], None).await {
+        let argv = ["bench", "--site", site, "migrate"];
+        let migrate = self.run_bench(&argv, None);
+        let result = match self.options.migrate_timeout {
+            None => migrate.await,
+            Some(limit) => match tokio::time::timeout(limit, migrate).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(StepError {
+                        // It may still be writing: nothing may be restored under it.
+                        touched: false,
+                        ..err(
+                            format!(
+                                "the migrate of {site} did not end within {} s (--migrate-timeout); it was not \
+                                 stopped and may still run in the backend. {site} stays in maintenance mode and \
+                                 nothing is restored under it",
+                                limit.as_secs()
+                            ),
+                            "wait for it to end (apply refuses to back up or migrate the site while it runs; its \
+                             pre-migrate backup is kept), then run apply again",
+                        )
+                    });
+                }
+            },
+        };
+        if let Err(mut e) = result {
             // Frappe's per-site lock: a migrate is already running (an interrupted apply's bench
             // can outlive it). This one changed nothing.
             if e.detail.contains("LockTimeoutError") && e.detail.contains("bench_migrate") {
@@ -858,6 +979,7 @@ impl Applier<'_> {
                 "run apply again: it migrates again (nothing left to do for Frappe) and records the site",
             )
         })?;
+        let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
         Ok(Outcome::Done(format!("{site} migrated and recorded")))
     }
 }
@@ -935,6 +1057,7 @@ impl Applier<'_> {
         let root = env_secret(self.p.manifest.deploy.db_root_password_env.as_deref()).unwrap_or_default();
         let answer = format!("{root}\n");
         self.run_bench(&argv, Some(answer.as_bytes())).await?;
+        let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
         Ok(Recovery::Restored(format!(
             "{site} restored from the backup taken in this run ({dir}) and left in maintenance mode"
         )))
@@ -974,7 +1097,20 @@ pub async fn run(a: &Applier<'_>, plan: &Plan, report: Report<'_>) -> Vec<StepSt
             let s = &plan.steps[i];
             report(s, None, Duration::ZERO);
             let started = Instant::now();
-            let result = a.step(s).await;
+            let result = tokio::select! {
+                r = a.step(s) => r,
+                () = a.interrupt.wait() => Err(StepError {
+                    // What it was doing may go on in a container: nothing is restored under it.
+                    touched: false,
+                    ..err(
+                        format!(
+                            "interrupted ({}) while it ran; a command it started may still run in the backend",
+                            a.interrupt.signal().unwrap_or("signal")
+                        ),
+                        "run apply again: it waits for nothing that still runs and heals the rest",
+                    )
+                }),
+            };
             report(s, Some(&result), started.elapsed());
             let ok = result.is_ok();
             if let Ok(mut states) = states.lock() {
@@ -996,7 +1132,7 @@ pub async fn run(a: &Applier<'_>, plan: &Plan, report: Report<'_>) -> Vec<StepSt
     let split = plan.steps.iter().rposition(|s| s.site.is_none()).map_or(0, |i| i + 1);
     let mut serial_ok = true;
     for i in 0..split {
-        if !one(i).await {
+        if a.interrupt.signal().is_some() || !one(i).await {
             serial_ok = false;
             break;
         }
@@ -1013,14 +1149,16 @@ pub async fn run(a: &Applier<'_>, plan: &Plan, report: Report<'_>) -> Vec<StepSt
         let queue = Mutex::new(std::collections::VecDeque::from(groups));
         let worker = || async {
             loop {
-                if stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || a.interrupt.signal().is_some() {
                     break;
                 }
                 let Some((_, steps)) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
                 for i in steps {
                     // After a failure elsewhere, no new migration starts; a migrated site still
-                    // leaves maintenance mode.
-                    if stop.load(Ordering::SeqCst) && plan.steps[i].kind != StepKind::MaintenanceOff {
+                    // leaves maintenance mode. After an interrupt, nothing starts.
+                    if a.interrupt.signal().is_some()
+                        || (stop.load(Ordering::SeqCst) && plan.steps[i].kind != StepKind::MaintenanceOff)
+                    {
                         break;
                     }
                     if !one(i).await {
@@ -1079,9 +1217,17 @@ impl SecretFile {
 }
 
 /// Keep the newest `keep` backup folders under `dir` (names sort by time).
-fn prune(dir: &std::path::Path, keep: usize) {
+/// The file, next to a site's host backups, naming the backup its last unfinished migrate started
+/// from: written when a migrate starts, removed when it is recorded or restored.
+const UNFINISHED: &str = ".unfinished-migrate";
+
+/// Keep the newest `keep` backup folders under `dir` (names sort by time), and `protected`.
+fn prune(dir: &std::path::Path, keep: usize, protected: Option<&str>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    let mut names: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()) != protected)
+        .collect();
     names.sort();
     let excess = names.len().saturating_sub(keep);
     for old in names.into_iter().take(excess) {

@@ -230,8 +230,13 @@ pub struct ApplyArgs {
     /// /api/method/ping for every site.
     #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub health_timeout: u64,
+    /// Stop waiting for one site's `bench migrate` after this many seconds (0: never, the
+    /// default; Frappe advises no hard timeout). The migrate is not killed: the site stays in
+    /// maintenance mode, nothing is restored under it, and the next apply waits for it to end.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub migrate_timeout: u64,
     /// `text` for people; `json` for one JSON event per line (plan, step_started, step_finished,
-    /// recovery, summary).
+    /// recovery, blocked, summary).
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }

@@ -198,6 +198,7 @@ fn locked(
         health_timeout: Duration::from_secs(args.health_timeout),
         parallelism: usize::from(inputs.parallelism),
         damaged: observed.sites.iter().filter(|s| s.damaged.is_some()).map(|s| s.name.clone()).collect(),
+        migrate_timeout: (args.migrate_timeout > 0).then(|| Duration::from_secs(args.migrate_timeout)),
     };
     let applier = Applier::new(p, engine, compose, options);
     output::redact_in_logs(applier.secrets());
@@ -255,12 +256,34 @@ fn locked(
             )),
         }
     };
+    // SIGINT/SIGTERM end the run in order: no new step, no waiting for running ones, no restore
+    // under a command that may still run, then the summary, the history and the lock released.
+    let interrupt = applier.interrupt.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        let name = tokio::select! { _ = int.recv() => "SIGINT", _ = term.recv() => "SIGTERM" };
+        interrupt.raise(name);
+        output::err_line(&format!(
+            "\n{name}: stopping: no new step starts; the summary and history follow (a second signal stops at once)"
+        ));
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        output::err_line(
+            "second signal: stopping at once; the apply lock stays until the next apply on this machine releases it",
+        );
+        // The one exit outside main: the user asked twice, and nothing else may run.
+        #[allow(clippy::exit)]
+        std::process::exit(130);
+    });
     let states = rt.block_on(apply::run(&applier, &plan, &report));
     drop(spinner);
 
     let recoveries = recover(rt, &applier, &plan, &states);
     let mut summary = Summary::of(&plan, &states);
-    if !summary.failed.is_empty() {
+    summary.interrupted = applier.interrupt.signal();
+    if !summary.failed.is_empty() || summary.interrupted.is_some() {
         // What the sites are actually left in, read back (steps alone cannot tell, e.g. a
         // maintenance-on whose `scheduler pause` failed).
         if let Some(flags) = rt.block_on(applier.maintenance_flags()) {
@@ -295,7 +318,11 @@ fn locked(
         summary.print(&plan, &recoveries);
     }
     report_blocked(&plan, json);
-    if summary.failed.is_empty() && plan.blocked.is_empty() { Status::Success } else { Status::Failure }
+    if summary.failed.is_empty() && plan.blocked.is_empty() && summary.interrupted.is_none() {
+        Status::Success
+    } else {
+        Status::Failure
+    }
 }
 
 /// The sites the plan could not touch: the run cannot be a success while they stay as they are.
@@ -430,7 +457,8 @@ fn recover(
         };
         out.push(SiteRecovery { kind, detail: applier.redact(&format!("{what}{}", ways(&site))), site });
     }
-    let failed = states.iter().any(|s| matches!(s, StepState::Finished(Err(_))));
+    let failed =
+        states.iter().any(|s| matches!(s, StepState::Finished(Err(_)))) || applier.interrupt.signal().is_some();
     let rolled_back = plan
         .steps
         .iter()
@@ -490,6 +518,8 @@ struct Summary {
     failed: Vec<String>,
     not_started: Vec<String>,
     in_maintenance: Vec<String>,
+    /// The signal that interrupted the run.
+    interrupted: Option<&'static str>,
 }
 
 impl Summary {
@@ -513,6 +543,7 @@ impl Summary {
             failed: ids(&|s| matches!(s, StepState::Finished(Err(_)))),
             not_started: ids(&|s| matches!(s, StepState::NotStarted)),
             in_maintenance,
+            interrupted: None,
         }
     }
 
@@ -521,19 +552,28 @@ impl Summary {
             |kind: &str| recoveries.iter().filter(|r| r.kind == kind).map(|r| r.site.clone()).collect::<Vec<_>>();
         serde_json::json!({
             "event": "summary",
-            "outcome": if self.failed.is_empty() { "success" } else { "failure" },
+            "outcome": match (&self.interrupted, self.failed.is_empty()) {
+                (Some(_), _) => "interrupted",
+                (None, true) => "success",
+                (None, false) => "failure",
+            },
+            "signal": self.interrupted,
             "done": self.done,
             "failed": self.failed,
             "not_started": self.not_started,
             "sites_in_maintenance": self.in_maintenance,
             "restored": sites("restored"),
             "back_in_service": sites("back_in_service"),
-            "next": if self.failed.is_empty() { serde_json::Value::Null } else { NEXT.into() },
+            "next": if self.failed.is_empty() && self.interrupted.is_none() {
+                serde_json::Value::Null
+            } else {
+                NEXT.into()
+            },
         })
     }
 
     fn print(&self, plan: &Plan, recoveries: &[SiteRecovery]) {
-        if self.failed.is_empty() {
+        if self.failed.is_empty() && self.interrupted.is_none() {
             output::line(&format!("\nApply complete: {} step(s).", plan.steps.len()));
             return;
         }
@@ -541,7 +581,11 @@ impl Summary {
             output::err_line(&format!("  {}", r.detail));
         }
         output::err_line(&format!(
-            "\nApply failed: {} of {} step(s) failed ({}); {} done, {} not started.",
+            "\nApply {}: {} of {} step(s) failed ({}); {} done, {} not started.",
+            match self.interrupted {
+                Some(signal) => format!("interrupted by {signal}"),
+                None => "failed".to_string(),
+            },
             self.failed.len(),
             plan.steps.len(),
             self.failed.join(", "),
@@ -598,7 +642,12 @@ fn history_record(
         lock_sha256: benchform_core::tag::sha256_hex(&p.lock_bytes),
         image: p.desired.reference(),
         plan: mine.plan.clone(),
-        outcome: if failed { "failure" } else { "success" }.to_string(),
+        outcome: match (applier.interrupt.signal(), failed) {
+            (Some(_), _) => "interrupted",
+            (None, true) => "failure",
+            (None, false) => "success",
+        }
+        .to_string(),
         steps,
         backups: applier.copied.lock().map(|c| c.clone()).unwrap_or_default(),
     }

@@ -348,3 +348,115 @@ fn a_build_killed_midway_leaves_no_token_on_disk() {
     assert_eq!(again.code, 0, "{}", again.all());
     assert!(!again.all().contains(&token));
 }
+
+/// A migrate that hangs: SIGINT ends the run in order (summary, history, lock released, nothing
+/// restored under the running migrate); re-applies take no backup while it runs and never prune
+/// the backup it started from; `--migrate-timeout` stops waiting without a restore.
+#[test]
+fn a_stuck_migrate_never_costs_the_good_backup() {
+    let mut d = Deployment::new(&[("a.localhost", &["erpnext"])]);
+    d.deployed = true;
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{text}backups:\n  keep: 1\n")).unwrap();
+    assert_eq!(d.apply(&["--auto-approve"]).code, 0);
+
+    d.fault("a.localhost", "migrate=hang\n");
+    d.release(1, "v15.1.0", "v15.2.0");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_benchform"))
+        .args(["apply", "--auto-approve", "--format", "json"])
+        .current_dir(d.dir.path())
+        .envs(crate::status::apply_env())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    loop {
+        let line = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("apply reached migrate");
+        let started = line.contains("\"step_started\"") && line.contains("migrate:a.localhost");
+        seen.push(line);
+        if started {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let int = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(int.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    seen.extend(rx.try_iter());
+    let summary: Value = serde_json::from_str(seen.last().unwrap()).unwrap();
+    assert_eq!(summary["event"], "summary");
+    assert_eq!(summary["outcome"], "interrupted", "{seen:?}");
+    assert_eq!(summary["signal"], "SIGINT");
+    assert!(summary["restored"].as_array().unwrap().is_empty(), "nothing restored under a running migrate");
+    let rt = crate::world::rt();
+    let engine = rt.block_on(crate::world::engine());
+    assert_eq!(rt.block_on(engine.lock_holder(&d.project)).unwrap(), None, "the lock was released");
+    let history = d.benchform(&["history", "--format", "json"]);
+    let records: Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(records.as_array().unwrap().last().unwrap()["outcome"], "interrupted", "{}", history.stdout);
+
+    // The pre-migrate backup, and what protects it.
+    let host = d.dir.path().join("backups").join(&d.project).join("a.localhost");
+    let folders = || -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&host)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let good = folders();
+    assert_eq!(good.len(), 1, "{good:?}");
+    assert_eq!(std::fs::read_to_string(host.join(".unfinished-migrate")).unwrap().trim(), good[0]);
+
+    // Re-applies while it still runs: no backup, no second migrate, the good backup kept.
+    for _ in 0..2 {
+        let again = d.apply(&["--auto-approve"]);
+        assert_eq!(again.code, 1, "{}", again.all());
+        assert!(again.stderr.contains("is still running in the backend; no backup while it runs"), "{}", again.all());
+        assert!(!again.all().contains("recovered:"), "{}", again.all());
+        assert_eq!(folders(), good, "no backup taken, none pruned");
+    }
+
+    // The hung migrate ends (killed by the operator); apply then converges, and only then is the
+    // protected backup pruned like any other.
+    let ps = docker(&d, &["exec", "-u", "root", &d.backend(), "ps", "-o", "pid,args"]);
+    let pids: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains("migrate") && l.contains("a.localhost"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert!(!pids.is_empty(), "{}", String::from_utf8_lossy(&ps.stdout));
+    for pid in pids {
+        docker(&d, &["exec", "-u", "root", &d.backend(), "kill", "-9", &pid]);
+    }
+    d.fault("a.localhost", "");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let heal = d.apply(&["--auto-approve"]);
+    assert_eq!(heal.code, 0, "{}", heal.all());
+    assert!(!host.join(".unfinished-migrate").exists());
+    assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
+
+    // --migrate-timeout: benchform stops waiting; the site stays in maintenance, no restore.
+    d.fault("a.localhost", "migrate=slow:30\n");
+    d.release(1, "v15.2.0", "v15.3.0");
+    let timed = d.apply(&["--auto-approve", "--migrate-timeout", "3"]);
+    assert_eq!(timed.code, 1, "{}", timed.all());
+    assert!(timed.stderr.contains("did not end within 3 s (--migrate-timeout)"), "{}", timed.all());
+    assert!(timed.stderr.contains("Sites left in maintenance mode: a.localhost"), "{}", timed.all());
+    assert!(!timed.all().contains("recovered:"), "{}", timed.all());
+}

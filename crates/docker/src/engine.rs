@@ -272,6 +272,29 @@ impl Engine {
         Ok(out)
     }
 
+    /// The argv of every exec still running in `container` (`docker exec` by hand included):
+    /// a `bench … migrate` that outlived the apply that started it shows here.
+    pub async fn running_execs(&self, container: &str) -> Result<Vec<Vec<String>>, EngineError> {
+        let inspected = self
+            .docker
+            .inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>)
+            .await
+            .map_err(|e| Self::request_error(&format!("inspect {container}"), e))?;
+        let mut out = Vec::new();
+        for id in inspected.exec_ids.unwrap_or_default() {
+            // An exec that ended between the two calls is gone: not running.
+            let Ok(exec) = self.docker.inspect_exec(&id).await else { continue };
+            if exec.running != Some(true) {
+                continue;
+            }
+            let config = exec.process_config.unwrap_or_default();
+            let mut argv: Vec<String> = config.entrypoint.into_iter().collect();
+            argv.extend(config.arguments.unwrap_or_default());
+            out.push(argv);
+        }
+        Ok(out)
+    }
+
     /// Whether the compose project has any volume on the engine (it was deployed before).
     pub async fn project_has_volumes(&self, project: &str) -> Result<bool, EngineError> {
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
