@@ -284,6 +284,44 @@ fn hand_changes_and_broken_sites_are_planned_truthfully() {
     let back = d.apply(&["--auto-approve"]);
     assert!(back.stdout.contains("done deploy"), "{}", back.all());
     converged(&d);
+
+    // A container that is not the project's but carries its labels: drift, with what happens.
+    let intruder = format!("{}-intruder", d.project);
+    let project_label = format!("com.docker.compose.project={}", d.project);
+    let run = docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &intruder,
+            "--label",
+            &project_label,
+            "--label",
+            "com.docker.compose.service=intruder",
+        ],
+    );
+    assert!(!run.status.success(), "needs an image");
+    let run = docker(
+        &d,
+        &[
+            "run",
+            "-d",
+            "--name",
+            &intruder,
+            "--label",
+            &project_label,
+            "--label",
+            "com.docker.compose.service=intruder",
+            "benchform-world/redis:7",
+        ],
+    );
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let plan = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(plan.stdout.contains("the compose files have no such service"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("the next deploy"), "{}", plan.stdout);
+    assert!(docker(&d, &["rm", "-f", &intruder]).status.success());
 }
 
 /// Take hrms off a.localhost in the manifest (allowed), so that a has work while b is damaged.

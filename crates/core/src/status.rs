@@ -227,8 +227,10 @@ pub enum DriftKind {
     ForeignImage,
     /// A site's record was written for another project.
     ForeignSiteRecord,
-    /// A site's config could not be read.
+    /// A site could not be read (no site_config.json, one that is not JSON, its database).
     UnreadableSite,
+    /// A container carries the project's compose labels but is no service of its compose files.
+    UnknownContainer,
 }
 
 impl Drift {
@@ -258,6 +260,20 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
         .containers
         .iter()
         .map(|c| {
+            if !observed.services.is_empty() && !observed.services.contains_key(&c.service) {
+                drift.push(Drift {
+                    kind: DriftKind::UnknownContainer,
+                    site: None,
+                    app: None,
+                    service: Some(c.service.clone()),
+                    detail: format!(
+                        "container {} carries project {}'s compose labels (service `{}`) but the compose files have \
+                         no such service: benchform leaves it alone, and the next deploy (`compose up \
+                         --remove-orphans`) removes it",
+                        c.name, desired.project, c.service
+                    ),
+                });
+            }
             if c.desired_image.is_some() && c.built_for.as_deref() != Some(desired.project.as_str()) {
                 drift.push(Drift {
                     kind: DriftKind::ForeignImage,
