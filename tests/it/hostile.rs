@@ -299,20 +299,6 @@ fn hand_changes_and_broken_sites_are_planned_truthfully() {
             &project_label,
             "--label",
             "com.docker.compose.service=intruder",
-        ],
-    );
-    assert!(!run.status.success(), "needs an image");
-    let run = docker(
-        &d,
-        &[
-            "run",
-            "-d",
-            "--name",
-            &intruder,
-            "--label",
-            &project_label,
-            "--label",
-            "com.docker.compose.service=intruder",
             "benchform-world/redis:7",
         ],
     );
