@@ -419,3 +419,173 @@ pub fn markdown(p: &Plan) -> String {
     }
     out
 }
+
+/// The fuzz harness for saved plans: mutated plan files (values replaced by hostile ones, keys
+/// dropped or added, steps duplicated, numbers changed, bytes flipped) are read without a panic,
+/// and any file that is accepted holds only values that pass the manifest's rules. CI runs the
+/// default number of cases; `PROPTEST_CASES=20000 cargo test --release --bin benchform fuzz`
+/// runs longer (docs/security.md).
+#[cfg(test)]
+mod fuzz {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use benchform_core::plan::StepKind;
+    use proptest::prelude::*;
+
+    const HOSTILE: &[&str] = &[
+        "../../etc",
+        "a.localhost",
+        "evil.localhost",
+        "",
+        "\u{1b}[2K",
+        "x\ny",
+        "uninstall-app",
+        "-rf",
+        "--force",
+        "backup:../../x",
+        "A.LOCALHOST",
+        "erpnext",
+        "frappe; rm -rf /",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.localhost",
+    ];
+
+    fn saved() -> serde_json::Value {
+        let step = |kind: StepKind, site: Option<&str>, deps: &[&str]| Step {
+            id: plan::step_id(kind, site, None),
+            kind,
+            site: site.map(str::to_string),
+            app: None,
+            reason: "r".into(),
+            destructive: false,
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            services: vec![],
+        };
+        let p = Plan {
+            project: "acme".into(),
+            repository: "127.0.0.1:5000/acme/erp".into(),
+            tag: "bf1-x".into(),
+            steps: vec![
+                step(StepKind::MaintenanceOn, Some("a.localhost"), &[]),
+                step(StepKind::Backup, Some("a.localhost"), &["maintenance-on:a.localhost"]),
+                step(StepKind::Migrate, Some("a.localhost"), &["backup:a.localhost"]),
+            ],
+            blocked: vec![],
+            drift: vec![],
+        };
+        let print = benchform_core::fingerprint::WorldFingerprint {
+            manifest: "m".into(),
+            lock: "l".into(),
+            image: "i".into(),
+            registry_digest: None,
+            engine_image: None,
+            services: BTreeMap::new(),
+            sites_observed: true,
+            sites: BTreeMap::new(),
+        };
+        serde_json::to_value(document(&p, PlanInputs::default(), Some(print))).unwrap()
+    }
+
+    /// Every string or number inside `v`, by path, to pick one to change.
+    fn leaves(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => m.iter().for_each(|(k, x)| leaves(x, format!("{at}/{k}"), out)),
+            serde_json::Value::Array(a) => a.iter().enumerate().for_each(|(i, x)| leaves(x, format!("{at}/{i}"), out)),
+            _ => out.push(at),
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Replace(usize, usize),
+        Number(usize, i64),
+        DuplicateStep(usize),
+        DropKey(usize),
+        Flip(usize, u8),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            (any::<usize>(), 0..HOSTILE.len()).prop_map(|(i, h)| Edit::Replace(i, h)),
+            (any::<usize>(), any::<i64>()).prop_map(|(i, n)| Edit::Number(i, n)),
+            any::<usize>().prop_map(Edit::DuplicateStep),
+            any::<usize>().prop_map(Edit::DropKey),
+            (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::Flip(i, b)),
+        ]
+    }
+
+    fn mutate(edits: &[Edit], reseal: bool) -> Vec<u8> {
+        let mut v = saved();
+        let mut flips = Vec::new();
+        for e in edits {
+            let mut paths = Vec::new();
+            leaves(&v, String::new(), &mut paths);
+            match *e {
+                Edit::Replace(i, h) => {
+                    if let Some(x) = v.pointer_mut(&paths[i % paths.len()]) {
+                        *x = HOSTILE[h].into();
+                    }
+                }
+                Edit::Number(i, n) => {
+                    if let Some(x) = v.pointer_mut(&paths[i % paths.len()]) {
+                        *x = n.into();
+                    }
+                }
+                Edit::DuplicateStep(i) => {
+                    let steps = v["steps"].as_array_mut().unwrap();
+                    if !steps.is_empty() {
+                        let s = steps[i % steps.len()].clone();
+                        steps.push(s);
+                    }
+                }
+                Edit::DropKey(i) => {
+                    let path = &paths[i % paths.len()];
+                    if let Some((parent, key)) = path.rsplit_once('/')
+                        && let Some(serde_json::Value::Object(m)) = v.pointer_mut(parent)
+                    {
+                        m.remove(key);
+                    }
+                }
+                Edit::Flip(i, b) => flips.push((i, b)),
+            }
+        }
+        if reseal && let Some(o) = v.as_object_mut() {
+            o.remove("digest");
+            let digest = benchform_core::tag::sha256_hex(serde_json::Value::Object(o.clone()).to_string().as_bytes());
+            o.insert("digest".into(), digest.into());
+        }
+        let mut bytes = serde_json::to_vec(&v).unwrap();
+        for (i, b) in flips {
+            let i = i % bytes.len();
+            bytes[i] ^= b;
+        }
+        bytes
+    }
+
+    proptest! {
+        #[test]
+        fn mutated_saved_plans_are_read_safely(edits in prop::collection::vec(edit(), 1..6), reseal in any::<bool>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("plan.json");
+            std::fs::write(&file, mutate(&edits, reseal)).unwrap();
+            if let Ok(doc) = read_file(&file) {
+                // Accepted: it passed the digest and every value is one the manifest allows.
+                prop_assert!(benchform_manifest::names::is_project_name(&doc.project));
+                for s in &doc.steps {
+                    prop_assert!(s.site.as_deref().is_none_or(|x| benchform_manifest::names::site_name_problem(x).is_none()));
+                    prop_assert!(s.app.as_deref().is_none_or(benchform_manifest::names::is_identifier));
+                    prop_assert_eq!(&s.id, &plan::step_id(s.kind, s.site.as_deref(), s.app.as_deref()));
+                }
+                prop_assert!(doc.digest.is_some());
+            }
+        }
+    }
+
+    #[test]
+    fn the_unedited_plan_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plan.json");
+        std::fs::write(&file, saved().to_string()).unwrap();
+        assert!(read_file(&file).is_ok());
+    }
+}

@@ -73,11 +73,29 @@ pub fn is_object_id(s: &str) -> bool {
     matches!(s.len(), 40 | 64) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Prefixes of well-known access tokens (GitHub, GitLab, Slack, Bitbucket).
+const TOKEN_PREFIXES: &[&str] =
+    &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "xoxb-", "ATBB"];
+
+/// `text` with every word that starts like a well-known token replaced by `***`, wherever it
+/// stands (a token pasted into a ref, a comment, a broken line).
+pub fn redact_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((i, _)) = TOKEN_PREFIXES.iter().filter_map(|p| rest.find(p).map(|i| (i, p))).min() {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let end = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(tail.len());
+        out.push_str("***");
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Does this look like a token pasted where a variable *name* belongs?
 pub fn looks_like_token(s: &str) -> bool {
-    const PREFIXES: &[&str] =
-        &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "gldt-", "xoxb-", "ATBB"];
-    PREFIXES.iter().any(|p| s.starts_with(p))
+    TOKEN_PREFIXES.iter().any(|p| s.starts_with(p))
         || (s.len() >= 32
             && s.chars().all(|c| c.is_ascii_alphanumeric())
             && s.chars().any(|c| c.is_ascii_digit())

@@ -513,6 +513,9 @@ impl Document {
             (Some(o), Some(s), Some(c)) if o != s => width.min(s.chars().count().saturating_sub(c - 1)).max(1),
             _ => width,
         };
+        // Messages and hints quote values from the file: they are masked like the snippet.
+        let message = self.redact(&message);
+        let hint = hint.map(|h| self.redact(&h));
         Diagnostic { severity, code, message, file: self.file.clone(), line, column, width, hint, snippet }
     }
 
@@ -552,7 +555,7 @@ impl Document {
 
     /// Mask credentials in URLs (`scheme://user:secret@host`) and every registered secret.
     fn redact(&self, text: &str) -> String {
-        let mut out = names::redact_url_credentials(text);
+        let mut out = names::redact_tokens(&names::redact_url_credentials(text));
         for secret in &self.secrets {
             out = out.replace(secret.as_str(), "***");
         }
