@@ -563,6 +563,8 @@ mod fuzz {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
         #[test]
         fn mutated_saved_plans_are_read_safely(edits in prop::collection::vec(edit(), 1..6), reseal in any::<bool>()) {
             let dir = tempfile::tempdir().unwrap();

@@ -66,7 +66,7 @@ pub struct BuildSpec<'a> {
     pub reference: &'a str,
     pub build_args: &'a BTreeMap<String, String>,
     pub labels: &'a BTreeMap<String, String>,
-    /// File holding the `apps_json` secret (mode 0600, removed by the caller afterwards).
+    /// The file holding the `apps_json` secret (benchform passes an in-memory file, `/proc/<pid>/fd/<n>`).
     pub apps_json: &'a Path,
     pub network: Option<&'a str>,
     pub no_cache: bool,

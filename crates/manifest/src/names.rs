@@ -93,6 +93,12 @@ pub fn redact_tokens(text: &str) -> String {
     out
 }
 
+/// True when masking changes nothing in `s`: no URL credentials, no token shape. Suggestions
+/// derived from a value (which mangle `:` and `@`) are offered only for such values.
+pub fn shows_no_secret(s: &str) -> bool {
+    redact_tokens(&redact_url_credentials(s)) == s
+}
+
 /// Does this look like a token pasted where a variable *name* belongs?
 pub fn looks_like_token(s: &str) -> bool {
     TOKEN_PREFIXES.iter().any(|p| s.starts_with(p))
@@ -248,8 +254,10 @@ pub fn is_loopback_url(url: &str) -> bool {
 pub fn redact_url_credentials(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
+    // After every `//` (not only `scheme://`: `https://https://u:pw@h` must not slip by), mask
+    // up to the last `@` of what could be an authority.
+    while let Some(i) = rest.find("//") {
+        let (head, tail) = rest.split_at(i + 2);
         out.push_str(head);
         let end = tail.find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
         let authority = &tail[..end];

@@ -123,7 +123,7 @@ impl Rules<'_> {
         if let Some(p) = str_at(v, &at)
             && !names::is_project_name(p)
         {
-            let hint = match names::suggest_project_name(p) {
+            let hint = match names::suggest_project_name(p).filter(|_| names::shows_no_secret(p)) {
                 Some(s) => format!("try `project: {s}` (lowercase letters, digits, `_` and `-`, at most 63)"),
                 None => "use lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 63"
                     .to_string(),
@@ -153,7 +153,7 @@ impl Rules<'_> {
                         Some("remove it: frappe comes from `frappe:` and is always installed; a frappe entry in apps.json breaks the build (frappe_docker PR #1889)".to_string()),
                     );
                 } else if !names::is_identifier(name) {
-                    let hint = match names::suggest_identifier(name) {
+                    let hint = match names::suggest_identifier(name).filter(|_| names::shows_no_secret(name)) {
                         Some(s) => format!("an app's name is its Python module name: did you mean `{s}`?"),
                         None => "an app's name is its Python module name: letters, digits and `_`, not starting with a digit".to_string(),
                     };

@@ -199,6 +199,25 @@ fn deserialize<T: serde::de::DeserializeOwned>(value: Value, doc: &Document) -> 
     })
 }
 
+/// The lines of `source` as YAML counts them: a line ends at `\r\n`, `\n` or a lone `\r`.
+pub fn yaml_lines(source: &str) -> impl Iterator<Item = &str> {
+    let mut rest = Some(source);
+    std::iter::from_fn(move || {
+        let text = rest?;
+        match text.find(['\n', '\r']) {
+            Some(i) => {
+                let after = if text[i..].starts_with("\r\n") { i + 2 } else { i + 1 };
+                rest = (after < text.len()).then(|| &text[after..]);
+                Some(&text[..i])
+            }
+            None => {
+                rest = None;
+                (!text.is_empty()).then_some(text)
+            }
+        }
+    })
+}
+
 /// Decode, parse YAML, and require a mapping at the top. The value is `None` when reading
 /// could not get that far; the diagnostics say why.
 fn read(file: &str, bytes: &[u8]) -> (Document, Option<Value>, Vec<Diagnostic>) {
@@ -506,7 +525,15 @@ impl Document {
         message: String,
         hint: Option<String>,
     ) -> Diagnostic {
-        let original = line.and_then(|l| self.source.lines().nth(l.saturating_sub(1)));
+        // Every position lies in the file, even an end-of-input one.
+        let (line, column) = match (line, column) {
+            (Some(l), Some(c)) => {
+                let (l, c) = self.clamp(l, c);
+                (Some(l), Some(c))
+            }
+            other => other,
+        };
+        let original = line.and_then(|l| yaml_lines(&self.source).nth(l.saturating_sub(1)));
         let snippet = original.map(|text| self.redact(text));
         // A masked secret shortens the line: keep the marker within what is shown.
         let width = match (original, &snippet, column) {
@@ -522,9 +549,9 @@ impl Document {
     /// The parser places end-of-input problems on the line after the last; a file without a
     /// trailing newline has no such line, so they belong just after its last character.
     fn clamp(&self, line: usize, column: usize) -> (usize, usize) {
-        let lines = self.source.lines().count();
-        let past_end = if self.source.ends_with('\n') { line > lines + 1 } else { line > lines };
-        match self.source.lines().last() {
+        let lines = yaml_lines(&self.source).count();
+        let past_end = if self.source.ends_with(['\n', '\r']) { line > lines + 1 } else { line > lines };
+        match yaml_lines(&self.source).last() {
             Some(last) if past_end => (lines, last.chars().count() + 1),
             _ => (line, column),
         }
@@ -544,10 +571,7 @@ impl Document {
             YamlProblemKind::ComplexKey => (Code::ComplexKey, Some("use a plain name as the key")),
         };
         let (line, column) = match p.pos {
-            Some(pos) => {
-                let (l, c) = self.clamp(pos.line, pos.column);
-                (Some(l), Some(c))
-            }
+            Some(pos) => (Some(pos.line), Some(pos.column)),
             None => (None, None),
         };
         self.make(Severity::Error, code, line, column, p.width, p.message.clone(), hint.map(str::to_string))
