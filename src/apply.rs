@@ -355,9 +355,8 @@ impl Applier<'_> {
                 touched: false,
                 ..err(
                     format!("`{argv}` is still running in the backend; no {what} while it runs"),
-                    format!(
-                        "wait for it to end (its backup is kept), then run apply again; to watch it: `docker top` on the backend container"
-                    ),
+                    "wait for it to end (its backup is kept), then run apply again; to watch it: `docker top` on the \
+                     backend container",
                 )
             }),
         }

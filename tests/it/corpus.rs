@@ -118,7 +118,7 @@ fn a_token_user_cannot_redirect_the_token() {
     let text = std::fs::read_to_string("tests/corpus/bad/token-user-redirect.yaml")
         .unwrap()
         .replace("127.0.0.1:9977", &format!("127.0.0.1:{port}"))
-        .replace("https://github.com/frappe/hrms", &format!("http://127.0.0.1:1/private/hrms"));
+        .replace("https://github.com/frappe/hrms", "http://127.0.0.1:1/private/hrms");
     std::fs::write(dir.path().join("benchform.yaml"), text).unwrap();
     for args in [&["validate"][..], &["lock"], &["plan"], &["apply", "--auto-approve"], &["status"]] {
         let run = crate::support::benchform_in(dir.path(), args, &[("HRMS_TOKEN", "tok-SECRET-1")]);
