@@ -44,9 +44,21 @@ pub struct Options {
 pub struct Interrupt {
     signal: std::sync::Mutex<Option<&'static str>>,
     notify: tokio::sync::Notify,
+    /// Set when the first step is about to start: from then on a signal stops the run in order.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Interrupt {
+    /// The steps begin.
+    pub fn start(&self) {
+        self.started.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the steps have begun.
+    pub fn started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Record the signal and wake everything waiting on it.
     pub fn raise(&self, signal: &'static str) {
         if let Ok(mut s) = self.signal.lock() {
@@ -317,7 +329,19 @@ impl Applier<'_> {
 
     /// One site, read authoritatively (two execs, whatever the number of sites).
     async fn site(&self, site: &str) -> Result<Option<benchform_core::status::ObservedSite>, StepError> {
-        self.bench().await?.observe_site(site).await.map_err(|e| err(e, "check the backend container"))
+        let observed =
+            self.bench().await?.observe_site(site).await.map_err(|e| err(e, "check the backend container"))?;
+        // A site that cannot be read is never taken for one without apps.
+        if let Some(problem) = observed.as_ref().and_then(|o| o.damaged.as_ref()) {
+            return Err(StepError {
+                touched: false,
+                ..err(
+                    format!("{site} cannot be read: {problem}"),
+                    "repair it by hand, then run apply again (nothing was done to it)",
+                )
+            });
+        }
+        Ok(observed)
     }
 
     /// Before an app is installed or removed: mark the site's record pending, so that the site
@@ -341,10 +365,13 @@ impl Applier<'_> {
     async fn running_migrate(&self, site: &str) -> Result<Option<String>, StepError> {
         let bench = self.bench().await?;
         let execs = self.engine.running_execs(&bench.container).await.map_err(|e| err(e, "check `docker info`"))?;
-        Ok(execs
-            .into_iter()
-            .find(|argv| argv.iter().any(|a| a == "migrate") && argv.iter().any(|a| a == site))
-            .map(|a| a.join(" ")))
+        // `bench --site S migrate`, `bench --site all migrate`, a bare `bench migrate` (default
+        // site), or any of them inside `sh -c "…"`.
+        Ok(execs.into_iter().map(|argv| argv.join(" ")).find(|line| {
+            let words: Vec<&str> = line.split(|c: char| c.is_whitespace() || c == '"' || c == '\'').collect();
+            words.contains(&"migrate")
+                && (words.contains(&site) || words.contains(&"all") || !words.contains(&"--site"))
+        }))
     }
 
     /// Refuse to touch `site` while a migrate of it still runs.
@@ -1012,7 +1039,16 @@ impl Applier<'_> {
                 "{site} left as the failed migrate left it, in maintenance mode (policy: stop)"
             )));
         }
-        let dir = self.backups.lock().ok().and_then(|b| b.get(site).cloned());
+        // An earlier migrate of this site never finished: its backup is the last good state (this
+        // run's may be of a half-migrated site).
+        let this_run = self.backups.lock().ok().and_then(|b| b.get(site).cloned());
+        let earlier = self
+            .unfinished_migrate(site)
+            .filter(|stamp| this_run.as_deref().is_none_or(|t| t.rsplit('/').next() != Some(stamp.as_str())));
+        let dir = match &earlier {
+            Some(stamp) => Some(format!("{BENCH_DIR}/sites/{site}/private/benchform-backups/{stamp}")),
+            None => this_run,
+        };
         let Some(dir) = dir else {
             return Err(err(
                 format!("no backup of {site} was taken in this run"),
@@ -1057,9 +1093,12 @@ impl Applier<'_> {
         let answer = format!("{root}\n");
         self.run_bench(&argv, Some(answer.as_bytes())).await?;
         let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
-        Ok(Recovery::Restored(format!(
-            "{site} restored from the backup taken in this run ({dir}) and left in maintenance mode"
-        )))
+        let which = if earlier.is_some() {
+            "the backup its first unfinished migrate started from"
+        } else {
+            "the backup taken in this run"
+        };
+        Ok(Recovery::Restored(format!("{site} restored from {which} ({dir}) and left in maintenance mode")))
     }
 }
 
@@ -1099,8 +1138,10 @@ pub async fn run(a: &Applier<'_>, plan: &Plan, report: Report<'_>) -> Vec<StepSt
             let result = tokio::select! {
                 r = a.step(s) => r,
                 () = a.interrupt.wait() => Err(StepError {
-                    // What it was doing may go on in a container: nothing is restored under it.
-                    touched: false,
+                    // What it was doing may go on in a container. A migrate: nothing may be
+                    // restored under it. Anything else (a deploy above all: `compose up` may have
+                    // recreated the services) counts as having changed things.
+                    touched: s.kind != StepKind::Migrate,
                     ..err(
                         format!(
                             "interrupted ({}) while it ran; a command it started may still run in the backend",

@@ -91,7 +91,38 @@ pub fn run(args: &ApplyArgs) -> Status {
             }
         }
     }
-    let status = locked(args, &p, &rt, engine.clone(), &mine);
+    // SIGINT/SIGTERM: before the first step nothing has changed, so the lock is released and
+    // apply ends; once steps run, the run ends in order (no new step, no waiting for running ones,
+    // no restore under a command that may still run, then the summary, the history and the lock).
+    let interrupt: std::sync::Arc<apply::Interrupt> = Default::default();
+    let watcher = interrupt.clone();
+    let (unlock_engine, unlock_project, unlock_id) = (engine.clone(), project.clone(), mine.id.clone());
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        let name = tokio::select! { _ = int.recv() => "SIGINT", _ = term.recv() => "SIGTERM" };
+        if !watcher.started() {
+            let _ = unlock_engine.unlock(&unlock_project, &unlock_id).await;
+            output::err_line(&format!("\n{name}: stopped before any step; nothing was changed, the lock is released"));
+            // An exit outside main: nothing has started that could be left half-done.
+            #[allow(clippy::exit)]
+            std::process::exit(130);
+        }
+        watcher.raise(name);
+        output::err_line(&format!(
+            "\n{name}: stopping: no new step starts; the summary and history follow (a second signal stops at once)"
+        ));
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        output::err_line(
+            "second signal: stopping at once; the apply lock stays until the next apply on this machine releases it",
+        );
+        // The user asked twice, and nothing else may run.
+        #[allow(clippy::exit)]
+        std::process::exit(130);
+    });
+    let status = locked(args, &p, &rt, engine.clone(), &mine, interrupt);
     if let Err(e) = rt.block_on(engine.unlock(&project, &mine.id)) {
         output::err_line(&format!(
             "warning: could not release the apply lock: {e}\n  = fix: `benchform force-unlock {}`",
@@ -141,6 +172,7 @@ fn locked(
     rt: &tokio::runtime::Runtime,
     engine: benchform_docker::Engine,
     mine: &LockInfo,
+    interrupt: std::sync::Arc<apply::Interrupt>,
 ) -> Status {
     let json = args.format == Format::Json;
     // Apply reads every site authoritatively: a hand change hidden by list-apps must not slip by.
@@ -178,6 +210,12 @@ fn locked(
     }
     if plan.is_empty() {
         report_blocked(&plan, json);
+        if json {
+            let blocked: Vec<&str> = plan.blocked.iter().map(|b| b.site.as_str()).collect();
+            output::line(
+                &serde_json::json!({"event": "summary", "outcome": "failure", "blocked": blocked}).to_string(),
+            );
+        }
         return Status::Failure;
     }
     if json {
@@ -200,7 +238,8 @@ fn locked(
         damaged: observed.sites.iter().filter(|s| s.damaged.is_some()).map(|s| s.name.clone()).collect(),
         migrate_timeout: (args.migrate_timeout > 0).then(|| Duration::from_secs(args.migrate_timeout)),
     };
-    let applier = Applier::new(p, engine, compose, options);
+    let mut applier = Applier::new(p, engine, compose, options);
+    applier.interrupt = interrupt;
     output::redact_in_logs(applier.secrets());
     if let Err(e) = rt.block_on(applier.preflight(&plan)) {
         output::err_line(&format!(
@@ -256,27 +295,7 @@ fn locked(
             )),
         }
     };
-    // SIGINT/SIGTERM end the run in order: no new step, no waiting for running ones, no restore
-    // under a command that may still run, then the summary, the history and the lock released.
-    let interrupt = applier.interrupt.clone();
-    rt.spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-            return;
-        };
-        let name = tokio::select! { _ = int.recv() => "SIGINT", _ = term.recv() => "SIGTERM" };
-        interrupt.raise(name);
-        output::err_line(&format!(
-            "\n{name}: stopping: no new step starts; the summary and history follow (a second signal stops at once)"
-        ));
-        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-        output::err_line(
-            "second signal: stopping at once; the apply lock stays until the next apply on this machine releases it",
-        );
-        // The one exit outside main: the user asked twice, and nothing else may run.
-        #[allow(clippy::exit)]
-        std::process::exit(130);
-    });
+    applier.interrupt.start();
     let states = rt.block_on(apply::run(&applier, &plan, &report));
     drop(spinner);
 
@@ -306,6 +325,7 @@ fn locked(
             output::err_line(&format!("warning: {}", applier.redact(&warning)));
         }
     }
+    summary.blocked = plan.blocked.iter().map(|b| b.site.clone()).collect();
     if json {
         for r in &recoveries {
             output::line(
@@ -313,11 +333,12 @@ fn locked(
                     .to_string(),
             );
         }
+        report_blocked(&plan, json);
         output::line(&summary.json(&recoveries).to_string());
     } else {
         summary.print(&plan, &recoveries);
+        report_blocked(&plan, json);
     }
-    report_blocked(&plan, json);
     if summary.failed.is_empty() && plan.blocked.is_empty() && summary.interrupted.is_none() {
         Status::Success
     } else {
@@ -428,18 +449,19 @@ fn recover(
              refuses a downgrade it can see; with branch refs it cannot)."
         )
     };
-    let started = |kind: StepKind, site: Option<&str>| {
-        plan.steps.iter().zip(states).any(|(s, st)| {
-            s.kind == kind && s.site.as_deref() == site.or(s.site.as_deref()) && !matches!(st, StepState::NotStarted)
-        })
-    };
     for (step, state) in plan.steps.iter().zip(states) {
         let StepState::Finished(Err(e)) = state else { continue };
         if step.kind != StepKind::Migrate || !e.touched {
             continue;
         }
         let site = step.site.clone().unwrap_or_default();
-        if started(StepKind::NewSite, Some(&site)) {
+        // Only a site this run created holds no data; one found existing (`already done`) does.
+        let created_here = plan.steps.iter().zip(states).any(|(s, st)| {
+            s.kind == StepKind::NewSite
+                && s.site.as_deref() == Some(site.as_str())
+                && matches!(st, StepState::Finished(Ok(Outcome::Done(_))))
+        });
+        if created_here {
             out.push(SiteRecovery {
                 kind: "new_site",
                 detail: applier.redact(&format!(
@@ -520,6 +542,8 @@ struct Summary {
     in_maintenance: Vec<String>,
     /// The signal that interrupted the run.
     interrupted: Option<&'static str>,
+    /// Sites of the manifest no step touched (the run is not a success while they stay).
+    blocked: Vec<String>,
 }
 
 impl Summary {
@@ -544,6 +568,7 @@ impl Summary {
             not_started: ids(&|s| matches!(s, StepState::NotStarted)),
             in_maintenance,
             interrupted: None,
+            blocked: Vec::new(),
         }
     }
 
@@ -552,11 +577,12 @@ impl Summary {
             |kind: &str| recoveries.iter().filter(|r| r.kind == kind).map(|r| r.site.clone()).collect::<Vec<_>>();
         serde_json::json!({
             "event": "summary",
-            "outcome": match (&self.interrupted, self.failed.is_empty()) {
+            "outcome": match (&self.interrupted, self.failed.is_empty() && self.blocked.is_empty()) {
                 (Some(_), _) => "interrupted",
                 (None, true) => "success",
                 (None, false) => "failure",
             },
+            "blocked": self.blocked,
             "signal": self.interrupted,
             "done": self.done,
             "failed": self.failed,
@@ -574,7 +600,14 @@ impl Summary {
 
     fn print(&self, plan: &Plan, recoveries: &[SiteRecovery]) {
         if self.failed.is_empty() && self.interrupted.is_none() {
-            output::line(&format!("\nApply complete: {} step(s).", plan.steps.len()));
+            match self.blocked.len() {
+                0 => output::line(&format!("\nApply complete: {} step(s).", plan.steps.len())),
+                n => output::line(&format!(
+                    "\nApply done: {} step(s); {n} site(s) blocked, not touched (below): the deployment does not \
+                     match benchform.yaml yet.",
+                    plan.steps.len()
+                )),
+            }
             return;
         }
         for r in recoveries {
@@ -642,7 +675,7 @@ fn history_record(
         lock_sha256: benchform_core::tag::sha256_hex(&p.lock_bytes),
         image: p.desired.reference(),
         plan: mine.plan.clone(),
-        outcome: match (applier.interrupt.signal(), failed) {
+        outcome: match (applier.interrupt.signal(), failed || !plan.blocked.is_empty()) {
             (Some(_), _) => "interrupted",
             (None, true) => "failure",
             (None, false) => "success",

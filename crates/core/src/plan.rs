@@ -183,11 +183,10 @@ pub enum PlanError {
     )]
     ForeignSite { site: String, other: String, project: String },
     #[error(
-        "site {site} cannot be planned ({detail}), and this plan deploys {image}, which would run new code under \
-         it without a migrate once it is readable again. Repair the site first (see `benchform status`), or take \
-         it out of the manifest"
+        "site {site} cannot be planned ({detail}), and this plan deploys {image}, which may run new code under \
+         it without a migrate. {fix}"
     )]
-    BlockedUnderNewImage { site: String, detail: String, image: String },
+    BlockedUnderNewImage { site: String, detail: String, image: String, fix: String },
 }
 
 fn short(s: &str) -> &str {
@@ -303,7 +302,8 @@ pub fn plan(
     let mut blocked = Vec::new();
     // Sites exist but cannot be read (no backend runs on a deployment that has volumes): none
     // of them is new, and none can be planned until a deploy brings a backend back.
-    let unreadable = !observed.sites_observed && observed.has_volumes;
+    // (Containers count too: volumes may be bind mounts or external, which carry no labels.)
+    let unreadable = !observed.sites_observed && (observed.has_volumes || !observed.containers.is_empty());
     let work: Vec<SiteWork<'_>> = desired
         .sites
         .iter()
@@ -311,11 +311,12 @@ pub fn plan(
             let o = observed_sites.get(d.name.as_str());
             let why = if unreadable {
                 Some((
-                    "its state cannot be read: no backend container runs, and the project has volumes, so the site \
-                     may well exist"
+                    "its state cannot be read: no backend container runs, and the project was deployed before \
+                     (volumes or containers exist), so the site may well exist"
                         .to_string(),
-                    "apply deploys first (the backend comes back); then run `benchform plan` again for this site's \
-                     steps"
+                    "bring the backend back on the image the sites run now (apply does when the image is \
+                     unchanged; else `docker compose up -d` with the current CUSTOM_TAG), then run `benchform plan` \
+                     again for this site's steps"
                         .to_string(),
                 ))
             } else {
@@ -440,13 +441,18 @@ pub fn plan(
         }
     }
 
-    // No site may end up on new code without its migrate: a blocked site stops an image change.
-    if image_changes && !deploy_services.is_empty() {
+    // No site may end up on new code without its migrate: a blocked site stops a deploy of the
+    // desired image unless its services provably run that image already.
+    let deploys_ours = deploy_services.iter().any(|(s, _)| observed.deploy_services.contains(s));
+    let proven_same = !image_changes
+        && observed.containers.iter().any(|c| observed.deploy_services.contains(&c.service) && c.image == reference);
+    if deploys_ours && !proven_same {
         for blocked_site in &blocked {
             errors.push(PlanError::BlockedUnderNewImage {
                 site: blocked_site.site.clone(),
                 detail: blocked_site.detail.clone(),
                 image: desired.tag.clone(),
+                fix: blocked_site.fix.clone(),
             });
         }
         if !errors.is_empty() {

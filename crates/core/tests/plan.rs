@@ -457,3 +457,26 @@ fn a_blocked_site_stops_an_image_change() {
     assert!(matches!(&errors[0], PlanError::BlockedUnderNewImage { site, .. } if site == "b.example.com"));
     assert!(errors[0].to_string().contains("Unknown database '_b'"), "{}", errors[0]);
 }
+
+/// Everything stopped and removed (`compose down`), volumes kept, a new image wanted: the sites
+/// cannot be read and nothing proves what they run, so no deploy happens under them.
+#[test]
+fn nothing_running_with_volumes_refuses_a_new_image() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &["erpnext"]);
+    let mut o = observed(OLD, vec![]);
+    o.containers.clear();
+    o.sites_observed = false;
+    let errors = errors(&d, &o, PlanOptions::default());
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| matches!(e, PlanError::BlockedUnderNewImage { .. })));
+    assert!(errors[0].to_string().contains("bring the backend back"), "{}", errors[0]);
+    // Fresh (no volume, no container): the sites are new.
+    o.has_volumes = false;
+    assert!(
+        plan(&d, &o, &PlanOptions::default(), vec![])
+            .unwrap()
+            .steps
+            .iter()
+            .any(|s| s.kind == benchform_core::plan::StepKind::NewSite)
+    );
+}

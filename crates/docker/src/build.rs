@@ -44,6 +44,9 @@ impl Cli {
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // Its own process group: a Ctrl-C on the terminal reaches benchform, which ends the run in
+        // order, not a build or push half-way.
+        cmd.process_group(0);
         cmd
     }
 }

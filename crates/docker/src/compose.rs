@@ -158,6 +158,9 @@ impl Compose {
             .args(rest)
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&self.project_dir)
+            // Its own process group: a Ctrl-C on the terminal stops benchform in order, never a
+            // `compose up` half-way through recreating services.
+            .process_group(0)
             .output()
             .await
             .map_err(|e| ComposeError::Spawn { command: command.clone(), detail: e.to_string() })?;

@@ -148,8 +148,9 @@ impl Diagnostic {
 }
 
 /// `s` safe to print on a terminal: control characters (C0 but newline and tab, DEL, C1) and
-/// bidirectional overrides become visible escapes (`\u{1b}`), so text from a manifest, lock or
-/// plan file can never move the cursor, erase lines or reorder what is shown.
+/// bidirectional overrides become visible escapes (`\u001b`), so text from a manifest, lock or
+/// plan file can never move the cursor, erase lines or reorder what is shown. The escape is
+/// JSON's own, so JSON output escaped this way stays valid JSON (and decodes to the original).
 pub fn escape_controls(s: &str) -> String {
     s.chars().map(escape_char).collect()
 }
@@ -157,7 +158,8 @@ pub fn escape_controls(s: &str) -> String {
 /// One character as [`escape_controls`] shows it.
 pub fn escape_char(c: char) -> String {
     let bidi = matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}');
-    if (c.is_control() && c != '\n' && c != '\t') || bidi { c.escape_unicode().to_string() } else { c.to_string() }
+    // Every character escaped here is in the Basic Multilingual Plane: four hex digits suffice.
+    if (c.is_control() && c != '\n' && c != '\t') || bidi { format!("\\u{:04x}", u32::from(c)) } else { c.to_string() }
 }
 
 #[cfg(test)]
@@ -166,10 +168,11 @@ mod escape_tests {
 
     #[test]
     fn controls_become_visible() {
-        assert_eq!(
-            escape_controls("a\x1b[2Kb\u{9b}c\u{202e}d\te\nf\x7f"),
-            "a\\u{1b}[2Kb\\u{9b}c\\u{202e}d\te\nf\\u{7f}"
-        );
+        assert_eq!(escape_controls("a\x1b[2Kb\u{9b}c\u{202e}d\te\nf\x7f"), "a\\u001b[2Kb\\u009bc\\u202ed\te\nf\\u007f");
+        // Inside a JSON string the escape is JSON's own: the text stays valid JSON.
+        let json = serde_json::json!({"s": "x\u{202e}y\u{9b}"}).to_string();
+        let back: serde_json::Value = serde_json::from_str(&escape_controls(&json)).unwrap();
+        assert_eq!(back["s"], "x\u{202e}y\u{9b}");
         assert_eq!(escape_controls("erp.example.com"), "erp.example.com");
     }
 }
