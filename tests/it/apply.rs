@@ -223,7 +223,7 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     assert_eq!(missing.code, 1, "{}", missing.all());
     assert!(missing.stderr.contains("Unknown database"), "{}", missing.stderr);
     assert!(missing.stderr.contains("site a.localhost cannot be planned"), "{}", missing.stderr);
-    assert!(missing.stderr.contains("would run new code under it"), "{}", missing.stderr);
+    assert!(missing.stderr.contains("may run new code under it without a migrate"), "{}", missing.stderr);
     assert!(!missing.stderr.contains("drop-site") && !missing.stderr.contains("restore FILE"), "{}", missing.stderr);
     assert!(!image_exists(&d, &reference), "nothing was built");
 }

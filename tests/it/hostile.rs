@@ -338,7 +338,6 @@ fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathB
 /// secret lives only in the memory of the benchform process.
 #[test]
 fn a_build_killed_midway_leaves_no_token_on_disk() {
-    use std::io::BufRead;
     let mut d = Deployment::with_private_hrms(&[("a.localhost", &["erpnext", "hrms"])]);
     d.deployed = true;
     let token = d.env[0].1.clone();
@@ -347,20 +346,9 @@ fn a_build_killed_midway_leaves_no_token_on_disk() {
     std::fs::write(&path, text.replacen("build_args: {", "build_args: {BENCH_CONTRACT_FAULT: \"slow-init:6\", ", 1))
         .unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_benchform"))
-        .args(["apply", "--auto-approve", "-v"])
-        .current_dir(d.dir.path())
-        .envs(crate::status::apply_env())
-        .envs(d.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("TMPDIR", tmp.path())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(stdout).lines().map_while(Result::ok);
-    assert!(lines.any(|l| l.starts_with("→ build")), "apply reached the build");
+    let tmp_dir = tmp.path().display().to_string();
+    let (mut child, lines) = d.spawn_apply(&["--auto-approve", "-v"], &[("TMPDIR", &tmp_dir)]);
+    assert!(lines.iter().any(|l| l.starts_with("→ build")), "apply reached the build");
     std::thread::sleep(std::time::Duration::from_secs(3));
     child.kill().unwrap();
     let _ = child.wait();
@@ -387,23 +375,7 @@ fn a_stuck_migrate_never_costs_the_good_backup() {
 
     d.fault("a.localhost", "migrate=hang\n");
     d.release(1, "v15.1.0", "v15.2.0");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_benchform"))
-        .args(["apply", "--auto-approve", "--format", "json"])
-        .current_dir(d.dir.path())
-        .envs(crate::status::apply_env())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) = d.spawn_apply(&["--auto-approve", "--format", "json"], &[]);
     let mut seen = Vec::new();
     loop {
         let line = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("apply reached migrate");

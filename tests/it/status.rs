@@ -139,6 +139,36 @@ impl Deployment {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// `benchform apply ARGS` running in the background (site passwords, the token, `extra_env`),
+    /// its standard output as lines on a channel; standard error is dropped.
+    pub(crate) fn spawn_apply(
+        &self,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_benchform"))
+            .arg("apply")
+            .args(args)
+            .current_dir(self.dir.path())
+            .envs(apply_env())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra_env.iter().copied())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        (child, rx)
+    }
+
     pub(crate) fn status(&self, extra: &[&str]) -> Value {
         let mut args = vec!["status", "--format", "json"];
         args.extend(extra);
@@ -884,7 +914,6 @@ fn counted(d: &Deployment, migrations: &mut usize, f: impl FnOnce() -> Run) -> R
 
 #[test]
 fn a_sigkill_during_a_slow_migrate_is_survived() {
-    use std::io::BufRead;
     let sites: &[(&str, &[&str])] = &[("a.localhost", &["erpnext"]), ("b.localhost", &["erpnext"])];
     let mut d = Deployment::new(sites);
     d.deployed = true;
@@ -895,22 +924,7 @@ fn a_sigkill_during_a_slow_migrate_is_survived() {
     d.release(1, "v15.1.0", "v15.2.0");
 
     // Start apply and SIGKILL it while a's migrate runs.
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_benchform"))
-        .args(["apply", "--auto-approve"])
-        .current_dir(d.dir.path())
-        .envs(apply_env())
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) = d.spawn_apply(&["--auto-approve"], &[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
         let line = rx

@@ -184,7 +184,7 @@ pub enum PlanError {
     ForeignSite { site: String, other: String, project: String },
     #[error(
         "site {site} cannot be planned ({detail}), and this plan deploys {image}, which may run new code under \
-         it without a migrate. {fix}"
+         it without a migrate; to go on: {fix}"
     )]
     BlockedUnderNewImage { site: String, detail: String, image: String, fix: String },
 }
@@ -215,24 +215,19 @@ pub fn first_difference(saved: &[Step], now: &[Step]) -> Option<String> {
                 None => format!("step {n} `{}` is not a step the planner produces (it plans `{}` there)", a.id, b.id),
             });
         }
-        if a.depends_on != b.depends_on {
-            return Some(format!(
-                "step {n} `{}` depends on [{}] in the file but on [{}] now",
-                a.id,
-                a.depends_on.join(", "),
-                b.depends_on.join(", ")
-            ));
+        let lists = |what: &str, x: &[String], y: &[String]| {
+            (x != y).then(|| {
+                format!("step {n} `{}` {what} [{}] in the file but [{}] now", a.id, x.join(", "), y.join(", "))
+            })
+        };
+        if let Some(d) = lists("depends on", &a.depends_on, &b.depends_on) {
+            return Some(d);
         }
         if a.destructive != b.destructive {
             return Some(format!("step {n} `{}` has its destructive mark changed", a.id));
         }
-        if a.services != b.services {
-            return Some(format!(
-                "step {n} `{}` names services [{}] in the file but [{}] now",
-                a.id,
-                a.services.join(", "),
-                b.services.join(", ")
-            ));
+        if let Some(d) = lists("names services", &a.services, &b.services) {
+            return Some(d);
         }
         if a.reason != b.reason {
             return Some(format!("step {n} `{}` gives another reason than the planner's: {:?}", a.id, b.reason));
@@ -688,7 +683,7 @@ mod tests {
         deps[1].depends_on.clear();
         assert_eq!(
             first_difference(&deps, &now).unwrap(),
-            "step 2 `backup:a` depends on [] in the file but on [maintenance-on:a] now"
+            "step 2 `backup:a` depends on [] in the file but [maintenance-on:a] now"
         );
         let mut marked = now.clone();
         marked[1].destructive = true;
