@@ -431,7 +431,7 @@ impl Applier<'_> {
     pub async fn step(&self, s: &Step) -> Result<Outcome, StepError> {
         let site = s.site.as_deref().unwrap_or_default();
         let app = s.app.as_deref().unwrap_or_default();
-        if matches!(s.kind, StepKind::NewSite | StepKind::InstallApp | StepKind::Migrate) {
+        if s.kind.needs_gate() {
             self.ensure_gate(site).await?;
         }
         match s.kind {
@@ -1197,7 +1197,7 @@ pub async fn run(a: &Applier<'_>, plan: &Plan, report: Report<'_>) -> Vec<StepSt
                     // After a failure elsewhere, no new migration starts; a migrated site still
                     // leaves maintenance mode. After an interrupt, nothing starts.
                     if a.interrupt.signal().is_some()
-                        || (stop.load(Ordering::SeqCst) && plan.steps[i].kind != StepKind::MaintenanceOff)
+                        || (stop.load(Ordering::SeqCst) && !plan.steps[i].kind.runs_after_a_failure())
                     {
                         break;
                     }

@@ -489,7 +489,7 @@ fn recover(
     let entered = applier.entered_maintenance.lock().map(|e| e.clone()).unwrap_or_default();
     let untouched = |site: &str| {
         plan.steps.iter().zip(states).filter(|(s, _)| s.site.as_deref() == Some(site)).all(|(s, st)| {
-            matches!(s.kind, StepKind::MaintenanceOn | StepKind::Backup) || matches!(st, StepState::NotStarted)
+            s.kind.leaves_site_untouched() || matches!(st, StepState::NotStarted)
         })
     };
     // A deploy that failed before `compose up` changed nothing.

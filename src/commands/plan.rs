@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use benchform_bench::Refresh;
 use benchform_core::fingerprint::WorldFingerprint;
-use benchform_core::plan::{self, Plan, PlanOptions, Step, StepKind};
+use benchform_core::plan::{self, Plan, PlanOptions, Step};
 use benchform_core::status;
 use serde::{Deserialize, Serialize};
 
@@ -287,14 +287,6 @@ fn colour() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
 }
 
-/// `+` create, `~` change, `-` destroy.
-fn symbol(kind: StepKind) -> char {
-    match kind {
-        StepKind::Build | StepKind::Push | StepKind::Backup | StepKind::NewSite | StepKind::InstallApp => '+',
-        StepKind::UninstallApp => '-',
-        _ => '~',
-    }
-}
 
 fn paint(text: &str, code: &str, on: bool) -> String {
     if on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
@@ -358,7 +350,7 @@ pub fn text(p: &Plan, colour: bool) -> String {
     )));
     out.push_str("  + create   ~ change   - destroy   ! destructive\n\n");
     for s in &p.steps {
-        let sym = symbol(s.kind);
+        let sym = s.kind.symbol();
         let mark = format!("{sym}{}", if s.destructive { "!" } else { " " });
         let code = match sym {
             '+' => "32",

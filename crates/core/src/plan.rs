@@ -61,6 +61,91 @@ impl StepKind {
         }
     }
 
+    /// Loses data if it goes wrong and no backup is restored (uninstalling an app drops its
+    /// tables). Every property below is an exhaustive match: a new kind must decide each.
+    pub fn destructive(self) -> bool {
+        match self {
+            StepKind::UninstallApp => true,
+            StepKind::Build
+            | StepKind::Verify
+            | StepKind::Push
+            | StepKind::MaintenanceOn
+            | StepKind::Backup
+            | StepKind::Deploy
+            | StepKind::RefreshAssets
+            | StepKind::NewSite
+            | StepKind::InstallApp
+            | StepKind::Migrate
+            | StepKind::MaintenanceOff => false,
+        }
+    }
+
+    /// Changes a site's data or code: the running backend must have passed the health gate first.
+    pub fn needs_gate(self) -> bool {
+        match self {
+            StepKind::NewSite | StepKind::InstallApp | StepKind::Migrate => true,
+            StepKind::Build
+            | StepKind::Verify
+            | StepKind::Push
+            | StepKind::MaintenanceOn
+            | StepKind::Backup
+            | StepKind::UninstallApp
+            | StepKind::Deploy
+            | StepKind::RefreshAssets
+            | StepKind::MaintenanceOff => false,
+        }
+    }
+
+    /// Still starts after another step failed (a migrated site leaves maintenance mode).
+    pub fn runs_after_a_failure(self) -> bool {
+        match self {
+            StepKind::MaintenanceOff => true,
+            StepKind::Build
+            | StepKind::Verify
+            | StepKind::Push
+            | StepKind::MaintenanceOn
+            | StepKind::Backup
+            | StepKind::UninstallApp
+            | StepKind::Deploy
+            | StepKind::RefreshAssets
+            | StepKind::NewSite
+            | StepKind::InstallApp
+            | StepKind::Migrate => false,
+        }
+    }
+
+    /// Leaves the site's data and code as they were (taking it out of service aside): a site
+    /// whose steps went no further can be put back in service on the image it ran before.
+    pub fn leaves_site_untouched(self) -> bool {
+        match self {
+            StepKind::MaintenanceOn | StepKind::Backup => true,
+            StepKind::Build
+            | StepKind::Verify
+            | StepKind::Push
+            | StepKind::UninstallApp
+            | StepKind::Deploy
+            | StepKind::RefreshAssets
+            | StepKind::NewSite
+            | StepKind::InstallApp
+            | StepKind::Migrate
+            | StepKind::MaintenanceOff => false,
+        }
+    }
+
+    /// `+` create, `~` change, `-` destroy (plan text).
+    pub fn symbol(self) -> char {
+        match self {
+            StepKind::Build | StepKind::Push | StepKind::Backup | StepKind::NewSite | StepKind::InstallApp => '+',
+            StepKind::UninstallApp => '-',
+            StepKind::Verify
+            | StepKind::MaintenanceOn
+            | StepKind::Deploy
+            | StepKind::RefreshAssets
+            | StepKind::Migrate
+            | StepKind::MaintenanceOff => '~',
+        }
+    }
+
     /// Every kind, in the order summaries list them.
     pub const ALL: [StepKind; 12] = [
         StepKind::Build,
@@ -268,7 +353,7 @@ impl Builder {
             site: site.map(str::to_string),
             app: app.map(str::to_string),
             reason,
-            destructive: kind == StepKind::UninstallApp,
+            destructive: kind.destructive(),
             depends_on,
             services: Vec::new(),
         });
