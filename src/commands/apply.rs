@@ -488,9 +488,11 @@ fn recover(
         .any(|(s, st)| s.kind == StepKind::Deploy && matches!(st, StepState::Finished(Err(e)) if e.rolled_back));
     let entered = applier.entered_maintenance.lock().map(|e| e.clone()).unwrap_or_default();
     let untouched = |site: &str| {
-        plan.steps.iter().zip(states).filter(|(s, _)| s.site.as_deref() == Some(site)).all(|(s, st)| {
-            s.kind.leaves_site_untouched() || matches!(st, StepState::NotStarted)
-        })
+        plan.steps
+            .iter()
+            .zip(states)
+            .filter(|(s, _)| s.site.as_deref() == Some(site))
+            .all(|(s, st)| s.kind.leaves_site_untouched() || matches!(st, StepState::NotStarted))
     };
     // A deploy that failed before `compose up` changed nothing.
     let deployed = plan.steps.iter().zip(states).any(|(s, st)| {

@@ -1,0 +1,124 @@
+//! The deploy step (compose up, the health gate, redeploying the previous image when it fails)
+//! and refresh-assets.
+
+use std::time::Duration;
+
+use super::*;
+use crate::observe::{self};
+
+impl Applier<'_> {
+    pub(super) async fn deploy(&self) -> Result<Outcome, StepError> {
+        // Until `compose up`, nothing has changed.
+        let untouched = |e: StepError| StepError { touched: false, ..e };
+        self.refuse_migrator().await.map_err(untouched)?;
+        let backend = self.p.manifest.deploy.backend_service.clone();
+        let reference = self.reference();
+        let previous = self
+            .engine
+            .project_containers(&self.p.manifest.project)
+            .await
+            .map_err(|e| untouched(err(e, "check `docker info`")))?
+            .into_iter()
+            .find(|c| c.service == backend && !c.oneoff)
+            .map(|c| c.image)
+            .filter(|image| *image != reference);
+        self.compose
+            .up(&self.env(), false)
+            .await
+            .map_err(|e| err(e, "fix the compose files or the engine, then apply again"))?;
+        // The new backend must come up and then answer for every site; a backend that never
+        // comes up (an app that fails to import crash-loops gunicorn) fails the gate too.
+        let why = match self.wait_until_up(&reference, self.options.health_timeout).await {
+            Err(e) => format!("health gate: {}", e.detail),
+            Ok(()) => match self.health_gate().await {
+                Ok(answered) => {
+                    self.gate_passed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    let gate = match answered {
+                        0 => "no site to ping yet".to_string(),
+                        n => format!("{n} site(s) answer /api/method/ping as they should"),
+                    };
+                    return Ok(Outcome::Done(format!("{backend} runs {}; {gate}", self.p.desired.tag)));
+                }
+                Err(why) => why,
+            },
+        };
+        if self.migrated.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(err(
+                format!("{why}; sites were migrated in this run, so the new image stays"),
+                "look at the backend's logs (`docker compose logs backend`)",
+            ));
+        }
+        let Some(previous) = previous else {
+            return Err(err(
+                format!("{why}; there is no previous image to go back to"),
+                "look at the backend's logs (`docker compose logs backend`), fix the image, and apply again",
+            ));
+        };
+        if previous.starts_with("sha256:") {
+            return Err(err(
+                format!("{why}; the previous image ({previous}) has no tag to redeploy"),
+                "look at the backend's logs (`docker compose logs backend`), fix the image, and apply again",
+            ));
+        }
+        let (repository, tag) = split_reference(&previous);
+        let previous = format!("{repository}:{tag}");
+        let env = observe::compose_env_for(repository, tag, self.compose.flavour);
+        let back = match self.compose.up(&env, false).await {
+            Ok(_) => self.wait_until_up(&previous, DEPLOY_WAIT).await,
+            Err(e) => Err(err(e, "")),
+        };
+        if let Err(e) = back {
+            return Err(err(
+                format!("{why}; redeploying the previous image {previous} failed too: {}", e.detail),
+                "look at `docker compose logs`, then apply again",
+            ));
+        }
+        // Going back is an image change too: the new image's bundle names may be cached.
+        let assets = match self.refresh_assets().await {
+            Ok(_) => String::new(),
+            Err(e) => format!(" (dropping assets_json failed: {}; delete it by hand)", e.detail),
+        };
+        Err(StepError {
+            rolled_back: true,
+            ..err(
+                format!("{why}; redeployed the previous image {previous}{assets}"),
+                "look at the backend's logs on the new image, fix it, and apply again",
+            )
+        })
+    }
+
+    pub(super) async fn refresh_assets(&self) -> Result<Outcome, StepError> {
+        let Some(redis) = self.container_of("redis-cache").await? else {
+            return Ok(Outcome::Done(
+                "no redis-cache service in the project: delete assets_json in your redis-cache yourself".into(),
+            ));
+        };
+        let argv = vec!["redis-cli".to_string(), "DEL".to_string(), "assets_json".to_string()];
+        let spec = benchform_docker::ExecSpec {
+            container: &redis,
+            argv: &argv,
+            user: None,
+            workdir: None,
+            env: &[],
+            timeout: Some(Duration::from_secs(30)),
+            stdin: None,
+            stream: false,
+        };
+        let out = self.engine.exec(&spec).await.map_err(|e| err(e, "check the redis-cache container"))?;
+        if out.exit_code != 0 {
+            return Err(err(
+                format!("redis-cli DEL assets_json exited {}", out.exit_code),
+                "check the redis-cache container",
+            ));
+        }
+        Ok(Outcome::Done("assets_json dropped from redis-cache".into()))
+    }
+}
+
+/// `repo:tag` → (`repo`, `tag`); a reference without a tag means `latest`.
+pub(super) fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}

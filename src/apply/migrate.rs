@@ -1,0 +1,208 @@
+//! The migrate step and what follows a failed one: restore from the right backup, or put sites
+//! back in service.
+
+use std::time::Duration;
+
+use benchform_bench::BENCH_DIR;
+use benchform_core::record::SiteRecord;
+use benchform_docker::TagState;
+
+use super::*;
+
+impl Applier<'_> {
+    pub(super) async fn migrate(&self, site: &str) -> Result<Outcome, StepError> {
+        let desired = self
+            .p
+            .desired
+            .sites
+            .iter()
+            .find(|s| s.name == site)
+            .ok_or_else(|| err(format!("{site} is not in the manifest"), "re-plan"))?;
+        self.no_migrate_running(site, "second migrate").await?;
+        let observed = self.site(site).await.map_err(|e| StepError { touched: false, ..e })?;
+        if let Some(o) = observed
+            && o.record.as_ref().is_some_and(|r| r.fingerprint == desired.fingerprint)
+            && desired.apps.iter().all(|a| o.installed.contains(a))
+        {
+            let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
+            return Ok(Outcome::AlreadyDone(format!("{site} is migrated to the desired code")));
+        }
+        // The backup this migrate starts from is kept from pruning until the migrate is recorded
+        // or the site restored, however many applies fail in between.
+        let taken = self.backups.lock().ok().and_then(|b| b.get(site).cloned());
+        if let Some(stamp) = taken.as_deref().and_then(|t| t.rsplit('/').next())
+            && self.unfinished_migrate(site).is_none()
+        {
+            std::fs::write(self.host_backups(site).join(UNFINISHED), stamp)
+                .map_err(|e| StepError { touched: false, ..err(e, "check backups.dir") })?;
+        }
+        // From the first migrate on, a failed health gate must not take the image back.
+        self.migrated.store(true, std::sync::atomic::Ordering::SeqCst);
+        let argv = ["bench", "--site", site, "migrate"];
+        let migrate = self.run_bench(&argv, None);
+        let result = match self.options.migrate_timeout {
+            None => migrate.await,
+            Some(limit) => match tokio::time::timeout(limit, migrate).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(StepError {
+                        // It may still be writing: nothing may be restored under it.
+                        touched: false,
+                        ..err(
+                            format!(
+                                "the migrate of {site} did not end within {} s (--migrate-timeout); it was not \
+                                 stopped and may still run in the backend. {site} stays in maintenance mode and \
+                                 nothing is restored under it",
+                                limit.as_secs()
+                            ),
+                            "wait for it to end (apply refuses to back up or migrate the site while it runs; its \
+                             pre-migrate backup is kept), then run apply again",
+                        )
+                    });
+                }
+            },
+        };
+        if let Err(mut e) = result {
+            // Frappe's per-site lock: a migrate is already running (an interrupted apply's bench
+            // can outlive it). This one changed nothing.
+            if e.detail.contains("LockTimeoutError") && e.detail.contains("bench_migrate") {
+                e.touched = false;
+                e.fix = format!("another migrate of {site} is still running; wait for it to end, then run apply again");
+            }
+            return Err(e);
+        }
+        let digest = match self.engine.registry_tag(&self.reference()).await {
+            Ok(TagState::Present { digest }) => Some(digest),
+            _ => None,
+        };
+        let record = SiteRecord::new(
+            &self.p.manifest.project,
+            desired.commits.clone(),
+            desired.refs.clone(),
+            &self.reference(),
+            digest,
+            &now_utc(),
+        );
+        self.run_bench(
+            &[
+                "bench",
+                "--site",
+                site,
+                "set-config",
+                "-p",
+                benchform_core::record::RECORD_KEY,
+                &record.to_python_literal(),
+            ],
+            None,
+        )
+        .await
+        .map_err(|e| StepError {
+            // The migrate itself succeeded: nothing to restore.
+            touched: false,
+            ..err(
+                format!("{site} migrated, but recording it failed: {}", e.detail),
+                "run apply again: it migrates again (nothing left to do for Frappe) and records the site",
+            )
+        })?;
+        let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
+        Ok(Outcome::Done(format!("{site} migrated and recorded")))
+    }
+
+    /// After a deploy rolled back to the previous image: the sites this run took out of service
+    /// were not migrated, so the previous code matches their schema — serve them again.
+    pub async fn back_in_service(&self, sites: &[(String, bool)]) -> Vec<Result<String, (String, StepError)>> {
+        let mut out = Vec::new();
+        for (site, was_paused) in sites.iter().cloned() {
+            let released = async {
+                if !was_paused {
+                    self.run_bench(&["bench", "--site", &site, "scheduler", "resume"], None).await?;
+                }
+                self.run_bench(&["bench", "--site", &site, "set-maintenance-mode", "off"], None).await
+            };
+            out.push(match released.await {
+                Ok(_) => Ok(site),
+                Err(e) => Err((site, e)),
+            });
+        }
+        out
+    }
+
+    /// After a failed migrate, with `on_migrate_failure: restore`: put the site back to the backup
+    /// taken in this run and leave it in maintenance mode (its schema is now older than the code).
+    pub async fn recover(&self, site: &str) -> Result<Recovery, StepError> {
+        use benchform_manifest::model::OnMigrateFailure;
+        if self.p.manifest.policy.on_migrate_failure == OnMigrateFailure::Stop {
+            return Ok(Recovery::Left(format!(
+                "{site} left as the failed migrate left it, in maintenance mode (policy: stop)"
+            )));
+        }
+        // An earlier migrate of this site never finished: its backup is the last good state (this
+        // run's may be of a half-migrated site).
+        let this_run = self.backups.lock().ok().and_then(|b| b.get(site).cloned());
+        let earlier = self
+            .unfinished_migrate(site)
+            .filter(|stamp| this_run.as_deref().is_none_or(|t| t.rsplit('/').next() != Some(stamp.as_str())));
+        let dir = match &earlier {
+            Some(stamp) => Some(format!("{BENCH_DIR}/sites/{site}/private/benchform-backups/{stamp}")),
+            None => this_run,
+        };
+        let Some(dir) = dir else {
+            return Err(err(
+                format!("no backup of {site} was taken in this run"),
+                "restore it by hand from backups.dir",
+            ));
+        };
+        let bench = self.bench().await?;
+        let find = |pattern: &str| vec!["find".to_string(), dir.clone(), "-name".to_string(), pattern.to_string()];
+        let first = |out: String| out.lines().next().map(str::to_string);
+        let run = |argv: Vec<String>| {
+            let bench = &bench;
+            async move {
+                bench
+                    .run(&argv, Some(Duration::from_secs(60)))
+                    .await
+                    .map(|o| o.stdout)
+                    .map_err(|e| err(e, "check the backend"))
+            }
+        };
+        let db = first(run(find("*-database.sql.gz")).await?).ok_or_else(|| {
+            err(format!("the backup in {dir} has no database dump"), "restore by hand from backups.dir")
+        })?;
+        let mut argv = vec!["bench", "--site", site, "restore", db.as_str()];
+        let public = first(
+            run(find("*-files.t*"))
+                .await?
+                .lines()
+                .filter(|l| !l.contains("private-files"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        let private = first(run(find("*-private-files.t*")).await?);
+        if let Some(f) = &public {
+            argv.extend(["--with-public-files", f.as_str()]);
+        }
+        if let Some(f) = &private {
+            argv.extend(["--with-private-files", f.as_str()]);
+        }
+        argv.push("--force");
+        // restore may ask for the database root password: answer on stdin, never in argv.
+        let root = env_secret(self.p.manifest.deploy.db_root_password_env.as_deref()).unwrap_or_default();
+        let answer = format!("{root}\n");
+        self.run_bench(&argv, Some(answer.as_bytes())).await?;
+        let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
+        let which = if earlier.is_some() {
+            "the backup its first unfinished migrate started from"
+        } else {
+            "the backup taken in this run"
+        };
+        Ok(Recovery::Restored(format!("{site} restored from {which} ({dir}) and left in maintenance mode")))
+    }
+}
+
+/// What was done for a site whose migrate failed.
+#[derive(Debug)]
+pub enum Recovery {
+    Restored(String),
+    /// Left as the migrate left it (policy `stop`).
+    Left(String),
+}

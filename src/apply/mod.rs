@@ -1,0 +1,368 @@
+//! Carrying out a plan, step by step. Each step re-checks its precondition first, so running apply
+//! again after any interruption picks up where the last run stopped and repeats nothing that is
+//! done.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use benchform_bench::Bench;
+use benchform_core::plan::{Step, StepKind};
+use benchform_docker::Engine;
+use benchform_docker::build::{self, Cli};
+use benchform_docker::compose::Compose;
+
+use crate::observe::{self, Prepared};
+
+mod deploy;
+mod gate;
+mod image;
+mod migrate;
+mod schedule;
+mod secrets;
+mod site;
+
+use gate::DEPLOY_WAIT;
+pub use migrate::Recovery;
+pub use schedule::{StepState, run};
+use secrets::{SecretFile, env_secret};
+use site::UNFINISHED;
+
+/// The knobs of a run that do not come from the manifest.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// How long `ready-for-migration` may answer NOT READY before maintenance mode goes on.
+    pub ready_timeout: Duration,
+    /// How long the backend has to answer `/api/method/ping` for every site after a deploy.
+    pub health_timeout: Duration,
+    /// How many sites migrate at the same time.
+    pub parallelism: usize,
+    /// Sites observed damaged before the run: they could not answer before it either, so the
+    /// health gate does not wait for them.
+    pub damaged: Vec<String>,
+    /// How long one site's `bench migrate` may run before benchform stops waiting for it (None:
+    /// as long as it takes, Frappe's advice). It is not killed: it may still be writing.
+    pub migrate_timeout: Option<Duration>,
+}
+
+/// A request to stop (SIGINT, SIGTERM), shared between the signal watcher and the run.
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    signal: std::sync::Mutex<Option<&'static str>>,
+    notify: tokio::sync::Notify,
+    /// Set when the first step is about to start: from then on a signal stops the run in order.
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Interrupt {
+    /// The steps begin.
+    pub fn start(&self) {
+        self.started.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the steps have begun.
+    pub fn started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Record the signal and wake everything waiting on it.
+    pub fn raise(&self, signal: &'static str) {
+        if let Ok(mut s) = self.signal.lock() {
+            s.get_or_insert(signal);
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// The signal that interrupted the run, if any.
+    pub fn signal(&self) -> Option<&'static str> {
+        self.signal.lock().ok().and_then(|s| *s)
+    }
+
+    /// Returns once the run is interrupted.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.signal().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            ready_timeout: Duration::from_secs(300),
+            health_timeout: Duration::from_secs(120),
+            parallelism: 1,
+            damaged: Vec::new(),
+            migrate_timeout: None,
+        }
+    }
+}
+
+/// What a step did.
+#[derive(Debug)]
+pub enum Outcome {
+    Done(String),
+    /// Its precondition showed it was already done (a re-run after an interruption).
+    AlreadyDone(String),
+}
+
+/// Why a step failed: what, and what to do.
+#[derive(Debug)]
+pub struct StepError {
+    pub detail: String,
+    pub fix: String,
+    /// False when the step never started its work (e.g. another migrate holds the site's lock):
+    /// nothing to restore, and restoring would fight the other process.
+    pub touched: bool,
+    /// A deploy that failed its health gate and put the previous image back.
+    pub rolled_back: bool,
+}
+
+fn err(detail: impl ToString, fix: impl ToString) -> StepError {
+    StepError { detail: detail.to_string(), fix: fix.to_string(), touched: true, rolled_back: false }
+}
+
+/// Everything the steps need.
+#[derive(Debug)]
+pub struct Applier<'a> {
+    pub p: &'a Prepared,
+    pub engine: Engine,
+    pub compose: Compose,
+    pub cli: Cli,
+    pub options: Options,
+    /// Backups taken in this run, by site: the folder inside the bench (for a restore).
+    pub backups: std::sync::Mutex<BTreeMap<String, String>>,
+    /// Backups copied off the volume in this run (host paths, for the history).
+    pub copied: std::sync::Mutex<Vec<String>>,
+    /// Set once any site migrated in this run: from then on the new image must stay.
+    pub migrated: std::sync::atomic::AtomicBool,
+    /// Sites this run took out of service (maintenance mode was off before it), each with
+    /// whether its scheduler was paused already (then it stays paused when the site is released).
+    pub entered_maintenance: std::sync::Mutex<Vec<(String, bool)>>,
+    /// Held while the health gate runs for the site steps of a run without a deploy gate.
+    gate_lock: tokio::sync::Mutex<()>,
+    /// Set once the backend passed the health gate in this run.
+    pub gate_passed: std::sync::atomic::AtomicBool,
+    /// SIGINT/SIGTERM: no new step starts, running ones are no longer waited for.
+    pub interrupt: std::sync::Arc<Interrupt>,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(p: &'a Prepared, engine: Engine, compose: Compose, options: Options) -> Applier<'a> {
+        Applier {
+            p,
+            engine,
+            compose,
+            cli: Cli::new(build::docker_cli()),
+            options,
+            backups: Default::default(),
+            copied: Default::default(),
+            migrated: Default::default(),
+            entered_maintenance: Default::default(),
+            gate_lock: Default::default(),
+            gate_passed: Default::default(),
+            interrupt: Default::default(),
+        }
+    }
+}
+
+impl Applier<'_> {
+    fn reference(&self) -> String {
+        self.p.desired.reference()
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        observe::compose_env(&self.p.desired, self.compose.flavour)
+    }
+
+    async fn container_of(&self, service: &str) -> Result<Option<String>, StepError> {
+        let containers = self
+            .engine
+            .project_containers(&self.p.manifest.project)
+            .await
+            .map_err(|e| err(e, "check `docker info`"))?;
+        Ok(containers.into_iter().find(|c| c.service == service && c.state == "running" && !c.oneoff).map(|c| c.id))
+    }
+
+    pub async fn bench(&self) -> Result<Bench<'_>, StepError> {
+        let service = &self.p.manifest.deploy.backend_service;
+        match self.container_of(service).await? {
+            Some(container) => Ok(Bench { engine: &self.engine, container }),
+            None => Err(StepError {
+                touched: false,
+                ..err(
+                    format!("no running {service} container in project {}", self.p.manifest.project),
+                    "run apply again: a deploy step brings it up",
+                )
+            }),
+        }
+    }
+
+    async fn run_bench(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<String, StepError> {
+        let bench = self.bench().await?;
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        // The command may still be running in the container when its output stream broke: treat
+        // it as not finished (nothing restored underneath it).
+        let out = bench.run_streamed(&argv, stdin).await.map_err(|e| StepError {
+            touched: false,
+            ..err(
+                format!("{e} (the command may still be running in the container)"),
+                "check the backend container; run apply again once the command has ended",
+            )
+        })?;
+        if out.exit_code != 0 {
+            // The end of stdout, then stderr: a traceback's last line says why.
+            let tail: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).collect();
+            let tail = tail[tail.len().saturating_sub(6)..].join("\n    ");
+            return Err(err(
+                format!("`{}` exited {}:\n    {tail}", argv.join(" "), out.exit_code),
+                "fix the cause, then run apply again",
+            ));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Each site's maintenance mode and paused scheduler, as they are now (two execs); `None`
+    /// when they cannot be read.
+    pub async fn maintenance_flags(&self) -> Option<BTreeMap<String, (bool, bool)>> {
+        let configs = self.bench().await.ok()?.site_configs().await.ok()?;
+        Some(configs.into_iter().map(|c| (c.site, (c.maintenance_mode, c.scheduler_paused))).collect())
+    }
+
+    /// One site, read authoritatively (two execs, whatever the number of sites).
+    async fn site(&self, site: &str) -> Result<Option<benchform_core::status::ObservedSite>, StepError> {
+        let observed =
+            self.bench().await?.observe_site(site).await.map_err(|e| err(e, "check the backend container"))?;
+        // A site that cannot be read is never taken for one without apps.
+        if let Some(problem) = observed.as_ref().and_then(|o| o.damaged.as_ref()) {
+            return Err(StepError {
+                touched: false,
+                ..err(
+                    format!("{site} cannot be read: {problem}"),
+                    "repair it by hand, then run apply again (nothing was done to it)",
+                )
+            });
+        }
+        Ok(observed)
+    }
+
+    async fn installed(&self, site: &str) -> Result<Option<Vec<String>>, StepError> {
+        Ok(self.site(site).await?.map(|s| s.installed))
+    }
+
+    /// Carry out one step.
+    pub async fn step(&self, s: &Step) -> Result<Outcome, StepError> {
+        let site = s.site.as_deref().unwrap_or_default();
+        let app = s.app.as_deref().unwrap_or_default();
+        if s.kind.needs_gate() {
+            self.ensure_gate(site).await?;
+        }
+        match s.kind {
+            StepKind::Build => self.build().await,
+            StepKind::Verify => self.verify().await,
+            StepKind::Push => self.push().await,
+            StepKind::MaintenanceOn => {
+                self.ready_for_migration(site).await?;
+                let before = self.site(site).await?;
+                if let Some(o) = before.filter(|o| !o.maintenance_mode)
+                    && let Ok(mut entered) = self.entered_maintenance.lock()
+                {
+                    entered.push((site.to_string(), o.scheduler_paused));
+                }
+                self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "on"], None).await?;
+                self.run_bench(&["bench", "--site", site, "scheduler", "pause"], None).await?;
+                Ok(Outcome::Done("maintenance mode on, scheduler paused".into()))
+            }
+            StepKind::Backup => self.backup(site).await,
+            StepKind::UninstallApp => {
+                let before = self.site(site).await?;
+                if !before.as_ref().is_some_and(|o| o.installed.iter().any(|a| a == app)) {
+                    return Ok(Outcome::AlreadyDone(format!("{app} is not installed")));
+                }
+                self.mark_pending(site, before.as_ref()).await?;
+                self.run_bench(&["bench", "--site", site, "uninstall-app", app, "--yes", "--no-backup"], None).await?;
+                // bench exits 0 when it did nothing (e.g. another app depends on this one).
+                if self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
+                    return Err(err(
+                        format!("bench reported success but {app} is still installed on {site}"),
+                        "check whether another installed app requires it",
+                    ));
+                }
+                Ok(Outcome::Done(format!("{app} uninstalled")))
+            }
+            StepKind::Deploy => self.deploy().await,
+            StepKind::RefreshAssets => self.refresh_assets().await,
+            StepKind::NewSite => self.new_site(site).await,
+            StepKind::InstallApp => {
+                let before = self.site(site).await?;
+                if before.as_ref().is_some_and(|o| o.installed.iter().any(|a| a == app)) {
+                    return Ok(Outcome::AlreadyDone(format!("{app} is installed")));
+                }
+                self.mark_pending(site, before.as_ref()).await?;
+                self.run_bench(&["bench", "--site", site, "install-app", app], None).await?;
+                // bench exits 0 when it did nothing: read the truth back.
+                if !self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
+                    return Err(err(
+                        format!("bench reported success but {app} is not installed on {site}"),
+                        "check the app's before_install hook",
+                    ));
+                }
+                Ok(Outcome::Done(format!("{app} installed")))
+            }
+            StepKind::Migrate => self.migrate(site).await,
+            StepKind::MaintenanceOff => {
+                self.run_bench(&["bench", "--site", site, "scheduler", "resume"], None).await?;
+                self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "off"], None).await?;
+                Ok(Outcome::Done("scheduler resumed, maintenance mode off".into()))
+            }
+        }
+    }
+}
+
+/// Now, as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn now_utc() -> String {
+    let secs =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::deploy::split_reference;
+    use super::site::frappe_major;
+    use super::*;
+
+    #[test]
+    fn frappe_majors() {
+        assert_eq!(frappe_major("v15.88.1"), 15);
+        assert_eq!(frappe_major("version-16"), 16);
+        assert_eq!(frappe_major("develop"), 15);
+    }
+
+    #[test]
+    fn references_split_at_the_tag() {
+        assert_eq!(split_reference("127.0.0.1:5000/p/erp:bf1-abc"), ("127.0.0.1:5000/p/erp", "bf1-abc"));
+        assert_eq!(split_reference("127.0.0.1:5000/p/erp"), ("127.0.0.1:5000/p/erp", "latest"));
+    }
+
+    #[test]
+    fn now_is_iso() {
+        let n = now_utc();
+        assert_eq!(n.len(), 20);
+        assert!(n.starts_with("20") && n.ends_with('Z'));
+    }
+}

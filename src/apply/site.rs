@@ -1,0 +1,225 @@
+//! Steps on one site before its migrate: readiness, maintenance, backups (and which are kept),
+//! new sites, the pending mark before an app is installed or removed, and the running-migrate check.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use benchform_bench::BENCH_DIR;
+
+use super::*;
+
+impl Applier<'_> {
+    /// Before an app is installed or removed: mark the site's record pending, so that the site
+    /// migrates in this run or, if the run stops first, in the next one (its fingerprint then
+    /// matches nothing). A site benchform never migrated has no record to mark.
+    pub(super) async fn mark_pending(
+        &self,
+        site: &str,
+        observed: Option<&benchform_core::status::ObservedSite>,
+    ) -> Result<(), StepError> {
+        let Some(record) = observed.and_then(|o| o.record.as_ref()).filter(|r| !r.is_pending()) else {
+            return Ok(());
+        };
+        let literal = record.pending().to_python_literal();
+        let argv = ["bench", "--site", site, "set-config", "-p", benchform_core::record::RECORD_KEY, &literal];
+        self.run_bench(&argv, None).await.map(|_| ()).map_err(|e| StepError { touched: false, ..e })
+    }
+
+    /// A `bench … migrate` of `site` still running in the backend (started by an apply that was
+    /// killed or interrupted, or by hand): its argv.
+    pub(super) async fn running_migrate(&self, site: &str) -> Result<Option<String>, StepError> {
+        let bench = self.bench().await?;
+        let execs = self.engine.running_execs(&bench.container).await.map_err(|e| err(e, "check `docker info`"))?;
+        // `bench --site S migrate`, `bench --site all migrate`, a bare `bench migrate` (default
+        // site), or any of them inside `sh -c "…"`.
+        Ok(execs.into_iter().map(|argv| argv.join(" ")).find(|line| {
+            let words: Vec<&str> = line.split(|c: char| c.is_whitespace() || c == '"' || c == '\'').collect();
+            words.contains(&"migrate")
+                && (words.contains(&site) || words.contains(&"all") || !words.contains(&"--site"))
+        }))
+    }
+
+    /// Refuse to touch `site` while a migrate of it still runs.
+    pub(super) async fn no_migrate_running(&self, site: &str, what: &str) -> Result<(), StepError> {
+        match self.running_migrate(site).await? {
+            None => Ok(()),
+            Some(argv) => Err(StepError {
+                touched: false,
+                ..err(
+                    format!("`{argv}` is still running in the backend; no {what} while it runs"),
+                    "wait for it to end (its backup is kept), then run apply again; to watch it: `docker top` on the \
+                     backend container",
+                )
+            }),
+        }
+    }
+
+    /// `<backups.dir>/<project>/<site>` on the host.
+    pub(super) fn host_backups(&self, site: &str) -> PathBuf {
+        self.p.loaded.dir.join(&self.p.manifest.backups.dir).join(&self.p.manifest.project).join(site)
+    }
+
+    /// The backup the site's last unfinished migrate started from (kept from pruning), if any.
+    pub(super) fn unfinished_migrate(&self, site: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.host_backups(site).join(UNFINISHED)).ok()?;
+        let stamp = text.trim().to_string();
+        (!stamp.is_empty() && !stamp.contains(['/', '.'])).then_some(stamp)
+    }
+
+    /// `ready-for-migration` until it answers READY, for at most `ready_timeout` (frappe-contract
+    /// §7: Press waits 300 s). Frappe versions without the command count as ready.
+    pub(super) async fn ready_for_migration(&self, site: &str) -> Result<(), StepError> {
+        let deadline = Instant::now() + self.options.ready_timeout;
+        let argv: Vec<String> = ["bench", "--site", site, "ready-for-migration"].map(String::from).to_vec();
+        loop {
+            let out = self
+                .bench()
+                .await?
+                .run(&argv, Some(Duration::from_secs(60)))
+                .await
+                .map_err(|e| err(e, "check the backend container"))?;
+            if out.exit_code == 0 {
+                return Ok(());
+            }
+            if out.stderr.contains("No such command") {
+                tracing::warn!(%site, "this Frappe has no ready-for-migration; going on");
+                return Ok(());
+            }
+            // Only NOT READY is worth waiting for; anything else (no database, redis down) is
+            // an error now.
+            if !out.stdout.contains("NOT READY") {
+                let said = out.stdout.lines().chain(out.stderr.lines()).last().unwrap_or_default().to_string();
+                return Err(StepError {
+                    touched: false,
+                    ..err(
+                        format!("`bench --site {site} ready-for-migration` exited {}: {said}", out.exit_code),
+                        "fix the cause, then run apply again",
+                    )
+                });
+            }
+            if Instant::now() >= deadline {
+                let said = out.stdout.lines().chain(out.stderr.lines()).last().unwrap_or_default().to_string();
+                return Err(StepError {
+                    touched: false,
+                    ..err(
+                        format!(
+                            "{site} was not ready for migration within {} s: {said}",
+                            self.options.ready_timeout.as_secs()
+                        ),
+                        "let its background jobs finish, then run apply again (--ready-timeout SECONDS waits longer)",
+                    )
+                });
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+
+    pub(super) async fn backup(&self, site: &str) -> Result<Outcome, StepError> {
+        // A backup taken under a running migrate is a half-migrated site, not a restore point.
+        self.no_migrate_running(site, "backup").await?;
+        let stamp = now_utc().replace([':', '-'], "");
+        let inside = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups/{stamp}");
+        self.run_bench(&["bench", "--site", site, "backup", "--with-files", "--backup-path", &inside], None).await?;
+        // Copy off the volume: Frappe prunes backups, and losing the volume must not lose them.
+        let host_root = self.host_backups(site);
+        let protected = self.unfinished_migrate(site);
+        std::fs::create_dir_all(&host_root)
+            .map_err(|e| err(format!("{}: {e}", host_root.display()), "check backups.dir"))?;
+        let container = self.bench().await?.container;
+        let out = tokio::process::Command::new(&self.cli.program)
+            .args(["cp", &format!("{container}:{inside}"), &host_root.join(&stamp).display().to_string()])
+            .output()
+            .await
+            .map_err(|e| err(e, "check the docker CLI"))?;
+        if !out.status.success() {
+            return Err(err(
+                format!("copying the backup off the volume failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                "check backups.dir",
+            ));
+        }
+        prune(&host_root, self.p.manifest.backups.keep as usize, protected.as_deref());
+        // Inside the volume, only this run's backup stays (a restore needs it), and the one an
+        // unfinished migrate started from; the host keeps `backups.keep` of them, and that one.
+        let folder = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups");
+        let keep_too = protected.unwrap_or_else(|| stamp.clone());
+        let argv: Vec<String> = [
+            "find",
+            &folder,
+            "-mindepth",
+            "1",
+            "-maxdepth",
+            "1",
+            "-type",
+            "d",
+            "!",
+            "-name",
+            &stamp,
+            "!",
+            "-name",
+            &keep_too,
+            "-exec",
+            "rm",
+            "-rf",
+            "{}",
+            "+",
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Err(e) = self.bench().await?.run(&argv, Some(Duration::from_secs(120))).await {
+            tracing::warn!(%site, "could not prune older backups in the volume: {e}");
+        }
+        if let Ok(mut taken) = self.backups.lock() {
+            taken.insert(site.to_string(), inside.clone());
+        }
+        if let Ok(mut copied) = self.copied.lock() {
+            copied.push(host_root.join(&stamp).display().to_string());
+        }
+        Ok(Outcome::Done(format!("backup in {}", host_root.join(&stamp).display())))
+    }
+
+    pub(super) async fn new_site(&self, site: &str) -> Result<Outcome, StepError> {
+        if self.installed(site).await?.is_some() {
+            return Ok(Outcome::AlreadyDone(format!("{site} exists")));
+        }
+        let (root, admin) = self.site_passwords(site)?;
+        let major = frappe_major(&self.p.manifest.frappe.git_ref);
+        let scope = if major >= 16 { "--mariadb-user-host-login-scope=%" } else { "--no-mariadb-socket" };
+        // The passwords answer bench's prompts on stdin: argv is visible in the engine's events.
+        let answers = format!("{root}\n{admin}\n");
+        if let Err(mut e) = self.run_bench(&["bench", "new-site", site, scope], Some(answers.as_bytes())).await {
+            // A failed new-site can leave a half-made site that blocks the next one (trap 15).
+            e.fix = format!(
+                "fix the cause; if sites/{site} was left behind, remove the half-made site with \
+                 `bench drop-site {site} --force --no-backup`, then apply again"
+            );
+            return Err(e);
+        }
+        self.run_bench(&["bench", "--site", site, "scheduler", "enable"], None).await?;
+        Ok(Outcome::Done(format!("{site} created, scheduler enabled")))
+    }
+}
+
+/// The Frappe major version a ref names: `v15.88.1` → 15, `version-16` → 16; 15 if unknown.
+pub(super) fn frappe_major(git_ref: &str) -> u32 {
+    let digits: String =
+        git_ref.trim_start_matches(|c: char| !c.is_ascii_digit()).chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(15)
+}
+
+/// The file, next to a site's host backups, naming the backup its last unfinished migrate started
+/// from: written when a migrate starts, removed when it is recorded or restored.
+pub(super) const UNFINISHED: &str = ".unfinished-migrate";
+
+/// Keep the newest `keep` backup folders under `dir` (names sort by time), and `protected`.
+pub(super) fn prune(dir: &std::path::Path, keep: usize, protected: Option<&str>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut names: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()) != protected)
+        .collect();
+    names.sort();
+    let excess = names.len().saturating_sub(keep);
+    for old in names.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+}
