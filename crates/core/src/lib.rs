@@ -9,5 +9,6 @@ pub mod fingerprint;
 pub mod plan;
 pub mod record;
 pub mod status;
+pub mod step;
 pub mod tag;
 pub mod verify;
