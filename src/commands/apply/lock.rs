@@ -1,0 +1,122 @@
+//! Who holds a project's apply lock (user, host, process), and `force-unlock`.
+
+use super::*;
+
+/// A lock id unique enough for one engine: process id and the clock.
+pub(super) fn lock_id() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff)
+}
+
+/// `user@host`, for the lock's holder.
+pub(super) fn holder() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| user_of_this_process());
+    format!("{user}@{}", hostname())
+}
+
+/// The name /etc/passwd gives this process's user (`uid N` without one).
+pub(super) fn user_of_this_process() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return "unknown".to_string() };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| {
+            p.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+pub(super) fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".to_string())
+}
+
+/// What to say about a lock volume that names no holder.
+pub(super) fn unlabelled_lock(project: &str) -> String {
+    let volume = benchform_docker::lock::lock_volume(project);
+    format!(
+        "error: project {project} is locked by a volume {volume} that names no holder (it was not made by a \
+         benchform apply); nothing was changed\n  = fix: make sure no apply of {project} runs, then remove it: \
+         `docker volume rm {volume}`"
+    )
+}
+
+/// `benchform force-unlock ID`
+pub fn force_unlock(args: &crate::cli::ForceUnlockArgs) -> Status {
+    // Only the project name is needed: no lock, build context or compose files.
+    let loaded = match crate::load::load(args.manifest.file.as_deref()) {
+        Ok(l) => l,
+        Err(d) => return crate::render::fail(&d),
+    };
+    let Some(manifest) = loaded.validation.manifest.as_ref() else {
+        return crate::render::fail(&loaded.validation.diagnostics);
+    };
+    let rt = crate::runtime();
+    let engine = match rt.block_on(observe::engine()) {
+        Ok(e) => e,
+        Err(e) => return observe::failed(&e),
+    };
+    let project = &manifest.project;
+    match rt.block_on(engine.lock_holder(project)) {
+        Ok(Some(h)) if h.is_unlabelled() => {
+            output::err_line(&unlabelled_lock(project));
+            Status::Failure
+        }
+        Ok(Some(h)) if h.id == args.id && h.is_alive_here(&hostname()) && !args.force => {
+            output::err_line(&format!(
+                "error: the apply holding {project}'s lock still runs on this machine (pid {}, {} since {}); \
+                 releasing it would let a second apply change the deployment beside it; nothing released\n  = fix: \
+                 wait for it to end, or stop it (`kill -INT {}` ends it in order); if pid {} is not a benchform \
+                 apply any more, pass --force",
+                h.pid, h.holder, h.since, h.pid, h.pid
+            ));
+            Status::Failure
+        }
+        Ok(Some(h)) if h.id == args.id => match rt.block_on(engine.unlock(project, &args.id)) {
+            Ok(true) => {
+                let unseen = if h.host != hostname() {
+                    format!(" benchform cannot see processes on {}: make sure no apply runs there.", h.host)
+                } else {
+                    String::new()
+                };
+                output::line(&format!(
+                    "Released the apply lock of {project} held by {} since {}.{unseen}",
+                    h.holder, h.since
+                ));
+                Status::Success
+            }
+            Ok(false) => {
+                output::err_line(
+                    "error: the lock changed hands while releasing it\n  = fix: run `benchform apply` to see who holds it now",
+                );
+                Status::Failure
+            }
+            Err(e) => {
+                output::err_line(&format!("error: {e}\n  = fix: check `docker info`, then try again"));
+                Status::Failure
+            }
+        },
+        Ok(Some(h)) => {
+            output::err_line(&format!(
+                "error: {project}'s lock has ID {}, not {} (held by {} since {}); nothing released\n  = fix: check the ID in the error of the apply that found the lock",
+                h.id, args.id, h.holder, h.since
+            ));
+            Status::Failure
+        }
+        Ok(None) => {
+            output::err_line(&format!(
+                "error: {project} is not locked; nothing to release\n  = fix: run `benchform apply` again"
+            ));
+            Status::Failure
+        }
+        Err(e) => {
+            output::err_line(&format!("error: {e}\n  = fix: check `docker info`, then try again"));
+            Status::Failure
+        }
+    }
+}
