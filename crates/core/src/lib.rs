@@ -8,6 +8,7 @@ pub mod diff;
 pub mod fingerprint;
 pub mod plan;
 pub mod record;
+pub mod recovery;
 pub mod status;
 pub mod step;
 pub mod tag;

@@ -26,17 +26,36 @@ pub(super) struct SiteRecovery {
     pub(super) detail: String,
 }
 
-/// After the steps (all in-flight work is over): restore the sites whose migrate failed after
-/// touching them, and put back in service the sites this run took out of service but never
-/// changed — all of them after a deploy rolled back to the previous image, or, when the run
-/// stopped before any deploy ran, those whose own steps never went past maintenance and backup.
+/// After the steps (all in-flight work is over): carry out what `benchform_core::recovery`
+/// decides — restore (or leave) the sites whose migrate failed after touching them, and put back
+/// in service the sites this run took out of service and did not change.
 pub(super) fn recover(
     rt: &tokio::runtime::Runtime,
     applier: &Applier<'_>,
     plan: &Plan,
     states: &[StepState],
 ) -> Vec<SiteRecovery> {
-    let mut out = Vec::new();
+    use benchform_core::recovery::{self, Action, RunEnd, StepEnd};
+    use benchform_manifest::model::OnMigrateFailure;
+    let end = RunEnd {
+        steps: plan
+            .steps
+            .iter()
+            .zip(states)
+            .map(|(s, st)| match st {
+                StepState::NotStarted => StepEnd::NotStarted,
+                StepState::Finished(Ok(Outcome::Done(_))) => StepEnd::Done { created: s.kind == StepKind::NewSite },
+                StepState::Finished(Ok(Outcome::AlreadyDone(_))) => StepEnd::Done { created: false },
+                StepState::Finished(Err(e)) => StepEnd::Failed { touched: e.touched, rolled_back: e.rolled_back },
+            })
+            .collect(),
+        entered_maintenance: applier.entered_maintenance.lock().map(|e| e.clone()).unwrap_or_default(),
+        interrupted: applier.interrupt.signal().is_some(),
+    };
+    let policy = match applier.p.manifest.policy.on_migrate_failure {
+        OnMigrateFailure::Restore => recovery::OnMigrateFailure::Restore,
+        OnMigrateFailure::Stop => recovery::OnMigrateFailure::Stop,
+    };
     let ways = |site: &str| {
         format!(
             "\n  Ways forward for {site}: fix the migration and run `benchform apply` again; or revert the manifest \
@@ -44,71 +63,36 @@ pub(super) fn recover(
              refuses a downgrade it can see; with branch refs it cannot)."
         )
     };
-    for (step, state) in plan.steps.iter().zip(states) {
-        let StepState::Finished(Err(e)) = state else { continue };
-        if step.kind != StepKind::Migrate || !e.touched {
-            continue;
-        }
-        let site = step.site.clone().unwrap_or_default();
-        // Only a site this run created holds no data; one found existing (`already done`) does.
-        let created_here = plan.steps.iter().zip(states).any(|(s, st)| {
-            s.kind == StepKind::NewSite
-                && s.site.as_deref() == Some(site.as_str())
-                && matches!(st, StepState::Finished(Ok(Outcome::Done(_))))
-        });
-        if created_here {
-            out.push(SiteRecovery {
+    let mut out = Vec::new();
+    let mut release = Vec::new();
+    for action in recovery::decide(plan, &end, policy) {
+        match action {
+            Action::NewSite { site } => out.push(SiteRecovery {
                 kind: "new_site",
                 detail: applier.redact(&format!(
                     "{site} was created in this run and holds no data yet: fix the cause and apply again, or drop it \
                      (`bench drop-site {site} --force --no-backup`)"
                 )),
                 site,
-            });
-            continue;
-        }
-        let (kind, what) = match rt.block_on(applier.recover(&site)) {
-            Ok(Recovery::Restored(what)) => ("restored", format!("recovered: {what}")),
-            Ok(Recovery::Left(what)) => ("left", what),
-            Err(e) => ("restore_failed", format!("could not restore {site}: {}\n  = fix: {}", e.detail, e.fix)),
-        };
-        out.push(SiteRecovery { kind, detail: applier.redact(&format!("{what}{}", ways(&site))), site });
-    }
-    let failed =
-        states.iter().any(|s| matches!(s, StepState::Finished(Err(_)))) || applier.interrupt.signal().is_some();
-    let rolled_back = plan
-        .steps
-        .iter()
-        .zip(states)
-        .any(|(s, st)| s.kind == StepKind::Deploy && matches!(st, StepState::Finished(Err(e)) if e.rolled_back));
-    let entered = applier.entered_maintenance.lock().map(|e| e.clone()).unwrap_or_default();
-    let untouched = |site: &str| {
-        plan.steps
-            .iter()
-            .zip(states)
-            .filter(|(s, _)| s.site.as_deref() == Some(site))
-            .all(|(s, st)| s.kind.leaves_site_untouched() || matches!(st, StepState::NotStarted))
-    };
-    // A deploy that failed before `compose up` changed nothing.
-    let deployed = plan.steps.iter().zip(states).any(|(s, st)| {
-        s.kind == StepKind::Deploy
-            && match st {
-                StepState::NotStarted => false,
-                StepState::Finished(Err(e)) => e.touched,
-                StepState::Finished(Ok(_)) => true,
+            }),
+            Action::Restore { site } | Action::Leave { site } => {
+                let (kind, what) = match rt.block_on(applier.recover(&site)) {
+                    Ok(Recovery::Restored(what)) => ("restored", format!("recovered: {what}")),
+                    Ok(Recovery::Left(what)) => ("left", what),
+                    Err(e) => ("restore_failed", format!("could not restore {site}: {}\n  = fix: {}", e.detail, e.fix)),
+                };
+                out.push(SiteRecovery { kind, detail: applier.redact(&format!("{what}{}", ways(&site))), site });
             }
-    });
-    let release: Vec<(String, bool)> = if rolled_back {
-        entered
-    } else if failed && !deployed {
-        entered.into_iter().filter(|(s, _)| untouched(s)).collect()
-    } else {
-        Vec::new()
-    };
-    for result in rt.block_on(applier.back_in_service(&release)) {
+            Action::BackInService { site, scheduler_was_paused, untouched } => {
+                release.push((site, scheduler_was_paused, untouched));
+            }
+        }
+    }
+    let sites: Vec<(String, bool)> = release.iter().map(|(s, p, _)| (s.clone(), *p)).collect();
+    for result in rt.block_on(applier.back_in_service(&sites)) {
         out.push(match result {
             Ok(site) => SiteRecovery {
-                detail: if untouched(&site) {
+                detail: if release.iter().any(|(s, _, untouched)| *s == site && *untouched) {
                     format!("{site} is back in service on the image it ran before (it was not changed in this run)")
                 } else {
                     format!(
