@@ -101,6 +101,8 @@ pub enum SchemaKind {
     Lock,
     /// `benchform plan --format json`
     Plan,
+    /// `benchform apply --format json` (one event per line)
+    ApplyEvents,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,13 @@ pub fn schema_text(kind: SchemaKind) -> String {
                 .to_value();
             &plan
         }
+        SchemaKind::ApplyEvents => {
+            plan = schemars::generate::SchemaSettings::draft2020_12()
+                .into_generator()
+                .into_root_schema_for::<crate::commands::apply::events::Event>()
+                .to_value();
+            &plan
+        }
     };
     // Invariant: a serde_json::Value always serialises.
     #[allow(clippy::expect_used)]

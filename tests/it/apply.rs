@@ -11,8 +11,23 @@ fn docker(d: &Deployment, args: &[&str]) -> std::process::Output {
     std::process::Command::new(d.world.docker_cli()).args(args).output().unwrap()
 }
 
+/// Every line a JSON event that validates against `schema/apply-events.schema.json`.
 fn events(stdout: &str) -> Vec<Value> {
-    stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}"))).collect()
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::root().join("schema/apply-events.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    stdout
+        .lines()
+        .map(|l| {
+            let event: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON event ({e}): {l}"));
+            assert_eq!(event["format_version"], 1, "{l}");
+            let errors: Vec<String> = validator.iter_errors(&event).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{l}\ndoes not match the events schema: {errors:?}");
+            event
+        })
+        .collect()
 }
 
 fn image_exists(d: &Deployment, reference: &str) -> bool {

@@ -11,9 +11,12 @@ fn checked_in(name: &str) -> String {
 
 #[test]
 fn checked_in_schemas_are_fresh() {
-    for (kind, file) in
-        [("manifest", "benchform.schema.json"), ("lock", "benchform.lock.schema.json"), ("plan", "plan.schema.json")]
-    {
+    for (kind, file) in [
+        ("manifest", "benchform.schema.json"),
+        ("lock", "benchform.lock.schema.json"),
+        ("plan", "plan.schema.json"),
+        ("apply-events", "apply-events.schema.json"),
+    ] {
         let run = benchform(&["schema", kind]);
         assert_eq!(run.code, 0);
         assert!(

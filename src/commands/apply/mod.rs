@@ -18,8 +18,11 @@ use crate::observe;
 use crate::output;
 use benchform_docker::lock::LockInfo;
 
+pub mod events;
 mod lock;
 mod report;
+
+use events::{Body, StepStatus};
 
 pub use lock::force_unlock;
 use lock::{holder, hostname, lock_id, unlabelled_lock};
@@ -175,7 +178,7 @@ fn locked(
     };
     if plan.converged() {
         if json {
-            output::line(&serde_json::json!({"event": "summary", "outcome": "no_changes"}).to_string());
+            events::emit(Body::Summary(events::Summary { outcome: "no_changes".into(), ..Default::default() }));
         } else {
             output::line("No changes. The deployment matches benchform.yaml.");
         }
@@ -184,16 +187,14 @@ fn locked(
     if plan.is_empty() {
         report_blocked(&plan, json);
         if json {
-            let blocked: Vec<&str> = plan.blocked.iter().map(|b| b.site.as_str()).collect();
-            output::line(
-                &serde_json::json!({"event": "summary", "outcome": "failure", "blocked": blocked}).to_string(),
-            );
+            let blocked = plan.blocked.iter().map(|b| b.site.clone()).collect();
+            events::emit(Body::Summary(events::Summary { outcome: "failure".into(), blocked, ..Default::default() }));
         }
         return Status::Failure;
     }
     if json {
         let doc = crate::commands::plan::document(&plan, inputs, None);
-        output::line(&serde_json::json!({"event": "plan", "plan": doc}).to_string());
+        events::emit(Body::Plan { plan: Box::new(doc) });
     } else if args.plan_file.is_none() {
         print(&plan, inputs, PlanFormat::Text);
     }
@@ -227,22 +228,19 @@ fn locked(
     let report = |step: &Step, result: Option<&Result<Outcome, StepError>>, elapsed: Duration| {
         let target = step.site.iter().chain(step.app.iter()).cloned().collect::<Vec<_>>().join(" ");
         if json {
-            let mut event = serde_json::json!({
-                "event": if result.is_some() { "step_finished" } else { "step_started" },
-                "id": step.id, "kind": step.kind.to_string(), "site": step.site, "app": step.app,
+            let (id, kind, site, app) = (step.id.clone(), step.kind, step.site.clone(), step.app.clone());
+            events::emit(match result {
+                None => Body::StepStarted { id, kind, site, app },
+                Some(r) => {
+                    let (status, detail, fix) = match r {
+                        Ok(Outcome::Done(what)) => (StepStatus::Done, applier.redact(what), None),
+                        Ok(Outcome::AlreadyDone(what)) => (StepStatus::AlreadyDone, applier.redact(what), None),
+                        Err(e) => (StepStatus::Failed, applier.redact(&e.detail), Some(applier.redact(&e.fix))),
+                    };
+                    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+                    Body::StepFinished { id, kind, site, app, status, detail, fix, elapsed_ms }
+                }
             });
-            if let Some(r) = result {
-                let (status, detail, fix) = match r {
-                    Ok(Outcome::Done(what)) => ("done", applier.redact(what), None),
-                    Ok(Outcome::AlreadyDone(what)) => ("already_done", applier.redact(what), None),
-                    Err(e) => ("failed", applier.redact(&e.detail), Some(applier.redact(&e.fix))),
-                };
-                event["status"] = status.into();
-                event["detail"] = detail.into();
-                event["fix"] = fix.into();
-                event["elapsed_ms"] = (elapsed.as_millis() as u64).into();
-            }
-            output::line(&event.to_string());
             return;
         }
         if let Some(s) = &spinner {
@@ -293,7 +291,7 @@ fn locked(
     let record = history_record(p, mine, &started, &plan, &states, &applier);
     for warning in rt.block_on(write_history(&applier, &record)) {
         if json {
-            output::line(&serde_json::json!({"event": "warning", "message": applier.redact(&warning)}).to_string());
+            events::emit(Body::Warning { message: applier.redact(&warning) });
         } else {
             output::err_line(&format!("warning: {}", applier.redact(&warning)));
         }
@@ -301,13 +299,14 @@ fn locked(
     summary.blocked = plan.blocked.iter().map(|b| b.site.clone()).collect();
     if json {
         for r in &recoveries {
-            output::line(
-                &serde_json::json!({"event": "recovery", "site": r.site, "outcome": r.kind, "detail": r.detail})
-                    .to_string(),
-            );
+            events::emit(Body::Recovery {
+                site: r.site.clone(),
+                outcome: r.kind.to_string(),
+                detail: r.detail.clone(),
+            });
         }
         report_blocked(&plan, json);
-        output::line(&summary.json(&recoveries).to_string());
+        events::emit(Body::Summary(summary.event(&recoveries)));
     } else {
         summary.print(&plan, &recoveries);
         report_blocked(&plan, json);

@@ -5,12 +5,12 @@ use super::*;
 
 /// The sites the plan could not touch: the run cannot be a success while they stay as they are.
 pub(super) fn report_blocked(plan: &Plan, json: bool) {
-    for b in &plan.blocked {
-        if json {
-            output::line(
-                &serde_json::json!({"event": "blocked", "site": b.site, "detail": b.detail, "fix": b.fix}).to_string(),
-            );
-        }
+    for b in plan.blocked.iter().filter(|_| json) {
+        super::events::emit(super::events::Body::Blocked {
+            site: b.site.clone(),
+            detail: b.detail.clone(),
+            fix: b.fix.clone(),
+        });
     }
     if !json && !plan.blocked.is_empty() {
         output::err_line(crate::commands::plan::blocked_lines(plan).trim_start_matches('\n').trim_end());
@@ -153,30 +153,26 @@ impl Summary {
         }
     }
 
-    pub(super) fn json(&self, recoveries: &[SiteRecovery]) -> serde_json::Value {
+    pub(super) fn event(&self, recoveries: &[SiteRecovery]) -> super::events::Summary {
         let sites =
             |kind: &str| recoveries.iter().filter(|r| r.kind == kind).map(|r| r.site.clone()).collect::<Vec<_>>();
-        serde_json::json!({
-            "event": "summary",
-            "outcome": match (&self.interrupted, self.failed.is_empty() && self.blocked.is_empty()) {
+        super::events::Summary {
+            outcome: match (&self.interrupted, self.failed.is_empty() && self.blocked.is_empty()) {
                 (Some(_), _) => "interrupted",
                 (None, true) => "success",
                 (None, false) => "failure",
-            },
-            "blocked": self.blocked,
-            "signal": self.interrupted,
-            "done": self.done,
-            "failed": self.failed,
-            "not_started": self.not_started,
-            "sites_in_maintenance": self.in_maintenance,
-            "restored": sites("restored"),
-            "back_in_service": sites("back_in_service"),
-            "next": if self.failed.is_empty() && self.interrupted.is_none() {
-                serde_json::Value::Null
-            } else {
-                NEXT.into()
-            },
-        })
+            }
+            .to_string(),
+            signal: self.interrupted.map(str::to_string),
+            done: self.done.clone(),
+            failed: self.failed.clone(),
+            not_started: self.not_started.clone(),
+            sites_in_maintenance: self.in_maintenance.clone(),
+            restored: sites("restored"),
+            back_in_service: sites("back_in_service"),
+            blocked: self.blocked.clone(),
+            next: (!self.failed.is_empty() || self.interrupted.is_some()).then(|| NEXT.to_string()),
+        }
     }
 
     pub(super) fn print(&self, plan: &Plan, recoveries: &[SiteRecovery]) {
