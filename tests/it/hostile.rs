@@ -375,7 +375,7 @@ fn a_stuck_migrate_never_costs_the_good_backup() {
 
     d.fault("a.localhost", "migrate=hang\n");
     d.release(1, "v15.1.0", "v15.2.0");
-    let (mut child, rx) = d.spawn_apply(&["--auto-approve", "--format", "json"], &[]);
+    let (mut child, rx) = d.spawn_apply(&["--auto-approve", "--format", "json"], &[("BENCHFORM_HEARTBEAT_SECS", "1")]);
     let mut seen = Vec::new();
     loop {
         let line = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("apply reached migrate");
@@ -385,7 +385,11 @@ fn a_stuck_migrate_never_costs_the_good_backup() {
             break;
         }
     }
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    // A silent step says it is still running (here every second).
+    let progress = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("a progress event");
+    assert!(progress.contains("\"event\":\"progress\"") && progress.contains("migrate:a.localhost"), "{progress}");
+    seen.push(progress);
+    std::thread::sleep(std::time::Duration::from_secs(1));
     let int = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(int.success());
     let status = child.wait().unwrap();

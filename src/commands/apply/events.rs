@@ -42,6 +42,9 @@ pub enum Body {
         fix: Option<String>,
         elapsed_ms: u64,
     },
+    /// A step still running, every 30 s after its first 30 (builds and migrates can be silent
+    /// for minutes).
+    Progress { id: String, kind: StepKind, site: Option<String>, app: Option<String>, elapsed_ms: u64 },
     /// Something worth knowing that did not fail the run (e.g. a history copy not written).
     Warning { message: String },
     /// What was done for a site after the steps.

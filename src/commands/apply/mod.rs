@@ -28,6 +28,13 @@ pub use lock::force_unlock;
 use lock::{holder, hostname, lock_id, unlabelled_lock};
 use report::{Summary, history_record, recover, report_blocked, write_history};
 
+/// How often a long step without a spinner says it is still running (30 s;
+/// `BENCHFORM_HEARTBEAT_SECS` overrides it).
+fn heartbeat_every() -> Duration {
+    let secs = std::env::var("BENCHFORM_HEARTBEAT_SECS").ok().and_then(|v| v.parse::<u64>().ok()).filter(|s| *s > 0);
+    Duration::from_secs(secs.unwrap_or(30))
+}
+
 pub fn run(args: &ApplyArgs) -> Status {
     if let Some(file) = &args.plan_file
         && (args.allow_downgrade || args.parallelism.is_some())
@@ -225,7 +232,42 @@ fn locked(
     }
     let started = apply::now_utc();
     let spinner = if json { None } else { output::Spinner::new() };
+    // Without a spinner (CI logs, JSON), a step that runs long says so every 30 s: a real build
+    // or migrate can be silent for many minutes.
+    let running: std::sync::Arc<std::sync::Mutex<Vec<(Step, std::time::Instant)>>> = Default::default();
+    let every = heartbeat_every();
+    let heartbeat = (spinner.is_none()).then(|| {
+        let running = running.clone();
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let now: Vec<(Step, Duration)> = running
+                    .lock()
+                    .map(|r| r.iter().map(|(s, t)| (s.clone(), t.elapsed())).collect())
+                    .unwrap_or_default();
+                for (step, elapsed) in now.into_iter().filter(|(_, e)| *e >= every) {
+                    if json {
+                        events::emit(Body::Progress {
+                            id: step.id.clone(),
+                            kind: step.kind,
+                            site: step.site.clone(),
+                            app: step.app.clone(),
+                            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                        });
+                    } else {
+                        output::line(&format!("  … {} still running ({}s)", step.id, elapsed.as_secs()));
+                    }
+                }
+            }
+        })
+    });
     let report = |step: &Step, result: Option<&Result<Outcome, StepError>>, elapsed: Duration| {
+        if let Ok(mut r) = running.lock() {
+            match result {
+                None => r.push((step.clone(), std::time::Instant::now())),
+                Some(_) => r.retain(|(s, _)| s.id != step.id),
+            }
+        }
         let target = step.site.iter().chain(step.app.iter()).cloned().collect::<Vec<_>>().join(" ");
         if json {
             let (id, kind, site, app) = (step.id.clone(), step.kind, step.site.clone(), step.app.clone());
@@ -269,6 +311,9 @@ fn locked(
     applier.interrupt.start();
     let states = rt.block_on(apply::run(&applier, &plan, &report));
     drop(spinner);
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
 
     let recoveries = recover(rt, &applier, &plan, &states);
     let mut summary = Summary::of(&plan, &states);
