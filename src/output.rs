@@ -135,21 +135,21 @@ impl Drop for Spinner {
     }
 }
 
-/// Secret values to mask in log lines (set by commands that hold secrets, e.g. apply).
-static LOG_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+/// What to mask in log lines (set by commands that hold secrets, e.g. apply).
+static LOG_SECRETS: std::sync::RwLock<Option<benchform_manifest::mask::Masker>> = std::sync::RwLock::new(None);
 
-/// From now on, replace each of `secrets` by `***` in every log line (`-v` streams command
-/// output, which can hold a secret: a traceback's locals, a clone URL).
-pub fn redact_in_logs(secrets: Vec<String>) {
+/// From now on, mask every secret of `masker` in every log line (`-v` streams command output,
+/// which can hold a secret: a traceback's locals, a clone URL).
+pub fn redact_in_logs(masker: benchform_manifest::mask::Masker) {
     if let Ok(mut s) = LOG_SECRETS.write() {
-        *s = secrets.into_iter().filter(|s| s.len() >= 4).collect();
+        *s = Some(masker);
     }
 }
 
 /// `text` with every registered secret masked.
 fn redacted(text: &str) -> String {
     match LOG_SECRETS.read() {
-        Ok(secrets) => secrets.iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "***")),
+        Ok(guard) => guard.as_ref().map_or_else(|| text.to_string(), |m| m.mask(text)),
         Err(_) => text.to_string(),
     }
 }
@@ -188,8 +188,8 @@ mod tests {
 
     #[test]
     fn log_lines_are_masked_once_secrets_are_known() {
-        redact_in_logs(vec!["tok-0123456789".into(), "abc".into()]);
+        redact_in_logs(benchform_manifest::mask::Masker::new(["tok-0123456789".to_string(), "abc".to_string()]));
         assert_eq!(redacted("clone https://x:tok-0123456789@h/a abc"), "clone https://x:***@h/a abc");
-        redact_in_logs(Vec::new());
+        redact_in_logs(benchform_manifest::mask::Masker::default());
     }
 }

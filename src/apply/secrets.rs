@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use benchform_manifest::mask::Masker;
+
 use super::*;
 
 impl Applier<'_> {
@@ -21,17 +23,17 @@ impl Applier<'_> {
     }
 
     /// Every secret value this run can handle (tokens, site passwords), for redaction.
-    pub fn secrets(&self) -> Vec<String> {
+    pub fn masker(&self) -> Masker {
         let deploy = &self.p.manifest.deploy;
         let passwords = [&deploy.db_root_password_env, &deploy.admin_password_env]
             .into_iter()
             .filter_map(|v| env_secret(v.as_deref()));
-        self.tokens().into_values().map(|(_, t)| t).chain(passwords).filter(|s| s.len() >= 4).collect()
+        Masker::new(self.tokens().into_values().map(|(_, t)| t).chain(passwords))
     }
 
     /// `text` with every secret value replaced by `***`.
     pub fn redact(&self, text: &str) -> String {
-        self.secrets().iter().fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
+        self.masker().mask(text)
     }
 
     /// The database root and Administrator passwords, from the variables the manifest names.

@@ -4,6 +4,7 @@
 
 pub mod diagnostic;
 pub mod lock;
+pub mod mask;
 pub mod model;
 pub mod names;
 mod rules;

@@ -221,7 +221,7 @@ fn locked(
     };
     let mut applier = Applier::new(p, engine, compose, options);
     applier.interrupt = interrupt;
-    output::redact_in_logs(applier.secrets());
+    output::redact_in_logs(applier.masker());
     if let Err(e) = rt.block_on(applier.preflight(&plan)) {
         output::err_line(&format!(
             "error: {}\n  = fix: {}\nNothing was changed.",
