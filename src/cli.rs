@@ -218,24 +218,27 @@ pub struct ApplyArgs {
     /// PLAN_FILE: a saved plan keeps the inputs it was made with.
     #[arg(long)]
     pub allow_downgrade: bool,
-    /// Wait this many seconds for another apply of the project to finish (default: fail at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    /// Wait this long for another apply of the project to finish (default: fail at once). Seconds,
+    /// or a duration such as `10s`, `5m`, `1h30m` (at most a week).
+    #[arg(long, value_name = "DURATION", default_value_t = 0, value_parser = seconds_up_to_a_week)]
     pub lock_timeout: u64,
     /// How many sites migrate at the same time (each site's own steps stay in order; default 1).
     /// Not with PLAN_FILE: a saved plan keeps the inputs it was made with.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: Option<u16>,
-    /// How long a site may answer NOT READY to `bench ready-for-migration` before apply gives up.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    /// How long a site may answer NOT READY to `bench ready-for-migration` before apply gives up
+    /// (seconds or a duration such as `5m`; 1 s to a day).
+    #[arg(long, value_name = "DURATION", default_value_t = 300, value_parser = seconds_up_to_a_day)]
     pub ready_timeout: u64,
     /// How long the new backend has after a deploy to come up, and then to answer
-    /// /api/method/ping for every site.
-    #[arg(long, value_name = "SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    /// /api/method/ping for every site (seconds or a duration such as `2m`; 1 s to an hour).
+    #[arg(long, value_name = "DURATION", default_value_t = 120, value_parser = seconds_up_to_an_hour)]
     pub health_timeout: u64,
-    /// Stop waiting for one site's `bench migrate` after this many seconds (0: never, the
-    /// default; Frappe advises no hard timeout). The migrate is not killed: the site stays in
-    /// maintenance mode, nothing is restored under it, and the next apply waits for it to end.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    /// Stop waiting for one site's `bench migrate` after this long (seconds or a duration such as
+    /// `2h`; 0: never, the default; Frappe advises no hard timeout). The migrate is not killed:
+    /// the site stays in maintenance mode, nothing is restored under it, and the next apply waits
+    /// for it to end.
+    #[arg(long, value_name = "DURATION", default_value_t = 0, value_parser = seconds_up_to_a_week)]
     pub migrate_timeout: u64,
     /// `text` for people; `json` for one JSON event per line (plan, step_started, step_finished,
     /// recovery, blocked, summary).
@@ -296,6 +299,32 @@ pub struct InitArgs {
 pub struct CompletionsArgs {
     /// The shell.
     pub shell: clap_complete::Shell,
+}
+
+/// A duration on the command line, in whole seconds: a plain number of seconds, or `humantime`'s
+/// form (`10s`, `5m`, `1h30m`), within `min..=max`.
+fn seconds_within(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let secs = match text.trim().parse::<u64>() {
+        Ok(n) => n,
+        Err(_) => humantime::parse_duration(text.trim())
+            .map_err(|e| {
+                format!("`{text}` is not a duration ({e}): write seconds (`90`) or e.g. `90s`, `5m`, `1h30m`")
+            })?
+            .as_secs(),
+    };
+    if (min..=max).contains(&secs) { Ok(secs) } else { Err(format!("{secs} s is outside {min}..={max} s")) }
+}
+
+fn seconds_up_to_a_week(text: &str) -> Result<u64, String> {
+    seconds_within(text, 0, 604_800)
+}
+
+fn seconds_up_to_a_day(text: &str) -> Result<u64, String> {
+    seconds_within(text, 1, 86_400)
+}
+
+fn seconds_up_to_an_hour(text: &str) -> Result<u64, String> {
+    seconds_within(text, 1, 3_600)
 }
 
 #[cfg(test)]
@@ -481,5 +510,15 @@ mod tests {
             let about = sub.get_long_about().map(ToString::to_string).unwrap_or_default();
             assert!(about.contains("Example: benchform "), "`benchform {}` --help has no example", sub.get_name());
         }
+    }
+
+    #[test]
+    fn durations_are_seconds_or_humantime() {
+        assert_eq!(super::seconds_up_to_a_week("90"), Ok(90));
+        assert_eq!(super::seconds_up_to_a_week("10s"), Ok(10));
+        assert_eq!(super::seconds_up_to_a_week("1h30m"), Ok(5_400));
+        assert!(super::seconds_up_to_a_week("2w").is_err());
+        assert!(super::seconds_up_to_an_hour("0").is_err());
+        assert!(super::seconds_up_to_a_day("soon").is_err());
     }
 }
