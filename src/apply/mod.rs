@@ -148,6 +148,8 @@ pub struct Applier<'a> {
     pub gate_passed: std::sync::atomic::AtomicBool,
     /// SIGINT/SIGTERM: no new step starts, running ones are no longer waited for.
     pub interrupt: std::sync::Arc<Interrupt>,
+    /// The run's secrets, read once (`Applier::masker`).
+    masker: std::sync::OnceLock<benchform_manifest::mask::Masker>,
 }
 
 impl<'a> Applier<'a> {
@@ -165,6 +167,7 @@ impl<'a> Applier<'a> {
             gate_lock: Default::default(),
             gate_passed: Default::default(),
             interrupt: Default::default(),
+            masker: Default::default(),
         }
     }
 }

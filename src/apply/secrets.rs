@@ -22,13 +22,16 @@ impl Applier<'_> {
             .collect()
     }
 
-    /// Every secret value this run can handle (tokens, site passwords), for redaction.
-    pub fn masker(&self) -> Masker {
-        let deploy = &self.p.manifest.deploy;
-        let passwords = [&deploy.db_root_password_env, &deploy.admin_password_env]
-            .into_iter()
-            .filter_map(|v| env_secret(v.as_deref()));
-        Masker::new(self.tokens().into_values().map(|(_, t)| t).chain(passwords))
+    /// Every secret value this run can handle (tokens, site passwords), for redaction: read from
+    /// the environment once, on first use.
+    pub fn masker(&self) -> &Masker {
+        self.masker.get_or_init(|| {
+            let deploy = &self.p.manifest.deploy;
+            let passwords = [&deploy.db_root_password_env, &deploy.admin_password_env]
+                .into_iter()
+                .filter_map(|v| env_secret(v.as_deref()));
+            Masker::new(self.tokens().into_values().map(|(_, t)| t).chain(passwords))
+        })
     }
 
     /// `text` with every secret value replaced by `***`.

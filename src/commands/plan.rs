@@ -256,15 +256,11 @@ pub fn run(args: &PlanArgs) -> Status {
         Ok(o) => o,
         Err(e) => return observe::failed(&e),
     };
-    let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed).drift;
     let inputs = PlanInputs { allow_downgrade: args.allow_downgrade, parallelism: args.parallelism };
-    let plan = match plan::plan(&p.desired, &observed, &inputs.options(), drift) {
+    let plan = match plan_for(&p, &observed, inputs) {
         Ok(plan) => plan,
-        Err(errors) => {
-            for e in &errors {
-                output::err_line(&format!("error: {e}"));
-            }
-            output::err_line(&format!("\nNo plan: {} problem(s) make the deployment unsafe to change.", errors.len()));
+        Err(problems) => {
+            output::err_line(&format!("\nNo plan: {problems} problem(s) make the deployment unsafe to change."));
             return Status::Failure;
         }
     };
@@ -280,6 +276,18 @@ pub fn run(args: &PlanArgs) -> Status {
     }
     print(&plan, inputs, args.format);
     if args.detailed_exitcode && !plan.converged() { Status::Changes } else { Status::Success }
+}
+
+/// The planner's plan for what was observed (drift included), made with `inputs`; when a guard
+/// refuses, each problem is printed and their number returned.
+pub fn plan_for(p: &observe::Prepared, observed: &status::Observed, inputs: PlanInputs) -> Result<Plan, usize> {
+    let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, observed).drift;
+    plan::plan(&p.desired, observed, &inputs.options(), drift).map_err(|errors| {
+        for e in &errors {
+            output::err_line(&format!("error: {e}"));
+        }
+        errors.len()
+    })
 }
 
 /// Colour only on a terminal, and never with `NO_COLOR` set.

@@ -98,11 +98,6 @@ impl BuildSpec<'_> {
     }
 }
 
-/// Replace every secret in `line` with `***` (benchform's one masker).
-pub fn mask(line: &str, secrets: &[String]) -> String {
-    benchform_manifest::mask::Masker::new(secrets.iter().cloned()).mask(line)
-}
-
 /// Run a build, streaming masked output lines to `on_line`. Never times out: real Frappe builds
 /// take many minutes.
 pub async fn build(
@@ -163,8 +158,9 @@ async fn stream(
     let stdout = child.stdout.take().map(|s| BufReader::new(s).lines());
     let stderr = child.stderr.take().map(|s| BufReader::new(s).lines());
     let mut tail: Vec<String> = Vec::new();
+    let masker = benchform_manifest::mask::Masker::new(secrets.iter().cloned());
     let mut push_line = |line: String| {
-        let masked = mask(&line, secrets);
+        let masked = masker.mask(&line);
         on_line(&masked);
         tail.push(masked);
         if tail.len() > 30 {
@@ -211,7 +207,8 @@ mod tests {
 
     #[test]
     fn masking_replaces_every_secret() {
-        assert_eq!(mask("clone https://tok1@h/a tok1", &["tok1".to_string()]), "clone https://***@h/a ***");
+        let masker = benchform_manifest::mask::Masker::new(["tok1".to_string()]);
+        assert_eq!(masker.mask("clone https://tok1@h/a tok1"), "clone https://***@h/a ***");
     }
 }
 

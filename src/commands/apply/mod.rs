@@ -171,15 +171,9 @@ fn locked(
         None => {
             let inputs =
                 PlanInputs { allow_downgrade: args.allow_downgrade, parallelism: args.parallelism.unwrap_or(1) };
-            let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed).drift;
-            match plan::plan(&p.desired, &observed, &inputs.options(), drift) {
+            match crate::commands::plan::plan_for(p, &observed, inputs) {
                 Ok(plan) => (plan, inputs),
-                Err(errors) => {
-                    for e in &errors {
-                        output::err_line(&format!("error: {e}"));
-                    }
-                    return Status::Failure;
-                }
+                Err(_) => return Status::Failure,
             }
         }
     };
@@ -221,7 +215,7 @@ fn locked(
     };
     let mut applier = Applier::new(p, engine, compose, options);
     applier.interrupt = interrupt;
-    output::redact_in_logs(applier.masker());
+    output::redact_in_logs(applier.masker().clone());
     if let Err(e) = rt.block_on(applier.preflight(&plan)) {
         output::err_line(&format!(
             "error: {}\n  = fix: {}\nNothing was changed.",
@@ -401,13 +395,7 @@ fn saved(
         output::err_line("  = fix: run `benchform plan -o FILE` again, review it, and apply that");
         return Err(Status::Failure);
     }
-    let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, observed).drift;
-    let fresh = plan::plan(&p.desired, observed, &doc.inputs.options(), drift).map_err(|errors| {
-        for e in &errors {
-            output::err_line(&format!("error: {e}"));
-        }
-        Status::Failure
-    })?;
+    let fresh = crate::commands::plan::plan_for(p, observed, doc.inputs).map_err(|_| Status::Failure)?;
     let image = format!("{}:{}", doc.image.repository, doc.image.tag);
     let difference = if image != p.desired.reference() {
         Some(format!("it deploys {image}, the manifest and lock ask for {}", p.desired.reference()))
