@@ -256,7 +256,10 @@ fn hand_changes_and_broken_sites_are_planned_truthfully() {
     assert!(!apply.all().contains("drop-site"), "never a destructive fix: {}", apply.all());
 
     // Garbage in it instead: what was observed, not a guess about the database.
-    in_backend(&d, &["sh", "-c", "printf 'not json {' > sites/b.localhost/site_config.json"]);
+    let garbage = d.dir.path().join("garbage.json");
+    std::fs::write(&garbage, "not json {").unwrap();
+    let target = format!("{}:/home/frappe/frappe-bench/{b}", d.backend());
+    assert!(docker(&d, &["cp", &garbage.display().to_string(), &target]).status.success());
     let plan = d.benchform(&["plan"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert!(plan.stdout.contains("sites/b.localhost/site_config.json is not a JSON object"), "{}", plan.stdout);
