@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-/// Held while anything is written, so that a spinner frame never lands inside a line.
+/// Held while anything is written, so that lines from different threads never mix.
 static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn writing() -> std::sync::MutexGuard<'static, ()> {
@@ -20,10 +20,11 @@ pub fn out(text: &str) {
 /// everything else in it already escaped.
 pub fn out_styled(text: &str) {
     let _guard = writing();
-    clear_spinner_line();
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    beside_progress(|| {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+    });
 }
 
 /// `text` with control characters escaped: for anything read from files, names or other
@@ -40,14 +41,11 @@ pub fn line(text: &str) {
 /// Write to standard error, control characters escaped.
 pub fn raw_err(text: &str) {
     let _guard = writing();
-    clear_spinner_line();
-    write_err(&escape(text));
-}
-
-fn write_err(text: &str) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = stderr.write_all(text.as_bytes());
-    let _ = stderr.flush();
+    beside_progress(|| {
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(escape(text).as_bytes());
+        let _ = stderr.flush();
+    });
 }
 
 /// Write a line to standard error.
@@ -55,25 +53,25 @@ pub fn err_line(text: &str) {
     raw_err(&format!("{text}\n"));
 }
 
-/// Set while a spinner owns the last line of standard error.
-static SPINNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The progress display while a [`Spinner`] lives: other output is written with it cleared.
+static PROGRESS: std::sync::Mutex<Option<indicatif::MultiProgress>> = std::sync::Mutex::new(None);
 
-/// Clear the spinner's line before other output, so lines never mix with it.
-fn clear_spinner_line() {
-    if SPINNING.load(std::sync::atomic::Ordering::SeqCst) {
-        let mut stderr = std::io::stderr().lock();
-        let _ = stderr.write_all(b"\r\x1b[2K");
-        let _ = stderr.flush();
+/// Run `write` with the progress display (if any) cleared, then redraw it below.
+fn beside_progress(write: impl FnOnce()) {
+    let progress = PROGRESS.lock().map(|p| p.clone()).unwrap_or(None);
+    match progress {
+        Some(p) => p.suspend(write),
+        None => write(),
     }
 }
 
-/// A spinner with the elapsed time of each running step, on the last line of a terminal's
-/// standard error. Only on a terminal and without `-v` (whose streamed output it would break).
+/// One spinner line per running step, with its elapsed time, at the bottom of a terminal's
+/// standard error (`indicatif`). Only on a terminal and without `-v` (whose streamed output it
+/// would break); elsewhere the apply's heartbeat says what runs.
 #[derive(Debug)]
 pub struct Spinner {
-    running: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    multi: indicatif::MultiProgress,
+    running: std::sync::Mutex<Vec<(String, indicatif::ProgressBar)>>,
 }
 
 impl Spinner {
@@ -83,54 +81,47 @@ impl Spinner {
         if !std::io::stderr().is_terminal() || tracing::enabled!(tracing::Level::INFO) {
             return None;
         }
-        let running: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>> = Default::default();
-        let stop: std::sync::Arc<std::sync::atomic::AtomicBool> = Default::default();
-        let (r, s) = (running.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-            let mut frame = 0;
-            while !s.load(std::sync::atomic::Ordering::SeqCst) {
-                std::thread::sleep(std::time::Duration::from_millis(120));
-                let text = match r.lock() {
-                    Ok(running) if !running.is_empty() => running
-                        .iter()
-                        .map(|(label, since)| format!("{label} {}s", since.elapsed().as_secs()))
-                        .collect::<Vec<_>>()
-                        .join(" · "),
-                    _ => continue,
-                };
-                frame = (frame + 1) % FRAMES.len();
-                let _guard = writing();
-                SPINNING.store(true, std::sync::atomic::Ordering::SeqCst);
-                write_err(&format!("\r\x1b[2K{} {text}", FRAMES[frame]));
-            }
-            let _guard = writing();
-            clear_spinner_line();
-            SPINNING.store(false, std::sync::atomic::Ordering::SeqCst);
-        });
-        Some(Spinner { running, stop, thread: Some(thread) })
+        let multi = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr());
+        if let Ok(mut p) = PROGRESS.lock() {
+            *p = Some(multi.clone());
+        }
+        Some(Spinner { multi, running: Default::default() })
     }
 
     pub fn start(&self, label: &str) {
+        // The template is a constant that parses; the default style is the fallback regardless.
+        let style = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+        let bar = self.multi.add(indicatif::ProgressBar::new_spinner().with_style(style).with_message(label.to_string()));
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
         if let Ok(mut r) = self.running.lock() {
-            r.push((label.to_string(), std::time::Instant::now()));
+            r.push((label.to_string(), bar));
         }
     }
 
     pub fn finish(&self, label: &str) {
         if let Ok(mut r) = self.running.lock() {
-            r.retain(|(l, _)| l != label);
+            r.retain(|(l, bar)| {
+                if l == label {
+                    bar.finish_and_clear();
+                    self.multi.remove(bar);
+                }
+                l != label
+            });
         }
-        let _guard = writing();
-        clear_spinner_line();
     }
 }
 
 impl Drop for Spinner {
     fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Ok(mut r) = self.running.lock() {
+            for (_, bar) in r.drain(..) {
+                bar.finish_and_clear();
+            }
+        }
+        let _ = self.multi.clear();
+        if let Ok(mut p) = PROGRESS.lock() {
+            *p = None;
         }
     }
 }

@@ -24,24 +24,21 @@ pub fn diagnostic_text(d: &Diagnostic) -> String {
     let gutter = d.line.map(|l| l.to_string().len()).unwrap_or(1);
     let pad = " ".repeat(gutter);
     out.push_str(&format!("{pad}--> {location}\n"));
-    if let (Some(line), Some(column), Some(snippet)) = (d.line, d.column, &d.snippet) {
-        // Tabs would shift the marker; show them as spaces on both lines. Control characters
-        // are shown escaped, and the marker moves by their escaped width.
-        let plain = snippet.replace('\t', " ");
-        let shown = escape_controls(&plain);
-        let lead: String = plain
-            .chars()
-            .take(column.saturating_sub(1))
-            .map(|c| if c.is_whitespace() { c.to_string() } else { " ".repeat(escape_char(c).chars().count()) })
-            .collect();
-        let lead = format!("{lead}{}", " ".repeat(column.saturating_sub(1).saturating_sub(lead.chars().count())));
-        let width: usize = plain
-            .chars()
-            .skip(column.saturating_sub(1))
-            .take(d.width.max(1))
-            .map(|c| escape_char(c).chars().count())
-            .sum();
-        out.push_str(&format!("{pad} |\n{line} | {shown}\n{pad} | {lead}{}\n", "^".repeat(width.max(1))));
+    if let (Some(line), Some(snippet)) = (d.line, &d.snippet) {
+        // The marker goes where the snippet says, which differs from the file's column when a
+        // masked credential shortened the line. Tabs would shift it; they show as spaces on
+        // both lines. Control characters show escaped, and the marker moves by their width.
+        let plain = snippet.text.replace('\t', " ");
+        let column = snippet.column.saturating_sub(1);
+        let width = |chars: &mut dyn Iterator<Item = char>| -> usize { chars.map(|c| escape_char(c).chars().count()).sum() };
+        let lead = width(&mut plain.chars().take(column)) + column.saturating_sub(plain.chars().count());
+        let marked = width(&mut plain.chars().skip(column).take(snippet.width.max(1)));
+        out.push_str(&format!(
+            "{pad} |\n{line} | {}\n{pad} | {}{}\n",
+            escape_controls(&plain),
+            " ".repeat(lead),
+            "^".repeat(marked.max(1))
+        ));
     }
     if let Some(hint) = &d.hint {
         out.push_str(&format!("{pad} = hint: {}\n", escape_controls(hint)));

@@ -238,42 +238,33 @@ fn read_apps_json(file: &str, text: &str) -> Result<(Vec<DraftApp>, Option<(Stri
 
 /// `https://user:token@host/path` → (`https://host/path`, `Some(Some("user"))`);
 /// `https://token@host/path` → (…, `Some(None)`); no credentials → (`url`, `None`).
-fn strip_credentials(url: &str) -> (String, Option<Option<String>>) {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-        if let Some((userinfo, host)) = authority.rsplit_once('@') {
-            let path = if path.is_empty() { String::new() } else { format!("/{path}") };
-            let user = userinfo.split_once(':').map(|(u, _)| u.to_string()).filter(|u| !u.is_empty());
-            return (format!("{scheme}://{host}{path}"), Some(user));
-        }
+fn strip_credentials(text: &str) -> (String, Option<Option<String>>) {
+    let Ok(mut url) = url::Url::parse(text) else { return (text.to_string(), None) };
+    if url.username().is_empty() && url.password().is_none() {
+        return (text.to_string(), None);
     }
-    (url.to_string(), None)
+    // With a password, the user part names the token's user (GitLab's `oauth2`); alone, it is
+    // the token itself.
+    let user = url.password().is_some().then(|| url.username().to_string()).filter(|u| !u.is_empty());
+    // Neither fails here: a URL with a user part has a host.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    (url.to_string(), Some(user))
 }
 
-/// `KEY=VALUE` lines of a compose env file (comments, blanks and `export ` allowed; quotes
-/// removed).
+/// `KEY=VALUE` lines of a compose env file (comments, blanks, `export ` and quotes as dotenv
+/// files have them).
 fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut pairs = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("{}:{}:1: expected KEY=VALUE", path.display(), n + 1));
-        };
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-            // Unquoted: ` #` starts a comment, as compose reads env files.
-            .unwrap_or_else(|| value.split_once(" #").map_or(value, |(v, _)| v.trim_end()));
-        pairs.push((key.trim().to_string(), value.to_string()));
+    let lines = dotenvy::from_path_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    lines.map(|l| l.map_err(|e| format!("{}: {}", path.display(), env_file_error(&e)))).collect()
+}
+
+/// dotenvy's parse errors with the line number (its own text names only the line's index).
+fn env_file_error(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(line, index) => format!("cannot read `{line}` (at character {}): expected KEY=VALUE", index + 1),
+        other => other.to_string(),
     }
-    Ok(pairs)
 }
 
 /// Site names from frappe_docker's `SITES` (`` `a.example.com`,`b.example.com` ``), Traefik v3's
@@ -354,6 +345,22 @@ mod tests {
         assert_eq!(rule, ["a.example.com", "c.example.com"]);
         assert_eq!(sites_from_env(None, None, Some("erp.example.com")), ["erp.example.com"]);
         assert!(sites_from_env(None, None, Some("$$host")).is_empty());
+    }
+
+    #[test]
+    fn env_files_read_like_compose_reads_them() {
+        let upstream = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/frappe_docker/example.env");
+        let pairs = read_env_file(&upstream).unwrap();
+        assert!(pairs.contains(&("SITES_RULE".into(), "Host(`erp.example.com`)".into())), "{pairs:?}");
+        assert!(pairs.contains(&("FRAPPE_SITE_NAME_HEADER".into(), String::new())), "{pairs:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.env");
+        std::fs::write(&file, "# c\nexport A=\"x y\"\nB='z'\nC=plain # comment\n").unwrap();
+        let pairs = read_env_file(&file).unwrap();
+        assert_eq!(pairs, [("A".into(), "x y".into()), ("B".into(), "z".into()), ("C".into(), "plain".into())]);
+        std::fs::write(&file, "A=1\nnot a pair\n").unwrap();
+        let e = read_env_file(&file).unwrap_err();
+        assert!(e.contains("x.env") && e.contains("not a pair"), "{e}");
     }
 
     #[test]

@@ -444,28 +444,7 @@ pub struct Event {
 
 /// Seconds since the epoch of an RFC 3339 time such as `2026-11-27T18:10:46.234011870Z`.
 fn parse_rfc3339_seconds(s: &str) -> Option<i64> {
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let hms: String = time.chars().take(8).collect();
-    let mut t = hms.split(':').map(|p| p.parse::<i64>());
-    let (h, min, sec) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
-    // Offset from UTC, if any (`+01:00`): events are compared in UTC.
-    let offset = time.get(8..).and_then(|rest| {
-        let i = rest.find(['+', '-'])?;
-        let sign = if rest[i..].starts_with('-') { -1 } else { 1 };
-        let (oh, om) = rest[i + 1..].split_once(':')?;
-        Some(sign * (oh.parse::<i64>().ok()? * 3600 + om.get(..2)?.parse::<i64>().ok()? * 60))
-    });
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + min * 60 + sec - offset.unwrap_or(0))
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
 #[cfg(test)]

@@ -6,10 +6,7 @@
 //! expects: `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, `auths` entries or a
 //! credential helper (`credsStore`, `credHelpers`), run with an argv array.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use bollard::auth::DockerCredentials;
 
@@ -55,118 +52,37 @@ pub fn docker_config_path() -> PathBuf {
     }
 }
 
-/// Credentials for `registry` from the Docker config file at `path`, if it has any.
+/// Credentials for `registry` from the Docker config file at `path`, if it has any: an `auths`
+/// entry (user and password, or an identity token) or a credential helper (`credHelpers`,
+/// `credsStore`), read by the `docker_credential` crate as the Docker CLI reads them.
 pub fn credentials_for(registry: &str, path: &std::path::Path) -> Result<Option<DockerCredentials>, RegistryError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
+    use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+    let config_error = |detail: String| RegistryError::Config { path: path.display().to_string(), detail };
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(RegistryError::Config { path: path.display().to_string(), detail: e.to_string() }),
+        Err(e) => return Err(config_error(e.to_string())),
     };
-    let config: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| RegistryError::Config { path: path.display().to_string(), detail: e.to_string() })?;
-    let keys: Vec<String> = if registry == "docker.io" {
-        vec!["https://index.docker.io/v1/".to_string(), "docker.io".to_string(), "index.docker.io".to_string()]
-    } else {
-        vec![registry.to_string(), format!("https://{registry}"), format!("http://{registry}")]
+    // Docker Hub's entries live under the v1 index URL; other registries under their host.
+    let server = if registry == "docker.io" { "https://index.docker.io/v1/" } else { registry };
+    let found = match docker_credential::get_credential_from_reader(std::io::BufReader::new(file), server) {
+        Ok(c) => c,
+        // No entry, or a helper that exits non-zero ("credentials not found"): no credentials.
+        Err(E::NoCredentialConfigured | E::HelperFailure { .. }) => return Ok(None),
+        Err(E::CredentialDecodingError) => {
+            return Err(config_error(format!("the `auth` entry for {registry} is not base64 of user:password")));
+        }
+        // The other errors carry no credential (only a helper's failure output does, dropped above).
+        Err(e) => return Err(config_error(e.to_string())),
     };
-    let helper = keys
-        .iter()
-        .find_map(|k| config.get("credHelpers").and_then(|h| h.get(k)).and_then(|v| v.as_str()))
-        .or_else(|| config.get("credsStore").and_then(|v| v.as_str()));
-    if let Some(auth) = keys.iter().find_map(|k| config.get("auths").and_then(|a| a.get(k))) {
-        if let Some(encoded) = auth.get("auth").and_then(|v| v.as_str()).filter(|s| !s.is_empty()) {
-            // The engine's distribution endpoint wants user and password, not the encoded pair.
-            let decoded = base64_decode(encoded).and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| {
-                RegistryError::Config {
-                    path: path.display().to_string(),
-                    detail: format!("the `auth` entry for {registry} is not base64 of user:password"),
-                }
-            })?;
-            let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
-            return Ok(Some(DockerCredentials {
-                username: Some(user.to_string()),
-                password: Some(password.to_string()),
-                serveraddress: Some(registry.to_string()),
-                ..Default::default()
-            }));
+    let serveraddress = Some(registry.to_string());
+    // The engine's distribution endpoint wants user and password, not the encoded pair.
+    Ok(Some(match found {
+        DockerCredential::UsernamePassword(user, password) => {
+            DockerCredentials { username: Some(user), password: Some(password), serveraddress, ..Default::default() }
         }
-        if let Some(token) = auth.get("identitytoken").and_then(|v| v.as_str()) {
-            return Ok(Some(DockerCredentials {
-                identitytoken: Some(token.to_string()),
-                serveraddress: Some(registry.to_string()),
-                ..Default::default()
-            }));
-        }
-    }
-    match helper {
-        Some(helper) => from_helper(helper, registry, path),
-        None => Ok(None),
-    }
-}
-
-/// Standard base64 (padding optional).
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.trim().bytes().filter(|c| *c != b'=') {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        bits = bits << 6 | u32::from(v);
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    Some(out)
-}
-
-fn from_helper(
-    helper: &str,
-    registry: &str,
-    config: &std::path::Path,
-) -> Result<Option<DockerCredentials>, RegistryError> {
-    let program = format!("docker-credential-{helper}");
-    let err = |detail: String| RegistryError::Config { path: config.display().to_string(), detail };
-    let mut child = Command::new(&program)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| err(format!("credential helper {program}: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(registry.as_bytes());
-    }
-    let out = child.wait_with_output().map_err(|e| err(format!("credential helper {program}: {e}")))?;
-    if !out.status.success() {
-        // Helpers exit non-zero with "credentials not found": no credentials, not an error.
-        return Ok(None);
-    }
-    let v: HashMap<String, String> = serde_json::from_slice(&out.stdout)
-        .map_err(|e| err(format!("credential helper {program} printed no credentials: {e}")))?;
-    let username = v.get("Username").cloned().unwrap_or_default();
-    let secret = v.get("Secret").cloned().unwrap_or_default();
-    Ok(Some(if username == "<token>" {
-        DockerCredentials {
-            identitytoken: Some(secret),
-            serveraddress: Some(registry.to_string()),
-            ..Default::default()
-        }
-    } else {
-        DockerCredentials {
-            username: Some(username),
-            password: Some(secret),
-            serveraddress: Some(registry.to_string()),
-            ..Default::default()
+        DockerCredential::IdentityToken(token) => {
+            DockerCredentials { identitytoken: Some(token), serveraddress, ..Default::default() }
         }
     }))
 }
@@ -230,12 +146,28 @@ fn classify(registry: &str, reference: &str, status: u16, message: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    fn config(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
 
     #[test]
-    fn base64_decodes() {
-        assert_eq!(base64_decode("dXNlcjpwYXNz").unwrap(), b"user:pass");
-        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
-        assert!(base64_decode("!!").is_none());
+    fn credentials_come_from_auths_entries() {
+        use base64::Engine as _;
+        let auth = base64::engine::general_purpose::STANDARD.encode("user:pa:ss");
+        let f = config(&format!(r#"{{"auths": {{"http://127.0.0.1:5001": {{"auth": "{auth}"}}, "https://index.docker.io/v1/": {{"identitytoken": "tok"}}}}}}"#));
+        let c = credentials_for("127.0.0.1:5001", f.path()).unwrap().unwrap();
+        assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("user"), Some("pa:ss")));
+        assert_eq!(credentials_for("docker.io", f.path()).unwrap().unwrap().identitytoken.as_deref(), Some("tok"));
+        assert_eq!(credentials_for("other:5000", f.path()).unwrap(), None);
+        assert_eq!(credentials_for("x", std::path::Path::new("/nonexistent/config.json")).unwrap(), None);
+        let bad = config(r#"{"auths": {"r:1": {"auth": "!!"}}}"#);
+        assert!(matches!(credentials_for("r:1", bad.path()), Err(RegistryError::Config { .. })));
+        let missing_helper = config(r#"{"credsStore": "benchform-none-such"}"#);
+        assert!(credentials_for("r:1", missing_helper.path()).is_err(), "a helper that cannot run is an error");
     }
 
     #[test]

@@ -173,35 +173,15 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Standard-alphabet base64 (RFC 4648 §4) as used by Basic auth; padding is
-/// optional, anything else outside the alphabet is rejected.
+/// Standard-alphabet base64 (RFC 4648 §4) as used by Basic auth; padding is optional.
 pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let data = s.strip_suffix("==").or_else(|| s.strip_suffix('=')).unwrap_or(s);
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for c in data.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    // A single leftover sextet cannot encode a byte: the input was truncated.
-    if bits >= 6 {
-        return None;
-    }
-    Some(out)
+    use base64::Engine as _;
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    engine.decode(s).ok()
 }
 
 /// A fully buffered response; always sent with `Connection: close`.

@@ -117,13 +117,23 @@ pub struct Diagnostic {
     pub file: String,
     /// 1-based; `None` only where no position exists (missing file, undecodable bytes).
     pub line: Option<usize>,
-    /// 1-based, in characters.
+    /// 1-based, in characters of the file's line.
     pub column: Option<usize>,
-    /// How many characters the marker under the source line covers.
-    pub width: usize,
     pub hint: Option<String>,
-    /// The offending source line, with any credentials on it masked; safe to print.
-    pub snippet: Option<String>,
+    /// The offending source line as shown, credentials masked; safe to print.
+    pub snippet: Option<Snippet>,
+}
+
+/// A source line as shown under a diagnostic, and where its marker goes. Masking a credential
+/// shortens the line, so the marker's place on it can differ from the file's column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snippet {
+    /// The line, credentials masked.
+    pub text: String,
+    /// 1-based character column of the marker on `text`.
+    pub column: usize,
+    /// How many characters of `text` the marker covers (at least 1).
+    pub width: usize,
 }
 
 impl Diagnostic {
@@ -136,7 +146,6 @@ impl Diagnostic {
             file: file.to_string(),
             line: None,
             column: None,
-            width: 1,
             hint,
             snippet: None,
         }

@@ -13,7 +13,7 @@ pub mod validate;
 pub mod version;
 pub mod yaml;
 
-pub use diagnostic::{Code, Diagnostic, Severity};
+pub use diagnostic::{Code, Diagnostic, Severity, Snippet};
 pub use lock::{LockEntry, LockFile, RefKind};
 pub use model::Manifest;
 pub use validate::{Validation, validate};

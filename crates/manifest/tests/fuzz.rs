@@ -148,7 +148,7 @@ fn never_echoes_secrets(bytes: &[u8], diagnostics: &[benchform_manifest::Diagnos
                 "{} {} {}",
                 d.message,
                 d.hint.clone().unwrap_or_default(),
-                d.snippet.clone().unwrap_or_default()
+                d.snippet.as_ref().map(|s| s.text.clone()).unwrap_or_default()
             );
             assert!(!shown.contains(secret), "{} echoed a secret: {shown}", d.code);
         }

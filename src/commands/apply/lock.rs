@@ -10,30 +10,16 @@ pub(super) fn lock_id() -> String {
 
 /// `user@host`, for the lock's holder.
 pub(super) fn holder() -> String {
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| user_of_this_process());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .or_else(|_| whoami::username())
+        .unwrap_or_else(|_| "unknown".to_string());
     format!("{user}@{}", hostname())
 }
 
-/// The name /etc/passwd gives this process's user (`uid N` without one).
-pub(super) fn user_of_this_process() -> String {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else { return "unknown".to_string() };
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|p| {
-            p.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
-            })
-        })
-        .unwrap_or_else(|| format!("uid {uid}"))
-}
-
+/// This machine's host name, as the lock records it.
 pub(super) fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".to_string())
+    whoami::hostname().unwrap_or_else(|_| "unknown-host".to_string())
 }
 
 /// What to say about a lock volume that names no holder.
