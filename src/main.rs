@@ -7,7 +7,9 @@ mod history;
 mod load;
 mod observe;
 pub mod output;
+mod plan_file;
 mod render;
+mod views;
 
 use std::process::ExitCode;
 

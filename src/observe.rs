@@ -29,8 +29,8 @@ pub struct Prepared {
 /// Load the manifest and lock, check they agree (when `strict`), compute the desired state. On
 /// failure, what to print has been printed; the status to exit with is returned.
 pub fn prepare(file: Option<&Path>, strict: bool) -> Result<Prepared, crate::Status> {
-    use crate::commands::lock::LOCK_FILE;
     use crate::render;
+    use benchform_manifest::lock::LOCK_FILE;
     let loaded = crate::load::load(file).map_err(|d| render::fail(&d))?;
     let errors: Vec<_> = loaded.validation.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
     let Some(manifest) = loaded.validation.manifest.clone().filter(|_| errors.is_empty()) else {
@@ -51,6 +51,15 @@ pub fn prepare(file: Option<&Path>, strict: bool) -> Result<Prepared, crate::Sta
     let inputs = image_inputs(&manifest, &lock, &paths).map_err(|e| failed(&e))?;
     let desired = benchform_core::status::desired(&manifest, &lock, &inputs.tag());
     Ok(Prepared { loaded, manifest, lock, lock_bytes, paths, desired })
+}
+
+impl Prepared {
+    /// Open a session for this deployment and observe the world through it.
+    pub async fn observe(&self, refresh: Refresh) -> Result<(Session, Observed), ObserveError> {
+        let session = Session::open(&self.manifest, &self.paths).await?;
+        let observed = observe(&session, &self.manifest, &self.desired, refresh).await?;
+        Ok((session, observed))
+    }
 }
 
 /// Print why observation failed; the command fails.
@@ -81,6 +90,8 @@ pub struct Paths {
     pub compose_dir: PathBuf,
     pub compose_files: Vec<PathBuf>,
     pub env_file: Option<PathBuf>,
+    /// `<manifest folder>/<backups.dir>`: backups copied off the sites, and the host's history.
+    pub backups: PathBuf,
 }
 
 impl Paths {
@@ -93,6 +104,7 @@ impl Paths {
             env_file: manifest.deploy.compose.env_file.as_ref().map(|e| compose_dir.join(e)),
             context,
             compose_dir,
+            backups: dir.join(&manifest.backups.dir),
         }
     }
 }
@@ -137,6 +149,21 @@ pub fn image_inputs(manifest: &Manifest, lock: &LockFile, paths: &Paths) -> Resu
     })
 }
 
+/// The adapters one command talks through, each connected once: the engine and the compose
+/// project (its flavour detected once).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub engine: Engine,
+    pub compose: Compose,
+}
+
+impl Session {
+    /// Connect to the engine and detect compose, or say how to fix whichever is missing.
+    pub async fn open(manifest: &Manifest, paths: &Paths) -> Result<Session, ObserveError> {
+        Ok(Session { engine: engine().await?, compose: compose(manifest, paths).await? })
+    }
+}
+
 /// Connect to the engine or say how to fix it.
 pub async fn engine() -> Result<Engine, ObserveError> {
     Engine::connect().await.map_err(|e| {
@@ -177,12 +204,12 @@ pub fn compose_env_for(repository: &str, tag: &str, flavour: compose::Flavour) -
 
 /// Observe everything `status` shows.
 pub async fn observe(
+    session: &Session,
     manifest: &Manifest,
     desired: &Desired,
-    paths: &Paths,
     refresh: Refresh,
 ) -> Result<Observed, ObserveError> {
-    let engine = engine().await?;
+    let Session { engine, compose } = session;
     let reference = desired.reference();
     let registry = match engine.registry_tag(&reference).await {
         Ok(TagState::Present { digest }) => TagObservation::Present { digest },
@@ -209,7 +236,6 @@ pub async fn observe(
         .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?
         .map(|i| i.id);
 
-    let compose = compose(manifest, paths).await?;
     let env = compose_env(desired, compose.flavour);
     let compose_error =
         |e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)");
@@ -243,11 +269,10 @@ pub async fn observe(
         });
     }
 
-    let backend =
-        containers.iter().find(|c| c.service == manifest.deploy.backend_service && c.state == "running" && !c.oneoff);
+    let backend = benchform_docker::engine::running_service(&containers, &manifest.deploy.backend_service);
     let sites_observed = backend.is_some();
     let sites = match backend {
-        Some(b) => Bench { engine: &engine, container: b.id.clone() }.observe_sites(refresh).await.map_err(|e| {
+        Some(b) => Bench { engine, container: b.id.clone() }.observe_sites(refresh).await.map_err(|e| {
             ObserveError::new("sites", e, format!("check the {} container (`docker logs {}`)", b.service, b.name))
         })?,
         None => Vec::new(),

@@ -92,7 +92,8 @@ impl Spinner {
         // The template is a constant that parses; the default style is the fallback regardless.
         let style = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
-        let bar = self.multi.add(indicatif::ProgressBar::new_spinner().with_style(style).with_message(label.to_string()));
+        let bar =
+            self.multi.add(indicatif::ProgressBar::new_spinner().with_style(style).with_message(label.to_string()));
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         if let Ok(mut r) = self.running.lock() {
             r.push((label.to_string(), bar));

@@ -30,7 +30,8 @@ pub fn diagnostic_text(d: &Diagnostic) -> String {
         // both lines. Control characters show escaped, and the marker moves by their width.
         let plain = snippet.text.replace('\t', " ");
         let column = snippet.column.saturating_sub(1);
-        let width = |chars: &mut dyn Iterator<Item = char>| -> usize { chars.map(|c| escape_char(c).chars().count()).sum() };
+        let width =
+            |chars: &mut dyn Iterator<Item = char>| -> usize { chars.map(|c| escape_char(c).chars().count()).sum() };
         let lead = width(&mut plain.chars().take(column)) + column.saturating_sub(plain.chars().count());
         let marked = width(&mut plain.chars().skip(column).take(snippet.width.max(1)));
         out.push_str(&format!(

@@ -22,6 +22,7 @@ impl Applier<'_> {
             .find(|c| c.service == backend && !c.oneoff)
             .map(|c| c.image)
             .filter(|image| *image != reference);
+        self.forget_backend().await;
         self.compose
             .up(&self.env(), false)
             .await
@@ -63,6 +64,7 @@ impl Applier<'_> {
         let (repository, tag) = split_reference(&previous);
         let previous = format!("{repository}:{tag}");
         let env = observe::compose_env_for(repository, tag, self.compose.flavour);
+        self.forget_backend().await;
         let back = match self.compose.up(&env, false).await {
             Ok(_) => self.wait_until_up(&previous, DEPLOY_WAIT).await,
             Err(e) => Err(err(e, "")),
@@ -88,7 +90,13 @@ impl Applier<'_> {
     }
 
     pub(super) async fn refresh_assets(&self) -> Result<Outcome, StepError> {
-        let Some(redis) = self.container_of("redis-cache").await? else {
+        let redis = self
+            .engine
+            .running_container(&self.p.manifest.project, "redis-cache")
+            .await
+            .map_err(|e| err(e, "check `docker info`"))?
+            .map(|c| c.id);
+        let Some(redis) = redis else {
             return Ok(Outcome::Done(
                 "no redis-cache service in the project: delete assets_json in your redis-cache yourself".into(),
             ));

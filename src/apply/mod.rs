@@ -17,13 +17,15 @@ mod deploy;
 mod gate;
 mod image;
 mod migrate;
+mod report;
 mod schedule;
 mod secrets;
 mod site;
 
 use gate::DEPLOY_WAIT;
 pub use migrate::Recovery;
-pub use schedule::{StepState, run};
+pub use report::{ApplyReport, SiteRecovery, Summary, recover};
+pub use schedule::StepState;
 use secrets::{SecretFile, env_secret};
 use site::UNFINISHED;
 
@@ -131,6 +133,9 @@ pub struct Applier<'a> {
     pub p: &'a Prepared,
     pub engine: Engine,
     pub compose: Compose,
+    /// The backend container the site steps exec in, looked up once; forgotten when compose
+    /// recreates containers (deploy, rollback).
+    backend: tokio::sync::Mutex<Option<String>>,
     pub cli: Cli,
     pub options: Options,
     /// Backups taken in this run, by site: the folder inside the bench (for a restore).
@@ -153,11 +158,12 @@ pub struct Applier<'a> {
 }
 
 impl<'a> Applier<'a> {
-    pub fn new(p: &'a Prepared, engine: Engine, compose: Compose, options: Options) -> Applier<'a> {
+    pub fn new(p: &'a Prepared, session: observe::Session, options: Options) -> Applier<'a> {
         Applier {
             p,
-            engine,
-            compose,
+            engine: session.engine,
+            compose: session.compose,
+            backend: Default::default(),
             cli: Cli::new(build::docker_cli()),
             options,
             backups: Default::default(),
@@ -181,18 +187,24 @@ impl Applier<'_> {
         observe::compose_env(&self.p.desired, self.compose.flavour)
     }
 
-    async fn container_of(&self, service: &str) -> Result<Option<String>, StepError> {
-        let containers = self
-            .engine
-            .project_containers(&self.p.manifest.project)
-            .await
-            .map_err(|e| err(e, "check `docker info`"))?;
-        Ok(containers.into_iter().find(|c| c.service == service && c.state == "running" && !c.oneoff).map(|c| c.id))
+    /// Compose is about to recreate containers: the backend must be looked up again.
+    async fn forget_backend(&self) {
+        *self.backend.lock().await = None;
     }
 
+    /// The site commands' handle on the running backend container.
     pub async fn bench(&self) -> Result<Bench<'_>, StepError> {
         let service = &self.p.manifest.deploy.backend_service;
-        match self.container_of(service).await? {
+        let mut known = self.backend.lock().await;
+        if known.is_none() {
+            *known = self
+                .engine
+                .running_container(&self.p.manifest.project, service)
+                .await
+                .map_err(|e| err(e, "check `docker info`"))?
+                .map(|c| c.id);
+        }
+        match known.clone() {
             Some(container) => Ok(Bench { engine: &self.engine, container }),
             None => Err(StepError {
                 touched: false,

@@ -15,13 +15,13 @@ pub enum StepState {
 }
 
 /// Progress callback: a step starts (`None`) or ends (`Some`, with its elapsed time).
-pub type Report<'r> = &'r (dyn Fn(&Step, Option<&Result<Outcome, StepError>>, Duration) + Sync);
+pub type Progress<'r> = &'r (dyn Fn(&Step, Option<&Result<Outcome, StepError>>, Duration) + Sync);
 
 /// Run `plan`. The steps up to the last one that concerns no single site (build … deploy,
 /// refresh-assets) run in order; the per-site steps after them run site by site, up to
 /// `options.parallelism` sites at a time. After a failure no new step or site starts; steps
 /// already running finish. Returns each step's state, in plan order.
-pub async fn run(a: &Applier<'_>, plan: &Plan, report: Report<'_>) -> Vec<StepState> {
+pub async fn run(a: &Applier<'_>, plan: &Plan, report: Progress<'_>) -> Vec<StepState> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
     let states: Mutex<Vec<StepState>> = Mutex::new(plan.steps.iter().map(|_| StepState::NotStarted).collect());

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::Status;
 use crate::cli::{DiffArgs, PlanFormat};
-use crate::commands::lock::LOCK_FILE;
 use crate::{load, output, render};
+use benchform_manifest::lock::LOCK_FILE;
 
 #[derive(Debug, Serialize)]
 struct DiffDocument<'a> {

@@ -16,23 +16,16 @@ pub fn run(args: &HistoryArgs) -> Status {
     let Some(manifest) = loaded.validation.manifest.as_ref() else {
         return crate::render::fail(&loaded.validation.diagnostics);
     };
-    let host = history::host_file(&loaded.dir.join(&manifest.backups.dir), &manifest.project);
+    let host = history::host_file(&observe::Paths::new(manifest, &loaded.dir).backups, &manifest.project);
     let rt = crate::runtime();
     // The deployment's copy needs a running backend; without an engine the host's copy is all.
     let result = rt.block_on(async {
         let engine = observe::engine().await.ok();
         let container = match &engine {
-            Some(e) => e
-                .project_containers(&manifest.project)
-                .await
-                .ok()
-                .and_then(|cs| {
-                    cs.into_iter()
-                        .find(|c| c.service == manifest.deploy.backend_service && c.state == "running" && !c.oneoff)
-                })
-                .map(|c| c.id),
+            Some(e) => e.running_container(&manifest.project, &manifest.deploy.backend_service).await.ok().flatten(),
             None => None,
-        };
+        }
+        .map(|c| c.id);
         let bench = engine.as_ref().zip(container).map(|(engine, container)| Bench { engine, container });
         history::read(&host, bench.as_ref()).await
     });

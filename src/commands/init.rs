@@ -262,7 +262,9 @@ fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
 /// dotenvy's parse errors with the line number (its own text names only the line's index).
 fn env_file_error(e: &dotenvy::Error) -> String {
     match e {
-        dotenvy::Error::LineParse(line, index) => format!("cannot read `{line}` (at character {}): expected KEY=VALUE", index + 1),
+        dotenvy::Error::LineParse(line, index) => {
+            format!("cannot read `{line}` (at character {}): expected KEY=VALUE", index + 1)
+        }
         other => other.to_string(),
     }
 }

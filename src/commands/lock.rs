@@ -16,7 +16,7 @@ use crate::render::fail;
 use crate::{load, output, render};
 
 /// The lock's file name, next to the manifest.
-pub const LOCK_FILE: &str = "benchform.lock";
+pub use benchform_manifest::lock::LOCK_FILE;
 /// How long one remote may take to answer, unless BENCHFORM_GIT_TIMEOUT (seconds) says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -13,14 +13,14 @@ pub fn schema_text(kind: SchemaKind) -> String {
         SchemaKind::Plan => {
             plan = schemars::generate::SchemaSettings::draft2020_12()
                 .into_generator()
-                .into_root_schema_for::<crate::commands::plan::PlanDocument>()
+                .into_root_schema_for::<crate::plan_file::PlanDocument>()
                 .to_value();
             &plan
         }
         SchemaKind::ApplyEvents => {
             plan = schemars::generate::SchemaSettings::draft2020_12()
                 .into_generator()
-                .into_root_schema_for::<crate::commands::apply::events::Event>()
+                .into_root_schema_for::<crate::views::apply::events::Event>()
                 .to_value();
             &plan
         }

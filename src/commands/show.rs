@@ -2,13 +2,13 @@
 
 use crate::Status;
 use crate::cli::ShowArgs;
-use crate::commands::plan;
 use crate::output;
+use crate::{plan_file, views};
 
 pub fn run(args: &ShowArgs) -> Status {
-    match plan::read_file(&args.file) {
+    match plan_file::read_saved_plan(&args.file) {
         Ok(doc) => {
-            plan::print(&doc.plan(), doc.inputs, args.format);
+            views::plan::print(&doc.plan(), doc.inputs, args.format);
             Status::Success
         }
         Err(e) => {

@@ -14,8 +14,8 @@ pub fn run(args: &StatusArgs) -> Status {
         Err(status) => return status,
     };
     let refresh = if args.refresh_full() { Refresh::Full } else { Refresh::Cheap };
-    let observed = match crate::runtime().block_on(observe::observe(&p.manifest, &p.desired, &p.paths, refresh)) {
-        Ok(o) => o,
+    let observed = match crate::runtime().block_on(p.observe(refresh)) {
+        Ok((_, o)) => o,
         Err(e) => return observe::failed(&e),
     };
     let report = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed);

@@ -100,6 +100,11 @@ pub struct ContainerInfo {
     pub compose_version: Option<String>,
 }
 
+/// The running container of a compose service (not a one-off `run` container), if any.
+pub fn running_service<'a>(containers: &'a [ContainerInfo], service: &str) -> Option<&'a ContainerInfo> {
+    containers.iter().find(|c| c.service == service && c.state == "running" && !c.oneoff)
+}
+
 impl ContainerInfo {
     /// The exit code of an exited container (from the engine's `Exited (N) …` status).
     pub fn exit_code(&self) -> Option<i64> {
@@ -237,6 +242,11 @@ impl Engine {
     }
 
     /// Every container (running or not) of a compose project, sorted by service and number.
+    /// The running container of `service` in compose project `project`, if any.
+    pub async fn running_container(&self, project: &str, service: &str) -> Result<Option<ContainerInfo>, EngineError> {
+        Ok(running_service(&self.project_containers(project).await?, service).cloned())
+    }
+
     pub async fn project_containers(&self, project: &str) -> Result<Vec<ContainerInfo>, EngineError> {
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
         filters.insert("label".to_string(), vec![format!("{}={project}", labels::PROJECT)]);

@@ -158,7 +158,9 @@ mod tests {
     fn credentials_come_from_auths_entries() {
         use base64::Engine as _;
         let auth = base64::engine::general_purpose::STANDARD.encode("user:pa:ss");
-        let f = config(&format!(r#"{{"auths": {{"http://127.0.0.1:5001": {{"auth": "{auth}"}}, "https://index.docker.io/v1/": {{"identitytoken": "tok"}}}}}}"#));
+        let f = config(&format!(
+            r#"{{"auths": {{"http://127.0.0.1:5001": {{"auth": "{auth}"}}, "https://index.docker.io/v1/": {{"identitytoken": "tok"}}}}}}"#
+        ));
         let c = credentials_for("127.0.0.1:5001", f.path()).unwrap().unwrap();
         assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("user"), Some("pa:ss")));
         assert_eq!(credentials_for("docker.io", f.path()).unwrap().unwrap().identitytoken.as_deref(), Some("tok"));

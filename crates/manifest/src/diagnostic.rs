@@ -139,16 +139,7 @@ pub struct Snippet {
 impl Diagnostic {
     /// A diagnostic about a whole file, with no position.
     pub fn unplaced(file: &str, severity: Severity, code: Code, message: String, hint: Option<String>) -> Diagnostic {
-        Diagnostic {
-            severity,
-            code,
-            message,
-            file: file.to_string(),
-            line: None,
-            column: None,
-            hint,
-            snippet: None,
-        }
+        Diagnostic { severity, code, message, file: file.to_string(), line: None, column: None, hint, snippet: None }
     }
 
     pub fn is_error(&self) -> bool {

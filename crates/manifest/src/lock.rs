@@ -18,6 +18,9 @@ use crate::version;
 /// The lock file format version.
 pub const LOCK_VERSION: u32 = 1;
 
+/// The lock's file name, next to the manifest.
+pub const LOCK_FILE: &str = "benchform.lock";
+
 /// benchform.lock: the manifest's refs pinned to commits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -106,3 +106,52 @@ pub fn force_unlock(args: &crate::cli::ForceUnlockArgs) -> Status {
         }
     }
 }
+
+/// Take `project`'s apply lock for `mine`, waiting up to `timeout` for another apply to end. A
+/// lock left by a dead apply of this machine is released (that apply's leftovers are healed by
+/// this one). On failure the reason has been printed.
+pub(super) async fn take_lock(
+    engine: &benchform_docker::Engine,
+    project: &str,
+    mine: &LockInfo,
+    timeout: Duration,
+) -> Result<(), Status> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match engine.try_lock(project, mine).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(other)) if other.is_dead_here(&mine.host) => {
+                output::err_line(&format!(
+                    "warning: releasing the lock of a crashed apply ({}, pid {}, since {}); this apply heals what it left",
+                    other.holder, other.pid, other.since
+                ));
+                if let Err(e) = engine.unlock(project, &other.id).await {
+                    output::err_line(&format!(
+                        "error: cannot release the stale lock: {e}\n  = fix: check `docker info`, then `benchform force-unlock {}`",
+                        other.id
+                    ));
+                    return Err(Status::Failure);
+                }
+            }
+            Ok(Some(other)) if other.is_unlabelled() => {
+                output::err_line(&unlabelled_lock(project));
+                return Err(Status::Failure);
+            }
+            Ok(Some(other)) if std::time::Instant::now() >= deadline => {
+                output::err_line(&format!(
+                    "error: project {project} is locked by another apply: {} since {} ({}), lock ID {}\n  = fix: wait for it, or \
+                     pass --lock-timeout SECONDS; if that apply crashed, run `benchform force-unlock {}`",
+                    other.holder, other.since, other.plan, other.id, other.id
+                ));
+                return Err(Status::Failure);
+            }
+            Ok(Some(_)) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => {
+                output::err_line(&format!(
+                    "error: cannot take the apply lock: {e}\n  = fix: check that the engine answers (`docker info`) and that benchform may create volumes, then apply again"
+                ));
+                return Err(Status::Failure);
+            }
+        }
+    }
+}

@@ -6,27 +6,25 @@ use std::time::Duration;
 
 use benchform_bench::Refresh;
 use benchform_core::fingerprint::WorldFingerprint;
-use benchform_core::plan::{self, Plan, Step, StepKind};
+use benchform_core::plan::{self, Plan, Step};
 use benchform_core::status;
 
 use crate::Status;
-use crate::apply::{self, Applier, Outcome, Recovery, StepError, StepState};
-use crate::cli::{ApplyArgs, Format, PlanFormat};
-use crate::commands::plan::{PlanInputs, print};
+use crate::apply::{self, Applier, ApplyReport, Outcome, StepError, Summary};
+use crate::cli::{ApplyArgs, Format};
 use crate::history;
 use crate::observe;
 use crate::output;
+use crate::plan_file::PlanInputs;
+use crate::views::apply::ApplyView;
 use benchform_docker::lock::LockInfo;
 
-pub mod events;
 mod lock;
-mod report;
-
-use events::{Body, StepStatus};
+mod record;
 
 pub use lock::force_unlock;
-use lock::{holder, hostname, lock_id, unlabelled_lock};
-use report::{Summary, history_record, recover, report_blocked, write_history};
+use lock::{holder, hostname, lock_id, take_lock};
+use record::{history_record, write_history};
 
 /// How often a long step without a spinner says it is still running (30 s;
 /// `BENCHFORM_HEARTBEAT_SECS` overrides it).
@@ -52,12 +50,11 @@ pub fn run(args: &ApplyArgs) -> Status {
         Err(status) => return status,
     };
     let rt = crate::runtime();
-    let engine = match rt.block_on(observe::engine()) {
-        Ok(e) => e,
+    // The engine and compose, connected once for the whole command.
+    let session = match rt.block_on(observe::Session::open(&p.manifest, &p.paths)) {
+        Ok(s) => s,
         Err(e) => return observe::failed(&e),
     };
-    let project = p.manifest.project.clone();
-    let host = hostname();
     let mine = LockInfo {
         id: lock_id(),
         holder: holder(),
@@ -66,54 +63,36 @@ pub fn run(args: &ApplyArgs) -> Status {
             .plan_file
             .as_ref()
             .map_or_else(|| format!("apply {}", p.loaded.display), |f| format!("apply {}", f.display())),
-        host: host.clone(),
+        host: hostname(),
         pid: std::process::id(),
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.lock_timeout);
-    loop {
-        match rt.block_on(engine.try_lock(&project, &mine)) {
-            Ok(None) => break,
-            // A lock left by an apply of this machine that died: release it and go on.
-            Ok(Some(other)) if other.is_dead_here(&host) => {
-                output::err_line(&format!(
-                    "warning: releasing the lock of a crashed apply ({}, pid {}, since {}); this apply heals what it left",
-                    other.holder, other.pid, other.since
-                ));
-                if let Err(e) = rt.block_on(engine.unlock(&project, &other.id)) {
-                    output::err_line(&format!(
-                        "error: cannot release the stale lock: {e}\n  = fix: check `docker info`, then `benchform force-unlock {}`",
-                        other.id
-                    ));
-                    return Status::Failure;
-                }
-            }
-            Ok(Some(other)) if other.is_unlabelled() => {
-                output::err_line(&unlabelled_lock(&project));
-                return Status::Failure;
-            }
-            Ok(Some(other)) if std::time::Instant::now() >= deadline => {
-                output::err_line(&format!(
-                    "error: project {project} is locked by another apply: {} since {} ({}), lock ID {}\n  = fix: wait for it, or \
-                     pass --lock-timeout SECONDS; if that apply crashed, run `benchform force-unlock {}`",
-                    other.holder, other.since, other.plan, other.id, other.id
-                ));
-                return Status::Failure;
-            }
-            Ok(Some(_)) => std::thread::sleep(std::time::Duration::from_secs(1)),
-            Err(e) => {
-                output::err_line(&format!(
-                    "error: cannot take the apply lock: {e}\n  = fix: check that the engine answers (`docker info`) and that benchform may create volumes, then apply again"
-                ));
-                return Status::Failure;
-            }
-        }
+    let engine = &session.engine;
+    let project = p.manifest.project.clone();
+    if let Err(status) = rt.block_on(take_lock(engine, &project, &mine, Duration::from_secs(args.lock_timeout))) {
+        return status;
     }
-    // SIGINT/SIGTERM: before the first step nothing has changed, so the lock is released and
-    // apply ends; once steps run, the run ends in order (no new step, no waiting for running ones,
-    // no restore under a command that may still run, then the summary, the history and the lock).
+    let interrupt = watch_signals(&rt, engine.clone(), project.clone(), mine.id.clone());
+    let status = rt.block_on(locked(args, &p, session.clone(), &mine, interrupt));
+    if let Err(e) = rt.block_on(engine.unlock(&project, &mine.id)) {
+        output::err_line(&format!(
+            "warning: could not release the apply lock: {e}\n  = fix: `benchform force-unlock {}`",
+            mine.id
+        ));
+    }
+    status
+}
+
+/// SIGINT/SIGTERM: before the first step nothing has changed, so the lock is released and apply
+/// ends; once steps run, the run ends in order (no new step, no waiting for running ones, no
+/// restore under a command that may still run, then the summary, the history and the lock).
+fn watch_signals(
+    rt: &tokio::runtime::Runtime,
+    engine: benchform_docker::Engine,
+    project: String,
+    lock_id: String,
+) -> std::sync::Arc<apply::Interrupt> {
     let interrupt: std::sync::Arc<apply::Interrupt> = Default::default();
     let watcher = interrupt.clone();
-    let (unlock_engine, unlock_project, unlock_id) = (engine.clone(), project.clone(), mine.id.clone());
     rt.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
@@ -121,7 +100,7 @@ pub fn run(args: &ApplyArgs) -> Status {
         };
         let name = tokio::select! { _ = int.recv() => "SIGINT", _ = term.recv() => "SIGTERM" };
         if !watcher.started() {
-            let _ = unlock_engine.unlock(&unlock_project, &unlock_id).await;
+            let _ = engine.unlock(&project, &lock_id).await;
             output::err_line(&format!("\n{name}: stopped before any step; nothing was changed, the lock is released"));
             // An exit outside main: nothing has started that could be left half-done.
             #[allow(clippy::exit)]
@@ -139,27 +118,20 @@ pub fn run(args: &ApplyArgs) -> Status {
         #[allow(clippy::exit)]
         std::process::exit(130);
     });
-    let status = locked(args, &p, &rt, engine.clone(), &mine, interrupt);
-    if let Err(e) = rt.block_on(engine.unlock(&project, &mine.id)) {
-        output::err_line(&format!(
-            "warning: could not release the apply lock: {e}\n  = fix: `benchform force-unlock {}`",
-            mine.id
-        ));
-    }
-    status
+    interrupt
 }
 
-fn locked(
+/// Everything an apply does while it holds the project's lock.
+async fn locked(
     args: &ApplyArgs,
     p: &observe::Prepared,
-    rt: &tokio::runtime::Runtime,
-    engine: benchform_docker::Engine,
+    session: observe::Session,
     mine: &LockInfo,
     interrupt: std::sync::Arc<apply::Interrupt>,
 ) -> Status {
-    let json = args.format == Format::Json;
+    let mut view = ApplyView::new(args.format == Format::Json);
     // Apply reads every site authoritatively: a hand change hidden by list-apps must not slip by.
-    let observed = match rt.block_on(observe::observe(&p.manifest, &p.desired, &p.paths, Refresh::Full)) {
+    let observed = match observe::observe(&session, &p.manifest, &p.desired, Refresh::Full).await {
         Ok(o) => o,
         Err(e) => return observe::failed(&e),
     };
@@ -178,34 +150,17 @@ fn locked(
         }
     };
     if plan.converged() {
-        if json {
-            events::emit(Body::Summary(events::Summary { outcome: "no_changes".into(), ..Default::default() }));
-        } else {
-            output::line("No changes. The deployment matches benchform.yaml.");
-        }
+        view.no_changes();
         return Status::Success;
     }
     if plan.is_empty() {
-        report_blocked(&plan, json);
-        if json {
-            let blocked = plan.blocked.iter().map(|b| b.site.clone()).collect();
-            events::emit(Body::Summary(events::Summary { outcome: "failure".into(), blocked, ..Default::default() }));
-        }
+        view.only_blocked(&plan);
         return Status::Failure;
     }
-    if json {
-        let doc = crate::commands::plan::document(&plan, inputs, None);
-        events::emit(Body::Plan { plan: Box::new(doc) });
-    } else if args.plan_file.is_none() {
-        print(&plan, inputs, PlanFormat::Text);
-    }
+    view.plan(&plan, inputs, args.plan_file.is_some());
     if args.plan_file.is_none() && !args.auto_approve && !confirm() {
         return Status::Failure;
     }
-    let compose = match rt.block_on(observe::compose(&p.manifest, &p.paths)) {
-        Ok(c) => c,
-        Err(e) => return observe::failed(&e),
-    };
     let options = apply::Options {
         ready_timeout: Duration::from_secs(args.ready_timeout),
         health_timeout: Duration::from_secs(args.health_timeout),
@@ -213,10 +168,10 @@ fn locked(
         damaged: observed.sites.iter().filter(|s| s.damaged.is_some()).map(|s| s.name.clone()).collect(),
         migrate_timeout: (args.migrate_timeout > 0).then(|| Duration::from_secs(args.migrate_timeout)),
     };
-    let mut applier = Applier::new(p, engine, compose, options);
+    let mut applier = Applier::new(p, session, options);
     applier.interrupt = interrupt;
     output::redact_in_logs(applier.masker().clone());
-    if let Err(e) = rt.block_on(applier.preflight(&plan)) {
+    if let Err(e) = applier.preflight(&plan).await {
         output::err_line(&format!(
             "error: {}\n  = fix: {}\nNothing was changed.",
             applier.redact(&e.detail),
@@ -225,97 +180,40 @@ fn locked(
         return Status::Failure;
     }
     let started = apply::now_utc();
-    let spinner = if json { None } else { output::Spinner::new() };
-    // Without a spinner (CI logs, JSON), a step that runs long says so every 30 s: a real build
-    // or migrate can be silent for many minutes.
-    let running: std::sync::Arc<std::sync::Mutex<Vec<(Step, std::time::Instant)>>> = Default::default();
-    let every = heartbeat_every();
-    let heartbeat = (spinner.is_none()).then(|| {
-        let running = running.clone();
-        rt.spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let now: Vec<(Step, Duration)> = running
-                    .lock()
-                    .map(|r| r.iter().map(|(s, t)| (s.clone(), t.elapsed())).collect())
-                    .unwrap_or_default();
-                for (step, elapsed) in now.into_iter().filter(|(_, e)| *e >= every) {
-                    if json {
-                        events::emit(Body::Progress {
-                            id: step.id.clone(),
-                            kind: step.kind,
-                            site: step.site.clone(),
-                            app: step.app.clone(),
-                            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-                        });
-                    } else {
-                        output::line(&format!("  … {} still running ({}s)", step.id, elapsed.as_secs()));
-                    }
+    view.steps_begin();
+    let report = {
+        let running: std::sync::Mutex<Vec<(Step, std::time::Instant)>> = Default::default();
+        let progress = |step: &Step, result: Option<&Result<Outcome, StepError>>, elapsed: Duration| {
+            if let Ok(mut r) = running.lock() {
+                match result {
+                    None => r.push((step.clone(), std::time::Instant::now())),
+                    Some(_) => r.retain(|(s, _)| s.id != step.id),
                 }
             }
-        })
-    });
-    let report = |step: &Step, result: Option<&Result<Outcome, StepError>>, elapsed: Duration| {
-        if let Ok(mut r) = running.lock() {
             match result {
-                None => r.push((step.clone(), std::time::Instant::now())),
-                Some(_) => r.retain(|(s, _)| s.id != step.id),
+                None => view.step_started(step),
+                Some(r) => view.step_finished(step, r, elapsed, applier.masker()),
             }
-        }
-        let target = step.site.iter().chain(step.app.iter()).cloned().collect::<Vec<_>>().join(" ");
-        if json {
-            let (id, kind, site, app) = (step.id.clone(), step.kind, step.site.clone(), step.app.clone());
-            events::emit(match result {
-                None => Body::StepStarted { id, kind, site, app },
-                Some(r) => {
-                    let (status, detail, fix) = match r {
-                        Ok(Outcome::Done(what)) => (StepStatus::Done, applier.redact(what), None),
-                        Ok(Outcome::AlreadyDone(what)) => (StepStatus::AlreadyDone, applier.redact(what), None),
-                        Err(e) => (StepStatus::Failed, applier.redact(&e.detail), Some(applier.redact(&e.fix))),
-                    };
-                    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-                    Body::StepFinished { id, kind, site, app, status, detail, fix, elapsed_ms }
-                }
-            });
-            return;
-        }
-        if let Some(s) = &spinner {
-            match result {
-                None => s.start(&format!("{} {target}", step.kind)),
-                Some(_) => s.finish(&format!("{} {target}", step.kind)),
-            }
-        }
-        match result {
-            None => output::line(format!("→ {} {target}", step.kind).trim_end()),
-            Some(Ok(Outcome::Done(what))) => {
-                output::line(&format!("  done {} in {:.1}s: {}", step.id, elapsed.as_secs_f64(), applier.redact(what)))
-            }
-            Some(Ok(Outcome::AlreadyDone(what))) => {
-                output::line(&format!("  already done {}: {}", step.id, applier.redact(what)))
-            }
-            Some(Err(e)) => output::err_line(&format!(
-                "  FAILED {} after {:.1}s: {}\n  = fix: {}",
-                step.id,
-                elapsed.as_secs_f64(),
-                applier.redact(&e.detail),
-                applier.redact(&e.fix)
-            )),
+        };
+        applier.interrupt.start();
+        let run = applier.run(&plan, &progress);
+        if view.needs_heartbeat() {
+            // Without a spinner (CI logs, JSON), a step that runs long says so every 30 s: a real
+            // build or migrate can be silent for many minutes.
+            let beat = heartbeat(&view, &running);
+            tokio::select! { report = run => report, never = beat => match never {} }
+        } else {
+            run.await
         }
     };
-    applier.interrupt.start();
-    let states = rt.block_on(apply::run(&applier, &plan, &report));
-    drop(spinner);
-    if let Some(h) = heartbeat {
-        h.abort();
-    }
+    view.steps_end();
 
-    let recoveries = recover(rt, &applier, &plan, &states);
-    let mut summary = Summary::of(&plan, &states);
-    summary.interrupted = applier.interrupt.signal();
+    let recoveries = apply::recover(&applier, &plan, &report).await;
+    let mut summary = Summary::of(&plan, &report);
     if !summary.failed.is_empty() || summary.interrupted.is_some() {
         // What the sites are actually left in, read back (steps alone cannot tell, e.g. a
         // maintenance-on whose `scheduler pause` failed).
-        if let Some(flags) = rt.block_on(applier.maintenance_flags()) {
+        if let Some(flags) = applier.maintenance_flags().await {
             summary.in_maintenance = p
                 .manifest
                 .sites
@@ -327,33 +225,32 @@ fn locked(
             summary.in_maintenance.retain(|s| !recoveries.iter().any(|r| r.kind == "back_in_service" && r.site == *s));
         }
     }
-    let record = history_record(p, mine, &started, &plan, &states, &applier);
-    for warning in rt.block_on(write_history(&applier, &record)) {
-        if json {
-            events::emit(Body::Warning { message: applier.redact(&warning) });
-        } else {
-            output::err_line(&format!("warning: {}", applier.redact(&warning)));
-        }
+    let record = history_record(p, mine, &started, &plan, &report, &applier);
+    for warning in write_history(&applier, &record).await {
+        view.warning(&applier.redact(&warning));
     }
     summary.blocked = plan.blocked.iter().map(|b| b.site.clone()).collect();
-    if json {
-        for r in &recoveries {
-            events::emit(Body::Recovery {
-                site: r.site.clone(),
-                outcome: r.kind.to_string(),
-                detail: r.detail.clone(),
-            });
-        }
-        report_blocked(&plan, json);
-        events::emit(Body::Summary(summary.event(&recoveries)));
-    } else {
-        summary.print(&plan, &recoveries);
-        report_blocked(&plan, json);
-    }
+    view.end(&plan, &summary, &recoveries);
     if summary.failed.is_empty() && plan.blocked.is_empty() && summary.interrupted.is_none() {
         Status::Success
     } else {
         Status::Failure
+    }
+}
+
+/// Every `heartbeat_every()`, each step running at least that long says so. Never returns.
+async fn heartbeat(
+    view: &ApplyView,
+    running: &std::sync::Mutex<Vec<(Step, std::time::Instant)>>,
+) -> std::convert::Infallible {
+    let every = heartbeat_every();
+    loop {
+        tokio::time::sleep(every).await;
+        let now: Vec<(Step, Duration)> =
+            running.lock().map(|r| r.iter().map(|(s, t)| (s.clone(), t.elapsed())).collect()).unwrap_or_default();
+        for (step, elapsed) in now.into_iter().filter(|(_, e)| *e >= every) {
+            view.progress(&step, elapsed);
+        }
     }
 }
 
@@ -367,7 +264,7 @@ fn saved(
     observed: &status::Observed,
 ) -> Result<(Plan, PlanInputs), Status> {
     let shown = output::escape(&file.display().to_string());
-    let doc = crate::commands::plan::read_file(file).map_err(|e| {
+    let doc = crate::plan_file::read_saved_plan(file).map_err(|e| {
         output::err_line(&format!("error: {e}\n  = fix: {}", e.fix()));
         Status::Failure
     })?;

@@ -5,8 +5,8 @@ use benchform_core::plan::StepKind;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::commands::plan::PlanDocument;
 use crate::output;
+use crate::plan_file::PlanDocument;
 
 /// The events' format version, carried by every event.
 pub const FORMAT_VERSION: u32 = 1;

@@ -1,0 +1,149 @@
+//! The plan for people: text (Terraform-style, coloured on a terminal), markdown for pull
+//! requests, and the JSON document, chosen by `--format`.
+
+use std::io::IsTerminal;
+
+use benchform_core::plan::{Plan, Step};
+
+use crate::cli::PlanFormat;
+use crate::output;
+use crate::plan_file::{PlanInputs, document};
+
+/// Print a plan in the chosen format.
+pub fn print(plan: &Plan, inputs: PlanInputs, format: PlanFormat) {
+    match format {
+        PlanFormat::Json => output::out(&crate::render::json(&document(plan, inputs, None))),
+        PlanFormat::Markdown => output::out(&markdown(plan)),
+        // `text` escapes every value it shows; its only escapes are its colours.
+        PlanFormat::Text => output::out_styled(&text(plan, colour())),
+    }
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set.
+fn colour() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+fn paint(text: &str, code: &str, on: bool) -> String {
+    if on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+}
+
+fn target(s: &Step) -> String {
+    match (&s.site, &s.app) {
+        (Some(site), Some(app)) => format!("{site} {app}"),
+        (Some(site), None) => site.clone(),
+        // A deploy's reason names its services, grouped by why.
+        _ => String::new(),
+    }
+}
+
+/// The summary line: "Plan: 1 build, 1 deploy, 3 migrate; 0 destructive".
+pub fn summary_line(p: &Plan) -> String {
+    let parts: Vec<String> = p.summary().iter().map(|(k, n)| format!("{n} {k}")).collect();
+    format!("Plan: {}; {} destructive", parts.join(", "), p.destructive())
+}
+
+fn drift_lines(p: &Plan) -> String {
+    let mut out = String::new();
+    if !p.drift.is_empty() {
+        out.push_str("\nChanges outside benchform (reported, not acted on unless the manifest requires it):\n");
+        for d in &p.drift {
+            out.push_str(&format!("  ! {}\n", output::escape(&d.detail)));
+        }
+    }
+    out
+}
+
+/// The sites no step touches, and why: text lines.
+pub fn blocked_lines(p: &Plan) -> String {
+    let mut out = String::new();
+    if !p.blocked.is_empty() {
+        out.push_str("\nSites benchform cannot plan for (no step touches them):\n");
+        for b in &p.blocked {
+            out.push_str(&output::escape(&format!("  x {}: {}\n    = fix: {}\n", b.site, b.detail, b.fix)));
+        }
+    }
+    out
+}
+
+/// The plan for people, Terraform-style.
+pub fn text(p: &Plan, colour: bool) -> String {
+    let mut out = String::new();
+    if p.converged() {
+        out.push_str("No changes. The deployment matches benchform.yaml.\n");
+        out.push_str(&drift_lines(p));
+        return out;
+    }
+    if p.is_empty() {
+        out.push_str("No steps to take, but the deployment does not match benchform.yaml.\n");
+        out.push_str(&blocked_lines(p));
+        out.push_str(&drift_lines(p));
+        return out;
+    }
+    out.push_str(&output::escape(&format!(
+        "benchform will take these steps for {} (image {}:{}), in order:\n",
+        p.project, p.repository, p.tag
+    )));
+    out.push_str("  + create   ~ change   - destroy   ! destructive\n\n");
+    for s in &p.steps {
+        let sym = s.kind.symbol();
+        let mark = format!("{sym}{}", if s.destructive { "!" } else { " " });
+        let code = match sym {
+            '+' => "32",
+            '-' => "31",
+            _ => "33",
+        };
+        out.push_str(&format!(
+            "  {} {:<16} {:<30} {}\n",
+            paint(&mark, code, colour),
+            s.kind.as_str(),
+            output::escape(&target(s)),
+            output::escape(&s.reason)
+        ));
+    }
+    out.push_str(&blocked_lines(p));
+    out.push_str(&drift_lines(p));
+    out.push_str(&format!("\n{}\n", summary_line(p)));
+    out
+}
+
+fn cell(s: &str) -> String {
+    output::escape(&s.replace('|', "\\|").replace('\n', " "))
+}
+
+/// The plan for a pull-request comment: summary first, steps in a table, details folded.
+pub fn markdown(p: &Plan) -> String {
+    let mut out = format!("### benchform plan: `{}`\n\n", cell(&p.project));
+    if p.converged() {
+        out.push_str("**No changes.** The deployment matches `benchform.yaml`.\n");
+    } else if p.is_empty() {
+        out.push_str("**No steps to take**, but the deployment does not match `benchform.yaml`.\n");
+    } else {
+        out.push_str(&format!("**{}**\n\nImage: `{}:{}`\n\n", summary_line(p), cell(&p.repository), cell(&p.tag)));
+        out.push_str("| # | step | target | reason |\n|---|---|---|---|\n");
+        for (i, s) in p.steps.iter().enumerate() {
+            let kind = if s.destructive { format!("**{}** ⚠", s.kind) } else { s.kind.to_string() };
+            out.push_str(&format!("| {} | {} | {} | {} |\n", i + 1, kind, cell(&target(s)), cell(&s.reason)));
+        }
+        out.push_str("\n<details><summary>Step dependencies</summary>\n\n");
+        for s in &p.steps {
+            let deps = if s.depends_on.is_empty() { "—".to_string() } else { s.depends_on.join(", ") };
+            out.push_str(&format!("- `{}` after {}\n", cell(&s.id), cell(&deps)));
+        }
+        out.push_str("\n</details>\n");
+    }
+    if !p.blocked.is_empty() {
+        out.push_str("\n**Sites benchform cannot plan for** (no step touches them):\n\n");
+        for b in &p.blocked {
+            out.push_str(&format!("- `{}`: {} — fix: {}\n", cell(&b.site), cell(&b.detail), cell(&b.fix)));
+        }
+    }
+    if !p.drift.is_empty() {
+        out.push_str(&format!("\n<details><summary>Changes outside benchform ({})</summary>\n\n", p.drift.len()));
+        for d in &p.drift {
+            out.push_str(&format!("- {}\n", cell(&d.detail)));
+        }
+        out.push_str("\n</details>\n");
+    }
+    out
+}
