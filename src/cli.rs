@@ -103,6 +103,8 @@ pub enum SchemaKind {
     Plan,
     /// `benchform apply --format json` (one event per line)
     ApplyEvents,
+    /// `benchform diff --format json`
+    Diff,
 }
 
 #[derive(Debug, Args)]

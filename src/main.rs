@@ -9,6 +9,7 @@ mod observe;
 pub mod output;
 mod plan_file;
 mod render;
+mod shell;
 mod views;
 
 use std::process::ExitCode;

@@ -12,6 +12,8 @@ use benchform_docker::registry::RegistryError;
 use benchform_docker::{Engine, TagState};
 use benchform_manifest::{LockFile, Manifest};
 
+use crate::shell::Shell;
+
 /// Image label naming the project an image was built for.
 pub const LABEL_PROJECT: &str = "org.benchform.project";
 
@@ -28,27 +30,33 @@ pub struct Prepared {
 
 /// Load the manifest and lock, check they agree (when `strict`), compute the desired state. On
 /// failure, what to print has been printed; the status to exit with is returned.
-pub fn prepare(file: Option<&Path>, strict: bool) -> Result<Prepared, crate::Status> {
+pub fn prepare(shell: &Shell, file: Option<&Path>, strict: bool) -> Result<Prepared, crate::Status> {
     use crate::render;
     use benchform_manifest::lock::LOCK_FILE;
-    let loaded = crate::load::load(file).map_err(|d| render::fail(&d))?;
+    let loaded = crate::load::load(file).map_err(|d| render::fail(shell, &d))?;
     let errors: Vec<_> = loaded.validation.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
     let Some(manifest) = loaded.validation.manifest.clone().filter(|_| errors.is_empty()) else {
-        return Err(render::fail(&errors));
+        return Err(render::fail(shell, &errors));
     };
     let lock_bytes = std::fs::read(loaded.dir.join(LOCK_FILE)).map_err(|_| {
-        failed(&ObserveError::new("lock", format!("no {LOCK_FILE} next to {}", loaded.display), "run `benchform lock`"))
+        failed(
+            shell,
+            &ObserveError::new("lock", format!("no {LOCK_FILE} next to {}", loaded.display), "run `benchform lock`"),
+        )
     })?;
-    let lock = benchform_manifest::lock::parse_lock(LOCK_FILE, &lock_bytes).map_err(|d| render::fail(&d))?;
+    let lock = benchform_manifest::lock::parse_lock(LOCK_FILE, &lock_bytes).map_err(|d| render::fail(shell, &d))?;
     if strict {
         let mismatches = benchform_manifest::lock::check_agreement(&manifest, &lock);
         if !mismatches.is_empty() {
             let detail = mismatches.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-            return Err(failed(&ObserveError::new("lock", detail, "run `benchform lock` and commit benchform.lock")));
+            return Err(failed(
+                shell,
+                &ObserveError::new("lock", detail, "run `benchform lock` and commit benchform.lock"),
+            ));
         }
     }
     let paths = Paths::new(&manifest, &loaded.dir);
-    let inputs = image_inputs(&manifest, &lock, &paths).map_err(|e| failed(&e))?;
+    let inputs = image_inputs(&manifest, &lock, &paths).map_err(|e| failed(shell, &e))?;
     let desired = benchform_core::status::desired(&manifest, &lock, &inputs.tag());
     Ok(Prepared { loaded, manifest, lock, lock_bytes, paths, desired })
 }
@@ -63,9 +71,8 @@ impl Prepared {
 }
 
 /// Print why observation failed; the command fails.
-pub fn failed(e: &ObserveError) -> crate::Status {
-    crate::output::err_line(&format!("error: cannot observe the {}: {}\n  = fix: {}", e.what, e.detail, e.fix));
-    crate::Status::Failure
+pub fn failed(shell: &Shell, e: &ObserveError) -> crate::Status {
+    shell.error(&format!("cannot observe the {}: {}", e.what, e.detail), &e.fix)
 }
 
 /// Something that could not be observed: what, the cause, and how to fix it.

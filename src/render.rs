@@ -82,10 +82,10 @@ pub fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
 }
 
 /// Print diagnostics on standard error; the command fails.
-pub fn fail(diagnostics: &[Diagnostic]) -> crate::Status {
+pub fn fail(shell: &crate::shell::Shell, diagnostics: &[Diagnostic]) -> crate::Status {
     for d in diagnostics {
-        crate::output::raw_err(&diagnostic_text(d));
-        crate::output::raw_err("\n");
+        shell.err(&diagnostic_text(d));
+        shell.err("\n");
     }
     crate::Status::Failure
 }

@@ -6,15 +6,15 @@ use crate::Status;
 use crate::cli::{Format, HistoryArgs};
 use crate::history;
 use crate::observe;
-use crate::output;
+use crate::shell::Shell;
 
-pub fn run(args: &HistoryArgs) -> Status {
+pub fn run(shell: &Shell, args: &HistoryArgs) -> Status {
     let loaded = match crate::load::load(args.manifest.file.as_deref()) {
         Ok(l) => l,
-        Err(d) => return crate::render::fail(&d),
+        Err(d) => return crate::render::fail(shell, &d),
     };
     let Some(manifest) = loaded.validation.manifest.as_ref() else {
-        return crate::render::fail(&loaded.validation.diagnostics);
+        return crate::render::fail(shell, &loaded.validation.diagnostics);
     };
     let host = history::host_file(&observe::Paths::new(manifest, &loaded.dir).backups, &manifest.project);
     let rt = crate::runtime();
@@ -33,15 +33,15 @@ pub fn run(args: &HistoryArgs) -> Status {
     let skip = args.last.map_or(0, |n| records.len().saturating_sub(n));
     let records = &records[skip..];
     match args.format {
-        Format::Json => output::out(&crate::render::json(&records)),
+        Format::Json => shell.out(&crate::render::json(&records)),
         Format::Text => {
             if records.is_empty() {
-                output::line(&format!("No apply of {} is recorded yet.", manifest.project));
+                shell.line(&format!("No apply of {} is recorded yet.", manifest.project));
             }
             for r in records {
                 let count = |status: &str| r.steps.iter().filter(|s| s.status == status).count();
-                output::line(&format!("{}  {:<7}  {}  by {}  ({})", r.started, r.outcome, r.id, r.who, r.plan));
-                output::line(&format!(
+                shell.line(&format!("{}  {:<7}  {}  by {}  ({})", r.started, r.outcome, r.id, r.who, r.plan));
+                shell.line(&format!(
                     "    image {}; {} step(s): {} done, {} already done, {} failed, {} not started",
                     r.image,
                     r.steps.len(),
@@ -51,19 +51,19 @@ pub fn run(args: &HistoryArgs) -> Status {
                     count("not_started")
                 ));
                 for s in r.steps.iter().filter(|s| s.status == "failed") {
-                    output::line(&format!("    failed {}: {}", s.id, s.detail.as_deref().unwrap_or_default()));
+                    shell.line(&format!("    failed {}: {}", s.id, s.detail.as_deref().unwrap_or_default()));
                 }
                 for b in &r.backups {
-                    output::line(&format!("    backup {b}"));
+                    shell.line(&format!("    backup {b}"));
                 }
             }
         }
     }
     if let Some(why) = note {
-        output::err_line(&format!("note: only this host's copy of the history was read ({why})"));
+        shell.err_line(&format!("note: only this host's copy of the history was read ({why})"));
     }
     if torn > 0 {
-        output::err_line(&format!("note: {torn} unreadable history line(s) skipped"));
+        shell.err_line(&format!("note: {torn} unreadable history line(s) skipped"));
     }
     Status::Success
 }

@@ -10,7 +10,7 @@ use benchform_manifest::{Code, Severity, names};
 
 use crate::Status;
 use crate::cli::InitArgs;
-use crate::output;
+use crate::shell::Shell;
 
 /// frappe_docker's usual compose files for a single-server deployment.
 const DEFAULT_COMPOSE_FILES: [&str; 4] = [
@@ -31,22 +31,41 @@ struct DraftApp {
     token_user: Option<String>,
 }
 
-pub fn run(args: &InitArgs) -> Status {
-    match draft(args) {
+pub fn run(shell: &Shell, args: &InitArgs) -> Status {
+    match draft(shell, args) {
         Ok(status) => status,
-        Err(message) => {
-            output::err_line(&format!("error: {message}\nNothing was written."));
+        Err(r) => {
+            shell.error(&r.what, &r.fix);
+            shell.err_line("Nothing was written.");
             Status::Failure
         }
     }
 }
 
-fn draft(args: &InitArgs) -> Result<Status, String> {
+/// Why `init` wrote nothing, and how to fix it.
+#[derive(Debug)]
+struct Refusal {
+    what: String,
+    fix: String,
+}
+
+fn refuse(what: String, fix: &str) -> Refusal {
+    Refusal { what, fix: fix.to_string() }
+}
+
+/// A file that cannot be read or resolved: the message names it.
+impl From<String> for Refusal {
+    fn from(what: String) -> Refusal {
+        refuse(what, "check the file named, then run `benchform init` again")
+    }
+}
+
+fn draft(shell: &Shell, args: &InitArgs) -> Result<Status, Refusal> {
     let target = args.file.clone().unwrap_or_else(|| PathBuf::from(crate::load::DEFAULT_MANIFEST));
     if target.exists() && !args.force {
-        return Err(format!(
-            "{} exists\n  = fix: pass --force to replace it, or -f OTHER.yaml to draft next to it",
-            target.display()
+        return Err(refuse(
+            format!("{} exists", target.display()),
+            "pass --force to replace it, or -f OTHER.yaml to draft next to it",
         ));
     }
     let apps_json = &args.from_apps_json;
@@ -68,8 +87,9 @@ fn draft(args: &InitArgs) -> Result<Status, String> {
         }
     };
     if !names::is_project_name(&project) {
-        return Err(format!(
-            "`{project}` cannot be a compose project name\n  = fix: pass --project with lowercase letters, digits, `-` and `_`"
+        return Err(refuse(
+            format!("`{project}` cannot be a compose project name"),
+            "pass --project with lowercase letters, digits, `-` and `_`",
         ));
     }
 
@@ -154,50 +174,51 @@ fn draft(args: &InitArgs) -> Result<Status, String> {
         .cloned()
         .collect();
     if !blocking.is_empty() {
-        output::raw_err(&crate::render::diagnostics_text(&display, &blocking));
-        return Err("the draft would not be a valid manifest (above); fix the inputs named there".to_string());
+        shell.err(&crate::render::diagnostics_text(&display, &blocking));
+        return Err(refuse(
+            "the draft would not be a valid manifest (above)".to_string(),
+            "fix the inputs named there, then run `benchform init` again",
+        ));
     }
     std::fs::write(&target, &y).map_err(|e| format!("cannot write {display}: {e}"))?;
-    output::line(&format!("Drafted {display} ({} app(s), {} site(s)).", apps.len(), sites.len()));
+    shell.line(&format!("Drafted {display} ({} app(s), {} site(s)).", apps.len(), sites.len()));
     for note in &notes {
-        output::line(&format!("  - {note}"));
+        shell.line(&format!("  - {note}"));
     }
     for d in validation.diagnostics.iter().filter(|d| d.code == Code::MissingPath) {
-        output::line(&format!("  - to fix: {}", d.message));
+        shell.line(&format!("  - to fix: {}", d.message));
     }
     let todos = y.lines().filter(|l| l.contains("# TODO")).count();
-    output::line(&format!(
-        "Next: check the {todos} line(s) marked TODO, then `benchform validate` and `benchform lock`."
-    ));
+    shell
+        .line(&format!("Next: check the {todos} line(s) marked TODO, then `benchform validate` and `benchform lock`."));
     Ok(Status::Success)
 }
 
 /// The apps of frappe_docker's `apps.json` (`[{"url": …, "branch": …}]`), frappe's entry if it
 /// has one (it should not: frappe comes from FRAPPE_PATH), and notes for the operator.
 #[allow(clippy::type_complexity)]
-fn read_apps_json(file: &str, text: &str) -> Result<(Vec<DraftApp>, Option<(String, String)>, Vec<String>), String> {
+fn read_apps_json(file: &str, text: &str) -> Result<(Vec<DraftApp>, Option<(String, String)>, Vec<String>), Refusal> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("{file}:{}:{}: not JSON: {e}", e.line(), e.column()))?;
     let entries =
         value.as_array().ok_or_else(|| format!("{file}: expected a list of {{\"url\": …, \"branch\": …}} entries"))?;
+    const ENTRY: &str = "each entry is {\"url\": …, \"branch\": …}";
     let mut apps: Vec<DraftApp> = Vec::new();
     let mut frappe = None;
     let mut notes = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let field = |key: &str| {
-            entry.get(key).and_then(|v| v.as_str()).map(str::to_string).ok_or_else(|| {
-                format!(
-                    "{file}: entry {} has no text `{key}`\n  = fix: each entry is {{\"url\": …, \"branch\": …}}",
-                    i + 1
-                )
-            })
+            entry
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| refuse(format!("{file}: entry {} has no text `{key}`", i + 1), ENTRY))
         };
         let (url, branch) = (field("url")?, field("branch")?);
         if url.starts_with("git@") || url.starts_with("ssh://") {
-            return Err(format!(
-                "{file}: entry {} uses SSH ({})\n  = fix: frappe_docker's build clones over https only: use the https URL and a token",
-                i + 1,
-                names::redact_url_credentials(&url)
+            return Err(refuse(
+                format!("{file}: entry {} uses SSH ({})", i + 1, names::redact_url_credentials(&url)),
+                "frappe_docker's build clones over https only: use the https URL and a token",
             ));
         }
         let (repo, credentials) = strip_credentials(&url);
@@ -216,13 +237,13 @@ fn read_apps_json(file: &str, text: &str) -> Result<(Vec<DraftApp>, Option<(Stri
             continue;
         }
         if !names::is_identifier(&name) {
-            return Err(format!(
-                "{file}: entry {}: cannot guess an app name from {repo}\n  = fix: check the URL ends with the repository's name",
-                i + 1
+            return Err(refuse(
+                format!("{file}: entry {}: cannot guess an app name from {repo}", i + 1),
+                "check the URL ends with the repository's name",
             ));
         }
         if apps.iter().any(|a| a.name == name) {
-            return Err(format!("{file}: entry {}: {name} is listed twice\n  = fix: keep one entry per app", i + 1));
+            return Err(refuse(format!("{file}: entry {}: {name} is listed twice", i + 1), "keep one entry per app"));
         }
         let token_env = credentials.is_some().then(|| format!("{}_TOKEN", name.to_uppercase()));
         // `https://user:token@…`: keep the user (GitLab needs `oauth2`); `https://token@…` is a

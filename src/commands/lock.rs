@@ -13,42 +13,43 @@ use benchform_manifest::{Code, Diagnostic, LockFile, Manifest, Severity, Validat
 use crate::Status;
 use crate::cli::LockArgs;
 use crate::render::fail;
-use crate::{load, output, render};
+use crate::shell::Shell;
+use crate::{load, render};
 
 /// The lock's file name, next to the manifest.
 pub use benchform_manifest::lock::LOCK_FILE;
 /// How long one remote may take to answer, unless BENCHFORM_GIT_TIMEOUT (seconds) says otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn run(args: &LockArgs) -> Status {
+pub fn run(shell: &Shell, args: &LockArgs) -> Status {
     let loaded = match load::load(args.manifest.file.as_deref()) {
         Ok(l) => l,
-        Err(diagnostics) => return fail(&diagnostics),
+        Err(diagnostics) => return fail(shell, &diagnostics),
     };
     let errors: Vec<Diagnostic> = loaded.validation.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
     let Some(manifest) = loaded.validation.manifest.as_ref().filter(|_| errors.is_empty()) else {
-        output::err_line(&format!(
+        shell.err_line(&format!(
             "{} has errors; fix them first (`benchform validate` lists them all):\n",
             loaded.display
         ));
-        return fail(&errors);
+        return fail(shell, &errors);
     };
     let lock_path = loaded.dir.join(LOCK_FILE);
     let lock_display = display_near(&loaded.display, LOCK_FILE);
     let existing = match read_lock(&lock_path, &lock_display) {
         Ok(l) => l,
-        Err(diagnostics) => return fail(&diagnostics),
+        Err(diagnostics) => return fail(shell, &diagnostics),
     };
     let ctx = Ctx { manifest, validation: &loaded.validation, lock_display: &lock_display };
     if args.check {
-        ctx.check(existing.as_ref(), args.offline)
+        ctx.check(shell, existing.as_ref(), args.offline)
     } else {
         let update = match &args.update {
             None => Update::Needed,
             Some(names) if names.is_empty() => Update::All,
             Some(names) => Update::Names(names.clone()),
         };
-        ctx.write(existing.as_ref(), &update, &lock_path)
+        ctx.write(shell, existing.as_ref(), &update, &lock_path)
     }
 }
 
@@ -63,34 +64,44 @@ impl Ctx<'_> {
         self.validation.locate(Severity::Error, code, &source_path(self.manifest, name, field), message, hint)
     }
 
-    fn write(&self, existing: Option<&LockFile>, update: &Update, lock_path: &Path) -> Status {
+    fn write(&self, shell: &Shell, existing: Option<&LockFile>, update: &Update, lock_path: &Path) -> Status {
         let wanted = match lock::plan_lock(self.manifest, existing, update) {
             Ok(w) => w,
             Err(LockError::UnknownUpdateName { name, suggestion }) => {
                 let hint = suggestion.map(|s| format!("did you mean `{s}`?"));
-                return fail(&[Diagnostic::unplaced(
-                    self.validation.file(),
-                    Severity::Error,
-                    Code::LockOutOfDate,
-                    format!("`--update {name}`: no source of that name (frappe or an app) in the manifest"),
-                    hint,
-                )]);
+                return fail(
+                    shell,
+                    &[Diagnostic::unplaced(
+                        self.validation.file(),
+                        Severity::Error,
+                        Code::LockOutOfDate,
+                        format!("`--update {name}`: no source of that name (frappe or an app) in the manifest"),
+                        hint,
+                    )],
+                );
             }
-            Err(e) => return fail(&[self.unexpected(&e)]),
+            Err(e) => return fail(shell, &[self.unexpected(&e)]),
         };
         let to_resolve: Vec<&Wanted> = wanted.iter().filter(|w| w.keep.is_none()).collect();
         let (resolved, mut problems) = self.resolve(&to_resolve);
         if problems.is_empty() {
             match lock::finish_lock(self.manifest, &wanted, &resolved) {
-                Ok(new_lock) => return self.save(existing, &new_lock, &wanted, lock_path),
+                Ok(new_lock) => return self.save(shell, existing, &new_lock, &wanted, lock_path),
                 Err(errors) => problems.extend(errors.iter().map(|e| self.lock_error(e))),
             }
         }
-        output::err_line(&format!("{} was not written.\n", self.lock_display));
-        fail(&problems)
+        shell.err_line(&format!("{} was not written.\n", self.lock_display));
+        fail(shell, &problems)
     }
 
-    fn save(&self, existing: Option<&LockFile>, new_lock: &LockFile, wanted: &[Wanted], lock_path: &Path) -> Status {
+    fn save(
+        &self,
+        shell: &Shell,
+        existing: Option<&LockFile>,
+        new_lock: &LockFile,
+        wanted: &[Wanted],
+        lock_path: &Path,
+    ) -> Status {
         let mut table = String::new();
         for w in wanted {
             let Some(e) = new_lock.entry(&w.name) else { continue };
@@ -108,37 +119,43 @@ impl Ctx<'_> {
                 short(&e.commit)
             ));
         }
-        output::out(&table);
+        shell.out(&table);
         let text = new_lock.render();
         let unchanged = std::fs::read_to_string(lock_path).is_ok_and(|old| old == text);
         if unchanged {
-            output::line(&format!("{} is up to date ({} entries).", self.lock_display, new_lock.entries.len()));
+            shell.line(&format!("{} is up to date ({} entries).", self.lock_display, new_lock.entries.len()));
             return Status::Success;
         }
         match write_atomic(lock_path, &text) {
             Ok(()) => {
-                output::line(&format!("Wrote {} ({} entries).", self.lock_display, new_lock.entries.len()));
+                shell.line(&format!("Wrote {} ({} entries).", self.lock_display, new_lock.entries.len()));
                 Status::Success
             }
-            Err(e) => fail(&[Diagnostic::unplaced(
-                self.lock_display,
-                Severity::Error,
-                Code::ReadFailed,
-                format!("cannot write {}: {e}", self.lock_display),
-                Some("check that the folder is writable; the old lock was left as it was".to_string()),
-            )]),
+            Err(e) => fail(
+                shell,
+                &[Diagnostic::unplaced(
+                    self.lock_display,
+                    Severity::Error,
+                    Code::ReadFailed,
+                    format!("cannot write {}: {e}", self.lock_display),
+                    Some("check that the folder is writable; the old lock was left as it was".to_string()),
+                )],
+            ),
         }
     }
 
-    fn check(&self, existing: Option<&LockFile>, offline: bool) -> Status {
+    fn check(&self, shell: &Shell, existing: Option<&LockFile>, offline: bool) -> Status {
         let Some(lock_file) = existing else {
-            return fail(&[Diagnostic::unplaced(
-                self.lock_display,
-                Severity::Error,
-                Code::LockMissing,
-                format!("no {} next to the manifest", self.lock_display),
-                Some("run `benchform lock` and commit benchform.lock with the manifest".to_string()),
-            )]);
+            return fail(
+                shell,
+                &[Diagnostic::unplaced(
+                    self.lock_display,
+                    Severity::Error,
+                    Code::LockMissing,
+                    format!("no {} next to the manifest", self.lock_display),
+                    Some("run `benchform lock` and commit benchform.lock with the manifest".to_string()),
+                )],
+            );
         };
         let mismatches = lock::check_agreement(self.manifest, lock_file);
         let mut problems: Vec<Diagnostic> = mismatches.iter().map(|m| self.mismatch(m)).collect();
@@ -165,21 +182,21 @@ impl Ctx<'_> {
             }
         }
         for w in &warnings {
-            output::raw_err(&render::diagnostic_text(w));
-            output::raw_err("\n");
+            shell.err(&render::diagnostic_text(w));
+            shell.err("\n");
         }
         if !problems.is_empty() {
-            return fail(&problems);
+            return fail(shell, &problems);
         }
         if offline {
-            output::line(&format!(
+            shell.line(&format!(
                 "{} agrees with {} ({} entries).",
                 self.lock_display,
                 self.validation.file(),
                 lock_file.entries.len()
             ));
         } else {
-            output::line(&format!(
+            shell.line(&format!(
                 "{} agrees with {} and every locked ref still points at its commit ({checked} remotes checked).",
                 self.lock_display,
                 self.validation.file()

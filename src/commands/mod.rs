@@ -13,29 +13,31 @@ mod validate;
 
 use crate::Status;
 use crate::cli::{Cli, Command};
+use crate::shell::Shell;
 
 pub fn run(cli: Cli) -> Status {
+    let shell = &Shell::std();
     match cli.command {
-        Command::Validate(args) => validate::run(&args),
-        Command::Schema(args) => schema::run(&args),
-        Command::Lock(args) => lock::run(&args),
-        Command::Status(args) => status::run(&args),
-        Command::Plan(args) => plan::run(&args),
-        Command::Show(args) => show::run(&args),
-        Command::Diff(args) => diff::run(&args),
-        Command::Apply(args) => apply::run(&args),
-        Command::History(args) => history::run(&args),
-        Command::Init(args) => init::run(&args),
-        Command::Completions(args) => completions(&args),
-        Command::ForceUnlock(args) => apply::force_unlock(&args),
+        Command::Validate(args) => validate::run(shell, &args),
+        Command::Schema(args) => schema::run(shell, &args),
+        Command::Lock(args) => lock::run(shell, &args),
+        Command::Status(args) => status::run(shell, &args),
+        Command::Plan(args) => plan::run(shell, &args),
+        Command::Show(args) => show::run(shell, &args),
+        Command::Diff(args) => diff::run(shell, &args),
+        Command::Apply(args) => apply::run(shell, &args),
+        Command::History(args) => history::run(shell, &args),
+        Command::Init(args) => init::run(shell, &args),
+        Command::Completions(args) => completions(shell, &args),
+        Command::ForceUnlock(args) => apply::force_unlock(shell, &args),
     }
 }
 
 /// `benchform completions SHELL`: the script on standard output.
-fn completions(args: &crate::cli::CompletionsArgs) -> Status {
+fn completions(shell: &Shell, args: &crate::cli::CompletionsArgs) -> Status {
     use clap::CommandFactory;
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut Cli::command(), "benchform", &mut script);
-    crate::output::out(&String::from_utf8_lossy(&script));
+    shell.out(&String::from_utf8_lossy(&script));
     Status::Success
 }

@@ -9,11 +9,12 @@ use crate::Status;
 use crate::cli::PlanArgs;
 use crate::observe;
 use crate::plan_file::{PlanInputs, document};
+use crate::render;
+use crate::shell::Shell;
 use crate::views::plan::print;
-use crate::{output, render};
 
-pub fn run(args: &PlanArgs) -> Status {
-    let p = match observe::prepare(args.manifest.file.as_deref(), true) {
+pub fn run(shell: &Shell, args: &PlanArgs) -> Status {
+    let p = match observe::prepare(shell, args.manifest.file.as_deref(), true) {
         Ok(p) => p,
         Err(status) => return status,
     };
@@ -21,37 +22,41 @@ pub fn run(args: &PlanArgs) -> Status {
     let refresh = if args.refresh.is_some() || args.out.is_some() { Refresh::Full } else { Refresh::Auto };
     let observed = match crate::runtime().block_on(p.observe(refresh)) {
         Ok((_, o)) => o,
-        Err(e) => return observe::failed(&e),
+        Err(e) => return observe::failed(shell, &e),
     };
     let inputs = PlanInputs { allow_downgrade: args.allow_downgrade, parallelism: args.parallelism };
-    let plan = match plan_for(&p, &observed, inputs) {
+    let plan = match plan_for(shell, &p, &observed, inputs) {
         Ok(plan) => plan,
         Err(problems) => {
-            output::err_line(&format!("\nNo plan: {problems} problem(s) make the deployment unsafe to change."));
+            shell.err_line(&format!("\nNo plan: {problems} problem(s) make the deployment unsafe to change."));
             return Status::Failure;
         }
     };
     if let Some(out) = &args.out {
         let fingerprint = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), &observed);
         if let Err(e) = std::fs::write(out, render::json(&document(&plan, inputs, Some(fingerprint)))) {
-            output::err_line(&format!(
-                "error: cannot write the plan to {}: {e}\n  = fix: pass -o with a path in a folder you can write to",
-                out.display()
-            ));
-            return Status::Failure;
+            return shell.error(
+                &format!("cannot write the plan to {}: {e}", out.display()),
+                "pass -o with a path in a folder you can write to",
+            );
         }
     }
-    print(&plan, inputs, args.format);
+    print(shell, &plan, inputs, args.format);
     if args.detailed_exitcode && !plan.converged() { Status::Changes } else { Status::Success }
 }
 
 /// The planner's plan for what was observed (drift included), made with `inputs`; when a guard
 /// refuses, each problem is printed and their number returned.
-pub fn plan_for(p: &observe::Prepared, observed: &status::Observed, inputs: PlanInputs) -> Result<Plan, usize> {
+pub fn plan_for(
+    shell: &Shell,
+    p: &observe::Prepared,
+    observed: &status::Observed,
+    inputs: PlanInputs,
+) -> Result<Plan, usize> {
     let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, observed).drift;
     plan::plan(&p.desired, observed, &inputs.options(), drift).map_err(|errors| {
         for e in &errors {
-            output::err_line(&format!("error: {e}"));
+            shell.err_line(&format!("error: {e}"));
         }
         errors.len()
     })

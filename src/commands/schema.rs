@@ -2,7 +2,7 @@
 
 use crate::Status;
 use crate::cli::{SchemaArgs, SchemaKind};
-use crate::output;
+use crate::shell::Shell;
 
 /// The schema's text exactly as checked in under `schema/` (pretty JSON, trailing newline).
 pub fn schema_text(kind: SchemaKind) -> String {
@@ -24,6 +24,13 @@ pub fn schema_text(kind: SchemaKind) -> String {
                 .to_value();
             &plan
         }
+        SchemaKind::Diff => {
+            plan = schemars::generate::SchemaSettings::draft2020_12()
+                .into_generator()
+                .into_root_schema_for::<crate::views::diff::DiffDocument<'static>>()
+                .to_value();
+            &plan
+        }
     };
     // Invariant: a serde_json::Value always serialises.
     #[allow(clippy::expect_used)]
@@ -31,7 +38,7 @@ pub fn schema_text(kind: SchemaKind) -> String {
     text + "\n"
 }
 
-pub fn run(args: &SchemaArgs) -> Status {
-    output::out(&schema_text(args.kind));
+pub fn run(shell: &Shell, args: &SchemaArgs) -> Status {
+    shell.out(&schema_text(args.kind));
     Status::Success
 }

@@ -2,18 +2,15 @@
 
 use crate::Status;
 use crate::cli::ShowArgs;
-use crate::output;
+use crate::shell::Shell;
 use crate::{plan_file, views};
 
-pub fn run(args: &ShowArgs) -> Status {
+pub fn run(shell: &Shell, args: &ShowArgs) -> Status {
     match plan_file::read_saved_plan(&args.file) {
         Ok(doc) => {
-            views::plan::print(&doc.plan(), doc.inputs, args.format);
+            views::plan::print(shell, &doc.plan(), doc.inputs, args.format);
             Status::Success
         }
-        Err(e) => {
-            output::err_line(&format!("error: {e}\n  = fix: {}", e.fix()));
-            Status::Failure
-        }
+        Err(e) => shell.error(&e.to_string(), e.fix()),
     }
 }

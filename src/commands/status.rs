@@ -1,98 +1,28 @@
 //! `benchform status`: the observed world next to the desired one.
 
 use benchform_bench::Refresh;
-use benchform_core::status::{self, Report, TagObservation};
+use benchform_core::status;
 
 use crate::Status;
 use crate::cli::{Format, StatusArgs};
 use crate::observe;
-use crate::{output, render};
+use crate::render;
+use crate::shell::Shell;
 
-pub fn run(args: &StatusArgs) -> Status {
-    let p = match observe::prepare(args.manifest.file.as_deref(), false) {
+pub fn run(shell: &Shell, args: &StatusArgs) -> Status {
+    let p = match observe::prepare(shell, args.manifest.file.as_deref(), false) {
         Ok(p) => p,
         Err(status) => return status,
     };
     let refresh = if args.refresh_full() { Refresh::Full } else { Refresh::Cheap };
     let observed = match crate::runtime().block_on(p.observe(refresh)) {
         Ok((_, o)) => o,
-        Err(e) => return observe::failed(&e),
+        Err(e) => return observe::failed(shell, &e),
     };
     let report = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed);
     match args.format {
-        Format::Json => output::out(&render::json(&report)),
-        Format::Text => output::out(&text(&report)),
+        Format::Json => shell.out(&render::json(&report)),
+        Format::Text => shell.out(&crate::views::status::text(&report)),
     }
     Status::Success
-}
-
-fn yes(b: bool, y: &str, n: &str) -> String {
-    if b { y.to_string() } else { n.to_string() }
-}
-
-/// The report for people.
-pub fn text(r: &Report) -> String {
-    let mut out = format!("Project {} (compose {})\n\n", r.project, r.compose);
-    out.push_str(&format!(
-        "Lock     {}\n",
-        if r.lock.fresh { "benchform.lock agrees with the manifest".to_string() } else { r.lock.problems.join("; ") }
-    ));
-    let registry = match &r.image.registry {
-        TagObservation::Present { digest } => format!("in the registry ({digest})"),
-        TagObservation::Absent => "not in the registry".to_string(),
-    };
-    let engine = match &r.image.engine {
-        Some(id) => format!("in the engine ({})", id.get(..19).unwrap_or(id)),
-        None => "not in the engine".to_string(),
-    };
-    out.push_str(&format!("Image    {}:{}\n         {registry}; {engine}\n", r.image.repository, r.image.tag));
-    out.push_str("\nServices\n");
-    if r.services.is_empty() {
-        out.push_str("  (no containers: the project is not deployed)\n");
-    }
-    for s in &r.services {
-        let verdict = match &s.desired_image {
-            None => "".to_string(),
-            Some(_) => yes(s.up_to_date, "  = desired", "  ≠ desired"),
-        };
-        out.push_str(&format!("  {:<16} {:<9} {}{verdict}\n", s.service, s.state, s.image));
-    }
-    out.push_str("\nSites");
-    if !r.sites_observed {
-        out.push_str(" (not observed: no running backend container)\n");
-    } else {
-        out.push_str(&format!(" (apps from {})\n", r.apps_source));
-    }
-    for s in &r.sites {
-        if !s.exists {
-            out.push_str(&format!("  {:<28} {}\n", s.name, yes(r.sites_observed, "does not exist", "unknown")));
-            continue;
-        }
-        let mut notes = Vec::new();
-        if !s.missing_apps.is_empty() {
-            notes.push(format!("missing {}", s.missing_apps.join(", ")));
-        }
-        if !s.extra_apps.is_empty() {
-            notes.push(format!("extra {}", s.extra_apps.join(", ")));
-        }
-        notes.push(match (&s.recorded_fingerprint, s.fingerprint_matches) {
-            (_, true) => "migrated to the desired code".to_string(),
-            (Some(_), false) => "migrated to other code: needs migrate".to_string(),
-            (None, false) => "never migrated by benchform".to_string(),
-        });
-        if s.maintenance_mode {
-            notes.push("in maintenance mode".to_string());
-        }
-        if s.scheduler_paused {
-            notes.push("scheduler paused".to_string());
-        }
-        out.push_str(&format!("  {:<28} apps {}; {}\n", s.name, s.installed.join(", "), notes.join("; ")));
-    }
-    if !r.drift.is_empty() {
-        out.push_str("\nChanges outside benchform\n");
-        for d in &r.drift {
-            out.push_str(&format!("  ! {}\n", d.detail));
-        }
-    }
-    out
 }

@@ -2,9 +2,10 @@
 
 use crate::Status;
 use crate::cli::{Format, ValidateArgs};
-use crate::{load, output, render};
+use crate::shell::Shell;
+use crate::{load, render};
 
-pub fn run(args: &ValidateArgs) -> Status {
+pub fn run(shell: &Shell, args: &ValidateArgs) -> Status {
     let (file, diagnostics) = match load::load(args.manifest.file.as_deref()) {
         Ok(loaded) => (loaded.display, loaded.validation.diagnostics),
         Err(diagnostics) => {
@@ -13,8 +14,8 @@ pub fn run(args: &ValidateArgs) -> Status {
         }
     };
     match args.format {
-        Format::Json => output::out(&render::validation_json(&diagnostics)),
-        Format::Text => output::out(&render::diagnostics_text(&file, &diagnostics)),
+        Format::Json => shell.out(&render::validation_json(&diagnostics)),
+        Format::Text => shell.out(&render::diagnostics_text(&file, &diagnostics)),
     }
     if diagnostics.iter().any(|d| d.is_error()) { Status::Failure } else { Status::Success }
 }

@@ -8,14 +8,15 @@ use benchform_core::plan::{Plan, Step};
 use crate::cli::PlanFormat;
 use crate::output;
 use crate::plan_file::{PlanInputs, document};
+use crate::shell::Shell;
 
 /// Print a plan in the chosen format.
-pub fn print(plan: &Plan, inputs: PlanInputs, format: PlanFormat) {
+pub fn print(shell: &Shell, plan: &Plan, inputs: PlanInputs, format: PlanFormat) {
     match format {
-        PlanFormat::Json => output::out(&crate::render::json(&document(plan, inputs, None))),
-        PlanFormat::Markdown => output::out(&markdown(plan)),
+        PlanFormat::Json => shell.out(&crate::render::json(&document(plan, inputs, None))),
+        PlanFormat::Markdown => shell.out(&markdown(plan)),
         // `text` escapes every value it shows; its only escapes are its colours.
-        PlanFormat::Text => output::out_styled(&text(plan, colour())),
+        PlanFormat::Text => shell.out_styled(&text(plan, colour())),
     }
 }
 

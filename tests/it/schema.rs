@@ -16,6 +16,7 @@ fn checked_in_schemas_are_fresh() {
         ("lock", "benchform.lock.schema.json"),
         ("plan", "plan.schema.json"),
         ("apply-events", "apply-events.schema.json"),
+        ("diff", "diff.schema.json"),
     ] {
         let run = benchform(&["schema", kind]);
         assert_eq!(run.code, 0);

@@ -16,6 +16,7 @@ use crate::history;
 use crate::observe;
 use crate::output;
 use crate::plan_file::PlanInputs;
+use crate::shell::Shell;
 use crate::views::apply::ApplyView;
 use benchform_docker::lock::LockInfo;
 
@@ -33,19 +34,20 @@ fn heartbeat_every() -> Duration {
     Duration::from_secs(secs.unwrap_or(30))
 }
 
-pub fn run(args: &ApplyArgs) -> Status {
+pub fn run(shell: &Shell, args: &ApplyArgs) -> Status {
     if let Some(file) = &args.plan_file
         && (args.allow_downgrade || args.parallelism.is_some())
     {
-        output::err_line(&format!(
-            "error: --allow-downgrade and --parallelism change the plan, so {} keeps the ones it was made with\n  \
-             = fix: apply the file without them, or make the plan again with them: `benchform plan -o FILE \
+        return shell.error(
+            &format!(
+                "--allow-downgrade and --parallelism change the plan, so {} keeps the ones it was made with",
+                file.display()
+            ),
+            "apply the file without them, or make the plan again with them: `benchform plan -o FILE \
              [--parallelism N] [--allow-downgrade]`",
-            output::escape(&file.display().to_string())
-        ));
-        return Status::Failure;
+        );
     }
-    let p = match observe::prepare(args.manifest.file.as_deref(), true) {
+    let p = match observe::prepare(shell, args.manifest.file.as_deref(), true) {
         Ok(p) => p,
         Err(status) => return status,
     };
@@ -53,7 +55,7 @@ pub fn run(args: &ApplyArgs) -> Status {
     // The engine and compose, connected once for the whole command.
     let session = match rt.block_on(observe::Session::open(&p.manifest, &p.paths)) {
         Ok(s) => s,
-        Err(e) => return observe::failed(&e),
+        Err(e) => return observe::failed(shell, &e),
     };
     let mine = LockInfo {
         id: lock_id(),
@@ -68,16 +70,17 @@ pub fn run(args: &ApplyArgs) -> Status {
     };
     let engine = &session.engine;
     let project = p.manifest.project.clone();
-    if let Err(status) = rt.block_on(take_lock(engine, &project, &mine, Duration::from_secs(args.lock_timeout))) {
+    if let Err(status) = rt.block_on(take_lock(shell, engine, &project, &mine, Duration::from_secs(args.lock_timeout)))
+    {
         return status;
     }
-    let interrupt = watch_signals(&rt, engine.clone(), project.clone(), mine.id.clone());
-    let status = rt.block_on(locked(args, &p, session.clone(), &mine, interrupt));
+    let interrupt = watch_signals(shell, &rt, engine.clone(), project.clone(), mine.id.clone());
+    let status = rt.block_on(locked(shell, args, &p, session.clone(), &mine, interrupt));
     if let Err(e) = rt.block_on(engine.unlock(&project, &mine.id)) {
-        output::err_line(&format!(
-            "warning: could not release the apply lock: {e}\n  = fix: `benchform force-unlock {}`",
-            mine.id
-        ));
+        shell.warn(
+            &format!("could not release the apply lock: {e}"),
+            Some(&format!("`benchform force-unlock {}`", mine.id)),
+        );
     }
     status
 }
@@ -86,6 +89,7 @@ pub fn run(args: &ApplyArgs) -> Status {
 /// ends; once steps run, the run ends in order (no new step, no waiting for running ones, no
 /// restore under a command that may still run, then the summary, the history and the lock).
 fn watch_signals(
+    shell: &Shell,
     rt: &tokio::runtime::Runtime,
     engine: benchform_docker::Engine,
     project: String,
@@ -93,6 +97,7 @@ fn watch_signals(
 ) -> std::sync::Arc<apply::Interrupt> {
     let interrupt: std::sync::Arc<apply::Interrupt> = Default::default();
     let watcher = interrupt.clone();
+    let shell = shell.clone();
     rt.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
@@ -101,17 +106,17 @@ fn watch_signals(
         let name = tokio::select! { _ = int.recv() => "SIGINT", _ = term.recv() => "SIGTERM" };
         if !watcher.started() {
             let _ = engine.unlock(&project, &lock_id).await;
-            output::err_line(&format!("\n{name}: stopped before any step; nothing was changed, the lock is released"));
+            shell.err_line(&format!("\n{name}: stopped before any step; nothing was changed, the lock is released"));
             // An exit outside main: nothing has started that could be left half-done.
             #[allow(clippy::exit)]
             std::process::exit(130);
         }
         watcher.raise(name);
-        output::err_line(&format!(
+        shell.err_line(&format!(
             "\n{name}: stopping: no new step starts; the summary and history follow (a second signal stops at once)"
         ));
         tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
-        output::err_line(
+        shell.err_line(
             "second signal: stopping at once; the apply lock stays until the next apply on this machine releases it",
         );
         // The user asked twice, and nothing else may run.
@@ -123,27 +128,28 @@ fn watch_signals(
 
 /// Everything an apply does while it holds the project's lock.
 async fn locked(
+    shell: &Shell,
     args: &ApplyArgs,
     p: &observe::Prepared,
     session: observe::Session,
     mine: &LockInfo,
     interrupt: std::sync::Arc<apply::Interrupt>,
 ) -> Status {
-    let mut view = ApplyView::new(args.format == Format::Json);
+    let mut view = ApplyView::new(shell, args.format == Format::Json);
     // Apply reads every site authoritatively: a hand change hidden by list-apps must not slip by.
     let observed = match observe::observe(&session, &p.manifest, &p.desired, Refresh::Full).await {
         Ok(o) => o,
-        Err(e) => return observe::failed(&e),
+        Err(e) => return observe::failed(shell, &e),
     };
     let (plan, inputs) = match &args.plan_file {
-        Some(file) => match saved(file, p, &observed) {
+        Some(file) => match saved(shell, file, p, &observed) {
             Ok(fresh) => fresh,
             Err(status) => return status,
         },
         None => {
             let inputs =
                 PlanInputs { allow_downgrade: args.allow_downgrade, parallelism: args.parallelism.unwrap_or(1) };
-            match crate::commands::plan::plan_for(p, &observed, inputs) {
+            match crate::commands::plan::plan_for(shell, p, &observed, inputs) {
                 Ok(plan) => (plan, inputs),
                 Err(_) => return Status::Failure,
             }
@@ -158,7 +164,7 @@ async fn locked(
         return Status::Failure;
     }
     view.plan(&plan, inputs, args.plan_file.is_some());
-    if args.plan_file.is_none() && !args.auto_approve && !confirm() {
+    if args.plan_file.is_none() && !args.auto_approve && !confirm(shell) {
         return Status::Failure;
     }
     let options = apply::Options {
@@ -172,11 +178,8 @@ async fn locked(
     applier.interrupt = interrupt;
     output::redact_in_logs(applier.masker().clone());
     if let Err(e) = applier.preflight(&plan).await {
-        output::err_line(&format!(
-            "error: {}\n  = fix: {}\nNothing was changed.",
-            applier.redact(&e.detail),
-            applier.redact(&e.fix)
-        ));
+        shell.error(&applier.redact(&e.detail), &applier.redact(&e.fix));
+        shell.err_line("Nothing was changed.");
         return Status::Failure;
     }
     let started = apply::now_utc();
@@ -259,40 +262,39 @@ async fn heartbeat(
 /// lock, the observed world and the inputs saved with it. What runs is the planner's own plan,
 /// so no value of the file reaches a command.
 fn saved(
+    shell: &Shell,
     file: &std::path::Path,
     p: &observe::Prepared,
     observed: &status::Observed,
 ) -> Result<(Plan, PlanInputs), Status> {
     let shown = output::escape(&file.display().to_string());
-    let doc = crate::plan_file::read_saved_plan(file).map_err(|e| {
-        output::err_line(&format!("error: {e}\n  = fix: {}", e.fix()));
-        Status::Failure
-    })?;
+    let doc = crate::plan_file::read_saved_plan(file).map_err(|e| shell.error(&e.to_string(), e.fix()))?;
     let Some(then) = &doc.fingerprint else {
-        output::err_line(&format!(
-            "error: {shown} has no world fingerprint (it was not saved with `plan -o`)\n  = fix: save it with `benchform plan -o FILE`"
+        return Err(shell.error(
+            &format!("{shown} has no world fingerprint (it was not saved with `plan -o`)"),
+            "save it with `benchform plan -o FILE`",
         ));
-        return Err(Status::Failure);
     };
     if doc.project != p.manifest.project {
-        output::err_line(&format!(
-            "error: {shown} is a plan for project {}, but the manifest's project is {}\n  = fix: apply it with the \
-             manifest it was made from (-f FILE), or make a plan for this one",
-            doc.project, p.manifest.project
+        return Err(shell.error(
+            &format!(
+                "{shown} is a plan for project {}, but the manifest's project is {}",
+                doc.project, p.manifest.project
+            ),
+            "apply it with the manifest it was made from (-f FILE), or make a plan for this one",
         ));
-        return Err(Status::Failure);
     }
     let now = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), observed);
     let changes = then.changes(&now);
     if !changes.is_empty() {
-        output::err_line(&format!("error: the saved plan {shown} is stale; since it was made:"));
+        shell.err_line(&format!("error: the saved plan {shown} is stale; since it was made:"));
         for c in &changes {
-            output::err_line(&format!("  - {c}"));
+            shell.err_line(&format!("  - {c}"));
         }
-        output::err_line("  = fix: run `benchform plan -o FILE` again, review it, and apply that");
+        shell.err_line("  = fix: run `benchform plan -o FILE` again, review it, and apply that");
         return Err(Status::Failure);
     }
-    let fresh = crate::commands::plan::plan_for(p, observed, doc.inputs).map_err(|_| Status::Failure)?;
+    let fresh = crate::commands::plan::plan_for(shell, p, observed, doc.inputs).map_err(|_| Status::Failure)?;
     let image = format!("{}:{}", doc.image.repository, doc.image.tag);
     let difference = if image != p.desired.reference() {
         Some(format!("it deploys {image}, the manifest and lock ask for {}", p.desired.reference()))
@@ -300,32 +302,31 @@ fn saved(
         plan::first_difference(&doc.steps, &fresh.steps)
     };
     if let Some(d) = difference {
-        output::err_line(&format!(
-            "error: {shown} is not the plan benchform makes for this world: {}\n  = fix: make the plan again with \
-             `benchform plan -o FILE`, review it, and apply that file unchanged",
-            output::escape(&d)
+        return Err(shell.error(
+            &format!("{shown} is not the plan benchform makes for this world: {d}"),
+            "make the plan again with `benchform plan -o FILE`, review it, and apply that file unchanged",
         ));
-        return Err(Status::Failure);
     }
     Ok((fresh, doc.inputs))
 }
 
 /// Ask on the terminal; without one, refuse (CI must say --auto-approve or apply a saved plan).
-fn confirm() -> bool {
+fn confirm(shell: &Shell) -> bool {
     if !std::io::stdin().is_terminal() {
-        output::err_line(
-            "error: no terminal to confirm on\n  = fix: pass --auto-approve, or apply a reviewed plan saved with `benchform plan -o FILE`",
+        shell.error(
+            "no terminal to confirm on",
+            "pass --auto-approve, or apply a reviewed plan saved with `benchform plan -o FILE`",
         );
         return false;
     }
     // On standard error, so that standard output stays the plan (or JSON events) alone.
-    output::raw_err("\nApply these steps? Only `yes` is accepted: ");
+    shell.err("\nApply these steps? Only `yes` is accepted: ");
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
     if answer.trim() == "yes" {
         true
     } else {
-        output::err_line("Apply cancelled.");
+        shell.err_line("Apply cancelled.");
         false
     }
 }

@@ -5,8 +5,8 @@ use benchform_core::plan::StepKind;
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::output;
 use crate::plan_file::PlanDocument;
+use crate::shell::Shell;
 
 /// The events' format version, carried by every event.
 pub const FORMAT_VERSION: u32 = 1;
@@ -90,11 +90,11 @@ pub struct Summary {
 }
 
 /// Write one event as a line on standard output.
-pub fn emit(body: Body) {
+pub fn emit(shell: &Shell, body: Body) {
     let event = Event { format_version: FORMAT_VERSION, body };
     match serde_json::to_string(&event) {
-        Ok(line) => output::line(&line),
+        Ok(line) => shell.line(&line),
         // A derived Serialize of strings, numbers and lists cannot fail; say so if it ever does.
-        Err(e) => output::err_line(&format!("error: cannot write a JSON event: {e}")),
+        Err(e) => shell.err_line(&format!("error: cannot write a JSON event: {e}")),
     }
 }

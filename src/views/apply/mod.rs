@@ -11,6 +11,7 @@ use crate::apply::{Outcome, SiteRecovery, StepError, Summary};
 use crate::cli::PlanFormat;
 use crate::output;
 use crate::plan_file::{PlanInputs, document};
+use crate::shell::Shell;
 
 pub mod events;
 
@@ -19,9 +20,15 @@ use events::{Body, StepStatus};
 /// What to run next after a run that did not succeed.
 pub const NEXT: &str = "fix the cause and run `benchform apply` again; done steps are not repeated.";
 
-/// The chosen view of one apply.
+/// The chosen view of one apply, speaking through its shell.
 #[derive(Debug)]
-pub enum ApplyView {
+pub struct ApplyView {
+    shell: Shell,
+    mode: Mode,
+}
+
+#[derive(Debug)]
+enum Mode {
     /// Lines for people; the spinner only on a terminal without `-v`.
     Text { spinner: Option<output::Spinner> },
     /// `--format json`: events on standard output.
@@ -29,109 +36,120 @@ pub enum ApplyView {
 }
 
 impl ApplyView {
-    pub fn new(json: bool) -> ApplyView {
-        if json { ApplyView::Json } else { ApplyView::Text { spinner: None } }
+    pub fn new(shell: &Shell, json: bool) -> ApplyView {
+        let mode = if json { Mode::Json } else { Mode::Text { spinner: None } };
+        ApplyView { shell: shell.clone(), mode }
     }
 
     /// Whether long steps need a heartbeat: a spinner shows their elapsed time already.
     pub fn needs_heartbeat(&self) -> bool {
-        !matches!(self, ApplyView::Text { spinner: Some(_) })
+        !matches!(self.mode, Mode::Text { spinner: Some(_) })
     }
 
     /// The plan converged: nothing to do.
     pub fn no_changes(&self) {
-        match self {
-            ApplyView::Json => {
-                events::emit(Body::Summary(events::Summary { outcome: "no_changes".into(), ..Default::default() }))
-            }
-            ApplyView::Text { .. } => output::line("No changes. The deployment matches benchform.yaml."),
+        match &self.mode {
+            Mode::Json => events::emit(
+                &self.shell,
+                Body::Summary(events::Summary { outcome: "no_changes".into(), ..Default::default() }),
+            ),
+            Mode::Text { .. } => self.shell.line("No changes. The deployment matches benchform.yaml."),
         }
     }
 
     /// No step can run, but sites are blocked: the run fails.
     pub fn only_blocked(&self, plan: &Plan) {
         self.blocked(plan);
-        if let ApplyView::Json = self {
+        if let Mode::Json = self.mode {
             let blocked = plan.blocked.iter().map(|b| b.site.clone()).collect();
-            events::emit(Body::Summary(events::Summary { outcome: "failure".into(), blocked, ..Default::default() }));
+            events::emit(
+                &self.shell,
+                Body::Summary(events::Summary { outcome: "failure".into(), blocked, ..Default::default() }),
+            );
         }
     }
 
     /// The plan about to run. A saved plan was reviewed already: text shows it only as JSON.
     pub fn plan(&self, plan: &Plan, inputs: PlanInputs, saved: bool) {
-        match self {
-            ApplyView::Json => events::emit(Body::Plan { plan: Box::new(document(plan, inputs, None)) }),
-            ApplyView::Text { .. } if !saved => super::plan::print(plan, inputs, PlanFormat::Text),
-            ApplyView::Text { .. } => {}
+        match &self.mode {
+            Mode::Json => events::emit(&self.shell, Body::Plan { plan: Box::new(document(plan, inputs, None)) }),
+            Mode::Text { .. } if !saved => super::plan::print(&self.shell, plan, inputs, PlanFormat::Text),
+            Mode::Text { .. } => {}
         }
     }
 
     /// The steps begin: from here on a terminal shows a spinner.
     pub fn steps_begin(&mut self) {
-        if let ApplyView::Text { spinner } = self {
+        if let Mode::Text { spinner } = &mut self.mode {
             *spinner = output::Spinner::new();
         }
     }
 
     /// The steps are over: the spinner goes.
     pub fn steps_end(&mut self) {
-        if let ApplyView::Text { spinner } = self {
+        if let Mode::Text { spinner } = &mut self.mode {
             *spinner = None;
         }
     }
 
     pub fn step_started(&self, step: &Step) {
-        match self {
-            ApplyView::Json => events::emit(Body::StepStarted {
-                id: step.id.clone(),
-                kind: step.kind,
-                site: step.site.clone(),
-                app: step.app.clone(),
-            }),
-            ApplyView::Text { spinner } => {
+        match &self.mode {
+            Mode::Json => events::emit(
+                &self.shell,
+                Body::StepStarted {
+                    id: step.id.clone(),
+                    kind: step.kind,
+                    site: step.site.clone(),
+                    app: step.app.clone(),
+                },
+            ),
+            Mode::Text { spinner } => {
                 if let Some(s) = spinner {
                     s.start(&label(step));
                 }
-                output::line(format!("→ {}", label(step)).trim_end());
+                self.shell.line(format!("→ {}", label(step)).trim_end());
             }
         }
     }
 
     /// A step ended; everything it says is masked with `masker`.
     pub fn step_finished(&self, step: &Step, result: &Result<Outcome, StepError>, elapsed: Duration, masker: &Masker) {
-        match self {
-            ApplyView::Json => {
+        match &self.mode {
+            Mode::Json => {
                 let (status, detail, fix) = match result {
                     Ok(Outcome::Done(what)) => (StepStatus::Done, masker.mask(what), None),
                     Ok(Outcome::AlreadyDone(what)) => (StepStatus::AlreadyDone, masker.mask(what), None),
                     Err(e) => (StepStatus::Failed, masker.mask(&e.detail), Some(masker.mask(&e.fix))),
                 };
-                events::emit(Body::StepFinished {
-                    id: step.id.clone(),
-                    kind: step.kind,
-                    site: step.site.clone(),
-                    app: step.app.clone(),
-                    status,
-                    detail,
-                    fix,
-                    elapsed_ms: millis(elapsed),
-                });
+                events::emit(
+                    &self.shell,
+                    Body::StepFinished {
+                        id: step.id.clone(),
+                        kind: step.kind,
+                        site: step.site.clone(),
+                        app: step.app.clone(),
+                        status,
+                        detail,
+                        fix,
+                        elapsed_ms: millis(elapsed),
+                    },
+                );
             }
-            ApplyView::Text { spinner } => {
+            Mode::Text { spinner } => {
                 if let Some(s) = spinner {
                     s.finish(&label(step));
                 }
                 match result {
-                    Ok(Outcome::Done(what)) => output::line(&format!(
+                    Ok(Outcome::Done(what)) => self.shell.line(&format!(
                         "  done {} in {:.1}s: {}",
                         step.id,
                         elapsed.as_secs_f64(),
                         masker.mask(what)
                     )),
                     Ok(Outcome::AlreadyDone(what)) => {
-                        output::line(&format!("  already done {}: {}", step.id, masker.mask(what)))
+                        self.shell.line(&format!("  already done {}: {}", step.id, masker.mask(what)))
                     }
-                    Err(e) => output::err_line(&format!(
+                    Err(e) => self.shell.err_line(&format!(
                         "  FAILED {} after {:.1}s: {}\n  = fix: {}",
                         step.id,
                         elapsed.as_secs_f64(),
@@ -145,57 +163,62 @@ impl ApplyView {
 
     /// A step still runs after `elapsed` (the heartbeat).
     pub fn progress(&self, step: &Step, elapsed: Duration) {
-        match self {
-            ApplyView::Json => events::emit(Body::Progress {
-                id: step.id.clone(),
-                kind: step.kind,
-                site: step.site.clone(),
-                app: step.app.clone(),
-                elapsed_ms: millis(elapsed),
-            }),
-            ApplyView::Text { .. } => output::line(&format!("  … {} still running ({}s)", step.id, elapsed.as_secs())),
+        match &self.mode {
+            Mode::Json => events::emit(
+                &self.shell,
+                Body::Progress {
+                    id: step.id.clone(),
+                    kind: step.kind,
+                    site: step.site.clone(),
+                    app: step.app.clone(),
+                    elapsed_ms: millis(elapsed),
+                },
+            ),
+            Mode::Text { .. } => self.shell.line(&format!("  … {} still running ({}s)", step.id, elapsed.as_secs())),
         }
     }
 
     /// Something worth knowing that did not fail the run (already masked).
     pub fn warning(&self, message: &str) {
-        match self {
-            ApplyView::Json => events::emit(Body::Warning { message: message.to_string() }),
-            ApplyView::Text { .. } => output::err_line(&format!("warning: {message}")),
+        match &self.mode {
+            Mode::Json => events::emit(&self.shell, Body::Warning { message: message.to_string() }),
+            Mode::Text { .. } => self.shell.warn(message, None),
         }
     }
 
     /// The sites the plan could not touch.
     pub fn blocked(&self, plan: &Plan) {
-        match self {
-            ApplyView::Json => {
+        match &self.mode {
+            Mode::Json => {
                 for b in &plan.blocked {
-                    events::emit(Body::Blocked { site: b.site.clone(), detail: b.detail.clone(), fix: b.fix.clone() });
+                    events::emit(
+                        &self.shell,
+                        Body::Blocked { site: b.site.clone(), detail: b.detail.clone(), fix: b.fix.clone() },
+                    );
                 }
             }
-            ApplyView::Text { .. } if !plan.blocked.is_empty() => {
-                output::err_line(super::plan::blocked_lines(plan).trim_start_matches('\n').trim_end())
+            Mode::Text { .. } if !plan.blocked.is_empty() => {
+                self.shell.err_line(super::plan::blocked_lines(plan).trim_start_matches('\n').trim_end())
             }
-            ApplyView::Text { .. } => {}
+            Mode::Text { .. } => {}
         }
     }
 
     /// How the run ended: the recoveries, blocked sites and the summary.
     pub fn end(&self, plan: &Plan, summary: &Summary, recoveries: &[SiteRecovery]) {
-        match self {
-            ApplyView::Json => {
+        match &self.mode {
+            Mode::Json => {
                 for r in recoveries {
-                    events::emit(Body::Recovery {
-                        site: r.site.clone(),
-                        outcome: r.kind.to_string(),
-                        detail: r.detail.clone(),
-                    });
+                    events::emit(
+                        &self.shell,
+                        Body::Recovery { site: r.site.clone(), outcome: r.kind.to_string(), detail: r.detail.clone() },
+                    );
                 }
                 self.blocked(plan);
-                events::emit(Body::Summary(summary_event(summary, recoveries)));
+                events::emit(&self.shell, Body::Summary(summary_event(summary, recoveries)));
             }
-            ApplyView::Text { .. } => {
-                summary_text(plan, summary, recoveries);
+            Mode::Text { .. } => {
+                summary_text(&self.shell, plan, summary, recoveries);
                 self.blocked(plan);
             }
         }
@@ -233,11 +256,11 @@ fn summary_event(s: &Summary, recoveries: &[SiteRecovery]) -> events::Summary {
     }
 }
 
-fn summary_text(plan: &Plan, s: &Summary, recoveries: &[SiteRecovery]) {
+fn summary_text(shell: &Shell, plan: &Plan, s: &Summary, recoveries: &[SiteRecovery]) {
     if s.failed.is_empty() && s.interrupted.is_none() {
         match s.blocked.len() {
-            0 => output::line(&format!("\nApply complete: {} step(s).", plan.steps.len())),
-            n => output::line(&format!(
+            0 => shell.line(&format!("\nApply complete: {} step(s).", plan.steps.len())),
+            n => shell.line(&format!(
                 "\nApply done: {} step(s); {n} site(s) blocked, not touched (below): the deployment does not \
                  match benchform.yaml yet.",
                 plan.steps.len()
@@ -246,9 +269,9 @@ fn summary_text(plan: &Plan, s: &Summary, recoveries: &[SiteRecovery]) {
         return;
     }
     for r in recoveries {
-        output::err_line(&format!("  {}", r.detail));
+        shell.err_line(&format!("  {}", r.detail));
     }
-    output::err_line(&format!(
+    shell.err_line(&format!(
         "\nApply {}: {} of {} step(s) failed ({}); {} done, {} not started.",
         match s.interrupted {
             Some(signal) => format!("interrupted by {signal}"),
@@ -261,10 +284,10 @@ fn summary_text(plan: &Plan, s: &Summary, recoveries: &[SiteRecovery]) {
         s.not_started.len()
     ));
     if !s.not_started.is_empty() {
-        output::err_line(&format!("Not started: {}.", s.not_started.join(", ")));
+        shell.err_line(&format!("Not started: {}.", s.not_started.join(", ")));
     }
     if !s.in_maintenance.is_empty() {
-        output::err_line(&format!("Sites left in maintenance mode: {}.", s.in_maintenance.join(", ")));
+        shell.err_line(&format!("Sites left in maintenance mode: {}.", s.in_maintenance.join(", ")));
     }
-    output::err_line(&format!("Next: {NEXT}"));
+    shell.err_line(&format!("Next: {NEXT}"));
 }
