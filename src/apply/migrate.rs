@@ -38,8 +38,7 @@ impl Applier<'_> {
         }
         // From the first migrate on, a failed health gate must not take the image back.
         self.migrated.store(true, std::sync::atomic::Ordering::SeqCst);
-        let argv = ["bench", "--site", site, "migrate"];
-        let migrate = self.run_bench(&argv, None);
+        let migrate = self.run_bench(BenchCommand::Migrate { site }, None);
         let result = match self.options.migrate_timeout {
             None => migrate.await,
             Some(limit) => match tokio::time::timeout(limit, migrate).await {
@@ -65,7 +64,7 @@ impl Applier<'_> {
         if let Err(mut e) = result {
             // Frappe's per-site lock: a migrate is already running (an interrupted apply's bench
             // can outlive it). This one changed nothing.
-            if e.detail.contains("LockTimeoutError") && e.detail.contains("bench_migrate") {
+            if e.cause == Some(Failure::MigrateLocked) {
                 e.touched = false;
                 e.fix = format!("another migrate of {site} is still running; wait for it to end, then run apply again");
             }
@@ -83,27 +82,17 @@ impl Applier<'_> {
             digest,
             &now_utc(),
         );
-        self.run_bench(
-            &[
-                "bench",
-                "--site",
-                site,
-                "set-config",
-                "-p",
-                benchform_core::record::RECORD_KEY,
-                &record.to_python_literal(),
-            ],
-            None,
-        )
-        .await
-        .map_err(|e| StepError {
-            // The migrate itself succeeded: nothing to restore.
-            touched: false,
-            ..err(
-                format!("{site} migrated, but recording it failed: {}", e.detail),
-                "run apply again: it migrates again (nothing left to do for Frappe) and records the site",
-            )
-        })?;
+        let value = record.to_python_literal();
+        self.run_bench(BenchCommand::SetConfig { site, key: benchform_core::record::RECORD_KEY, value: &value }, None)
+            .await
+            .map_err(|e| StepError {
+                // The migrate itself succeeded: nothing to restore.
+                touched: false,
+                ..err(
+                    format!("{site} migrated, but recording it failed: {}", e.detail),
+                    "run apply again: it migrates again (nothing left to do for Frappe) and records the site",
+                )
+            })?;
         let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
         Ok(Outcome::Done(format!("{site} migrated and recorded")))
     }
@@ -115,9 +104,9 @@ impl Applier<'_> {
         for (site, was_paused) in sites.iter().cloned() {
             let released = async {
                 if !was_paused {
-                    self.run_bench(&["bench", "--site", &site, "scheduler", "resume"], None).await?;
+                    self.run_bench(BenchCommand::Scheduler { site: &site, action: Scheduler::Resume }, None).await?;
                 }
-                self.run_bench(&["bench", "--site", &site, "set-maintenance-mode", "off"], None).await
+                self.run_bench(BenchCommand::MaintenanceMode { site: &site, on: false }, None).await
             };
             out.push(match released.await {
                 Ok(_) => Ok(site),
@@ -168,7 +157,6 @@ impl Applier<'_> {
         let db = first(run(find("*-database.sql.gz")).await?).ok_or_else(|| {
             err(format!("the backup in {dir} has no database dump"), "restore by hand from backups.dir")
         })?;
-        let mut argv = vec!["bench", "--site", site, "restore", db.as_str()];
         let public = first(
             run(find("*-files.t*"))
                 .await?
@@ -178,17 +166,16 @@ impl Applier<'_> {
                 .join("\n"),
         );
         let private = first(run(find("*-private-files.t*")).await?);
-        if let Some(f) = &public {
-            argv.extend(["--with-public-files", f.as_str()]);
-        }
-        if let Some(f) = &private {
-            argv.extend(["--with-private-files", f.as_str()]);
-        }
-        argv.push("--force");
+        let restore = BenchCommand::Restore {
+            site,
+            database: &db,
+            public_files: public.as_deref(),
+            private_files: private.as_deref(),
+        };
         // restore may ask for the database root password: answer on stdin, never in argv.
         let root = env_secret(self.p.manifest.deploy.db_root_password_env.as_deref()).unwrap_or_default();
         let answer = format!("{root}\n");
-        self.run_bench(&argv, Some(answer.as_bytes())).await?;
+        self.run_bench(restore, Some(answer.as_bytes())).await?;
         let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
         let which = if earlier.is_some() {
             "the backup its first unfinished migrate started from"

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use benchform_bench::Bench;
+use benchform_core::bench_command::{self, BenchCommand, Failure, Scheduler};
 use benchform_core::plan::{Step, StepKind};
 use benchform_docker::Engine;
 use benchform_docker::build::{self, Cli};
@@ -121,10 +122,12 @@ pub struct StepError {
     pub touched: bool,
     /// A deploy that failed its health gate and put the previous image back.
     pub rolled_back: bool,
+    /// What a failed `bench` command's output says, when benchform tells it apart.
+    pub cause: Option<Failure>,
 }
 
 fn err(detail: impl ToString, fix: impl ToString) -> StepError {
-    StepError { detail: detail.to_string(), fix: fix.to_string(), touched: true, rolled_back: false }
+    StepError { detail: detail.to_string(), fix: fix.to_string(), touched: true, rolled_back: false, cause: None }
 }
 
 /// Everything the steps need.
@@ -216,9 +219,10 @@ impl Applier<'_> {
         }
     }
 
-    async fn run_bench(&self, argv: &[&str], stdin: Option<&[u8]>) -> Result<String, StepError> {
+    /// Run one `bench` command (output streamed with `-v`); a failure carries its [`Failure`].
+    async fn run_bench(&self, command: BenchCommand<'_>, stdin: Option<&[u8]>) -> Result<String, StepError> {
         let bench = self.bench().await?;
-        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        let argv = command.argv();
         // The command may still be running in the container when its output stream broke: treat
         // it as not finished (nothing restored underneath it).
         let out = bench.run_streamed(&argv, stdin).await.map_err(|e| StepError {
@@ -232,10 +236,15 @@ impl Applier<'_> {
             // The end of stdout, then stderr: a traceback's last line says why.
             let tail: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).collect();
             let tail = tail[tail.len().saturating_sub(6)..].join("\n    ");
-            return Err(err(
-                format!("`{}` exited {}:\n    {tail}", argv.join(" "), out.exit_code),
-                "fix the cause, then run apply again",
-            ));
+            let cause = bench_command::classify(&out.stdout, &out.stderr);
+            let fix = match &cause {
+                Some(Failure::UnknownDatabase { database }) => format!(
+                    "MariaDB has no database {database} for this site: restore the site from a backup (`bench --site \
+                     SITE restore …`) or drop it (`bench drop-site SITE --force`), then run apply again"
+                ),
+                _ => "fix the cause, then run apply again".to_string(),
+            };
+            return Err(StepError { cause, ..err(format!("`{command}` exited {}:\n    {tail}", out.exit_code), fix) });
         }
         Ok(out.stdout)
     }
@@ -287,8 +296,8 @@ impl Applier<'_> {
                 {
                     entered.push((site.to_string(), o.scheduler_paused));
                 }
-                self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "on"], None).await?;
-                self.run_bench(&["bench", "--site", site, "scheduler", "pause"], None).await?;
+                self.run_bench(BenchCommand::MaintenanceMode { site, on: true }, None).await?;
+                self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Pause }, None).await?;
                 Ok(Outcome::Done("maintenance mode on, scheduler paused".into()))
             }
             StepKind::Backup => self.backup(site).await,
@@ -298,7 +307,7 @@ impl Applier<'_> {
                     return Ok(Outcome::AlreadyDone(format!("{app} is not installed")));
                 }
                 self.mark_pending(site, before.as_ref()).await?;
-                self.run_bench(&["bench", "--site", site, "uninstall-app", app, "--yes", "--no-backup"], None).await?;
+                self.run_bench(BenchCommand::UninstallApp { site, app }, None).await?;
                 // bench exits 0 when it did nothing (e.g. another app depends on this one).
                 if self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
                     return Err(err(
@@ -317,7 +326,7 @@ impl Applier<'_> {
                     return Ok(Outcome::AlreadyDone(format!("{app} is installed")));
                 }
                 self.mark_pending(site, before.as_ref()).await?;
-                self.run_bench(&["bench", "--site", site, "install-app", app], None).await?;
+                self.run_bench(BenchCommand::InstallApp { site, app }, None).await?;
                 // bench exits 0 when it did nothing: read the truth back.
                 if !self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
                     return Err(err(
@@ -329,8 +338,8 @@ impl Applier<'_> {
             }
             StepKind::Migrate => self.migrate(site).await,
             StepKind::MaintenanceOff => {
-                self.run_bench(&["bench", "--site", site, "scheduler", "resume"], None).await?;
-                self.run_bench(&["bench", "--site", site, "set-maintenance-mode", "off"], None).await?;
+                self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Resume }, None).await?;
+                self.run_bench(BenchCommand::MaintenanceMode { site, on: false }, None).await?;
                 Ok(Outcome::Done("scheduler resumed, maintenance mode off".into()))
             }
         }

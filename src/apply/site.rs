@@ -21,8 +21,8 @@ impl Applier<'_> {
             return Ok(());
         };
         let literal = record.pending().to_python_literal();
-        let argv = ["bench", "--site", site, "set-config", "-p", benchform_core::record::RECORD_KEY, &literal];
-        self.run_bench(&argv, None).await.map(|_| ()).map_err(|e| StepError { touched: false, ..e })
+        let command = BenchCommand::SetConfig { site, key: benchform_core::record::RECORD_KEY, value: &literal };
+        self.run_bench(command, None).await.map(|_| ()).map_err(|e| StepError { touched: false, ..e })
     }
 
     /// A `bench … migrate` of `site` still running in the backend (started by an apply that was
@@ -70,7 +70,7 @@ impl Applier<'_> {
     /// §7: Press waits 300 s). Frappe versions without the command count as ready.
     pub(super) async fn ready_for_migration(&self, site: &str) -> Result<(), StepError> {
         let deadline = Instant::now() + self.options.ready_timeout;
-        let argv: Vec<String> = ["bench", "--site", site, "ready-for-migration"].map(String::from).to_vec();
+        let argv = BenchCommand::ReadyForMigration { site }.argv();
         loop {
             let out = self
                 .bench()
@@ -81,13 +81,14 @@ impl Applier<'_> {
             if out.exit_code == 0 {
                 return Ok(());
             }
-            if out.stderr.contains("No such command") {
+            let failure = bench_command::classify(&out.stdout, &out.stderr);
+            if failure == Some(Failure::NoSuchCommand) {
                 tracing::warn!(%site, "this Frappe has no ready-for-migration; going on");
                 return Ok(());
             }
             // Only NOT READY is worth waiting for; anything else (no database, redis down) is
             // an error now.
-            if !out.stdout.contains("NOT READY") {
+            if failure != Some(Failure::NotReady) {
                 let said = out.stdout.lines().chain(out.stderr.lines()).last().unwrap_or_default().to_string();
                 return Err(StepError {
                     touched: false,
@@ -119,7 +120,7 @@ impl Applier<'_> {
         self.no_migrate_running(site, "backup").await?;
         let stamp = now_utc().replace([':', '-'], "");
         let inside = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups/{stamp}");
-        self.run_bench(&["bench", "--site", site, "backup", "--with-files", "--backup-path", &inside], None).await?;
+        self.run_bench(BenchCommand::Backup { site, path: &inside }, None).await?;
         // Copy off the volume: Frappe prunes backups, and losing the volume must not lose them.
         let host_root = self.host_backups(site);
         let protected = self.unfinished_migrate(site);
@@ -182,11 +183,11 @@ impl Applier<'_> {
             return Ok(Outcome::AlreadyDone(format!("{site} exists")));
         }
         let (root, admin) = self.site_passwords(site)?;
-        let major = frappe_major(&self.p.manifest.frappe.git_ref);
-        let scope = if major >= 16 { "--mariadb-user-host-login-scope=%" } else { "--no-mariadb-socket" };
+        let frappe_major = frappe_major(&self.p.manifest.frappe.git_ref);
         // The passwords answer bench's prompts on stdin: argv is visible in the engine's events.
         let answers = format!("{root}\n{admin}\n");
-        if let Err(mut e) = self.run_bench(&["bench", "new-site", site, scope], Some(answers.as_bytes())).await {
+        if let Err(mut e) = self.run_bench(BenchCommand::NewSite { site, frappe_major }, Some(answers.as_bytes())).await
+        {
             // A failed new-site can leave a half-made site that blocks the next one (trap 15).
             e.fix = format!(
                 "fix the cause; if sites/{site} was left behind, remove the half-made site with \
@@ -194,7 +195,7 @@ impl Applier<'_> {
             );
             return Err(e);
         }
-        self.run_bench(&["bench", "--site", site, "scheduler", "enable"], None).await?;
+        self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Enable }, None).await?;
         Ok(Outcome::Done(format!("{site} created, scheduler enabled")))
     }
 }

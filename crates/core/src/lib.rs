@@ -3,6 +3,7 @@
 //! `status` (and, next, the planner). No I/O: adapters observe, this crate decides.
 
 pub mod bench;
+pub mod bench_command;
 pub mod credentials;
 pub mod diff;
 pub mod fingerprint;

@@ -1,0 +1,203 @@
+//! The `bench` commands apply runs, as values, and what their failures mean.
+//!
+//! Each command becomes an argv array here and nowhere else (frappe-contract: options, order,
+//! prompts answered on standard input so that passwords never reach argv). A failed command's
+//! output is read here too, into the few failures benchform acts on; the executor matches on
+//! [`Failure`] instead of on Frappe's words.
+
+use std::fmt;
+
+/// What `bench --site S scheduler …` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduler {
+    Enable,
+    Pause,
+    Resume,
+}
+
+/// One `bench` command of apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BenchCommand<'a> {
+    /// `bench new-site S`: the database root and Administrator passwords on standard input.
+    /// Frappe 16 replaced `--no-mariadb-socket` with a login scope.
+    NewSite {
+        site: &'a str,
+        frappe_major: u32,
+    },
+    Migrate {
+        site: &'a str,
+    },
+    /// `set-maintenance-mode on|off`.
+    MaintenanceMode {
+        site: &'a str,
+        on: bool,
+    },
+    Scheduler {
+        site: &'a str,
+        action: Scheduler,
+    },
+    InstallApp {
+        site: &'a str,
+        app: &'a str,
+    },
+    /// Without Frappe's own backup: apply took one before, and keeps it off the volume.
+    UninstallApp {
+        site: &'a str,
+        app: &'a str,
+    },
+    /// Database and files into `path` (inside the container).
+    Backup {
+        site: &'a str,
+        path: &'a str,
+    },
+    /// From a database dump and optional file archives; the root password on standard input.
+    Restore {
+        site: &'a str,
+        database: &'a str,
+        public_files: Option<&'a str>,
+        private_files: Option<&'a str>,
+    },
+    /// `set-config -p KEY VALUE`: `value` a Python literal.
+    SetConfig {
+        site: &'a str,
+        key: &'a str,
+        value: &'a str,
+    },
+    ReadyForMigration {
+        site: &'a str,
+    },
+}
+
+impl BenchCommand<'_> {
+    /// The argv to exec in the bench folder.
+    pub fn argv(&self) -> Vec<String> {
+        let site = |s: &str, rest: &[&str]| {
+            let mut argv = vec!["bench".to_string(), "--site".to_string(), s.to_string()];
+            argv.extend(rest.iter().map(|r| r.to_string()));
+            argv
+        };
+        match *self {
+            BenchCommand::NewSite { site, frappe_major } => {
+                let scope =
+                    if frappe_major >= 16 { "--mariadb-user-host-login-scope=%" } else { "--no-mariadb-socket" };
+                ["bench", "new-site", site, scope].map(String::from).to_vec()
+            }
+            BenchCommand::Migrate { site: s } => site(s, &["migrate"]),
+            BenchCommand::MaintenanceMode { site: s, on } => {
+                site(s, &["set-maintenance-mode", if on { "on" } else { "off" }])
+            }
+            BenchCommand::Scheduler { site: s, action } => site(
+                s,
+                &[
+                    "scheduler",
+                    match action {
+                        Scheduler::Enable => "enable",
+                        Scheduler::Pause => "pause",
+                        Scheduler::Resume => "resume",
+                    },
+                ],
+            ),
+            BenchCommand::InstallApp { site: s, app } => site(s, &["install-app", app]),
+            BenchCommand::UninstallApp { site: s, app } => site(s, &["uninstall-app", app, "--yes", "--no-backup"]),
+            BenchCommand::Backup { site: s, path } => site(s, &["backup", "--with-files", "--backup-path", path]),
+            BenchCommand::Restore { site: s, database, public_files, private_files } => {
+                let mut argv = site(s, &["restore", database]);
+                if let Some(f) = public_files {
+                    argv.extend(["--with-public-files".to_string(), f.to_string()]);
+                }
+                if let Some(f) = private_files {
+                    argv.extend(["--with-private-files".to_string(), f.to_string()]);
+                }
+                argv.push("--force".to_string());
+                argv
+            }
+            BenchCommand::SetConfig { site: s, key, value } => site(s, &["set-config", "-p", key, value]),
+            BenchCommand::ReadyForMigration { site: s } => site(s, &["ready-for-migration"]),
+        }
+    }
+}
+
+impl fmt::Display for BenchCommand<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.argv().join(" "))
+    }
+}
+
+/// The failures of a `bench` command that benchform tells apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Frappe's per-site migrate lock is held: another migrate of the site runs (frappe-contract
+    /// trap: an interrupted apply's `bench migrate` can outlive it). This command changed nothing.
+    MigrateLocked,
+    /// MariaDB has no database for the site (dropped, or a restore that never finished).
+    UnknownDatabase { database: String },
+    /// This Frappe has no such command (e.g. `ready-for-migration` before v15).
+    NoSuchCommand,
+    /// `ready-for-migration`: jobs are still running; worth waiting for.
+    NotReady,
+}
+
+/// What the output of a failed command says, when it is one of the [`Failure`]s.
+pub fn classify(stdout: &str, stderr: &str) -> Option<Failure> {
+    let both = format!("{stdout}\n{stderr}");
+    if both.contains("LockTimeoutError") && both.contains("bench_migrate") {
+        return Some(Failure::MigrateLocked);
+    }
+    if let Some(at) = both.find("Unknown database '") {
+        let rest = &both[at + "Unknown database '".len()..];
+        let database = rest.split('\'').next().unwrap_or_default().to_string();
+        return Some(Failure::UnknownDatabase { database });
+    }
+    if stderr.contains("No such command") {
+        return Some(Failure::NoSuchCommand);
+    }
+    if stdout.contains("NOT READY") {
+        return Some(Failure::NotReady);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_become_the_contract_argv() {
+        let s = "erp.example.com";
+        assert_eq!(BenchCommand::Migrate { site: s }.to_string(), "bench --site erp.example.com migrate");
+        assert_eq!(
+            BenchCommand::NewSite { site: s, frappe_major: 15 }.to_string(),
+            "bench new-site erp.example.com --no-mariadb-socket"
+        );
+        assert_eq!(BenchCommand::NewSite { site: s, frappe_major: 16 }.argv()[3], "--mariadb-user-host-login-scope=%");
+        assert_eq!(
+            BenchCommand::UninstallApp { site: s, app: "hrms" }.to_string(),
+            "bench --site erp.example.com uninstall-app hrms --yes --no-backup"
+        );
+        assert_eq!(
+            BenchCommand::Restore { site: s, database: "d.sql.gz", public_files: None, private_files: Some("p.tar") }
+                .to_string(),
+            "bench --site erp.example.com restore d.sql.gz --with-private-files p.tar --force"
+        );
+        assert_eq!(
+            BenchCommand::Scheduler { site: s, action: Scheduler::Pause }.to_string(),
+            "bench --site erp.example.com scheduler pause"
+        );
+        assert_eq!(
+            BenchCommand::MaintenanceMode { site: s, on: false }.to_string(),
+            "bench --site erp.example.com set-maintenance-mode off"
+        );
+    }
+
+    #[test]
+    fn failures_are_read_from_the_output() {
+        let locked = "frappe.exceptions.LockTimeoutError: Lock bench_migrate is held by another process";
+        assert_eq!(classify("", locked), Some(Failure::MigrateLocked));
+        assert_eq!(classify("", "LockTimeoutError: document lock"), None);
+        let unknown = "pymysql.err.OperationalError: (1049, \"Unknown database '_5e5f1c'\")";
+        assert_eq!(classify("", unknown), Some(Failure::UnknownDatabase { database: "_5e5f1c".into() }));
+        assert_eq!(classify("", "Error: No such command 'ready-for-migration'."), Some(Failure::NoSuchCommand));
+        assert_eq!(classify("NOT READY: 2 jobs running", ""), Some(Failure::NotReady));
+        assert_eq!(classify("", "Traceback …\nKeyError: 'x'"), None);
+    }
+}
