@@ -105,6 +105,12 @@ pub enum SchemaKind {
     ApplyEvents,
     /// `benchform diff --format json`
     Diff,
+    /// `benchform status --format json`
+    Status,
+    /// `benchform validate --format json`
+    Validate,
+    /// `benchform history --format json` (a list of these records)
+    History,
 }
 
 #[derive(Debug, Args)]

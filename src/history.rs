@@ -19,9 +19,11 @@ use serde::{Deserialize, Serialize};
 /// The file in the `sites` volume, relative to the bench folder.
 pub const VOLUME_FILE: &str = "sites/.benchform-history.jsonl";
 
-/// One apply.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One apply (`benchform history --format json` prints a list of them;
+/// `schema/history.schema.json` is generated from it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct Record {
+    /// Version of this format; only `1` exists.
     pub format_version: u32,
     /// The apply's lock ID.
     pub id: String,
@@ -36,7 +38,7 @@ pub struct Record {
     pub image: String,
     /// What was applied: `apply <manifest>` (a fresh plan) or `apply <saved plan file>`.
     pub plan: String,
-    /// `success` or `failure`.
+    /// `success`, `failure` or `interrupted`.
     pub outcome: String,
     pub steps: Vec<StepRecord>,
     /// Backups copied off the volume in this apply (host paths).
@@ -44,7 +46,7 @@ pub struct Record {
 }
 
 /// One step of an apply.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct StepRecord {
     pub id: String,
     /// `done`, `already_done`, `failed` or `not_started`.

@@ -25,6 +25,8 @@ pub struct Prepared {
     pub lock: LockFile,
     pub lock_bytes: Vec<u8>,
     pub paths: Paths,
+    /// What the image tag is computed from, build arguments included (computed once).
+    pub image: ImageInputs,
     pub desired: Desired,
 }
 
@@ -56,9 +58,9 @@ pub fn prepare(shell: &Shell, file: Option<&Path>, strict: bool) -> Result<Prepa
         }
     }
     let paths = Paths::new(&manifest, &loaded.dir);
-    let inputs = image_inputs(&manifest, &lock, &paths).map_err(|e| failed(shell, &e))?;
-    let desired = benchform_core::status::desired(&manifest, &lock, &inputs.tag());
-    Ok(Prepared { loaded, manifest, lock, lock_bytes, paths, desired })
+    let image = image_inputs(&manifest, &lock, &paths).map_err(|e| failed(shell, &e))?;
+    let desired = benchform_core::status::desired(&manifest, &lock, &image.tag());
+    Ok(Prepared { loaded, manifest, lock, lock_bytes, paths, image, desired })
 }
 
 impl Prepared {
@@ -117,7 +119,7 @@ impl Paths {
 }
 
 /// frappe and the apps in manifest order with their locked commits; `None` if any is unlocked.
-pub fn locked_sources(manifest: &Manifest, lock: &LockFile) -> Option<Vec<(String, String, String)>> {
+fn locked_sources(manifest: &Manifest, lock: &LockFile) -> Option<Vec<(String, String, String)>> {
     manifest
         .sources()
         .iter()
@@ -126,7 +128,7 @@ pub fn locked_sources(manifest: &Manifest, lock: &LockFile) -> Option<Vec<(Strin
 }
 
 /// Every build argument benchform passes: the manifest's, plus the three it owns.
-pub fn build_args(manifest: &Manifest, sources: &[(String, String, String)]) -> BTreeMap<String, String> {
+fn build_args(manifest: &Manifest, sources: &[(String, String, String)]) -> BTreeMap<String, String> {
     let mut args = manifest.image.build_args.clone();
     args.insert("FRAPPE_PATH".to_string(), manifest.frappe.repo.clone());
     args.insert("FRAPPE_BRANCH".to_string(), manifest.frappe.git_ref.clone());

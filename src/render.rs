@@ -2,7 +2,6 @@
 
 use benchform_manifest::diagnostic::{escape_char, escape_controls};
 use benchform_manifest::{Diagnostic, Severity};
-use serde_json::json;
 
 /// One diagnostic as text:
 ///
@@ -68,17 +67,46 @@ fn count(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
-/// One diagnostic in the JSON shape `validate --format json` promises.
-pub fn diagnostic_json(d: &Diagnostic) -> serde_json::Value {
-    json!({
-        "severity": d.severity.as_str(),
-        "code": d.code.as_str(),
-        "message": d.message,
-        "file": d.file,
-        "line": d.line,
-        "column": d.column,
-        "hint": d.hint,
-    })
+/// `validate --format json`: the wire form; `schema/validate.schema.json` is generated from it.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+#[schemars(title = "benchform validate")]
+pub struct ValidationDocument {
+    /// Version of this format; only `1` exists.
+    pub format_version: u32,
+    /// False when any diagnostic is an error.
+    pub valid: bool,
+    pub diagnostics: Vec<DiagnosticDocument>,
+}
+
+/// One diagnostic as `validate --format json` promises it.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct DiagnosticDocument {
+    /// `error` or `warning`.
+    pub severity: &'static str,
+    /// The stable code (docs/diagnostics.md).
+    pub code: &'static str,
+    pub message: String,
+    /// The file as the user named it.
+    pub file: String,
+    /// 1-based; null only where no position exists (missing file, undecodable bytes).
+    pub line: Option<usize>,
+    /// 1-based, in characters of the file's line.
+    pub column: Option<usize>,
+    pub hint: Option<String>,
+}
+
+impl From<&Diagnostic> for DiagnosticDocument {
+    fn from(d: &Diagnostic) -> DiagnosticDocument {
+        DiagnosticDocument {
+            severity: d.severity.as_str(),
+            code: d.code.as_str(),
+            message: d.message.clone(),
+            file: d.file.clone(),
+            line: d.line,
+            column: d.column,
+            hint: d.hint.clone(),
+        }
+    }
 }
 
 /// Print diagnostics on standard error; the command fails.
@@ -98,12 +126,11 @@ pub fn json<T: serde::Serialize>(value: &T) -> String {
     text + "\n"
 }
 
-/// `{"valid": …, "diagnostics": […]}`.
+/// The `validate --format json` document.
 pub fn validation_json(diagnostics: &[Diagnostic]) -> String {
-    let valid = !diagnostics.iter().any(Diagnostic::is_error);
-    let doc = json!({
-        "valid": valid,
-        "diagnostics": diagnostics.iter().map(diagnostic_json).collect::<Vec<_>>(),
-    });
-    json(&doc)
+    json(&ValidationDocument {
+        format_version: 1,
+        valid: !diagnostics.iter().any(Diagnostic::is_error),
+        diagnostics: diagnostics.iter().map(DiagnosticDocument::from).collect(),
+    })
 }

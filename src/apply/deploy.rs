@@ -111,6 +111,7 @@ impl Applier<'_> {
             timeout: Some(Duration::from_secs(30)),
             stdin: None,
             stream: false,
+            on_line: None,
         };
         let out = self.engine.exec(&spec).await.map_err(|e| err(e, "check the redis-cache container"))?;
         if out.exit_code != 0 {

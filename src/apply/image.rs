@@ -8,7 +8,7 @@ use benchform_docker::TagState;
 use benchform_docker::build::{self, BuildSpec};
 
 use super::*;
-use crate::observe::{self, LABEL_PROJECT};
+use crate::observe::LABEL_PROJECT;
 
 impl Applier<'_> {
     pub(super) async fn build(&self) -> Result<Outcome, StepError> {
@@ -31,8 +31,6 @@ impl Applier<'_> {
         let memfd = SecretFile::new(serde_json::Value::Array(apps).to_string().as_bytes())
             .map_err(|e| err(format!("cannot hold the build secret in memory: {e}"), "check that /proc is mounted"))?;
         let secret = memfd.path();
-        let sources = observe::locked_sources(&self.p.manifest, &self.p.lock).unwrap_or_default();
-        let build_args = observe::build_args(&self.p.manifest, &sources);
         let labels = BTreeMap::from([
             (LABEL_PROJECT.to_string(), self.p.manifest.project.clone()),
             ("org.benchform.lock".to_string(), benchform_core::tag::sha256_hex(&self.p.lock_bytes)),
@@ -41,16 +39,19 @@ impl Applier<'_> {
             context: &self.p.paths.context,
             containerfile: &self.p.paths.containerfile,
             reference: &reference,
-            build_args: &build_args,
+            build_args: &self.p.image.build_args,
             labels: &labels,
             apps_json: &secret,
             network: self.p.manifest.image.build_network.as_deref(),
             no_cache: false,
         };
         let secrets: Vec<String> = tokens.values().map(|(_, t)| t.clone()).collect();
-        build::build(&self.cli, &spec, &secrets, |line| tracing::info!(target: "build", "{line}"))
-            .await
-            .map_err(|e| err(e, "read the build output above (run with -v to stream it)"))?;
+        build::build(&self.cli, &spec, &secrets, |line| {
+            tracing::info!(target: "build", "{line}");
+            self.note_line(StepKind::Build.as_str(), line);
+        })
+        .await
+        .map_err(|e| err(e, "read the build output above (run with -v to stream it)"))?;
         Ok(Outcome::Done(format!("built {reference}")))
     }
 

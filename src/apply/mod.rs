@@ -14,9 +14,11 @@ use benchform_docker::compose::Compose;
 
 use crate::observe::{self, Prepared};
 
+mod apps;
 mod deploy;
 mod gate;
 mod image;
+mod maintenance;
 mod migrate;
 mod report;
 mod schedule;
@@ -26,7 +28,7 @@ mod site;
 use gate::DEPLOY_WAIT;
 pub use migrate::Recovery;
 pub use report::{ApplyReport, SiteRecovery, Summary, recover};
-pub use schedule::StepState;
+pub use schedule::{Interrupt, StepState};
 use secrets::{SecretFile, env_secret};
 use site::UNFINISHED;
 
@@ -45,51 +47,6 @@ pub struct Options {
     /// How long one site's `bench migrate` may run before benchform stops waiting for it (None:
     /// as long as it takes, Frappe's advice). It is not killed: it may still be writing.
     pub migrate_timeout: Option<Duration>,
-}
-
-/// A request to stop (SIGINT, SIGTERM), shared between the signal watcher and the run.
-#[derive(Debug, Default)]
-pub struct Interrupt {
-    signal: std::sync::Mutex<Option<&'static str>>,
-    notify: tokio::sync::Notify,
-    /// Set when the first step is about to start: from then on a signal stops the run in order.
-    started: std::sync::atomic::AtomicBool,
-}
-
-impl Interrupt {
-    /// The steps begin.
-    pub fn start(&self) {
-        self.started.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// Whether the steps have begun.
-    pub fn started(&self) -> bool {
-        self.started.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Record the signal and wake everything waiting on it.
-    pub fn raise(&self, signal: &'static str) {
-        if let Ok(mut s) = self.signal.lock() {
-            s.get_or_insert(signal);
-        }
-        self.notify.notify_waiters();
-    }
-
-    /// The signal that interrupted the run, if any.
-    pub fn signal(&self) -> Option<&'static str> {
-        self.signal.lock().ok().and_then(|s| *s)
-    }
-
-    /// Returns once the run is interrupted.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.signal().is_some() {
-                return;
-            }
-            notified.await;
-        }
-    }
 }
 
 impl Default for Options {
@@ -158,6 +115,9 @@ pub struct Applier<'a> {
     pub interrupt: std::sync::Arc<Interrupt>,
     /// The run's secrets, read once (`Applier::masker`).
     masker: std::sync::OnceLock<benchform_manifest::mask::Masker>,
+    /// The last output line of the command running for each site (or for the build), masked:
+    /// what the heartbeat shows of a long step.
+    last_lines: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl<'a> Applier<'a> {
@@ -177,6 +137,7 @@ impl<'a> Applier<'a> {
             gate_passed: Default::default(),
             interrupt: Default::default(),
             masker: Default::default(),
+            last_lines: Default::default(),
         }
     }
 }
@@ -188,6 +149,20 @@ impl Applier<'_> {
 
     fn env(&self) -> Vec<(String, String)> {
         observe::compose_env(&self.p.desired, self.compose.flavour)
+    }
+
+    /// Remember `line` as the latest output of the command running for `key` (a site, or a step
+    /// kind for steps of no site).
+    fn note_line(&self, key: &str, line: &str) {
+        if let Ok(mut lines) = self.last_lines.lock() {
+            lines.insert(key.to_string(), self.redact(line));
+        }
+    }
+
+    /// The latest output line of what `step` runs, if it printed any.
+    pub fn last_line(&self, step: &Step) -> Option<String> {
+        let key = step.site.clone().unwrap_or_else(|| step.kind.as_str().to_string());
+        self.last_lines.lock().ok()?.get(&key).cloned()
     }
 
     /// Compose is about to recreate containers: the backend must be looked up again.
@@ -225,13 +200,15 @@ impl Applier<'_> {
         let argv = command.argv();
         // The command may still be running in the container when its output stream broke: treat
         // it as not finished (nothing restored underneath it).
-        let out = bench.run_streamed(&argv, stdin).await.map_err(|e| StepError {
-            touched: false,
-            ..err(
-                format!("{e} (the command may still be running in the container)"),
-                "check the backend container; run apply again once the command has ended",
-            )
-        })?;
+        let site = command.site();
+        let out =
+            bench.run_streamed(&argv, stdin, &|line| self.note_line(site, line)).await.map_err(|e| StepError {
+                touched: false,
+                ..err(
+                    format!("{e} (the command may still be running in the container)"),
+                    "check the backend container; run apply again once the command has ended",
+                )
+            })?;
         if out.exit_code != 0 {
             // The end of stdout, then stderr: a traceback's last line says why.
             let tail: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).collect();
@@ -288,60 +265,15 @@ impl Applier<'_> {
             StepKind::Build => self.build().await,
             StepKind::Verify => self.verify().await,
             StepKind::Push => self.push().await,
-            StepKind::MaintenanceOn => {
-                self.ready_for_migration(site).await?;
-                let before = self.site(site).await?;
-                if let Some(o) = before.filter(|o| !o.maintenance_mode)
-                    && let Ok(mut entered) = self.entered_maintenance.lock()
-                {
-                    entered.push((site.to_string(), o.scheduler_paused));
-                }
-                self.run_bench(BenchCommand::MaintenanceMode { site, on: true }, None).await?;
-                self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Pause }, None).await?;
-                Ok(Outcome::Done("maintenance mode on, scheduler paused".into()))
-            }
+            StepKind::MaintenanceOn => self.maintenance_on(site).await,
             StepKind::Backup => self.backup(site).await,
-            StepKind::UninstallApp => {
-                let before = self.site(site).await?;
-                if !before.as_ref().is_some_and(|o| o.installed.iter().any(|a| a == app)) {
-                    return Ok(Outcome::AlreadyDone(format!("{app} is not installed")));
-                }
-                self.mark_pending(site, before.as_ref()).await?;
-                self.run_bench(BenchCommand::UninstallApp { site, app }, None).await?;
-                // bench exits 0 when it did nothing (e.g. another app depends on this one).
-                if self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
-                    return Err(err(
-                        format!("bench reported success but {app} is still installed on {site}"),
-                        "check whether another installed app requires it",
-                    ));
-                }
-                Ok(Outcome::Done(format!("{app} uninstalled")))
-            }
+            StepKind::UninstallApp => self.uninstall_app(site, app).await,
             StepKind::Deploy => self.deploy().await,
             StepKind::RefreshAssets => self.refresh_assets().await,
             StepKind::NewSite => self.new_site(site).await,
-            StepKind::InstallApp => {
-                let before = self.site(site).await?;
-                if before.as_ref().is_some_and(|o| o.installed.iter().any(|a| a == app)) {
-                    return Ok(Outcome::AlreadyDone(format!("{app} is installed")));
-                }
-                self.mark_pending(site, before.as_ref()).await?;
-                self.run_bench(BenchCommand::InstallApp { site, app }, None).await?;
-                // bench exits 0 when it did nothing: read the truth back.
-                if !self.installed(site).await?.unwrap_or_default().iter().any(|a| a == app) {
-                    return Err(err(
-                        format!("bench reported success but {app} is not installed on {site}"),
-                        "check the app's before_install hook",
-                    ));
-                }
-                Ok(Outcome::Done(format!("{app} installed")))
-            }
+            StepKind::InstallApp => self.install_app(site, app).await,
             StepKind::Migrate => self.migrate(site).await,
-            StepKind::MaintenanceOff => {
-                self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Resume }, None).await?;
-                self.run_bench(BenchCommand::MaintenanceMode { site, on: false }, None).await?;
-                Ok(Outcome::Done("scheduler resumed, maintenance mode off".into()))
-            }
+            StepKind::MaintenanceOff => self.maintenance_off(site).await,
         }
     }
 }

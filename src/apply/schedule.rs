@@ -108,3 +108,48 @@ pub async fn run(a: &Applier<'_>, plan: &Plan, report: Progress<'_>) -> Vec<Step
     }
     states.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// A request to stop (SIGINT, SIGTERM), shared between the signal watcher and the run.
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    signal: std::sync::Mutex<Option<&'static str>>,
+    notify: tokio::sync::Notify,
+    /// Set when the first step is about to start: from then on a signal stops the run in order.
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Interrupt {
+    /// The steps begin.
+    pub fn start(&self) {
+        self.started.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the steps have begun.
+    pub fn started(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Record the signal and wake everything waiting on it.
+    pub fn raise(&self, signal: &'static str) {
+        if let Ok(mut s) = self.signal.lock() {
+            s.get_or_insert(signal);
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// The signal that interrupted the run, if any.
+    pub fn signal(&self) -> Option<&'static str> {
+        self.signal.lock().ok().and_then(|s| *s)
+    }
+
+    /// Returns once the run is interrupted.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.signal().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

@@ -101,6 +101,9 @@ fn json_events_history_parallel_migrations_and_a_private_token_nowhere() {
     let history = d.benchform(&["history", "--format", "json"]);
     assert_eq!(history.code, 0, "{}", history.all());
     let records: Vec<Value> = serde_json::from_str(&history.stdout).unwrap();
+    for r in &records {
+        crate::support::assert_matches_schema(r, "history.schema.json");
+    }
     assert_eq!(records.len(), 2, "{}", history.stdout);
     assert!(records.iter().all(|r| r["outcome"] == "success"));
     assert_eq!(records[1]["backups"].as_array().unwrap().len(), 3);

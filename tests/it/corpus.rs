@@ -30,6 +30,7 @@ fn check_corpus(dir: &str, want_exit: i32, seen: &mut BTreeSet<String>) -> usize
         assert_eq!(text.code, want_exit, "{rel}: text exit code\n{}", text.all());
         assert_eq!(json.code, want_exit, "{rel}: json exit code\n{}", json.all());
         let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+        crate::support::assert_matches_schema(&doc, "validate.schema.json");
         assert_eq!(doc["valid"], Value::Bool(want_exit == 0), "{rel}");
         let diagnostics = doc["diagnostics"].as_array().unwrap();
         assert!(!diagnostics.is_empty(), "{rel}: no diagnostics");

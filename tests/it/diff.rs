@@ -65,12 +65,7 @@ fn diff_shows_the_desired_state_change_for_a_pull_request() {
     let json = benchform_in(d, &["diff", "--base", "HEAD~1", "--format", "json"], &[]);
     assert_eq!(json.code, 0);
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(crate::support::root().join("schema/diff.schema.json")).unwrap())
-            .unwrap();
-    let errors: Vec<String> =
-        jsonschema::validator_for(&schema).unwrap().iter_errors(&doc).map(|e| e.to_string()).collect();
-    assert!(errors.is_empty(), "diff JSON does not match schema/diff.schema.json: {errors:?}");
+    crate::support::assert_matches_schema(&doc, "diff.schema.json");
     let kinds: Vec<&str> = doc["changes"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,

@@ -391,6 +391,9 @@ fn a_stuck_migrate_never_costs_the_good_backup() {
     // A silent step says it is still running (here every second).
     let progress = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("a progress event");
     assert!(progress.contains("\"event\":\"progress\"") && progress.contains("migrate:a.localhost"), "{progress}");
+    // With the last line the migrate printed before it went quiet.
+    let last: Value = serde_json::from_str(&progress).unwrap();
+    assert!(last["last_line"].as_str().is_some_and(|l| !l.is_empty()), "{progress}");
     seen.push(progress);
     std::thread::sleep(std::time::Duration::from_secs(1));
     let int = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();

@@ -17,6 +17,9 @@ fn checked_in_schemas_are_fresh() {
         ("plan", "plan.schema.json"),
         ("apply-events", "apply-events.schema.json"),
         ("diff", "diff.schema.json"),
+        ("status", "status.schema.json"),
+        ("validate", "validate.schema.json"),
+        ("history", "history.schema.json"),
     ] {
         let run = benchform(&["schema", kind]);
         assert_eq!(run.code, 0);

@@ -174,7 +174,9 @@ impl Deployment {
         args.extend(extra);
         let run = self.benchform(&args);
         assert_eq!(run.code, 0, "{}", run.all());
-        serde_json::from_str(&run.stdout).unwrap()
+        let doc = serde_json::from_str(&run.stdout).unwrap();
+        crate::support::assert_matches_schema(&doc, "status.schema.json");
+        doc
     }
 
     fn reference(&self, tag: &str) -> String {

@@ -8,6 +8,16 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Fails unless `doc` is valid under the checked-in `schema/<file>`: every JSON output is a
+/// contract its schema describes.
+pub fn assert_matches_schema(doc: &serde_json::Value, file: &str) {
+    let text = std::fs::read_to_string(root().join("schema").join(file)).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "output does not match schema/{file}: {errors:?}\n{doc}");
+}
+
 /// What one run of benchform produced.
 #[derive(Debug)]
 pub struct Run {

@@ -64,13 +64,19 @@ impl Bench<'_> {
         stdin: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<ExecOutput, EngineError> {
-        self.exec(argv, stdin, timeout, false).await
+        self.exec(argv, stdin, timeout, None).await
     }
 
     /// A command that changes the site (migrate, backup, install-app …): no timeout, and its
     /// output streamed to the log as it comes (`-v`).
-    pub async fn run_streamed(&self, argv: &[String], stdin: Option<&[u8]>) -> Result<ExecOutput, EngineError> {
-        self.exec(argv, stdin, None, true).await
+    /// `on_line` sees each whole output line as it comes.
+    pub async fn run_streamed(
+        &self,
+        argv: &[String],
+        stdin: Option<&[u8]>,
+        on_line: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<ExecOutput, EngineError> {
+        self.exec(argv, stdin, None, Some(on_line)).await
     }
 
     async fn exec(
@@ -78,7 +84,7 @@ impl Bench<'_> {
         argv: &[String],
         stdin: Option<&[u8]>,
         timeout: Option<Duration>,
-        stream: bool,
+        on_line: Option<&(dyn Fn(&str) + Send + Sync)>,
     ) -> Result<ExecOutput, EngineError> {
         tracing::info!(container = %self.container, command = %argv.join(" "), "exec");
         let spec = ExecSpec {
@@ -89,7 +95,8 @@ impl Bench<'_> {
             env: &[],
             timeout,
             stdin,
-            stream,
+            stream: on_line.is_some(),
+            on_line,
         };
         self.engine.exec(&spec).await
     }

@@ -69,6 +69,22 @@ pub enum BenchCommand<'a> {
 }
 
 impl BenchCommand<'_> {
+    /// The site the command works on.
+    pub fn site(&self) -> &str {
+        match *self {
+            BenchCommand::NewSite { site, .. }
+            | BenchCommand::Migrate { site }
+            | BenchCommand::MaintenanceMode { site, .. }
+            | BenchCommand::Scheduler { site, .. }
+            | BenchCommand::InstallApp { site, .. }
+            | BenchCommand::UninstallApp { site, .. }
+            | BenchCommand::Backup { site, .. }
+            | BenchCommand::Restore { site, .. }
+            | BenchCommand::SetConfig { site, .. }
+            | BenchCommand::ReadyForMigration { site } => site,
+        }
+    }
+
     /// The argv to exec in the bench folder.
     pub fn argv(&self) -> Vec<String> {
         let site = |s: &str, rest: &[&str]| {

@@ -97,7 +97,7 @@ pub struct Observed {
 }
 
 /// A registry's answer about the desired tag.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, JsonSchema)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum TagObservation {
     Present {
@@ -148,9 +148,11 @@ pub struct ObservedSite {
     pub damaged: Option<String>,
 }
 
-/// `benchform status --format json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `benchform status --format json`; `schema/status.schema.json` is generated from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(title = "benchform status")]
 pub struct Report {
+    /// Version of this format; only `1` exists.
     pub format_version: u32,
     pub project: String,
     pub compose: String,
@@ -165,13 +167,13 @@ pub struct Report {
     pub drift: Vec<Drift>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct LockReport {
     pub fresh: bool,
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ImageReport {
     pub repository: String,
     pub tag: String,
@@ -180,7 +182,7 @@ pub struct ImageReport {
     pub engine: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ServiceReport {
     pub service: String,
     pub container: String,
@@ -191,7 +193,7 @@ pub struct ServiceReport {
     pub up_to_date: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct SiteReport {
     pub name: String,
     pub exists: bool,

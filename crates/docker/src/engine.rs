@@ -42,10 +42,13 @@ pub enum EngineError {
 /// Emit the complete lines of a stream as `exec` events (see [`complete_lines`]), each with the
 /// command it came from (argv holds no secret: those go on stdin), so that concurrent commands
 /// can be told apart.
-fn stream_lines(stream: bool, command: &str, pending: &mut Vec<u8>, chunk: &[u8]) {
-    if stream {
+fn stream_lines(spec: &ExecSpec<'_>, command: &str, pending: &mut Vec<u8>, chunk: &[u8]) {
+    if spec.stream {
         for line in complete_lines(pending, chunk) {
             tracing::info!(target: "exec", %command, "{line}");
+            if let Some(on_line) = spec.on_line {
+                on_line(&line);
+            }
         }
     }
 }
@@ -133,7 +136,7 @@ pub struct ExecOutput {
 }
 
 /// An exec to run: always an argv array, never a shell string.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecSpec<'a> {
     pub container: &'a str,
     pub argv: &'a [String],
@@ -148,6 +151,23 @@ pub struct ExecSpec<'a> {
     /// Emit each output line as it arrives, as an `info` event of target `exec` (`-v` shows
     /// it): long commands (migrate, backup) are followed live. Progress bars' `\r` split lines.
     pub stream: bool,
+    /// With `stream`: also called with each whole output line (e.g. to show the last one while
+    /// a long command runs).
+    pub on_line: Option<&'a (dyn Fn(&str) + Send + Sync)>,
+}
+
+impl std::fmt::Debug for ExecSpec<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not stdin: it may hold a secret.
+        f.debug_struct("ExecSpec")
+            .field("container", &self.container)
+            .field("argv", &self.argv)
+            .field("user", &self.user)
+            .field("workdir", &self.workdir)
+            .field("timeout", &self.timeout)
+            .field("stream", &self.stream)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where `DOCKER_HOST` points, or the default socket.
@@ -372,18 +392,18 @@ impl Engine {
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(|e| Self::request_error("read exec output", e))? {
                         bollard::container::LogOutput::StdOut { message } => {
-                            stream_lines(spec.stream, &command, &mut pending_out, &message);
+                            stream_lines(spec, &command, &mut pending_out, &message);
                             stdout.extend_from_slice(&message)
                         }
                         bollard::container::LogOutput::StdErr { message } => {
-                            stream_lines(spec.stream, &command, &mut pending_err, &message);
+                            stream_lines(spec, &command, &mut pending_err, &message);
                             stderr.extend_from_slice(&message)
                         }
                         _ => {}
                     }
                 }
-                stream_lines(spec.stream, &command, &mut pending_out, &[]);
-                stream_lines(spec.stream, &command, &mut pending_err, &[]);
+                stream_lines(spec, &command, &mut pending_out, &[]);
+                stream_lines(spec, &command, &mut pending_err, &[]);
             }
             let inspect =
                 self.docker.inspect_exec(&created.id).await.map_err(|e| Self::request_error("inspect exec", e))?;

@@ -136,6 +136,36 @@ pub struct Snippet {
     pub width: usize,
 }
 
+impl Snippet {
+    /// `line` masked by `mask`, with the marker (1-based `column`, `width` characters) moved to
+    /// where the same text is on the masked line: a masked secret before the marker shifts it
+    /// left, one inside it shortens it.
+    pub fn masked(line: &str, column: usize, width: usize, mask: impl Fn(&str) -> String) -> Snippet {
+        // Private-use characters mark the span's ends through the masking; a line holding them
+        // already, or a secret across an end, falls back to the unmoved marker, clamped.
+        const START: char = '\u{F8FE}';
+        const END: char = '\u{F8FF}';
+        let chars: Vec<char> = line.chars().collect();
+        let at = column.saturating_sub(1).min(chars.len());
+        let to = (at + width).min(chars.len());
+        let marked: String =
+            chars[..at].iter().chain(&[START]).chain(&chars[at..to]).chain(&[END]).chain(&chars[to..]).collect();
+        let masked = mask(&marked);
+        let position = |c: char| masked.chars().position(|m| m == c);
+        match (line.contains([START, END]), position(START), position(END)) {
+            (false, Some(s), Some(e)) if s < e => {
+                let text = masked.chars().filter(|c| *c != START && *c != END).collect();
+                Snippet { text, column: s + 1, width: (e - s - 1).max(1) }
+            }
+            _ => {
+                let text = mask(line);
+                let width = width.min(text.chars().count().saturating_sub(at)).max(1);
+                Snippet { text, column, width }
+            }
+        }
+    }
+}
+
 impl Diagnostic {
     /// A diagnostic about a whole file, with no position.
     pub fn unplaced(file: &str, severity: Severity, code: Code, message: String, hint: Option<String>) -> Diagnostic {
@@ -174,5 +204,21 @@ mod escape_tests {
         let back: serde_json::Value = serde_json::from_str(&escape_controls(&json)).unwrap();
         assert_eq!(back["s"], "x\u{202e}y\u{9b}");
         assert_eq!(escape_controls("erp.example.com"), "erp.example.com");
+    }
+
+    #[test]
+    fn markers_follow_masked_secrets() {
+        let mask = |t: &str| t.replace("secret-token", "***");
+        let line = r#"- { repo: "https://secret-token@h/x", name: Bad-Name }"#;
+        // After the secret: shifted left by what the mask removed.
+        let after = Snippet::masked(line, line.find("Bad").unwrap() + 1, 8, mask);
+        assert_eq!(&after.text[after.column - 1..][..8], "Bad-Name");
+        // Over the secret: shortened to what is shown.
+        let over =
+            Snippet::masked(line, line.find("\"https").unwrap() + 1, r#""https://secret-token@h/x""#.len(), mask);
+        assert_eq!(&over.text[over.column - 1..][..over.width], r#""https://***@h/x""#);
+        // Nothing masked: unchanged.
+        let plain = Snippet::masked("name: x", 7, 1, |t: &str| t.to_string());
+        assert_eq!((plain.text.as_str(), plain.column, plain.width), ("name: x", 7, 1));
     }
 }

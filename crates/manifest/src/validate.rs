@@ -535,7 +535,7 @@ impl Document {
         };
         let original = line.and_then(|l| yaml_lines(&self.source).nth(l.saturating_sub(1)));
         let snippet = match (original, column) {
-            (Some(text), Some(c)) => Some(self.redact_marked(text, c, width)),
+            (Some(text), Some(c)) => Some(Snippet::masked(text, c, width, |t| self.redact(t))),
             _ => None,
         };
         // Messages and hints quote values from the file: they are masked like the snippet.
@@ -576,34 +576,6 @@ impl Document {
     }
 
     /// Mask credentials in URLs (`scheme://user:secret@host`) and every registered secret.
-    /// `line` with its credentials masked, and the marker (1-based `column`, `width` characters)
-    /// moved to where the same text is on the masked line: a masked secret before the marker
-    /// shifts it left, one inside it shortens it.
-    fn redact_marked(&self, line: &str, column: usize, width: usize) -> Snippet {
-        // Private-use characters mark the span's ends through the masking; a YAML line holding
-        // them already, or a secret across an end, falls back to the unmoved marker, clamped.
-        const START: char = '\u{F8FE}';
-        const END: char = '\u{F8FF}';
-        let chars: Vec<char> = line.chars().collect();
-        let at = column.saturating_sub(1).min(chars.len());
-        let to = (at + width).min(chars.len());
-        let marked: String =
-            chars[..at].iter().chain(&[START]).chain(&chars[at..to]).chain(&[END]).chain(&chars[to..]).collect();
-        let masked = self.redact(&marked);
-        let position = |c: char| masked.chars().position(|m| m == c);
-        match (line.contains([START, END]), position(START), position(END)) {
-            (false, Some(s), Some(e)) if s < e => {
-                let text = masked.chars().filter(|c| *c != START && *c != END).collect();
-                Snippet { text, column: s + 1, width: (e - s - 1).max(1) }
-            }
-            _ => {
-                let text = self.redact(line);
-                let width = width.min(text.chars().count().saturating_sub(at)).max(1);
-                Snippet { text, column, width }
-            }
-        }
-    }
-
     fn redact(&self, text: &str) -> String {
         let mut out = names::redact_tokens(&names::redact_url_credentials(text));
         for secret in &self.secrets {

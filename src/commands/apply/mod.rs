@@ -203,7 +203,7 @@ async fn locked(
         if view.needs_heartbeat() {
             // Without a spinner (CI logs, JSON), a step that runs long says so every 30 s: a real
             // build or migrate can be silent for many minutes.
-            let beat = heartbeat(&view, &running);
+            let beat = heartbeat(&view, &running, &applier);
             tokio::select! { report = run => report, never = beat => match never {} }
         } else {
             run.await
@@ -245,6 +245,7 @@ async fn locked(
 async fn heartbeat(
     view: &ApplyView,
     running: &std::sync::Mutex<Vec<(Step, std::time::Instant)>>,
+    applier: &Applier<'_>,
 ) -> std::convert::Infallible {
     let every = heartbeat_every();
     loop {
@@ -252,7 +253,7 @@ async fn heartbeat(
         let now: Vec<(Step, Duration)> =
             running.lock().map(|r| r.iter().map(|(s, t)| (s.clone(), t.elapsed())).collect()).unwrap_or_default();
         for (step, elapsed) in now.into_iter().filter(|(_, e)| *e >= every) {
-            view.progress(&step, elapsed);
+            view.progress(&step, elapsed, applier.last_line(&step).as_deref());
         }
     }
 }

@@ -44,7 +44,15 @@ pub enum Body {
     },
     /// A step still running, every 30 s after its first 30 (builds and migrates can be silent
     /// for minutes).
-    Progress { id: String, kind: StepKind, site: Option<String>, app: Option<String>, elapsed_ms: u64 },
+    Progress {
+        id: String,
+        kind: StepKind,
+        site: Option<String>,
+        app: Option<String>,
+        elapsed_ms: u64,
+        /// The last line the step's command printed, masked (none before its first line).
+        last_line: Option<String>,
+    },
     /// Something worth knowing that did not fail the run (e.g. a history copy not written).
     Warning { message: String },
     /// What was done for a site after the steps.

@@ -161,8 +161,8 @@ impl ApplyView {
         }
     }
 
-    /// A step still runs after `elapsed` (the heartbeat).
-    pub fn progress(&self, step: &Step, elapsed: Duration) {
+    /// A step still runs after `elapsed` (the heartbeat), with the last line it printed (masked).
+    pub fn progress(&self, step: &Step, elapsed: Duration, last_line: Option<&str>) {
         match &self.mode {
             Mode::Json => events::emit(
                 &self.shell,
@@ -172,9 +172,13 @@ impl ApplyView {
                     site: step.site.clone(),
                     app: step.app.clone(),
                     elapsed_ms: millis(elapsed),
+                    last_line: last_line.map(str::to_string),
                 },
             ),
-            Mode::Text { .. } => self.shell.line(&format!("  … {} still running ({}s)", step.id, elapsed.as_secs())),
+            Mode::Text { .. } => self.shell.line(&match last_line {
+                Some(line) => format!("  … {} still running ({}s): {line}", step.id, elapsed.as_secs()),
+                None => format!("  … {} still running ({}s)", step.id, elapsed.as_secs()),
+            }),
         }
     }
 
