@@ -55,9 +55,9 @@ pub struct StepRecord {
     pub detail: Option<String>,
 }
 
-/// The host copy's path.
-pub fn host_file(backups_root: &Path, project: &str) -> PathBuf {
-    backups_root.join(project).join("history.jsonl")
+/// The host copy's path, in the project's backups folder (`Paths::backups`).
+pub fn host_file(project_backups: &Path) -> PathBuf {
+    project_backups.join("history.jsonl")
 }
 
 /// Append `record` to both copies. Problems are returned as warnings: history must not turn a

@@ -99,7 +99,8 @@ pub struct Paths {
     pub compose_dir: PathBuf,
     pub compose_files: Vec<PathBuf>,
     pub env_file: Option<PathBuf>,
-    /// `<manifest folder>/<backups.dir>`: backups copied off the sites, and the host's history.
+    /// `<manifest folder>/<backups.dir>/<project>`: backups copied off the sites (one folder per
+    /// site), and the host's copy of the history.
     pub backups: PathBuf,
 }
 
@@ -113,7 +114,7 @@ impl Paths {
             env_file: manifest.deploy.compose.env_file.as_ref().map(|e| compose_dir.join(e)),
             context,
             compose_dir,
-            backups: dir.join(&manifest.backups.dir),
+            backups: dir.join(&manifest.backups.dir).join(&manifest.project),
         }
     }
 }
@@ -164,12 +165,16 @@ pub fn image_inputs(manifest: &Manifest, lock: &LockFile, paths: &Paths) -> Resu
 pub struct Session {
     pub engine: Engine,
     pub compose: Compose,
+    /// What `compose version --short` says (`2.40.3`), asked once.
+    pub compose_version: Option<String>,
 }
 
 impl Session {
     /// Connect to the engine and detect compose, or say how to fix whichever is missing.
     pub async fn open(manifest: &Manifest, paths: &Paths) -> Result<Session, ObserveError> {
-        Ok(Session { engine: engine().await?, compose: compose(manifest, paths).await? })
+        let compose = compose(manifest, paths).await?;
+        let compose_version = compose.version().await;
+        Ok(Session { engine: engine().await?, compose, compose_version })
     }
 }
 
@@ -218,7 +223,7 @@ pub async fn observe(
     desired: &Desired,
     refresh: Refresh,
 ) -> Result<Observed, ObserveError> {
-    let Session { engine, compose } = session;
+    let Session { engine, compose, compose_version } = session;
     let reference = desired.reference();
     let registry = match engine.registry_tag(&reference).await {
         Ok(TagState::Present { digest }) => TagObservation::Present { digest },
@@ -275,6 +280,7 @@ pub async fn observe(
             config_hash: c.config_hash.clone(),
             desired_config_hash: hashes.get(&c.service).cloned(),
             exit_code: c.exit_code(),
+            compose: c.compose_version.as_deref().and_then(|v| v.split('.').next()).map(|major| format!("v{major}")),
         });
     }
 
@@ -292,6 +298,7 @@ pub async fn observe(
         .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?;
     Ok(Observed {
         compose: compose.flavour.as_str().to_string(),
+        compose_version: compose_version.clone(),
         registry,
         engine_image,
         containers: observed_containers,

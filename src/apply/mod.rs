@@ -27,7 +27,7 @@ mod site;
 
 use gate::DEPLOY_WAIT;
 pub use migrate::Recovery;
-pub use report::{ApplyReport, SiteRecovery, Summary, recover};
+pub use report::{ApplyReport, RecoveryOutcome, RunOutcome, SiteRecovery, Summary, recover};
 pub use schedule::{Interrupt, StepState};
 use secrets::{SecretFile, env_secret};
 use site::UNFINISHED;
@@ -161,11 +161,18 @@ impl Applier<'_> {
 
     /// The latest output line of what `step` runs, if it printed any.
     pub fn last_line(&self, step: &Step) -> Option<String> {
-        let key = step.site.clone().unwrap_or_else(|| step.kind.as_str().to_string());
-        self.last_lines.lock().ok()?.get(&key).cloned()
+        self.last_lines.lock().ok()?.get(&line_key(step)).cloned()
     }
 
-    /// Compose is about to recreate containers: the backend must be looked up again.
+    /// `step` starts: what an earlier step of its site printed is not its output.
+    fn forget_last_line(&self, step: &Step) {
+        if let Ok(mut lines) = self.last_lines.lock() {
+            lines.remove(&line_key(step));
+        }
+    }
+
+    /// Compose may recreate containers, or an exec found the backend gone: the backend must be
+    /// looked up again.
     async fn forget_backend(&self) {
         *self.backend.lock().await = None;
     }
@@ -201,14 +208,18 @@ impl Applier<'_> {
         // The command may still be running in the container when its output stream broke: treat
         // it as not finished (nothing restored underneath it).
         let site = command.site();
-        let out =
-            bench.run_streamed(&argv, stdin, &|line| self.note_line(site, line)).await.map_err(|e| StepError {
-                touched: false,
-                ..err(
-                    format!("{e} (the command may still be running in the container)"),
-                    "check the backend container; run apply again once the command has ended",
-                )
-            })?;
+        let streamed = bench.run_streamed(&argv, stdin, &|line| self.note_line(site, line)).await;
+        if streamed.is_err() {
+            // The container may be gone (recreated, removed): look it up again next time.
+            self.forget_backend().await;
+        }
+        let out = streamed.map_err(|e| StepError {
+            touched: false,
+            ..err(
+                format!("{e} (the command may still be running in the container)"),
+                "check the backend container; run apply again once the command has ended",
+            )
+        })?;
         if out.exit_code != 0 {
             // The end of stdout, then stderr: a traceback's last line says why.
             let tail: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).collect();
@@ -276,6 +287,11 @@ impl Applier<'_> {
             StepKind::MaintenanceOff => self.maintenance_off(site).await,
         }
     }
+}
+
+/// Where the last output line of `step`'s commands is kept: its site, or its kind.
+fn line_key(step: &Step) -> String {
+    step.site.clone().unwrap_or_else(|| step.kind.as_str().to_string())
 }
 
 /// Now, as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -35,9 +35,44 @@ impl Applier<'_> {
 #[derive(Debug)]
 pub struct SiteRecovery {
     pub site: String,
-    /// `restored`, `restore_failed`, `left`, `new_site`, `back_in_service`, `release_failed`.
-    pub kind: &'static str,
-    pub detail: String,
+    pub outcome: RecoveryOutcome,
+}
+
+/// How a site's recovery went; every text in it is masked already.
+#[derive(Debug)]
+pub enum RecoveryOutcome {
+    /// Created in this run: holds no data yet, nothing to restore.
+    NewSite,
+    /// Restored from a backup: what was restored.
+    Restored(String),
+    /// Left as the failed migrate left it (`on_migrate_failure: stop`): why.
+    Left(String),
+    RestoreFailed {
+        detail: String,
+        fix: String,
+    },
+    /// Back in service on the image it ran before; `untouched`: not changed at all in this run.
+    BackInService {
+        untouched: bool,
+    },
+    ReleaseFailed {
+        detail: String,
+        fix: String,
+    },
+}
+
+impl RecoveryOutcome {
+    /// The name apply's JSON `recovery` event gives it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RecoveryOutcome::NewSite => "new_site",
+            RecoveryOutcome::Restored(_) => "restored",
+            RecoveryOutcome::Left(_) => "left",
+            RecoveryOutcome::RestoreFailed { .. } => "restore_failed",
+            RecoveryOutcome::BackInService { .. } => "back_in_service",
+            RecoveryOutcome::ReleaseFailed { .. } => "release_failed",
+        }
+    }
 }
 
 /// After the steps (all in-flight work is over): carry out what `benchform_core::recovery`
@@ -65,32 +100,22 @@ pub async fn recover(applier: &Applier<'_>, plan: &Plan, report: &ApplyReport) -
         OnMigrateFailure::Restore => recovery::OnMigrateFailure::Restore,
         OnMigrateFailure::Stop => recovery::OnMigrateFailure::Stop,
     };
-    let ways = |site: &str| {
-        format!(
-            "\n  Ways forward for {site}: fix the migration and run `benchform apply` again; or revert the manifest \
-             change and apply that — but only if no other site migrated to the new versions in this run (benchform \
-             refuses a downgrade it can see; with branch refs it cannot)."
-        )
-    };
+    let mask = |e: &StepError| (applier.redact(&e.detail), applier.redact(&e.fix));
     let mut out = Vec::new();
     let mut release = Vec::new();
     for action in recovery::decide(plan, &end, policy) {
         match action {
-            Action::NewSite { site } => out.push(SiteRecovery {
-                kind: "new_site",
-                detail: applier.redact(&format!(
-                    "{site} was created in this run and holds no data yet: fix the cause and apply again, or drop it \
-                     (`bench drop-site {site} --force --no-backup`)"
-                )),
-                site,
-            }),
+            Action::NewSite { site } => out.push(SiteRecovery { site, outcome: RecoveryOutcome::NewSite }),
             Action::Restore { site } | Action::Leave { site } => {
-                let (kind, what) = match applier.recover(&site).await {
-                    Ok(Recovery::Restored(what)) => ("restored", format!("recovered: {what}")),
-                    Ok(Recovery::Left(what)) => ("left", what),
-                    Err(e) => ("restore_failed", format!("could not restore {site}: {}\n  = fix: {}", e.detail, e.fix)),
+                let outcome = match applier.recover(&site).await {
+                    Ok(Recovery::Restored(what)) => RecoveryOutcome::Restored(applier.redact(&what)),
+                    Ok(Recovery::Left(what)) => RecoveryOutcome::Left(applier.redact(&what)),
+                    Err(e) => {
+                        let (detail, fix) = mask(&e);
+                        RecoveryOutcome::RestoreFailed { detail, fix }
+                    }
                 };
-                out.push(SiteRecovery { kind, detail: applier.redact(&format!("{what}{}", ways(&site))), site });
+                out.push(SiteRecovery { site, outcome });
             }
             Action::BackInService { site, scheduler_was_paused, untouched } => {
                 release.push((site, scheduler_was_paused, untouched));
@@ -100,24 +125,14 @@ pub async fn recover(applier: &Applier<'_>, plan: &Plan, report: &ApplyReport) -
     let sites: Vec<(String, bool)> = release.iter().map(|(s, p, _)| (s.clone(), *p)).collect();
     for result in applier.back_in_service(&sites).await {
         out.push(match result {
-            Ok(site) => SiteRecovery {
-                detail: if release.iter().any(|(s, _, untouched)| *s == site && *untouched) {
-                    format!("{site} is back in service on the image it ran before (it was not changed in this run)")
-                } else {
-                    format!(
-                        "{site} is back in service on the image it ran before (it was not migrated; apps uninstalled \
-                         in this run stay uninstalled)"
-                    )
-                },
-                kind: "back_in_service",
-                site,
-            },
-            Err((site, e)) => SiteRecovery {
-                detail: applier
-                    .redact(&format!("could not take {site} out of maintenance: {}\n  = fix: {}", e.detail, e.fix)),
-                kind: "release_failed",
-                site,
-            },
+            Ok(site) => {
+                let untouched = release.iter().any(|(s, _, untouched)| *s == site && *untouched);
+                SiteRecovery { site, outcome: RecoveryOutcome::BackInService { untouched } }
+            }
+            Err((site, e)) => {
+                let (detail, fix) = mask(&e);
+                SiteRecovery { site, outcome: RecoveryOutcome::ReleaseFailed { detail, fix } }
+            }
         });
     }
     out
@@ -136,8 +151,36 @@ pub struct Summary {
     pub blocked: Vec<String>,
 }
 
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Success,
+    Failure,
+    Interrupted,
+}
+
+impl RunOutcome {
+    /// As the summary event and the history record name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Success => "success",
+            RunOutcome::Failure => "failure",
+            RunOutcome::Interrupted => "interrupted",
+        }
+    }
+}
+
 impl Summary {
-    pub fn of(plan: &Plan, report: &ApplyReport) -> Summary {
+    /// Interrupted; else a success only when no step failed and no site stayed blocked.
+    pub fn outcome(&self) -> RunOutcome {
+        match (self.interrupted, self.failed.is_empty() && self.blocked.is_empty()) {
+            (Some(_), _) => RunOutcome::Interrupted,
+            (None, true) => RunOutcome::Success,
+            (None, false) => RunOutcome::Failure,
+        }
+    }
+
+    fn of(plan: &Plan, report: &ApplyReport) -> Summary {
         let states = &report.states;
         let finished = |s: &StepState| matches!(s, StepState::Finished(Ok(_)));
         let mut in_maintenance: Vec<String> = Vec::new();
@@ -159,7 +202,37 @@ impl Summary {
             not_started: ids(&|s| matches!(s, StepState::NotStarted)),
             in_maintenance,
             interrupted: report.interrupted,
-            blocked: Vec::new(),
+            blocked: plan.blocked.iter().map(|b| b.site.clone()).collect(),
         }
+    }
+}
+
+impl Applier<'_> {
+    /// Where the run ended, once recovery is over: the steps' states, the sites the plan could
+    /// not touch, a signal that came during recovery, and — after a failure or an interrupt —
+    /// the maintenance flags read back from the sites (steps alone cannot tell, e.g. a
+    /// maintenance-on whose `scheduler pause` failed).
+    pub async fn summarize(&self, plan: &Plan, report: &ApplyReport, recoveries: &[SiteRecovery]) -> Summary {
+        let mut summary = Summary::of(plan, report);
+        summary.interrupted = self.interrupt.signal();
+        if summary.failed.is_empty() && summary.interrupted.is_none() {
+            return summary;
+        }
+        match self.maintenance_flags().await {
+            Some(flags) => {
+                summary.in_maintenance = self
+                    .p
+                    .manifest
+                    .sites
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .filter(|s| flags.get(s).is_some_and(|(maintenance, paused)| *maintenance || *paused))
+                    .collect();
+            }
+            None => summary.in_maintenance.retain(|s| {
+                !recoveries.iter().any(|r| matches!(r.outcome, RecoveryOutcome::BackInService { .. }) && r.site == *s)
+            }),
+        }
+        summary
     }
 }

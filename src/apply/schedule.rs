@@ -30,6 +30,7 @@ pub async fn run(a: &Applier<'_>, plan: &Plan, report: Progress<'_>) -> Vec<Step
         let (states, stop) = (&states, &stop);
         async move {
             let s = &plan.steps[i];
+            a.forget_last_line(s);
             report(s, None, Duration::ZERO);
             let started = Instant::now();
             let result = tokio::select! {
@@ -48,6 +49,11 @@ pub async fn run(a: &Applier<'_>, plan: &Plan, report: Progress<'_>) -> Vec<Step
                     )
                 }),
             };
+            if s.kind.recreates_containers() {
+                // However it ended (an interrupt drops it while compose may go on), the backend
+                // container may be another one now.
+                a.forget_backend().await;
+            }
             report(s, Some(&result), started.elapsed());
             let ok = result.is_ok();
             if let Ok(mut states) = states.lock() {

@@ -56,7 +56,7 @@ impl Applier<'_> {
 
     /// `<backups.dir>/<project>/<site>` on the host.
     pub(super) fn host_backups(&self, site: &str) -> PathBuf {
-        self.p.paths.backups.join(&self.p.manifest.project).join(site)
+        self.p.paths.backups.join(site)
     }
 
     /// The backup the site's last unfinished migrate started from (kept from pruning), if any.

@@ -16,7 +16,7 @@ pub fn run(shell: &Shell, args: &HistoryArgs) -> Status {
     let Some(manifest) = loaded.validation.manifest.as_ref() else {
         return crate::render::fail(shell, &loaded.validation.diagnostics);
     };
-    let host = history::host_file(&observe::Paths::new(manifest, &loaded.dir).backups, &manifest.project);
+    let host = history::host_file(&observe::Paths::new(manifest, &loaded.dir).backups);
     let rt = crate::runtime();
     // The deployment's copy needs a running backend; without an engine the host's copy is all.
     let result = rt.block_on(async {

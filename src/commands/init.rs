@@ -221,7 +221,8 @@ fn read_apps_json(file: &str, text: &str) -> Result<(Vec<DraftApp>, Option<(Stri
                 "frappe_docker's build clones over https only: use the https URL and a token",
             ));
         }
-        let (repo, credentials) = strip_credentials(&url);
+        let (repo, credentials) = strip_credentials(&url)
+            .map_err(|r| Refusal { what: format!("{file}: entry {}: {}", i + 1, r.what), ..r })?;
         let guessed = repo.trim_end_matches('/').rsplit('/').next().unwrap_or_default().trim_end_matches(".git");
         let name = guessed.to_lowercase().replace(['-', '.'], "_");
         if name == "frappe" {
@@ -259,10 +260,16 @@ fn read_apps_json(file: &str, text: &str) -> Result<(Vec<DraftApp>, Option<(Stri
 
 /// `https://user:token@host/path` → (`https://host/path`, `Some(Some("user"))`);
 /// `https://token@host/path` → (…, `Some(None)`); no credentials → (`url`, `None`).
-fn strip_credentials(text: &str) -> (String, Option<Option<String>>) {
-    let Ok(mut url) = url::Url::parse(text) else { return (text.to_string(), None) };
+fn strip_credentials(text: &str) -> Result<(String, Option<Option<String>>), Refusal> {
+    // A URL that does not parse is refused, shown with any credentials masked.
+    let Ok(mut url) = url::Url::parse(text) else {
+        return Err(refuse(
+            format!("`{}` is not a URL", names::redact_url_credentials(text)),
+            "write each entry's url as https://host/org/repo",
+        ));
+    };
     if url.username().is_empty() && url.password().is_none() {
-        return (text.to_string(), None);
+        return Ok((text.to_string(), None));
     }
     // With a password, the user part names the token's user (GitLab's `oauth2`); alone, it is
     // the token itself.
@@ -270,22 +277,27 @@ fn strip_credentials(text: &str) -> (String, Option<Option<String>>) {
     // Neither fails here: a URL with a user part has a host.
     let _ = url.set_username("");
     let _ = url.set_password(None);
-    (url.to_string(), Some(user))
+    Ok((url.to_string(), Some(user)))
 }
 
 /// `KEY=VALUE` lines of a compose env file (comments, blanks, `export ` and quotes as dotenv
 /// files have them).
 fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
-    let lines = dotenvy::from_path_iter(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    lines.map(|l| l.map_err(|e| format!("{}: {}", path.display(), env_file_error(&e)))).collect()
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let lines = dotenvy::from_read_iter(text.as_bytes());
+    lines.map(|l| l.map_err(|e| format!("{}: {}", path.display(), env_file_error(&text, &e)))).collect()
 }
 
-/// dotenvy's parse errors with the line number (its own text names only the line's index).
-fn env_file_error(e: &dotenvy::Error) -> String {
+/// Where dotenvy gave up, by line number. Never the text: an env file holds passwords, and after
+/// an unclosed quote dotenvy's "line" is the rest of the file.
+fn env_file_error(text: &str, e: &dotenvy::Error) -> String {
     match e {
-        dotenvy::Error::LineParse(line, index) => {
-            format!("cannot read `{line}` (at character {}): expected KEY=VALUE", index + 1)
+        dotenvy::Error::LineParse(rest, _) => {
+            let first = rest.lines().next().unwrap_or_default();
+            let line = text.find(first).map_or(0, |at| text[..at].matches('\n').count() + 1);
+            format!("line {line} is not KEY=VALUE (or opens a quote it never closes); its text is not shown")
         }
+        // I/O and variable errors name no value.
         other => other.to_string(),
     }
 }
@@ -350,14 +362,20 @@ mod tests {
     #[test]
     fn credentials_leave_urls() {
         assert_eq!(
-            strip_credentials("https://oauth2:t0k@git.example.com/a/b.git"),
+            strip_credentials("https://oauth2:t0k@git.example.com/a/b.git").unwrap(),
             ("https://git.example.com/a/b.git".into(), Some(Some("oauth2".into())))
         );
-        assert_eq!(strip_credentials("https://t0k@github.com/a/b"), ("https://github.com/a/b".into(), Some(None)));
         assert_eq!(
-            strip_credentials("https://github.com/frappe/hrms"),
+            strip_credentials("https://t0k@github.com/a/b").unwrap(),
+            ("https://github.com/a/b".into(), Some(None))
+        );
+        assert_eq!(
+            strip_credentials("https://github.com/frappe/hrms").unwrap(),
             ("https://github.com/frappe/hrms".into(), None)
         );
+        // Not a URL (a port that is no number): refused, the token masked.
+        let r = strip_credentials("https://u:glpat-secret-x@host:group/app").unwrap_err();
+        assert!(!r.what.contains("glpat-secret-x"), "{}", r.what);
     }
 
     #[test]
@@ -372,7 +390,16 @@ mod tests {
 
     #[test]
     fn env_files_read_like_compose_reads_them() {
-        let upstream = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/frappe_docker/example.env");
+        let upstream = [
+            std::env::var_os("BENCHFORM_FRAPPE_DOCKER").map(PathBuf::from),
+            Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/frappe_docker")),
+            Some(PathBuf::from("/work/shared/frappe_docker")),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("example.env"))
+        .find(|f| f.is_file())
+        .expect("upstream frappe_docker's example.env (set BENCHFORM_FRAPPE_DOCKER)");
         let pairs = read_env_file(&upstream).unwrap();
         assert!(pairs.contains(&("SITES_RULE".into(), "Host(`erp.example.com`)".into())), "{pairs:?}");
         assert!(pairs.contains(&("FRAPPE_SITE_NAME_HEADER".into(), String::new())), "{pairs:?}");
@@ -383,7 +410,11 @@ mod tests {
         assert_eq!(pairs, [("A".into(), "x y".into()), ("B".into(), "z".into()), ("C".into(), "plain".into())]);
         std::fs::write(&file, "A=1\nnot a pair\n").unwrap();
         let e = read_env_file(&file).unwrap_err();
-        assert!(e.contains("x.env") && e.contains("not a pair"), "{e}");
+        assert!(e.contains("x.env") && e.contains("line 2") && !e.contains("not a pair"), "{e}");
+        // An unclosed quote: dotenvy reads on to the end; the password after it is never shown.
+        std::fs::write(&file, "A=1\nB=\"open\nDB_PASSWORD=hunter2-secret\n").unwrap();
+        let e = read_env_file(&file).unwrap_err();
+        assert!(!e.contains("hunter2-secret") && e.contains("line 2"), "{e}");
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! One module per command; each returns a [`Status`] and prints only through `output`.
+//! The commands: each `run(shell, args)` returns a [`Status`] and speaks only through its
+//! [`Shell`]. One module per command, but `completions` (below) and `force-unlock` (with the
+//! apply lock, in `apply/lock.rs`).
 
 mod apply;
 mod diff;

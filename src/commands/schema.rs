@@ -19,7 +19,7 @@ pub fn schema_text(kind: SchemaKind) -> String {
         SchemaKind::Diff => schema_of::<crate::views::diff::DiffDocument<'static>>(),
         SchemaKind::Status => schema_of::<benchform_core::status::Report>(),
         SchemaKind::Validate => schema_of::<crate::render::ValidationDocument>(),
-        SchemaKind::History => schema_of::<crate::history::Record>(),
+        SchemaKind::History => schema_of::<Vec<crate::history::Record>>(),
     };
     // Invariant: a serde_json::Value always serialises.
     #[allow(clippy::expect_used)]

@@ -8,7 +8,11 @@ fn yes(b: bool, y: &str, n: &str) -> String {
 
 /// The report for people.
 pub fn text(r: &Report) -> String {
-    let mut out = format!("Project {} (compose {})\n\n", r.project, r.compose);
+    let compose = match &r.compose_version {
+        Some(version) => format!("{} {version}", r.compose),
+        None => r.compose.clone(),
+    };
+    let mut out = format!("Project {} (compose {compose})\n\n", r.project);
     out.push_str(&format!(
         "Lock     {}\n",
         if r.lock.fresh { "benchform.lock agrees with the manifest".to_string() } else { r.lock.problems.join("; ") }

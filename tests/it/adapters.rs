@@ -100,8 +100,11 @@ fn registry_tags_present_absent_and_their_failures() {
     }
 }
 
+/// Both flavours, run for real on one compose file: `config --hash` predicts the label `up` puts
+/// on the container, containers are named the flavour's way, each records its compose version,
+/// and the two flavours' hashes differ (moving a deployment between them recreates it).
 #[test]
-fn compose_v1_config_hashes_match_the_running_containers() {
+fn compose_v1_and_v2_config_hashes_match_their_running_containers() {
     let world = World::get();
     let rt = rt();
     let engine = rt.block_on(engine());
@@ -111,25 +114,36 @@ fn compose_v1_config_hashes_match_the_running_containers() {
         "services:\n  redis-cache:\n    image: ${REDIS_IMAGE}\n    restart: \"no\"\n",
     )
     .unwrap();
-    let compose = Compose {
-        flavour: Flavour::V1,
-        docker_cli: world.docker_cli(),
-        project: unique("hash"),
-        project_dir: dir.path().to_path_buf(),
-        files: vec![dir.path().join("compose.yaml")],
-        env_file: None,
-    };
     let env = vec![("REDIS_IMAGE".to_string(), world.var("BENCHFORM_WORLD_REDIS_IMAGE").to_string())];
-    rt.block_on(compose.up(&env, false)).unwrap();
-    let hashes = rt.block_on(compose.config_hashes(&env)).unwrap();
-    let containers = rt.block_on(engine.project_containers(&compose.project)).unwrap();
-    rt.block_on(compose.down(&env, true)).unwrap();
-    assert_eq!(containers.len(), 1);
-    let c = &containers[0];
-    assert_eq!(c.service, "redis-cache");
-    assert_eq!(c.config_hash.as_ref(), hashes.get("redis-cache"), "config --hash predicts the label");
-    assert!(c.compose_version.as_deref().is_some_and(|v| v.starts_with("1.")));
-    assert_eq!(c.image, world.var("BENCHFORM_WORLD_REDIS_IMAGE"));
+    let mut hashes = Vec::new();
+    for (flavour, version, separator) in [(Flavour::V1, "1.", "_"), (Flavour::V2, "2.", "-")] {
+        let compose = Compose {
+            flavour,
+            docker_cli: world.docker_cli(),
+            project: unique("hash"),
+            project_dir: dir.path().to_path_buf(),
+            files: vec![dir.path().join("compose.yaml")],
+            env_file: None,
+        };
+        rt.block_on(compose.up(&env, false)).unwrap();
+        let predicted = rt.block_on(compose.config_hashes(&env)).unwrap();
+        let containers = rt.block_on(engine.project_containers(&compose.project)).unwrap();
+        rt.block_on(compose.down(&env, true)).unwrap();
+        assert_eq!(containers.len(), 1, "{flavour:?}");
+        let c = &containers[0];
+        assert_eq!(c.service, "redis-cache");
+        assert_eq!(
+            c.config_hash.as_ref(),
+            predicted.get("redis-cache"),
+            "{flavour:?}: config --hash predicts the label"
+        );
+        assert!(c.compose_version.as_deref().is_some_and(|v| v.starts_with(version)), "{flavour:?}: {c:?}");
+        let name = format!("{}{separator}redis-cache{separator}1", compose.project);
+        assert_eq!(c.name.trim_start_matches('/'), name, "{flavour:?}");
+        assert_eq!(c.image, world.var("BENCHFORM_WORLD_REDIS_IMAGE"));
+        hashes.push(predicted["redis-cache"].clone());
+    }
+    assert_ne!(hashes[0], hashes[1], "v1 and v2 hash the same service differently");
 }
 
 #[test]
@@ -157,4 +171,43 @@ fn a_push_the_registry_refuses_fails_the_push() {
     let text = err.to_string();
     assert!(text.starts_with(&format!("pushing {reference} failed")), "{text}");
     assert!(text.contains("no basic auth credentials"), "{text}");
+}
+
+/// frappe_docker's own compose.yaml, rendered by both flavours with what benchform sets: every
+/// service runs the desired image, with the flavour's "pull if missing" value. Without
+/// `CUSTOM_TAG`, v1 does not expand the `${CUSTOM_TAG:-$ERPNEXT_VERSION}` fallback (it keeps a
+/// literal `$ERPNEXT_VERSION`), which is why benchform always sets all three variables.
+#[test]
+fn upstream_compose_renders_the_desired_image_on_both_flavours() {
+    let world = World::get();
+    let rt = rt();
+    let upstream = crate::support::frappe_docker();
+    for flavour in [Flavour::V1, Flavour::V2] {
+        let compose = Compose {
+            flavour,
+            docker_cli: world.docker_cli(),
+            project: unique("render"),
+            project_dir: upstream.clone(),
+            files: vec![upstream.join("compose.yaml")],
+            env_file: None,
+        };
+        let env = vec![
+            ("CUSTOM_IMAGE".to_string(), "registry.example.com/acme/erpnext".to_string()),
+            ("CUSTOM_TAG".to_string(), "bf1-abc".to_string()),
+            ("PULL_POLICY".to_string(), benchform_docker::compose::pull_if_missing(flavour).to_string()),
+        ];
+        let services = rt.block_on(compose.rendered_services(&env)).unwrap();
+        assert!(services.len() >= 7, "{flavour:?}: {services:?}");
+        for (name, s) in &services {
+            assert_eq!(s.image.as_deref(), Some("registry.example.com/acme/erpnext:bf1-abc"), "{flavour:?} {name}");
+        }
+        // The fallback without CUSTOM_TAG: v2 expands the nested variable, v1 does not.
+        let fallback = vec![("ERPNEXT_VERSION".to_string(), "v15.88.1".to_string())];
+        let rendered = rt.block_on(compose.rendered_services(&fallback)).unwrap();
+        let image = rendered["backend"].image.clone().unwrap_or_default();
+        match flavour {
+            Flavour::V2 => assert_eq!(image, "frappe/erpnext:v15.88.1"),
+            Flavour::V1 => assert!(image.contains("ERPNEXT_VERSION"), "v1 leaves the fallback unexpanded: {image}"),
+        }
+    }
 }

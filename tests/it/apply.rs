@@ -100,10 +100,8 @@ fn json_events_history_parallel_migrations_and_a_private_token_nowhere() {
     // History: both applies, from the sites volume and this host, with the backups.
     let history = d.benchform(&["history", "--format", "json"]);
     assert_eq!(history.code, 0, "{}", history.all());
+    crate::support::assert_matches_schema(&serde_json::from_str(&history.stdout).unwrap(), "history.schema.json");
     let records: Vec<Value> = serde_json::from_str(&history.stdout).unwrap();
-    for r in &records {
-        crate::support::assert_matches_schema(r, "history.schema.json");
-    }
     assert_eq!(records.len(), 2, "{}", history.stdout);
     assert!(records.iter().all(|r| r["outcome"] == "success"));
     assert_eq!(records[1]["backups"].as_array().unwrap().len(), 3);
@@ -205,7 +203,7 @@ fn release_gates_ready_for_migration_health_and_a_missing_database() {
     // Without the fault, the release goes through: containers recreated on the new image, and
     // redis-cache's stale assets_json gone (frappe-contract §8).
     edit_manifest(&d, ", BENCH_CONTRACT_FAULT: backend-crash", "");
-    let redis = format!("{}_redis-cache_1", d.project);
+    let redis = d.container_name("redis-cache");
     let redis_cli = |args: &[&str]| {
         let out = std::process::Command::new(d.world.docker_cli())
             .args(["exec", &redis, "redis-cli"])

@@ -37,7 +37,7 @@ fn getting_started_on_the_local_world_converges() {
     let manifest = std::fs::read_to_string(work.path().join("benchform.yaml")).unwrap_or_default();
     let project = manifest.lines().find_map(|l| l.strip_prefix("project: ")).unwrap_or_default().trim().to_string();
     if !project.is_empty() {
-        let _ = std::process::Command::new("docker-compose")
+        let _ = crate::world::compose_command()
             .args(["-p", &project, "-f"])
             .arg(root().join("tests/fixtures/compose/compose.yaml"))
             .args(["down", "-v"])

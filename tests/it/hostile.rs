@@ -228,7 +228,7 @@ fn hand_changes_and_broken_sites_are_planned_truthfully() {
     converged(&d);
 
     // redis-cache stopped, then removed: a deploy brings it back.
-    let redis = format!("{}_redis-cache_1", d.project);
+    let redis = d.container_name("redis-cache");
     assert!(docker(&d, &["stop", &redis]).status.success());
     let plan = d.benchform(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{}", plan.all());

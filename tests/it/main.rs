@@ -9,6 +9,7 @@ mod apply;
 mod corpus;
 mod diff;
 mod docs;
+mod flavours;
 mod hostile;
 mod init;
 mod lock;

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use benchform_bench::Bench;
 use benchform_docker::build::{self, BuildSpec};
-use benchform_docker::compose::{Compose, Flavour};
+use benchform_docker::compose::Compose;
 use benchform_gitserver::TestRepo;
 use serde_json::Value;
 
 use crate::support::{Run, benchform_in, root};
-use crate::world::{World, engine, rt, unique};
+use crate::world::{World, engine, flavour, rt, unique};
 
 pub(crate) const DB_ROOT_PASSWORD: &str = "db-root-pw-for-tests";
 pub(crate) const ADMIN_PASSWORD: &str = "admin-pw-for-tests";
@@ -73,7 +73,7 @@ impl Deployment {
         }
         std::fs::write(dir.path().join("benchform.yaml"), manifest).unwrap();
         let compose = Compose {
-            flavour: Flavour::V1,
+            flavour: flavour(),
             docker_cli: world.docker_cli(),
             project: project.clone(),
             project_dir: fixtures.join("compose"),
@@ -169,6 +169,15 @@ impl Deployment {
         (child, rx)
     }
 
+    /// The first container of `service`, named as the flavour under test names it
+    /// (`proj-svc-1` for v2, `proj_svc_1` for v1).
+    pub(crate) fn container_name(&self, service: &str) -> String {
+        match flavour() {
+            benchform_docker::compose::Flavour::V1 => format!("{}_{service}_1", self.project),
+            benchform_docker::compose::Flavour::V2 => format!("{}-{service}-1", self.project),
+        }
+    }
+
     pub(crate) fn status(&self, extra: &[&str]) -> Value {
         let mut args = vec!["status", "--format", "json"];
         args.extend(extra);
@@ -221,7 +230,7 @@ impl Deployment {
         vec![
             ("CUSTOM_IMAGE".to_string(), format!("{}/{}/erp", self.world.registry(), self.project)),
             ("CUSTOM_TAG".to_string(), tag.to_string()),
-            ("PULL_POLICY".to_string(), benchform_docker::compose::pull_if_missing(Flavour::V1).to_string()),
+            ("PULL_POLICY".to_string(), benchform_docker::compose::pull_if_missing(flavour()).to_string()),
         ]
     }
 

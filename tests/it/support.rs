@@ -8,6 +8,21 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Upstream frappe_docker, unmodified: `$BENCHFORM_FRAPPE_DOCKER`, else `../shared/frappe_docker`
+/// next to the checkout, else `/work/shared/frappe_docker` (a clean clone elsewhere still finds it).
+pub fn frappe_docker() -> PathBuf {
+    let candidates = [
+        std::env::var_os("BENCHFORM_FRAPPE_DOCKER").map(PathBuf::from),
+        Some(root().join("../shared/frappe_docker")),
+        Some(PathBuf::from("/work/shared/frappe_docker")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.join("compose.yaml").is_file())
+        .expect("upstream frappe_docker not found: set BENCHFORM_FRAPPE_DOCKER to its folder")
+}
+
 /// Fails unless `doc` is valid under the checked-in `schema/<file>`: every JSON output is a
 /// contract its schema describes.
 pub fn assert_matches_schema(doc: &serde_json::Value, file: &str) {

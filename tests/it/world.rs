@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use benchform_docker::Engine;
+use benchform_docker::compose::Flavour;
 
 #[derive(Debug, Clone)]
 pub struct World {
@@ -68,6 +69,28 @@ pub fn unique(prefix: &str) -> String {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{prefix}{}x{}x{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
+}
+
+/// The compose flavour under test: the suite runs on v2 (`docker compose`), what operators run;
+/// `BENCHFORM_COMPOSE=v1` runs it on Debian's `docker-compose` 1.29 (benchform reads the same
+/// variable, so the binary under test drives the same flavour).
+pub fn flavour() -> Flavour {
+    match std::env::var("BENCHFORM_COMPOSE").as_deref() {
+        Ok("v1") => Flavour::V1,
+        _ => Flavour::V2,
+    }
+}
+
+/// The argv prefix that runs the flavour under test (`docker compose` or `docker-compose`).
+pub fn compose_command() -> std::process::Command {
+    match flavour() {
+        Flavour::V1 => std::process::Command::new("docker-compose"),
+        Flavour::V2 => {
+            let mut c = std::process::Command::new(World::get().docker_cli());
+            c.arg("compose");
+            c
+        }
+    }
 }
 
 /// A tokio runtime for tests that call the adapters directly.

@@ -139,6 +139,9 @@ impl fmt::Display for BenchCommand<'_> {
     }
 }
 
+/// How many lines at the end of each stream [`classify`] reads.
+const TAIL_LINES: usize = 6;
+
 /// The failures of a `bench` command that benchform tells apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -153,8 +156,16 @@ pub enum Failure {
     NotReady,
 }
 
-/// What the output of a failed command says, when it is one of the [`Failure`]s.
+/// What the output of a failed command says, when it is one of the [`Failure`]s. Only the end of
+/// each stream counts (a traceback's last lines say why it failed; a migrate may log earlier
+/// errors it recovered from).
 pub fn classify(stdout: &str, stderr: &str) -> Option<Failure> {
+    let tail = |text: &str| {
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+    };
+    let (stdout, stderr) = (tail(stdout), tail(stderr));
+    let (stdout, stderr) = (stdout.as_str(), stderr.as_str());
     let both = format!("{stdout}\n{stderr}");
     if both.contains("LockTimeoutError") && both.contains("bench_migrate") {
         return Some(Failure::MigrateLocked);
@@ -215,5 +226,8 @@ mod tests {
         assert_eq!(classify("", "Error: No such command 'ready-for-migration'."), Some(Failure::NoSuchCommand));
         assert_eq!(classify("NOT READY: 2 jobs running", ""), Some(Failure::NotReady));
         assert_eq!(classify("", "Traceback …\nKeyError: 'x'"), None);
+        // A lock error logged long before the real failure does not count.
+        let earlier = format!("{locked}\n{}KeyError: 'x'", "line\n".repeat(10));
+        assert_eq!(classify("", &earlier), None);
     }
 }

@@ -401,6 +401,13 @@ fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, St
                 let shown = c.image.strip_prefix(&format!("{}:", desired.repository)).unwrap_or(&c.image);
                 Some(format!("runs {shown}"))
             }
+            // v1 and v2 hash a configuration differently: every container made by the other
+            // flavour is recreated, and that is the reason to give, not "configuration changed".
+            Some(c) if c.compose.as_ref().is_some_and(|made_by| *made_by != observed.compose) => Some(format!(
+                "created by compose {}, now driven by compose {} (their config hashes differ, so compose recreates it)",
+                c.compose.as_deref().unwrap_or_default(),
+                observed.compose
+            )),
             Some(c)
                 if c.config_hash.is_some()
                     && c.desired_config_hash.is_some()

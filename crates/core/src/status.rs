@@ -76,6 +76,8 @@ pub fn desired(manifest: &Manifest, lock: &LockFile, tag: &str) -> Desired {
 pub struct Observed {
     /// `v1` or `v2`.
     pub compose: String,
+    /// Its version (`2.40.3`), when compose says.
+    pub compose_version: Option<String>,
     pub registry: TagObservation,
     /// Local image id of the desired reference, if the engine has it.
     pub engine_image: Option<String>,
@@ -126,6 +128,9 @@ pub struct ObservedContainer {
     pub desired_config_hash: Option<String>,
     /// The exit code of a container that exited.
     pub exit_code: Option<i64>,
+    /// The flavour of compose that created it (`v1`, `v2`), from its `com.docker.compose.version`
+    /// label; `None` when it has none.
+    pub compose: Option<String>,
 }
 
 impl ObservedContainer {
@@ -155,7 +160,10 @@ pub struct Report {
     /// Version of this format; only `1` exists.
     pub format_version: u32,
     pub project: String,
+    /// `v1` or `v2`: the compose flavour benchform drives.
     pub compose: String,
+    /// Its version (`2.40.3`), when compose says.
+    pub compose_version: Option<String>,
     pub lock: LockReport,
     pub image: ImageReport,
     pub services: Vec<ServiceReport>,
@@ -374,6 +382,7 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
         format_version: FORMAT_VERSION,
         project: desired.project.clone(),
         compose: observed.compose.clone(),
+        compose_version: observed.compose_version.clone(),
         lock,
         image: ImageReport {
             repository: desired.repository.clone(),
@@ -464,6 +473,7 @@ mod tests {
                 config_hash: None,
                 desired_config_hash: None,
                 exit_code: None,
+                compose: None,
             }],
             sites: vec![
                 site("a.localhost", &["frappe", "erpnext", "hrms", "payments"], Some(foreign)),

@@ -113,6 +113,25 @@ impl StepKind {
         }
     }
 
+    /// Runs compose, which may recreate any container of the project (the backend included),
+    /// also when it fails or is interrupted half-way.
+    pub fn recreates_containers(self) -> bool {
+        match self {
+            StepKind::Deploy => true,
+            StepKind::Build
+            | StepKind::Verify
+            | StepKind::Push
+            | StepKind::MaintenanceOn
+            | StepKind::Backup
+            | StepKind::UninstallApp
+            | StepKind::RefreshAssets
+            | StepKind::NewSite
+            | StepKind::InstallApp
+            | StepKind::Migrate
+            | StepKind::MaintenanceOff => false,
+        }
+    }
+
     /// `+` create, `~` change, `-` destroy (plan text).
     pub fn symbol(self) -> char {
         match self {

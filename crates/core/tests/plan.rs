@@ -74,6 +74,7 @@ fn container(service: &str, tag: &str) -> ObservedContainer {
         config_hash: Some("h".into()),
         desired_config_hash: Some("h".into()),
         exit_code: (service == "configurator").then_some(0),
+        compose: Some("v1".into()),
     }
 }
 
@@ -83,6 +84,7 @@ const SERVICES: [&str; 4] = ["backend", "configurator", "queue-short", "schedule
 fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
     Observed {
         compose: "v1".into(),
+        compose_version: Some("1.29.2".into()),
         registry: if tag == NEW {
             TagObservation::Present { digest: "sha256:new".into() }
         } else {
@@ -296,6 +298,18 @@ fn service_drifted_to_another_image_is_redeployed() {
 fn compose_configuration_change_recreates_without_migrating() {
     let (d, mut o) = converged();
     o.containers[0].desired_config_hash = Some("other".into());
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+/// A deployment made by compose v1, now driven by v2: the hashes differ for every container, and
+/// the plan says why (not "configuration changed"); no site migrates.
+#[test]
+fn moving_from_compose_v1_to_v2_recreates_every_service_and_says_why() {
+    let (d, mut o) = converged();
+    o.compose = "v2".into();
+    for c in &mut o.containers {
+        c.desired_config_hash = Some("v2-hash".into());
+    }
     insta::assert_snapshot!(ok(&d, &o));
 }
 

@@ -185,6 +185,23 @@ pub fn pull_if_missing(flavour: Flavour) -> &'static str {
     }
 }
 
+impl Compose {
+    /// The compose version (`2.40.3`, `1.29.2`), if it says.
+    pub async fn version(&self) -> Option<String> {
+        let mut command = match self.flavour {
+            Flavour::V1 => Command::new("docker-compose"),
+            Flavour::V2 => {
+                let mut c = Command::new(&self.docker_cli);
+                c.arg("compose");
+                c
+            }
+        };
+        let out = command.args(["version", "--short"]).output().await.ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_string();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    }
+}
+
 /// Pick the compose flavour: `BENCHFORM_COMPOSE=v1|v2` if set, else v2 when `docker compose
 /// version` works, else v1 when `docker-compose version` works.
 pub async fn detect(docker_cli: &std::path::Path) -> Result<Flavour, ComposeError> {
@@ -225,7 +242,7 @@ mod tests {
         }
     }
 
-    // v2 cannot be installed on the machines benchform is developed on; its argv is pinned here.
+    // The argv shapes, pinned; both flavours also run for real in tests/it/adapters.rs.
     #[test]
     fn v2_argv_is_docker_compose_with_global_options_first() {
         assert_eq!(

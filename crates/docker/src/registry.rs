@@ -52,32 +52,50 @@ pub fn docker_config_path() -> PathBuf {
     }
 }
 
-/// Credentials for `registry` from the Docker config file at `path`, if it has any: an `auths`
-/// entry (user and password, or an identity token) or a credential helper (`credHelpers`,
-/// `credsStore`), read by the `docker_credential` crate as the Docker CLI reads them.
+/// Credentials for `registry` from the Docker config file at `path`, if it has any, read by the
+/// `docker_credential` crate: a credential helper (`credHelpers` for the registry, as the Docker
+/// CLI prefers), an `auths` entry (identity token, `auth`, or user and password), then
+/// `credsStore`. An entry with an empty `auth` counts as absent, as before.
 pub fn credentials_for(registry: &str, path: &std::path::Path) -> Result<Option<DockerCredentials>, RegistryError> {
     use docker_credential::{CredentialRetrievalError as E, DockerCredential};
     let config_error = |detail: String| RegistryError::Config { path: path.display().to_string(), detail };
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(config_error(e.to_string())),
     };
-    // Docker Hub's entries live under the v1 index URL; other registries under their host.
-    let server = if registry == "docker.io" { "https://index.docker.io/v1/" } else { registry };
-    let found = match docker_credential::get_credential_from_reader(std::io::BufReader::new(file), server) {
-        Ok(c) => c,
-        // No entry, or a helper that exits non-zero ("credentials not found"): no credentials.
-        Err(E::NoCredentialConfigured | E::HelperFailure { .. }) => return Ok(None),
-        Err(E::CredentialDecodingError) => {
-            return Err(config_error(format!("the `auth` entry for {registry} is not base64 of user:password")));
+    let mut config: serde_json::Value = serde_json::from_str(&text).map_err(|e| config_error(e.to_string()))?;
+    if let Some(auths) = config.get_mut("auths").and_then(|a| a.as_object_mut()) {
+        for entry in auths.values_mut().filter_map(|e| e.as_object_mut()) {
+            if entry.get("auth").and_then(|a| a.as_str()) == Some("") {
+                entry.remove("auth");
+            }
         }
-        // The other errors carry no credential (only a helper's failure output does, dropped above).
-        Err(e) => return Err(config_error(e.to_string())),
-    };
+    }
+    let config = config.to_string();
+    // Docker Hub's helpers and entries use the v1 index URL; older entries say `docker.io`
+    // (the crate normalises that form to the index host).
+    let servers: &[&str] =
+        if registry == "docker.io" { &["https://index.docker.io/v1/", "docker.io"] } else { &[registry] };
+    let mut found = None;
+    for server in servers {
+        match docker_credential::get_credential_from_reader(config.as_bytes(), server) {
+            Ok(c) => {
+                found = Some(c);
+                break;
+            }
+            // No entry, or a helper that exits non-zero ("credentials not found"): no credentials.
+            Err(E::NoCredentialConfigured | E::HelperFailure { .. }) => {}
+            Err(E::CredentialDecodingError) => {
+                return Err(config_error(format!("the `auth` entry for {registry} is not base64 of user:password")));
+            }
+            // The other errors carry no credential (only a helper's failure output does, dropped above).
+            Err(e) => return Err(config_error(e.to_string())),
+        }
+    }
     let serveraddress = Some(registry.to_string());
     // The engine's distribution endpoint wants user and password, not the encoded pair.
-    Ok(Some(match found {
+    Ok(found.map(|c| match c {
         DockerCredential::UsernamePassword(user, password) => {
             DockerCredentials { username: Some(user), password: Some(password), serveraddress, ..Default::default() }
         }
@@ -168,6 +186,10 @@ mod tests {
         assert_eq!(credentials_for("x", std::path::Path::new("/nonexistent/config.json")).unwrap(), None);
         let bad = config(r#"{"auths": {"r:1": {"auth": "!!"}}}"#);
         assert!(matches!(credentials_for("r:1", bad.path()), Err(RegistryError::Config { .. })));
+        let empty = config(r#"{"auths": {"r:1": {"auth": ""}}}"#);
+        assert_eq!(credentials_for("r:1", empty.path()).unwrap(), None, "an empty auth is no credential");
+        let hub = config(&format!(r#"{{"auths": {{"docker.io": {{"auth": "{auth}"}}}}}}"#));
+        assert_eq!(credentials_for("docker.io", hub.path()).unwrap().unwrap().username.as_deref(), Some("user"));
         let missing_helper = config(r#"{"credsStore": "benchform-none-such"}"#);
         assert!(credentials_for("r:1", missing_helper.path()).is_err(), "a helper that cannot run is an error");
     }

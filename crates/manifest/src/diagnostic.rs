@@ -141,8 +141,9 @@ impl Snippet {
     /// where the same text is on the masked line: a masked secret before the marker shifts it
     /// left, one inside it shortens it.
     pub fn masked(line: &str, column: usize, width: usize, mask: impl Fn(&str) -> String) -> Snippet {
-        // Private-use characters mark the span's ends through the masking; a line holding them
-        // already, or a secret across an end, falls back to the unmoved marker, clamped.
+        // Private-use characters mark the span's ends through the masking. A line holding them
+        // already, or a secret that a mark splits (masking the result again would still change
+        // it), falls back to the whole line masked and the unmoved marker, clamped.
         const START: char = '\u{F8FE}';
         const END: char = '\u{F8FF}';
         let chars: Vec<char> = line.chars().collect();
@@ -152,9 +153,9 @@ impl Snippet {
             chars[..at].iter().chain(&[START]).chain(&chars[at..to]).chain(&[END]).chain(&chars[to..]).collect();
         let masked = mask(&marked);
         let position = |c: char| masked.chars().position(|m| m == c);
+        let text: String = masked.chars().filter(|c| *c != START && *c != END).collect();
         match (line.contains([START, END]), position(START), position(END)) {
-            (false, Some(s), Some(e)) if s < e => {
-                let text = masked.chars().filter(|c| *c != START && *c != END).collect();
+            (false, Some(s), Some(e)) if s < e && mask(&text) == text => {
                 Snippet { text, column: s + 1, width: (e - s - 1).max(1) }
             }
             _ => {
@@ -217,6 +218,9 @@ mod escape_tests {
         let over =
             Snippet::masked(line, line.find("\"https").unwrap() + 1, r#""https://secret-token@h/x""#.len(), mask);
         assert_eq!(&over.text[over.column - 1..][..over.width], r#""https://***@h/x""#);
+        // A marker inside the secret must not let it through.
+        let inside = Snippet::masked(line, line.find("token").unwrap() + 1, 3, mask);
+        assert!(!inside.text.contains("secret-token"), "{}", inside.text);
         // Nothing masked: unchanged.
         let plain = Snippet::masked("name: x", 7, 1, |t: &str| t.to_string());
         assert_eq!((plain.text.as_str(), plain.column, plain.width), ("name: x", 7, 1));

@@ -577,10 +577,8 @@ impl Document {
 
     /// Mask credentials in URLs (`scheme://user:secret@host`) and every registered secret.
     fn redact(&self, text: &str) -> String {
-        let mut out = names::redact_tokens(&names::redact_url_credentials(text));
-        for secret in &self.secrets {
-            out = out.replace(secret.as_str(), "***");
-        }
-        out
+        // The one masker of benchform (longest secret first, the same threshold everywhere).
+        crate::mask::Masker::new(self.secrets.iter().cloned())
+            .mask(&names::redact_tokens(&names::redact_url_credentials(text)))
     }
 }

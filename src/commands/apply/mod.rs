@@ -10,7 +10,7 @@ use benchform_core::plan::{self, Plan, Step};
 use benchform_core::status;
 
 use crate::Status;
-use crate::apply::{self, Applier, ApplyReport, Outcome, StepError, Summary};
+use crate::apply::{self, Applier, ApplyReport, Outcome, RunOutcome, StepError, Summary};
 use crate::cli::{ApplyArgs, Format};
 use crate::history;
 use crate::observe;
@@ -212,33 +212,13 @@ async fn locked(
     view.steps_end();
 
     let recoveries = apply::recover(&applier, &plan, &report).await;
-    let mut summary = Summary::of(&plan, &report);
-    if !summary.failed.is_empty() || summary.interrupted.is_some() {
-        // What the sites are actually left in, read back (steps alone cannot tell, e.g. a
-        // maintenance-on whose `scheduler pause` failed).
-        if let Some(flags) = applier.maintenance_flags().await {
-            summary.in_maintenance = p
-                .manifest
-                .sites
-                .iter()
-                .map(|s| s.name.clone())
-                .filter(|s| flags.get(s).is_some_and(|(maintenance, paused)| *maintenance || *paused))
-                .collect();
-        } else {
-            summary.in_maintenance.retain(|s| !recoveries.iter().any(|r| r.kind == "back_in_service" && r.site == *s));
-        }
-    }
-    let record = history_record(p, mine, &started, &plan, &report, &applier);
+    let summary = applier.summarize(&plan, &report, &recoveries).await;
+    let record = history_record(p, mine, &started, &plan, &report, &summary, &applier);
     for warning in write_history(&applier, &record).await {
         view.warning(&applier.redact(&warning));
     }
-    summary.blocked = plan.blocked.iter().map(|b| b.site.clone()).collect();
     view.end(&plan, &summary, &recoveries);
-    if summary.failed.is_empty() && plan.blocked.is_empty() && summary.interrupted.is_none() {
-        Status::Success
-    } else {
-        Status::Failure
-    }
+    if summary.outcome() == RunOutcome::Success { Status::Success } else { Status::Failure }
 }
 
 /// Every `heartbeat_every()`, each step running at least that long says so. Never returns.
@@ -288,12 +268,11 @@ fn saved(
     let now = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), observed);
     let changes = then.changes(&now);
     if !changes.is_empty() {
-        shell.err_line(&format!("error: the saved plan {shown} is stale; since it was made:"));
-        for c in &changes {
-            shell.err_line(&format!("  - {c}"));
-        }
-        shell.err_line("  = fix: run `benchform plan -o FILE` again, review it, and apply that");
-        return Err(Status::Failure);
+        let moved: String = changes.iter().map(|c| format!("\n  - {c}")).collect();
+        return Err(shell.error(
+            &format!("the saved plan {shown} is stale; since it was made:{moved}"),
+            "run `benchform plan -o FILE` again, review it, and apply that",
+        ));
     }
     let fresh = crate::commands::plan::plan_for(shell, p, observed, doc.inputs).map_err(|_| Status::Failure)?;
     let image = format!("{}:{}", doc.image.repository, doc.image.tag);

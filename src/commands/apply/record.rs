@@ -10,6 +10,7 @@ pub(super) fn history_record(
     started: &str,
     plan: &Plan,
     report: &ApplyReport,
+    summary: &Summary,
     applier: &Applier<'_>,
 ) -> history::Record {
     let states = &report.states;
@@ -31,7 +32,6 @@ pub(super) fn history_record(
             }
         })
         .collect();
-    let failed = states.iter().any(|s| matches!(s, StepState::Finished(Err(_))));
     history::Record {
         format_version: 1,
         id: mine.id.clone(),
@@ -43,19 +43,14 @@ pub(super) fn history_record(
         lock_sha256: benchform_core::tag::sha256_hex(&p.lock_bytes),
         image: p.desired.reference(),
         plan: mine.plan.clone(),
-        outcome: match (report.interrupted, failed || !plan.blocked.is_empty()) {
-            (Some(_), _) => "interrupted",
-            (None, true) => "failure",
-            (None, false) => "success",
-        }
-        .to_string(),
+        outcome: summary.outcome().as_str().to_string(),
         steps,
         backups: report.backups.clone(),
     }
 }
 
 pub(super) async fn write_history(applier: &Applier<'_>, record: &history::Record) -> Vec<String> {
-    let host = history::host_file(&applier.p.paths.backups, &applier.p.manifest.project);
+    let host = history::host_file(&applier.p.paths.backups);
     let bench = applier.bench().await.ok();
     history::append(record, &host, bench.as_ref()).await
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use benchform_core::plan::{Plan, Step};
 use benchform_manifest::mask::Masker;
 
-use crate::apply::{Outcome, SiteRecovery, StepError, Summary};
+use crate::apply::{Outcome, RecoveryOutcome, SiteRecovery, StepError, Summary};
 use crate::cli::PlanFormat;
 use crate::output;
 use crate::plan_file::{PlanInputs, document};
@@ -215,7 +215,11 @@ impl ApplyView {
                 for r in recoveries {
                     events::emit(
                         &self.shell,
-                        Body::Recovery { site: r.site.clone(), outcome: r.kind.to_string(), detail: r.detail.clone() },
+                        Body::Recovery {
+                            site: r.site.clone(),
+                            outcome: r.outcome.as_str().to_string(),
+                            detail: recovery_text(r),
+                        },
                     );
                 }
                 self.blocked(plan);
@@ -225,6 +229,37 @@ impl ApplyView {
                 summary_text(&self.shell, plan, summary, recoveries);
                 self.blocked(plan);
             }
+        }
+    }
+}
+
+/// What was done for a site after the steps, for people (the JSON `recovery` event's `detail`).
+fn recovery_text(r: &SiteRecovery) -> String {
+    let site = &r.site;
+    let ways = format!(
+        "\n  Ways forward for {site}: fix the migration and run `benchform apply` again; or revert the manifest \
+         change and apply that — but only if no other site migrated to the new versions in this run (benchform \
+         refuses a downgrade it can see; with branch refs it cannot)."
+    );
+    match &r.outcome {
+        RecoveryOutcome::NewSite => format!(
+            "{site} was created in this run and holds no data yet: fix the cause and apply again, or drop it \
+             (`bench drop-site {site} --force --no-backup`)"
+        ),
+        RecoveryOutcome::Restored(what) => format!("recovered: {what}{ways}"),
+        RecoveryOutcome::Left(what) => format!("{what}{ways}"),
+        RecoveryOutcome::RestoreFailed { detail, fix } => {
+            format!("could not restore {site}: {detail}\n  = fix: {fix}{ways}")
+        }
+        RecoveryOutcome::BackInService { untouched: true } => {
+            format!("{site} is back in service on the image it ran before (it was not changed in this run)")
+        }
+        RecoveryOutcome::BackInService { untouched: false } => format!(
+            "{site} is back in service on the image it ran before (it was not migrated; apps uninstalled in this \
+             run stay uninstalled)"
+        ),
+        RecoveryOutcome::ReleaseFailed { detail, fix } => {
+            format!("could not take {site} out of maintenance: {detail}\n  = fix: {fix}")
         }
     }
 }
@@ -240,14 +275,11 @@ fn millis(d: Duration) -> u64 {
 }
 
 fn summary_event(s: &Summary, recoveries: &[SiteRecovery]) -> events::Summary {
-    let sites = |kind: &str| recoveries.iter().filter(|r| r.kind == kind).map(|r| r.site.clone()).collect::<Vec<_>>();
+    let sites = |kind: &str| {
+        recoveries.iter().filter(|r| r.outcome.as_str() == kind).map(|r| r.site.clone()).collect::<Vec<_>>()
+    };
     events::Summary {
-        outcome: match (&s.interrupted, s.failed.is_empty() && s.blocked.is_empty()) {
-            (Some(_), _) => "interrupted",
-            (None, true) => "success",
-            (None, false) => "failure",
-        }
-        .to_string(),
+        outcome: s.outcome().as_str().to_string(),
         signal: s.interrupted.map(str::to_string),
         done: s.done.clone(),
         failed: s.failed.clone(),
@@ -273,7 +305,7 @@ fn summary_text(shell: &Shell, plan: &Plan, s: &Summary, recoveries: &[SiteRecov
         return;
     }
     for r in recoveries {
-        shell.err_line(&format!("  {}", r.detail));
+        shell.err_line(&format!("  {}", recovery_text(r)));
     }
     shell.err_line(&format!(
         "\nApply {}: {} of {} step(s) failed ({}); {} done, {} not started.",

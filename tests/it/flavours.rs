@@ -1,0 +1,43 @@
+//! Compose v1 and v2 on one deployment: a deployment made by one flavour and then driven by the
+//! other is recreated, the plan says why, and it converges.
+
+use crate::status::Deployment;
+use crate::world::{engine, rt};
+
+fn drive_with(d: &mut Deployment, flavour: &str) {
+    d.env.retain(|(k, _)| k != "BENCHFORM_COMPOSE");
+    d.env.push(("BENCHFORM_COMPOSE".to_string(), flavour.to_string()));
+}
+
+#[test]
+fn moving_a_deployment_from_compose_v1_to_v2_recreates_it_and_says_why() {
+    let mut d = Deployment::new(&[("a.localhost", &["erpnext"])]);
+    d.deployed = true;
+    drive_with(&mut d, "v1");
+    let first = d.apply(&["--auto-approve"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let status = d.benchform(&["status"]);
+    assert!(status.stdout.contains("(compose v1 1."), "the header names flavour and version: {}", status.stdout);
+
+    drive_with(&mut d, "v2");
+    let status = d.benchform(&["status"]);
+    assert!(status.stdout.contains("(compose v2 2."), "{}", status.stdout);
+    let plan = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("created by compose v1, now driven by compose v2"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("migrate"), "a flavour change migrates no site: {}", plan.stdout);
+    let second = d.apply(&["--auto-approve"]);
+    assert_eq!(second.code, 0, "{}", second.all());
+    let again = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "converged on v2: {}", again.all());
+
+    let rt = rt();
+    let containers = rt.block_on(rt.block_on(engine()).project_containers(&d.project)).unwrap();
+    assert!(
+        containers
+            .iter()
+            .filter(|c| !c.oneoff)
+            .all(|c| c.compose_version.as_deref().is_some_and(|v| v.starts_with("2."))),
+        "every container is v2's now: {containers:?}"
+    );
+}
