@@ -13,6 +13,7 @@ mod flavours;
 mod hostile;
 mod init;
 mod lock;
+mod mariadb;
 mod schema;
 mod status;
 mod support;

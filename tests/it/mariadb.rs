@@ -1,0 +1,88 @@
+//! The world's `mariadb:11.8` honours what frappe_docker's overrides/compose.mariadb.yaml relies
+//! on, driven by that file itself: root initialised from the password on first start and
+//! reachable over the network, the server flags of its `command`, its healthcheck, and data kept
+//! in the volume across a restart.
+
+use std::process::Command;
+
+use benchform_docker::compose::Compose;
+
+use crate::support::frappe_docker;
+use crate::world::{World, flavour, rt, unique};
+
+fn sql(ip: &str, password: &str, query: &str) -> std::process::Output {
+    Command::new("mariadb")
+        .args(["-h", ip, "-uroot", &format!("-p{password}"), "--skip-column-names", "-e", query])
+        .output()
+        .unwrap()
+}
+
+fn health(cli: &std::path::Path, container: &str) -> String {
+    let out = Command::new(cli).args(["inspect", "-f", "{{.State.Health.Status}}", container]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn wait_healthy(cli: &std::path::Path, container: &str) {
+    for _ in 0..120 {
+        if health(cli, container) == "healthy" {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("{container} never became healthy: {}", health(cli, container));
+}
+
+#[test]
+fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
+    let world = World::get();
+    let rt = rt();
+    let upstream = frappe_docker();
+    let compose = Compose {
+        flavour: flavour(),
+        docker_cli: world.docker_cli(),
+        project: unique("mdb"),
+        project_dir: upstream.clone(),
+        files: vec![upstream.join("compose.yaml"), upstream.join("overrides/compose.mariadb.yaml")],
+        env_file: None,
+    };
+    // A password SQL and shells would both choke on if it were pasted anywhere.
+    let password = "db-'pass\"word $x";
+    let env = vec![("DB_PASSWORD".to_string(), password.to_string())];
+    rt.block_on(compose.run(&["up", "-d", "db"], &env)).unwrap();
+    let containers = rt.block_on(rt.block_on(crate::world::engine()).project_containers(&compose.project)).unwrap();
+    let result = std::panic::catch_unwind(|| {
+        let db = containers.iter().find(|c| c.service == "db").expect("a db container");
+        assert_eq!(db.image, world.var("BENCHFORM_WORLD_MARIADB_IMAGE"));
+        let cli = world.docker_cli();
+        wait_healthy(&cli, &db.id);
+        let ip = Command::new(&cli)
+            .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &db.id])
+            .output()
+            .unwrap();
+        let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
+        // Root over the network, with the override's server flags.
+        let flags = sql(&ip, password, "SELECT @@character_set_server, @@collation_server");
+        assert!(flags.status.success(), "{}", String::from_utf8_lossy(&flags.stderr));
+        assert_eq!(String::from_utf8_lossy(&flags.stdout).trim(), "utf8mb4\tutf8mb4_unicode_ci");
+        let wrong = sql(&ip, "not-the-password", "SELECT 1");
+        assert!(!wrong.status.success() && String::from_utf8_lossy(&wrong.stderr).contains("Access denied"));
+        // Data lives in the volume: a restart keeps it, and the healthcheck passes again.
+        assert!(
+            sql(&ip, password, "CREATE DATABASE kept; CREATE TABLE kept.t (n INT); INSERT INTO kept.t VALUES (42)")
+                .status
+                .success()
+        );
+        assert!(Command::new(&cli).args(["restart", &db.id]).status().unwrap().success());
+        wait_healthy(&cli, &db.id);
+        let ip = Command::new(&cli)
+            .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &db.id])
+            .output()
+            .unwrap();
+        let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
+        assert_eq!(String::from_utf8_lossy(&sql(&ip, password, "SELECT n FROM kept.t").stdout).trim(), "42");
+    });
+    rt.block_on(compose.down(&env, true)).unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
