@@ -26,8 +26,29 @@ fn moving_a_deployment_from_compose_v1_to_v2_recreates_it_and_says_why() {
     assert_eq!(plan.code, 2, "{}", plan.all());
     assert!(plan.stdout.contains("created by compose v1, now driven by compose v2"), "{}", plan.stdout);
     assert!(!plan.stdout.contains("migrate"), "a flavour change migrates no site: {}", plan.stdout);
+    // A service compose made that the compose files no longer have (an orphan): drift until the
+    // next deploy, whose `up --remove-orphans` removes it.
+    let extra = d.dir.path().join("extra.yaml");
+    std::fs::write(
+        &extra,
+        format!("services:\n  orphan:\n    image: {}\n", d.world.var("BENCHFORM_WORLD_REDIS_IMAGE")),
+    )
+    .unwrap();
+    let started = std::process::Command::new(d.world.docker_cli())
+        .args(["compose", "-p", &d.project, "-f"])
+        .arg(&extra)
+        .args(["up", "-d"])
+        .status()
+        .unwrap();
+    assert!(started.success());
+    let orphan = format!("{}-orphan-1", d.project);
+    let plan = d.benchform(&["plan"]);
+    assert!(plan.stdout.contains("no such service"), "the orphan is drift: {}", plan.stdout);
+    let cli = d.world.docker_cli();
     let second = d.apply(&["--auto-approve"]);
     assert_eq!(second.code, 0, "{}", second.all());
+    let gone = std::process::Command::new(&cli).args(["inspect", &orphan]).output().unwrap();
+    assert!(!gone.status.success(), "the deploy removed the orphan container");
     let again = d.benchform(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "converged on v2: {}", again.all());
 

@@ -278,8 +278,8 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
                     service: Some(c.service.clone()),
                     detail: format!(
                         "container {} carries project {}'s compose labels (service `{}`) but the compose files have \
-                         no such service: benchform leaves it alone, and the next deploy (`compose up \
-                         --remove-orphans`) removes it",
+                         no such service: benchform leaves it alone; the next deploy (`compose up \
+                         --remove-orphans`) removes it if compose made it (one labelled by hand stays yours)",
                         c.name, desired.project, c.service
                     ),
                 });
