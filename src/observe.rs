@@ -216,6 +216,12 @@ pub fn compose_env_for(repository: &str, tag: &str, flavour: compose::Flavour) -
     ]
 }
 
+/// The compose flavour a version belongs to: 1.x is v1 (Python); 2.x and later (5.x too) hash
+/// configurations the Go way, v2.
+fn flavour_of_version(version: &str) -> String {
+    if version.trim_start_matches('v').starts_with("1.") { "v1" } else { "v2" }.to_string()
+}
+
 /// Observe everything `status` shows.
 pub async fn observe(
     session: &Session,
@@ -280,7 +286,7 @@ pub async fn observe(
             config_hash: c.config_hash.clone(),
             desired_config_hash: hashes.get(&c.service).cloned(),
             exit_code: c.exit_code(),
-            compose: c.compose_version.as_deref().and_then(|v| v.split('.').next()).map(|major| format!("v{major}")),
+            compose: c.compose_version.as_deref().map(flavour_of_version),
         });
     }
 
@@ -297,7 +303,8 @@ pub async fn observe(
         .await
         .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?;
     Ok(Observed {
-        compose: compose.flavour.as_str().to_string(),
+        // What the program says it is (a `docker-compose` on PATH can be a v2 binary).
+        compose: compose_version.as_deref().map_or_else(|| compose.flavour.as_str().to_string(), flavour_of_version),
         compose_version: compose_version.clone(),
         registry,
         engine_image,

@@ -11,8 +11,10 @@ use crate::support::frappe_docker;
 use crate::world::{World, flavour, rt, unique};
 
 fn sql(ip: &str, password: &str, query: &str) -> std::process::Output {
+    // The password in the environment, not in argv (a process list shows argv).
     Command::new("mariadb")
-        .args(["-h", ip, "-uroot", &format!("-p{password}"), "--skip-column-names", "-e", query])
+        .args(["-h", ip, "-uroot", "--skip-column-names", "-e", query])
+        .env("MYSQL_PWD", password)
         .output()
         .unwrap()
 }
@@ -45,12 +47,13 @@ fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
         files: vec![upstream.join("compose.yaml"), upstream.join("overrides/compose.mariadb.yaml")],
         env_file: None,
     };
-    // A password SQL and shells would both choke on if it were pasted anywhere.
-    let password = "db-'pass\"word $x";
+    // A password SQL and shells would both choke on if it were pasted anywhere: quotes, a
+    // backslash (an escape in MariaDB's string literals), a dollar.
+    let password = "db-'pass\"wo\\rd $x\\";
     let env = vec![("DB_PASSWORD".to_string(), password.to_string())];
-    rt.block_on(compose.run(&["up", "-d", "db"], &env)).unwrap();
-    let containers = rt.block_on(rt.block_on(crate::world::engine()).project_containers(&compose.project)).unwrap();
     let result = std::panic::catch_unwind(|| {
+        rt.block_on(compose.run(&["up", "-d", "db"], &env)).unwrap();
+        let containers = rt.block_on(rt.block_on(crate::world::engine()).project_containers(&compose.project)).unwrap();
         let db = containers.iter().find(|c| c.service == "db").expect("a db container");
         assert_eq!(db.image, world.var("BENCHFORM_WORLD_MARIADB_IMAGE"));
         let cli = world.docker_cli();
@@ -80,6 +83,24 @@ fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
             .unwrap();
         let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
         assert_eq!(String::from_utf8_lossy(&sql(&ip, password, "SELECT n FROM kept.t").stdout).trim(), "42");
+        // A first start cut off half-way leaves no "initialised" marker: the next start makes the
+        // datadir again instead of running a server without passwords and healthcheck user.
+        assert!(Command::new(&cli).args(["stop", &db.id]).status().unwrap().success());
+        let volume = format!("{}_db-data", compose.project);
+        let marker = Command::new(&cli)
+            .args(["run", "--rm", "-v", &format!("{volume}:/var/lib/mysql"), "--entrypoint", "/bin/rm"])
+            .args([world.var("BENCHFORM_WORLD_MARIADB_IMAGE"), "/var/lib/mysql/.benchform-initialised"])
+            .status()
+            .unwrap();
+        assert!(marker.success());
+        assert!(Command::new(&cli).args(["start", &db.id]).status().unwrap().success());
+        wait_healthy(&cli, &db.id);
+        let ip = Command::new(&cli)
+            .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &db.id])
+            .output()
+            .unwrap();
+        let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
+        assert!(sql(&ip, password, "SELECT 1").status.success(), "root works after the re-initialisation");
     });
     rt.block_on(compose.down(&env, true)).unwrap();
     if let Err(panic) = result {

@@ -401,19 +401,21 @@ fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, St
                 let shown = c.image.strip_prefix(&format!("{}:", desired.repository)).unwrap_or(&c.image);
                 Some(format!("runs {shown}"))
             }
-            // v1 and v2 hash a configuration differently: every container made by the other
-            // flavour is recreated, and that is the reason to give, not "configuration changed".
-            Some(c) if c.compose.as_ref().is_some_and(|made_by| *made_by != observed.compose) => Some(format!(
-                "created by compose {}, now driven by compose {} (their config hashes differ, so compose recreates it)",
-                c.compose.as_deref().unwrap_or_default(),
-                observed.compose
-            )),
             Some(c)
                 if c.config_hash.is_some()
                     && c.desired_config_hash.is_some()
                     && c.config_hash != c.desired_config_hash =>
             {
-                Some("its compose configuration changed".to_string())
+                // v1 and v2 hash a configuration differently: a container made by the other
+                // flavour is recreated for that alone, and that is the reason to give.
+                Some(match c.compose.as_deref().filter(|made_by| *made_by != observed.compose) {
+                    Some(made_by) => format!(
+                        "created by compose {made_by}, now driven by compose {} (their config hashes differ, so \
+                         compose recreates it)",
+                        observed.compose
+                    ),
+                    None => "its compose configuration changed".to_string(),
+                })
             }
             Some(c) if c.state != "running" && !c.finished_one_shot(restart.as_deref()) => Some(match c.exit_code {
                 Some(code) if c.state == "exited" => format!("exited ({code})"),
