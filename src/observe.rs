@@ -172,8 +172,7 @@ pub struct Session {
 impl Session {
     /// Connect to the engine and detect compose, or say how to fix whichever is missing.
     pub async fn open(manifest: &Manifest, paths: &Paths) -> Result<Session, ObserveError> {
-        let compose = compose(manifest, paths).await?;
-        let compose_version = compose.version().await;
+        let (compose, compose_version) = compose(manifest, paths).await?;
         Ok(Session { engine: engine().await?, compose, compose_version })
     }
 }
@@ -185,20 +184,21 @@ pub async fn engine() -> Result<Engine, ObserveError> {
     })
 }
 
-/// The compose project the manifest describes.
-pub async fn compose(manifest: &Manifest, paths: &Paths) -> Result<Compose, ObserveError> {
+/// The compose project the manifest describes, and the version of compose that drives it.
+pub async fn compose(manifest: &Manifest, paths: &Paths) -> Result<(Compose, Option<String>), ObserveError> {
     let cli = benchform_docker::build::docker_cli();
-    let flavour = compose::detect(&cli)
+    let (flavour, version) = compose::detect(&cli)
         .await
         .map_err(|e| ObserveError::new("compose", e, "install docker-compose (v1) or the compose plugin (v2)"))?;
-    Ok(Compose {
+    let compose = Compose {
         flavour,
         docker_cli: cli,
         project: manifest.project.clone(),
         project_dir: paths.compose_dir.clone(),
         files: paths.compose_files.clone(),
         env_file: paths.env_file.clone(),
-    })
+    };
+    Ok((compose, version))
 }
 
 /// The variables compose interpolates to run the desired image.

@@ -171,6 +171,11 @@ impl RunOutcome {
 }
 
 impl Summary {
+    /// A step failed or a signal stopped the run (blocked sites aside).
+    pub fn ended_early(&self) -> bool {
+        !self.failed.is_empty() || self.interrupted.is_some()
+    }
+
     /// Interrupted; else a success only when no step failed and no site stayed blocked.
     pub fn outcome(&self) -> RunOutcome {
         match (self.interrupted, self.failed.is_empty() && self.blocked.is_empty()) {
@@ -215,7 +220,7 @@ impl Applier<'_> {
     pub async fn summarize(&self, plan: &Plan, report: &ApplyReport, recoveries: &[SiteRecovery]) -> Summary {
         let mut summary = Summary::of(plan, report);
         summary.interrupted = self.interrupt.signal();
-        if summary.failed.is_empty() && summary.interrupted.is_none() {
+        if !summary.ended_early() {
             return summary;
         }
         match self.maintenance_flags().await {

@@ -24,6 +24,15 @@ fn health(cli: &std::path::Path, container: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The container's address on its network (it can change across a restart).
+fn ip_of(cli: &std::path::Path, container: &str) -> String {
+    let out = Command::new(cli)
+        .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn wait_healthy(cli: &std::path::Path, container: &str) {
     for _ in 0..120 {
         if health(cli, container) == "healthy" {
@@ -58,11 +67,7 @@ fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
         assert_eq!(db.image, world.var("BENCHFORM_WORLD_MARIADB_IMAGE"));
         let cli = world.docker_cli();
         wait_healthy(&cli, &db.id);
-        let ip = Command::new(&cli)
-            .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &db.id])
-            .output()
-            .unwrap();
-        let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
+        let ip = ip_of(&cli, &db.id);
         // Root over the network, with the override's server flags.
         let flags = sql(&ip, password, "SELECT @@character_set_server, @@collation_server");
         assert!(flags.status.success(), "{}", String::from_utf8_lossy(&flags.stderr));
@@ -77,11 +82,7 @@ fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
         );
         assert!(Command::new(&cli).args(["restart", &db.id]).status().unwrap().success());
         wait_healthy(&cli, &db.id);
-        let ip = Command::new(&cli)
-            .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &db.id])
-            .output()
-            .unwrap();
-        let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
+        let ip = ip_of(&cli, &db.id);
         assert_eq!(String::from_utf8_lossy(&sql(&ip, password, "SELECT n FROM kept.t").stdout).trim(), "42");
         // A first start cut off half-way leaves no "initialised" marker: the next start makes the
         // datadir again instead of running a server without passwords and healthcheck user.
@@ -95,11 +96,7 @@ fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
         assert!(marker.success());
         assert!(Command::new(&cli).args(["start", &db.id]).status().unwrap().success());
         wait_healthy(&cli, &db.id);
-        let ip = Command::new(&cli)
-            .args(["inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", &db.id])
-            .output()
-            .unwrap();
-        let ip = String::from_utf8_lossy(&ip.stdout).trim().to_string();
+        let ip = ip_of(&cli, &db.id);
         assert!(sql(&ip, password, "SELECT 1").status.success(), "root works after the re-initialisation");
     });
     rt.block_on(compose.down(&env, true)).unwrap();

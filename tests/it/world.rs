@@ -83,14 +83,10 @@ pub fn flavour() -> Flavour {
 
 /// The argv prefix that runs the flavour under test (`docker compose` or `docker-compose`).
 pub fn compose_command() -> std::process::Command {
-    match flavour() {
-        Flavour::V1 => std::process::Command::new("docker-compose"),
-        Flavour::V2 => {
-            let mut c = std::process::Command::new(World::get().docker_cli());
-            c.arg("compose");
-            c
-        }
-    }
+    let argv = benchform_docker::compose::program_argv(flavour(), &World::get().docker_cli());
+    let mut c = std::process::Command::new(&argv[0]);
+    c.args(&argv[1..]);
+    c
 }
 
 /// A tokio runtime for tests that call the adapters directly.

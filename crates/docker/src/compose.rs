@@ -61,10 +61,7 @@ pub struct RenderedService {
 impl Compose {
     /// The full argv (program first) for `compose <args>`.
     pub fn argv(&self, args: &[&str]) -> Vec<String> {
-        let mut argv = match self.flavour {
-            Flavour::V1 => vec!["docker-compose".to_string()],
-            Flavour::V2 => vec![self.docker_cli.display().to_string(), "compose".to_string()],
-        };
+        let mut argv = program_argv(self.flavour, &self.docker_cli);
         argv.extend(["-p".to_string(), self.project.clone()]);
         argv.extend(["--project-directory".to_string(), self.project_dir.display().to_string()]);
         for f in &self.files {
@@ -185,41 +182,39 @@ pub fn pull_if_missing(flavour: Flavour) -> &'static str {
     }
 }
 
-impl Compose {
-    /// The compose version (`2.40.3`, `1.29.2`), if it says.
-    pub async fn version(&self) -> Option<String> {
-        let mut command = match self.flavour {
-            Flavour::V1 => Command::new("docker-compose"),
-            Flavour::V2 => {
-                let mut c = Command::new(&self.docker_cli);
-                c.arg("compose");
-                c
-            }
-        };
-        let out = command.args(["version", "--short"]).output().await.ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_string();
-        (out.status.success() && !text.is_empty()).then_some(text)
+/// The program that runs `flavour`: `docker-compose`, or the Docker CLI's `compose` plugin.
+pub fn program_argv(flavour: Flavour, docker_cli: &std::path::Path) -> Vec<String> {
+    match flavour {
+        Flavour::V1 => vec!["docker-compose".to_string()],
+        Flavour::V2 => vec![docker_cli.display().to_string(), "compose".to_string()],
     }
 }
 
-/// Pick the compose flavour: `BENCHFORM_COMPOSE=v1|v2` if set, else v2 when `docker compose
-/// version` works, else v1 when `docker-compose version` works.
-pub async fn detect(docker_cli: &std::path::Path) -> Result<Flavour, ComposeError> {
-    match std::env::var("BENCHFORM_COMPOSE").ok().as_deref() {
-        Some("v1") => return Ok(Flavour::V1),
-        Some("v2") => return Ok(Flavour::V2),
-        _ => {}
+/// What `flavour`'s `version --short` says (`2.40.3`, `1.29.2`); `None` when it does not run.
+async fn version_of(flavour: Flavour, docker_cli: &std::path::Path) -> Option<String> {
+    let argv = program_argv(flavour, docker_cli);
+    let (program, rest) = argv.split_first()?;
+    let out = Command::new(program).args(rest).args(["version", "--short"]).output().await.ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// Pick the compose flavour and learn its version, in one run of `version --short`:
+/// `BENCHFORM_COMPOSE=v1|v2` if set (its version then only when it answers), else v2 when
+/// `docker compose` answers, else v1 when `docker-compose` does.
+pub async fn detect(docker_cli: &std::path::Path) -> Result<(Flavour, Option<String>), ComposeError> {
+    let forced = match std::env::var("BENCHFORM_COMPOSE").ok().as_deref() {
+        Some("v1") => Some(Flavour::V1),
+        Some("v2") => Some(Flavour::V2),
+        _ => None,
+    };
+    if let Some(flavour) = forced {
+        return Ok((flavour, version_of(flavour, docker_cli).await));
     }
-    let works = |mut c: Command| async move { c.output().await.map(|o| o.status.success()).unwrap_or(false) };
-    let mut v2 = Command::new(docker_cli);
-    v2.args(["compose", "version"]);
-    if works(v2).await {
-        return Ok(Flavour::V2);
-    }
-    let mut v1 = Command::new("docker-compose");
-    v1.arg("version");
-    if works(v1).await {
-        return Ok(Flavour::V1);
+    for flavour in [Flavour::V2, Flavour::V1] {
+        if let Some(version) = version_of(flavour, docker_cli).await {
+            return Ok((flavour, Some(version)));
+        }
     }
     Err(ComposeError::NotFound { detail: "install the compose plugin (v2) or docker-compose (v1)".to_string() })
 }

@@ -288,12 +288,12 @@ fn summary_event(s: &Summary, recoveries: &[SiteRecovery]) -> events::Summary {
         restored: sites("restored"),
         back_in_service: sites("back_in_service"),
         blocked: s.blocked.clone(),
-        next: (!s.failed.is_empty() || s.interrupted.is_some()).then(|| NEXT.to_string()),
+        next: s.ended_early().then(|| NEXT.to_string()),
     }
 }
 
 fn summary_text(shell: &Shell, plan: &Plan, s: &Summary, recoveries: &[SiteRecovery]) {
-    if s.failed.is_empty() && s.interrupted.is_none() {
+    if !s.ended_early() {
         match s.blocked.len() {
             0 => shell.line(&format!("\nApply complete: {} step(s).", plan.steps.len())),
             n => shell.line(&format!(
