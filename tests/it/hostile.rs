@@ -302,7 +302,7 @@ fn hand_changes_and_broken_sites_are_planned_truthfully() {
             &project_label,
             "--label",
             "com.docker.compose.service=intruder",
-            "benchform-world/redis:7",
+            "redis:8.6-alpine",
         ],
     );
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));

@@ -30,19 +30,15 @@ pub const FAULT_FILE: &str = ".bench-contract-fault";
 #[derive(Debug, Clone)]
 pub struct Bench {
     pub root: PathBuf,
-    pub db_root: PathBuf,
 }
 
 impl Bench {
-    /// `BENCH_ROOT` / `BENCH_DB_ROOT`, defaulting to frappe_docker's paths.
+    /// `BENCH_ROOT`, defaulting to frappe_docker's path.
     pub fn from_env() -> Bench {
         let root = std::env::var_os("BENCH_ROOT")
             .filter(|v| !v.is_empty())
             .map_or_else(|| PathBuf::from("/home/frappe/frappe-bench"), PathBuf::from);
-        let db_root = std::env::var_os("BENCH_DB_ROOT")
-            .filter(|v| !v.is_empty())
-            .map_or_else(|| PathBuf::from("/home/frappe/db"), PathBuf::from);
-        Bench { root, db_root }
+        Bench { root }
     }
 
     pub fn sites(&self) -> PathBuf {

@@ -1,6 +1,7 @@
 //! `bench` as the bench-contract test image ships it: a stand-in for
 //! Frappe's `bench` that honours `frappe-contract.md` (commands, options,
-//! output formats, exit codes, traps) without Python, MariaDB or Frappe.
+//! output formats, exit codes, traps) without Python or Frappe; site data lives in a real
+//! MariaDB server, as Frappe's does.
 //!
 //! Why it exists: Frappe cannot be installed on the machines benchform is
 //! tested on, so benchform's site layer is exercised against a FROM-scratch
@@ -16,8 +17,9 @@
 //!   `apps/<app>/{VERSION,REF,COMMIT}` is image truth written by `bench
 //!   init`; `sites/` and `logs/` are the volumes (`apps.txt`, `apps.json`,
 //!   `common_site_config.json`, one directory per site). See [`bench`].
-//! - Simulated MariaDB `$BENCH_DB_ROOT` (default `/home/frappe/db`), one
-//!   directory of JSON tables per database. See [`db`].
+//! - Each site's database in the MariaDB server `frappe.conf` names (`db_host`, `db_port`;
+//!   `FRAPPE_DB_HOST` / `FRAPPE_DB_PORT` override them), reached with the `mariadb` and
+//!   `mariadb-dump` clients. See [`db`].
 //!
 //! # Test-only fault injection
 //!

@@ -82,23 +82,6 @@ pub fn exception(command_fn: &str, exception_line: &str) -> Fail {
     )
 }
 
-/// `pymysql.err.OperationalError: (1049, "Unknown database '…'")`: what any
-/// command that connects to a missing database dies with.
-pub fn unknown_database(db_name: &str) -> Fail {
-    traceback(
-        &[
-            ("/home/frappe/frappe-bench/apps/frappe/frappe/__init__.py", 1, "connect", "local.db.connect()"),
-            (
-                "/home/frappe/frappe-bench/env/lib/python3.11/site-packages/pymysql/connections.py",
-                775,
-                "_read_packet",
-                "packet.raise_for_error()",
-            ),
-        ],
-        &format!("pymysql.err.OperationalError: (1049, \"Unknown database '{db_name}'\")"),
-    )
-}
-
 /// An `OSError`-style failure of the fixture's own file handling, reported
 /// like the Python exception frappe would have raised.
 pub fn os_error(what: &str, err: &io::Error) -> Fail {

@@ -1,7 +1,9 @@
 //! Runs the built `bench` fixture the way benchform does (argv arrays, no
-//! TTY, stdin at EOF) against temporary bench and database roots, and checks
-//! it against frappe-contract.md: `bench init` resolving refs on a real git
-//! server, then the site lifecycle, locks, backups and restore.
+//! TTY, stdin at EOF) against a temporary bench root and a real MariaDB server
+//! (Debian's `mariadbd`, started once for this test binary on a free loopback
+//! port), and checks it against frappe-contract.md: `bench init` resolving
+//! refs on a real git server, then the site lifecycle, locks, backups and
+//! restore.
 
 // Test code: a failed unwrap is a failed test, which is what it should be.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -9,7 +11,8 @@
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use benchform_gitserver::{GitServer, ServerConfig, TestRepo};
@@ -41,6 +44,85 @@ impl Run {
     fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+}
+
+/// The MariaDB server every test's sites live in: Debian's `mariadbd` (scripts/world installs
+/// it) with its datadir in a temporary folder, root's password [`ROOT_PW`]. A shell holds it:
+/// when this process exits, the shell's stdin closes, and it stops the server and removes the
+/// datadir.
+struct Server {
+    port: u16,
+    _guard: Mutex<ChildStdin>,
+}
+
+fn server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let dir = TempDir::new().unwrap().keep();
+        let data = dir.join("data");
+        let install = Command::new("mariadb-install-db")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"])
+            .arg("--innodb-log-file-size=8M")
+            .output()
+            .expect("mariadb-install-db (Debian's mariadb-server; run scripts/world up)");
+        assert!(install.status.success(), "{}", String::from_utf8_lossy(&install.stderr));
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let socket = dir.join("sock");
+        let script = "mariadbd \"$@\" & pid=$!; read -r _; kill \"$pid\"; wait \"$pid\"; rm -rf \"$BENCH_TEST_DB_DIR\"";
+        let mut guard = Command::new("sh")
+            .args(["-c", script, "sh", "--no-defaults"])
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--port={port}"))
+            .args(["--bind-address=127.0.0.1", "--user=root", "--skip-log-bin", "--innodb-log-file-size=8M"])
+            .arg(format!("--log-error={}", dir.join("error.log").display()))
+            .env("BENCH_TEST_DB_DIR", &dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = guard.stdin.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let sql = format!(
+            "ALTER USER root@localhost IDENTIFIED BY '{ROOT_PW}'; CREATE USER root@'%' IDENTIFIED BY '{ROOT_PW}'; \
+             GRANT ALL ON *.* TO root@'%' WITH GRANT OPTION; DELETE FROM mysql.global_priv WHERE User = ''; \
+             FLUSH PRIVILEGES;"
+        );
+        loop {
+            let out = Command::new("mariadb")
+                .args(["--no-defaults", "-u", "root"])
+                .arg(format!("--socket={}", socket.display()))
+                .args(["-e", &sql])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "mariadbd did not start: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Server { port, _guard: Mutex::new(stdin) }
+    })
+}
+
+/// Runs SQL as root on the test server; the first column of each row.
+fn sql(query: &str) -> Vec<String> {
+    let out = Command::new("mariadb")
+        .args(["--no-defaults", "--protocol=TCP", "-h", "127.0.0.1", "-u", "root", "--batch", "--skip-column-names"])
+        .arg(format!("-P{}", server().port))
+        .args(["-e", query])
+        .env("MYSQL_PWD", ROOT_PW)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{query}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').next().unwrap_or_default().to_owned()).collect()
+}
+
+fn database_exists(name: &str) -> bool {
+    !sql(&format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{name}'")).is_empty()
 }
 
 /// A git server with fixture repositories named after their modules.
@@ -98,7 +180,7 @@ impl Git {
     }
 }
 
-/// Temporary bench and database roots plus the fixture binary.
+/// A temporary bench root plus the fixture binary, its sites in the test server.
 struct Bench {
     dir: TempDir,
 }
@@ -112,10 +194,6 @@ impl Bench {
         self.dir.path().join("frappe-bench")
     }
 
-    fn db_root(&self) -> PathBuf {
-        self.dir.path().join("db")
-    }
-
     fn sites(&self) -> PathBuf {
         self.root().join("sites")
     }
@@ -125,7 +203,8 @@ impl Bench {
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("BENCH_ROOT", self.root())
-            .env("BENCH_DB_ROOT", self.db_root())
+            .env("FRAPPE_DB_HOST", "127.0.0.1")
+            .env("FRAPPE_DB_PORT", server().port.to_string())
             .env_remove("BENCH_CONTRACT_FAULT")
             .env_remove("FRAPPE_SITE")
             .stdin(Stdio::null());
@@ -495,10 +574,15 @@ fn site_lifecycle_apps_and_migrate() {
     assert_eq!(run.ok().stdout, "App erpnext not installed on Site s1.test\n");
     b.site("s1.test", &["uninstall-app", "frappe", "--yes"]).fails(1);
 
-    // --site all.
+    // --site all: one site that cannot connect (s4 names s1's database with its own password)
+    // stops the command, as frappe.connect() does.
+    let run = b.site("all", &["list-apps", "-f", "json"]);
+    run.fails(1);
+    assert!(run.stderr.contains(&format!("(1045, \"Access denied for user '{s1_db}'@")), "{}", run.stderr);
+    fs::remove_dir_all(b.sites().join("s4.test")).unwrap();
     let all = b.site("all", &["list-apps", "-f", "json"]).ok().stdout.clone();
     let all: Value = serde_json::from_str(&all).unwrap();
-    assert_eq!(all.as_object().unwrap().keys().collect::<Vec<_>>(), ["s1.test", "s2.test", "s3.test", "s4.test"]);
+    assert_eq!(all.as_object().unwrap().keys().collect::<Vec<_>>(), ["s1.test", "s2.test", "s3.test"]);
 }
 
 #[test]
@@ -555,7 +639,8 @@ fn migrate_lock_and_faults() {
     assert!(started.elapsed() >= Duration::from_millis(300));
 
     // Unknown database.
-    fs::remove_dir_all(b.db_root()).unwrap();
+    let db_name = b.json("sites/s1.test/site_config.json")["db_name"].as_str().unwrap().to_owned();
+    sql(&format!("DROP DATABASE `{db_name}`"));
     let run = b.site("s1.test", &["migrate"]);
     run.fails(1);
     assert!(run.stderr.contains("pymysql.err.OperationalError: (1049, \"Unknown database '_"), "{}", run.stderr);
@@ -730,20 +815,24 @@ fn drop_site_archives() {
     run.fails(1);
     assert!(run.stdout.starts_with("Taking backup of s1.test\nBackup Summary for s1.test at "), "{}", run.stdout);
     assert!(run.stderr.trim_end().ends_with("EOFError"));
-    assert!(b.sites().join("s1.test").is_dir() && b.db_root().join(&db_name).is_dir());
+    assert!(b.sites().join("s1.test").is_dir() && database_exists(&db_name));
 
     let run = b.run(&["drop-site", "s1.test", "--db-root-password", ROOT_PW, "--no-backup"]);
     run.ok();
     assert!(run.stdout.contains("Moving site to archive under "));
-    assert!(!b.sites().join("s1.test").exists() && !b.db_root().join(&db_name).exists());
+    assert!(!b.sites().join("s1.test").exists() && !database_exists(&db_name));
+    assert!(sql(&format!("SELECT User FROM mysql.user WHERE User = '{db_name}'")).is_empty(), "the user is dropped too");
     assert!(b.root().join("archived/sites/s1.test/site_config.json").is_file());
 
     b.new_site("s1.test", &[]).ok();
-    // The simulated MariaDB can hold a root password; a wrong one is 1045.
-    fs::write(b.db_root().join(".bench-contract-root-password"), ROOT_PW).unwrap();
+    // A wrong root password is MariaDB's own 1045.
     let run = b.run(&["drop-site", "s1.test", "--root-password", "wrong", "--no-backup"]);
     run.fails(1);
-    assert!(run.stderr.contains("(1045, \"Access denied for user 'root'@'localhost' (using password: YES)\")"));
+    assert!(
+        run.stderr.contains("(1045, \"Access denied for user 'root'@'localhost' (using password: YES)\")"),
+        "{}",
+        run.stderr
+    );
     b.run(&["drop-site", "s1.test", "--root-password", ROOT_PW, "--no-backup"]).ok();
     assert!(b.root().join("archived/sites/s1.test1").is_dir());
     b.run(&["drop-site", "s1.test", "--db-root-password", ROOT_PW]).fails(1);

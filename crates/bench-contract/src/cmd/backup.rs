@@ -1,9 +1,9 @@
 //! `backup` and `restore` (frappe `utils/backups.py`, `installer.py`).
 //!
-//! A database backup is a real gzip file (made by running `gzip -c`) of a
-//! text dump: frappe's metadata header, which frappe itself reads back to
-//! detect downgrades, then a fixture line recording every installed app's
-//! version, then the database's tables as JSON:
+//! A database backup is what Frappe writes: a gzip file of two members, frappe's metadata
+//! header (which frappe itself reads back to detect downgrades; the fixture adds a comment line
+//! with every installed app's version), then the output of `mariadb-dump` piped through `gzip`.
+//! `gzip -dc` gives one SQL text that the `mariadb` client loads into an empty database:
 //!
 //! ```text
 //! -- begin frappe metadata
@@ -14,7 +14,8 @@
 //! --
 //! -- benchform-contract dump of _3f2a…; site s1.test; versions: {"frappe": "15.88.1", "erpnext": "15.38.0"}
 //! --
-//! {"installed_apps": [...], "installed_applications": [...], "patch_log": [...], "system_settings": {...}}
+//! -- MariaDB dump 10.19  Distrib 10.11.…
+//! …CREATE TABLE `tabDefaultValue` … INSERT INTO …
 //! ```
 //!
 //! File backups are real tars (`tar` run with an argv array) of
@@ -37,7 +38,7 @@ use serde_json::{Map, Value, json};
 use super::site::{make_site_dirs, root_connection};
 use super::{Ctx, InstallError, install_app, site_not_specified};
 use crate::args::{Spec, flag, multi, value};
-use crate::db::{Db, INSTALLED_APPS};
+use crate::db::Db;
 use crate::lock;
 use crate::out::{Fail, Res, confirm, exception, os_error, traceback};
 use crate::py;
@@ -173,10 +174,10 @@ pub fn take(ctx: &Ctx, site: &str, db: &Db, opts: &BackupOpts) -> Res<BackupSet>
 
 /// The dump text: frappe's metadata header, the fixture's versions line,
 /// then the tables as JSON.
-fn dump_text(ctx: &Ctx, site: &str, db: &Db, partial: bool) -> String {
+fn dump_header(ctx: &Ctx, site: &str, db: &Db, partial: bool) -> Res<String> {
     let bench = &ctx.bench;
     let mut versions = Map::new();
-    for app in db.installed_apps() {
+    for app in db.installed_apps()? {
         if bench.in_image(&app) {
             versions.insert(app.clone(), json!(bench.app_version(&app)));
         }
@@ -193,13 +194,12 @@ fn dump_text(ctx: &Ctx, site: &str, db: &Db, partial: bool) -> String {
         db.name,
         py::dumps(&Value::Object(versions), None, false)
     ));
-    text.push_str(&py::dumps(&Value::Object(db.tables()), Some(1), false));
-    text.push('\n');
-    text
+    Ok(text)
 }
 
+/// The header as one gzip member, then the dump appended as another.
 fn write_dump(ctx: &Ctx, site: &str, db: &Db, out: &Path, partial: bool) -> Res<()> {
-    let text = dump_text(ctx, site, db, partial);
+    let text = dump_header(ctx, site, db, partial)?;
     let file = std::fs::File::create(out).map_err(|e| os_error(&out.display().to_string(), &e))?;
     let mut child = Command::new("gzip")
         .arg("-c")
@@ -221,7 +221,8 @@ fn write_dump(ctx: &Ctx, site: &str, db: &Db, out: &Path, partial: bool) -> Res<
             ),
         ));
     }
-    Ok(())
+    let file = std::fs::OpenOptions::new().append(true).open(out).map_err(|e| os_error(&out.display().to_string(), &e))?;
+    db.dump_gzip(file)
 }
 
 /// `tar -cf OUT ./<site>/<folder>/files` in `sites/` (`-czf` with
@@ -380,25 +381,9 @@ fn read_dump(path: &Path) -> Res<String> {
         .map_err(|_| traceback(&[], "UnicodeDecodeError: 'utf-8' codec can't decode the database file"))
 }
 
-/// Splits a dump into its `--` header and the JSON tables.
-fn parse_dump(text: &str) -> (String, Option<Map<String, Value>>) {
-    let mut header = String::new();
-    let mut body_start = text.len();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        if line.starts_with("--") {
-            header.push_str(line);
-            offset += line.len();
-        } else {
-            body_start = offset;
-            break;
-        }
-    }
-    let tables = match serde_json::from_str(&text[body_start..]) {
-        Ok(Value::Object(map)) if map.contains_key(INSTALLED_APPS) => Some(map),
-        _ => None,
-    };
-    (header, tables)
+/// The dump's leading `--` comment lines (frappe's metadata header).
+fn dump_header_of(text: &str) -> String {
+    text.lines().take_while(|l| l.starts_with("--")).map(|l| format!("{l}\n")).collect()
 }
 
 /// `get_backup_version`: `version = X` inside the frappe metadata block.
@@ -434,23 +419,21 @@ pub fn restore(ctx: &Ctx, args: &[String]) -> Res<()> {
         return Err(Fail(1));
     };
     let text = read_dump(&path)?;
-    let (header, tables) = parse_dump(&text);
+    let header = dump_header_of(&text);
     if header.contains("Partial Backup") {
         println!("Partial Backup file detected. You cannot use a partial file to restore a Frappe site.");
         println!("Use `bench partial-restore` to restore a partial backup to an existing site.");
         return Err(Fail(1));
     }
-    let tables = match tables {
-        Some(t) => t,
-        None => {
-            if text.is_empty() {
-                println!("{} is an empty file!", path.display());
-            } else {
-                println!("Table `tabDefaultValue` not found in file.");
-            }
-            return Err(exception("restore", "frappe.exceptions.InvalidDatabaseFile"));
+    // `validate_database_sql`: an empty file, or one without Frappe's defaults table.
+    if text.trim().is_empty() || !text.contains("`tabDefaultValue`") {
+        if text.trim().is_empty() {
+            println!("{} is an empty file!", path.display());
+        } else {
+            println!("Table `tabDefaultValue` not found in file.");
         }
-    };
+        return Err(exception("restore", "frappe.exceptions.InvalidDatabaseFile"));
+    }
     let current = bench.app_version("frappe");
     if let Some(backup_version) = backup_frappe_version(&header)
         && !force
@@ -465,13 +448,19 @@ pub fn restore(ctx: &Ctx, args: &[String]) -> Res<()> {
 
     let _lock = lock::acquire(bench, &site, "site_restore", Duration::from_secs(1))?;
     // _new_site(force=True) on the existing site config.
-    let enable_scheduler = Db::try_connect(bench, &site).is_some_and(|db| db.scheduler_enabled());
+    let enable_scheduler = Db::scheduler_was_enabled(bench, &site);
     make_site_dirs(&bench.site_dir(&site))?;
-    let db_name = bench.conf(&site).get("db_name").and_then(Value::as_str).unwrap_or_default().to_owned();
-    root_connection(ctx, &site, p.value("--db-root-username"), p.value("--db-root-password"))?;
-    Db::drop_database(bench, &db_name)?;
-    let db = Db::create(bench, &db_name)?;
-    db.load(&tables)?;
+    let conf = bench.conf(&site);
+    let field = |k: &str| conf.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let db_name = field("db_name");
+    let db_user = Some(field("db_user")).filter(|u| !u.is_empty()).unwrap_or_else(|| db_name.clone());
+    let root = root_connection(ctx, &site, p.value("--db-root-username"), p.value("--db-root-password"))?;
+    // The user comes back with the login scope it had ('%' when it had none).
+    let scope = root.user_hosts(&db_user)?.into_iter().next().unwrap_or_else(|| "%".to_owned());
+    root.drop_site_database(&db_name, &db_user)?;
+    root.create_site_database(&db_name, &db_user, &field("db_password"), &scope)?;
+    let db = Db::connect(bench, &site)?;
+    db.load(&text)?;
     let mut apps = vec!["frappe".to_owned()];
     apps.extend(p.values("--install-app").iter().cloned());
     for app in &apps {

@@ -107,7 +107,7 @@ pub fn scheduler(ctx: &Ctx, args: &[String]) -> Res<()> {
             let inactive = truthy(conf.get("maintenance_mode"))
                 || truthy(conf.get("pause_scheduler"))
                 || truthy(conf.get("disable_scheduler"))
-                || !db.scheduler_enabled();
+                || !db.scheduler_enabled()?;
             if inactive { "disabled" } else { "enabled" }.to_owned()
         }
         "pause" | "resume" => {

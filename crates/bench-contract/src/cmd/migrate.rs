@@ -99,7 +99,7 @@ fn migrate_site(ctx: &Ctx, site: &str, skip_failing: bool, skip_search_index: bo
 
 fn run_phases(ctx: &Ctx, site: &str, db: &Db, skip_failing: bool) -> Res<()> {
     let bench = &ctx.bench;
-    let installed = db.installed_apps();
+    let installed = db.installed_apps()?;
     // before_migrate hooks: loading them imports every installed app.
     for app in &installed {
         if !bench.in_image(app) {
@@ -124,7 +124,7 @@ fn run_phases(ctx: &Ctx, site: &str, db: &Db, skip_failing: bool) -> Res<()> {
         }
     }
     let faults = bench.faults(site);
-    let executed = db.executed_patches();
+    let executed = db.executed_patches()?;
     let pending = |phase: Phase| -> Vec<String> {
         installed
             .iter()

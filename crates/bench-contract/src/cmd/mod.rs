@@ -133,7 +133,7 @@ pub fn install_app(bench: &Bench, db: &Db, app: &str, set_as_patched: bool, forc
     if !all_apps.iter().any(|a| a == app) {
         return Err(InstallError::NotInAppsTxt(app.to_owned()));
     }
-    let mut installed = db.installed_apps();
+    let mut installed = db.installed_apps().map_err(InstallError::Failed)?;
     if !force && installed.iter().any(|a| a == app) {
         println!("App {app} already installed");
         return Ok(false);
@@ -145,7 +145,7 @@ pub fn install_app(bench: &Bench, db: &Db, app: &str, set_as_patched: bool, forc
         db.set_installed_apps(&installed).map_err(InstallError::Failed)?;
     }
     if set_as_patched {
-        let executed = db.executed_patches();
+        let executed = db.executed_patches().map_err(InstallError::Failed)?;
         for patch in patches(bench, app).iter().map(|(p, _)| p) {
             if !executed.contains(patch) {
                 db.log_patch(patch, false).map_err(InstallError::Failed)?;
@@ -167,7 +167,7 @@ pub fn install_app(bench: &Bench, db: &Db, app: &str, set_as_patched: bool, forc
 pub fn refresh_versions(bench: &Bench, db: &Db) -> Res<()> {
     let on_bench = bench.all_apps().unwrap_or_default();
     let rows: Vec<VersionRow> = db
-        .installed_apps()
+        .installed_apps()?
         .into_iter()
         .filter(|a| on_bench.contains(a))
         .map(|app| VersionRow {

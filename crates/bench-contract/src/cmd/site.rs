@@ -11,7 +11,7 @@ use super::backup::{self, BackupOpts};
 use super::{Ctx, InstallError, install_app, load_hooks, refresh_versions, site_not_specified};
 use crate::args::{Spec, choice, flag, multi, value};
 use crate::bench::{update_config, write_config};
-use crate::db::Db;
+use crate::db::{Db, Root};
 use crate::lock;
 use crate::out::{Fail, Res, exception, getpass, os_error, traceback};
 use crate::py;
@@ -105,7 +105,7 @@ pub fn list_apps(ctx: &Ctx, args: &[String]) -> Res<()> {
     let mut summary = Map::new();
     for (i, site) in sites.iter().enumerate() {
         let db = ctx.connect(site)?;
-        let rows = db.versions();
+        let rows = db.versions()?;
         summary.insert(site.clone(), json!(rows.iter().map(|r| r.app_name.clone()).collect::<Vec<_>>()));
         if json_out || rows.is_empty() {
             continue;
@@ -157,7 +157,7 @@ pub fn execute(ctx: &Ctx, args: &[String]) -> Res<()> {
             }
         }
         let ret = match method.as_str() {
-            "frappe.get_installed_apps" => json!(db.installed_apps()),
+            "frappe.get_installed_apps" => json!(db.installed_apps()?),
             "frappe.get_all_apps" => json!(ctx.bench.all_apps()?),
             _ => {
                 let module = method.split('.').next().unwrap_or_default();
@@ -235,14 +235,14 @@ const ROOT_FRAMES: [(&str, u32, &str, &str); 2] = [
 /// `get_root_connection`: user defaults to `root`, the password comes from
 /// the option, then `root_password` in the config, then `getpass` (which hits
 /// EOF without a terminal).
-pub fn root_connection(ctx: &Ctx, site: &str, user: Option<&str>, password: Option<&str>) -> Res<()> {
+pub fn root_connection(ctx: &Ctx, site: &str, user: Option<&str>, password: Option<&str>) -> Res<Root> {
     let user = user.filter(|u| !u.is_empty()).unwrap_or("root");
     let conf_password = ctx.bench.conf(site).get("root_password").and_then(Value::as_str).map(str::to_owned);
     let password = match password.filter(|p| !p.is_empty()).map(str::to_owned).or(conf_password) {
         Some(p) => p,
         None => getpass("MySQL root password: ", &ROOT_FRAMES)?,
     };
-    Db::root_login(&ctx.bench, user, &password)
+    Root::login(&ctx.bench, site, user, &password)
 }
 
 /// v15 `_new_site` names a database `"_" + sha1(realpath(site_path))[:16]`.
@@ -293,8 +293,7 @@ pub fn new_site(ctx: &Ctx, args: &[String]) -> Res<()> {
         return Err(Fail(1));
     }
     // `_is_scheduler_enabled` reads the old database, if any (--force).
-    let enable_scheduler =
-        bench.site_exists(&site) && Db::try_connect(bench, &site).is_some_and(|db| db.scheduler_enabled());
+    let enable_scheduler = bench.site_exists(&site) && Db::scheduler_was_enabled(bench, &site);
     make_site_dirs(&site_dir)?;
     let _lock = lock::acquire(bench, &site, "bench_new_site", LOCK_TIMEOUT)?;
 
@@ -310,23 +309,36 @@ pub fn new_site(ctx: &Ctx, args: &[String]) -> Res<()> {
         if let Some(h) = p.value("--db-host") {
             conf.insert("db_host".to_owned(), json!(h));
         }
+        if let Some(user) = p.value("--db-user").filter(|u| !u.is_empty()) {
+            conf.insert("db_user".to_owned(), json!(user));
+        }
         if let Some(port) = p.value("--db-port") {
             let port = port.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(port));
             conf.insert("db_port".to_owned(), port);
         }
         write_config(&config_path, &conf)?;
     }
-    let db_name = bench.site_config(&site).get("db_name").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let conf = bench.site_config(&site);
+    let field = |k: &str| conf.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let db_name = field("db_name");
+    let db_user = Some(field("db_user")).filter(|u| !u.is_empty()).unwrap_or_else(|| db_name.clone());
 
-    // setup_database: root connection, then refuse or drop an existing DB.
-    root_connection(ctx, &site, p.value("--db-root-username"), p.value("--db-root-password"))?;
-    if Db::exists(bench, &db_name) {
+    // setup_database: root connection, then refuse or drop an existing DB; the user is scoped to
+    // the host the server sees this client come from unless told otherwise (contract §10.16).
+    let root = root_connection(ctx, &site, p.value("--db-root-username"), p.value("--db-root-password"))?;
+    if root.database_exists(&db_name)? {
         if !force {
             return Err(exception("new_site", &format!("Exception: Database {db_name} already exists")));
         }
-        Db::drop_database(bench, &db_name)?;
+        root.drop_site_database(&db_name, &db_user)?;
     }
-    let db = Db::create(bench, &db_name)?;
+    let scope = match p.value("--mariadb-user-host-login-scope").filter(|s| !s.is_empty()) {
+        Some(scope) => scope.to_owned(),
+        None if no_socket => "%".to_owned(),
+        None => root.current_host()?,
+    };
+    root.create_site_database(&db_name, &db_user, &field("db_password"), &scope)?;
+    let db = Db::connect(bench, &site)?;
 
     let mut apps = vec!["frappe".to_owned()];
     if let Some(Value::Array(extra)) = bench.conf(&site).get("install_apps") {
@@ -434,7 +446,7 @@ pub fn uninstall(ctx: &Ctx, args: &[String]) -> Res<()> {
                 &format!("ModuleNotFoundError: No module named '{app}'"),
             ));
         }
-        if !force && !db.installed_apps().contains(&app) {
+        if !force && !db.installed_apps()?.contains(&app) {
             println!("App {app} not installed on Site {site}");
             continue;
         }
@@ -459,7 +471,7 @@ pub fn uninstall(ctx: &Ctx, args: &[String]) -> Res<()> {
             backup::take(ctx, site, &db, &opts)?;
         }
         if !dry_run {
-            let remaining: Vec<String> = db.installed_apps().into_iter().filter(|a| *a != app).collect();
+            let remaining: Vec<String> = db.installed_apps()?.into_iter().filter(|a| *a != app).collect();
             db.set_installed_apps(&remaining)?;
             refresh_versions(&ctx.bench, &db)?;
         }
@@ -482,7 +494,7 @@ pub fn remove_from_installed(ctx: &Ctx, args: &[String]) -> Res<()> {
     let sites = ctx.sites();
     for site in &sites {
         let db = ctx.connect(site)?;
-        let remaining: Vec<String> = db.installed_apps().into_iter().filter(|a| a != app).collect();
+        let remaining: Vec<String> = db.installed_apps()?.into_iter().filter(|a| a != app).collect();
         db.set_installed_apps(&remaining)?;
     }
     if sites.is_empty() {
@@ -550,8 +562,8 @@ pub fn drop_site(ctx: &Ctx, args: &[String]) -> Res<()> {
         }
     }
     println!("Dropping site database and user");
-    root_connection(ctx, &site, p.value("--db-root-username"), p.value("--db-root-password"))?;
-    Db::drop_database(bench, &db.name)?;
+    let root = root_connection(ctx, &site, p.value("--db-root-username"), p.value("--db-root-password"))?;
+    root.drop_site_database(&db.name, db.user())?;
 
     let archive: PathBuf = p
         .value("--archived-sites-path")
