@@ -256,6 +256,30 @@ impl Deployment {
         panic!("the backend of {} did not come up", self.project);
     }
 
+    /// SQL as MariaDB's root in the project's `db` container (the password reaches the client
+    /// through the environment, never argv): the first column of each row.
+    pub(crate) fn sql(&self, query: &str) -> Vec<String> {
+        let out = std::process::Command::new(self.world.docker_cli())
+            .args(["exec", "-i", "-e", "MYSQL_PWD", &self.container_name("db")])
+            .args(["mariadb", "-uroot", "--batch", "--skip-column-names", "-e", query])
+            .env("MYSQL_PWD", DB_ROOT_PASSWORD)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{query}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').next().unwrap_or_default().to_string()).collect()
+    }
+
+    /// A site's `db_name`, from its site_config.json in the backend.
+    pub(crate) fn db_name(&self, site: &str) -> String {
+        let path = format!("/home/frappe/frappe-bench/sites/{site}/site_config.json");
+        let out = std::process::Command::new(self.world.docker_cli())
+            .args(["exec", &self.backend(), "cat", &path])
+            .output()
+            .unwrap();
+        let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+        config["db_name"].as_str().unwrap().to_string()
+    }
+
     /// `bench ARGS` in the backend, as an operator would with `docker exec`.
     pub(crate) fn bench(&self, args: &[&str]) -> (i64, String) {
         let rt = rt();
@@ -391,7 +415,8 @@ impl Watch {
     pub(crate) fn start(project: &str) -> Watch {
         let child = std::process::Command::new(World::get().docker_cli())
             .args(["events", "--filter", "type=container", "--filter", "event=exec_create"])
-            .args(["--filter", &format!("label=com.docker.compose.project={project}"), "--format", "{{.Action}}"])
+            .args(["--filter", &format!("label=com.docker.compose.project={project}")])
+            .args(["--format", "{{index .Actor.Attributes \"com.docker.compose.service\"}}|{{.Action}}"])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
@@ -400,12 +425,18 @@ impl Watch {
         Watch { child }
     }
 
-    /// The `exec_create: <argv>` actions seen.
+    /// The `exec_create: <argv>` actions seen, but for the engine's own healthchecks of the
+    /// `db` service (benchform never execs there).
     pub(crate) fn stop(mut self) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(700));
         let _ = self.child.kill();
         let out = self.child.wait_with_output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .filter(|(service, _)| *service != "db")
+            .map(|(_, action)| action.to_string())
+            .collect()
     }
 }
 
