@@ -68,6 +68,15 @@ impl Applier<'_> {
                 e.touched = false;
                 e.fix = format!("another migrate of {site} is still running; wait for it to end, then run apply again");
             }
+            if e.cause == Some(Failure::ReadOnly) {
+                if let Ok(mut sites) = self.refused_writes.lock() {
+                    sites.insert(site.to_string());
+                }
+                e.fix = format!(
+                    "the database server refuses writes (read-only): make it writable again, then run apply again; \
+                     {site} stays in maintenance mode"
+                );
+            }
             return Err(e);
         }
         let digest = match self.engine.registry_tag(&self.reference()).await {
@@ -123,6 +132,15 @@ impl Applier<'_> {
         if self.p.manifest.policy.on_migrate_failure == OnMigrateFailure::Stop {
             return Ok(Recovery::Left(format!(
                 "{site} left as the failed migrate left it, in maintenance mode (policy: stop)"
+            )));
+        }
+        // Frappe's restore drops the database before it loads the backup: on a server that refuses
+        // writes it would load nothing, and the site would be left empty.
+        if self.refused_writes.lock().is_ok_and(|s| s.contains(site)) {
+            return Ok(Recovery::Left(format!(
+                "{site} was not restored: the database server refuses writes, and a restore drops the database \
+                 before it loads the backup. It stays in maintenance mode with its data as the failed migrate left \
+                 it; this run's backup is kept. Once the server accepts writes, run apply again"
             )));
         }
         // An earlier migrate of this site never finished: its backup is the last good state (this

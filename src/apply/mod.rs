@@ -102,6 +102,9 @@ pub struct Applier<'a> {
     pub backups: std::sync::Mutex<BTreeMap<String, String>>,
     /// Backups copied off the volume in this run (host paths, for the history).
     pub copied: std::sync::Mutex<Vec<String>>,
+    /// Sites whose migrate the database server refused to write (read-only): a restore would drop
+    /// their database and then fail to load the backup, so none is attempted.
+    pub refused_writes: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Set once any site migrated in this run: from then on the new image must stay.
     pub migrated: std::sync::atomic::AtomicBool,
     /// Sites this run took out of service (maintenance mode was off before it), each with
@@ -131,6 +134,7 @@ impl<'a> Applier<'a> {
             options,
             backups: Default::default(),
             copied: Default::default(),
+            refused_writes: Default::default(),
             migrated: Default::default(),
             entered_maintenance: Default::default(),
             gate_lock: Default::default(),

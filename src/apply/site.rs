@@ -188,6 +188,26 @@ impl Applier<'_> {
         let answers = format!("{root}\n{admin}\n");
         if let Err(mut e) = self.run_bench(BenchCommand::NewSite { site, frappe_major }, Some(answers.as_bytes())).await
         {
+            if matches!(&e.cause, Some(Failure::AccessDenied { user }) if user == "root") {
+                // Frappe writes site_config.json before it logs in as root: the refused login
+                // created nothing else. Take the folder away again so the next apply starts clean
+                // (a half-made site would block it, trap 15); it did not exist before this step.
+                let folder = format!("{BENCH_DIR}/sites/{site}");
+                let argv: Vec<String> = ["rm", "-rf", "--", &folder].map(String::from).to_vec();
+                let removed = self.bench().await?.run(&argv, Some(Duration::from_secs(60))).await;
+                let var = self.p.manifest.deploy.db_root_password_env.as_deref().unwrap_or("the root password variable");
+                e.fix = match removed {
+                    Ok(out) if out.exit_code == 0 => format!(
+                        "the database server refused root's password: export the right one in {var} and apply \
+                         again (new-site created nothing; sites/{site} was removed)"
+                    ),
+                    _ => format!(
+                        "the database server refused root's password: export the right one in {var}, remove the \
+                         half-made folder sites/{site} in the backend (it holds no data), then apply again"
+                    ),
+                };
+                return Err(e);
+            }
             // A failed new-site can leave a half-made site that blocks the next one (trap 15).
             e.fix = format!(
                 "fix the cause; if sites/{site} was left behind, remove the half-made site with \

@@ -7,6 +7,7 @@
 mod adapters;
 mod apply;
 mod corpus;
+mod database;
 mod diff;
 mod docs;
 mod flavours;

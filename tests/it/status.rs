@@ -269,6 +269,31 @@ impl Deployment {
         String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').next().unwrap_or_default().to_string()).collect()
     }
 
+    /// Adds `n` business rows (`tabToDo`) to a site's database.
+    pub(crate) fn write_rows(&self, site: &str, n: usize) {
+        let db = self.db_name(site);
+        let values: Vec<String> = (0..n)
+            .map(|i| format!("(CONCAT(LEFT(MD5(UUID()), 8), '-{i}'), NOW(6), NOW(6), 'Administrator', 'Open', 'row {i} of {site}')"))
+            .collect();
+        self.sql(&format!(
+            "INSERT INTO `{db}`.`tabToDo` (name, creation, modified, owner, status, description) VALUES {}",
+            values.join(", ")
+        ));
+    }
+
+    /// The number and a checksum of a site's business rows.
+    pub(crate) fn rows(&self, site: &str) -> String {
+        self.rows_in(&self.db_name(site))
+    }
+
+    /// The same, for any database of the server.
+    pub(crate) fn rows_in(&self, db: &str) -> String {
+        let q = format!(
+            "SET SESSION group_concat_max_len = 16777216; SELECT CONCAT(COUNT(*), ':', IFNULL(MD5(GROUP_CONCAT(name, description, creation ORDER BY name)), '-')) FROM `{db}`.`tabToDo`"
+        );
+        self.sql(&q).join("")
+    }
+
     /// A site's `db_name`, from its site_config.json in the backend.
     pub(crate) fn db_name(&self, site: &str) -> String {
         let path = format!("/home/frappe/frappe-bench/sites/{site}/site_config.json");
@@ -913,6 +938,10 @@ fn an_apply_killed_after_any_step_is_healed_by_the_next_one() {
     let mut d = Deployment::new(sites);
     d.deployed = true;
     assert_eq!(benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env()).code, 0);
+    // Business rows in both sites' databases: none may be lost, whatever the crashes.
+    d.write_rows("a.localhost", 40);
+    d.write_rows("b.localhost", 7);
+    let rows = (d.rows("a.localhost"), d.rows("b.localhost"));
 
     // A release of hrms; then crash after the first remaining step, again and again.
     d.release(2, "v1.0.0", "v1.1.0");
@@ -944,6 +973,7 @@ fn an_apply_killed_after_any_step_is_healed_by_the_next_one() {
     assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
     let healed = benchform_in(d.dir.path(), &["apply", "--auto-approve"], &apply_env());
     assert_eq!(healed.stdout, "No changes. The deployment matches benchform.yaml.\n", "{}", healed.all());
+    assert_eq!((d.rows("a.localhost"), d.rows("b.localhost")), rows, "no row written before the apply is lost");
 }
 
 /// Run `f`, adding to `migrations` the migrates of a.localhost the engine saw meanwhile.

@@ -150,6 +150,10 @@ pub enum Failure {
     MigrateLocked,
     /// MariaDB has no database for the site (dropped, or a restore that never finished).
     UnknownDatabase { database: String },
+    /// MariaDB refused a login (1045): the site's own user, or root with a wrong password.
+    AccessDenied { user: String },
+    /// The database server refuses writes (MariaDB 1290: `read_only`, or a full disk made it so).
+    ReadOnly,
     /// This Frappe has no such command (e.g. `ready-for-migration` before v15).
     NoSuchCommand,
     /// `ready-for-migration`: jobs are still running; worth waiting for.
@@ -174,6 +178,14 @@ pub fn classify(stdout: &str, stderr: &str) -> Option<Failure> {
         let rest = &both[at + "Unknown database '".len()..];
         let database = rest.split('\'').next().unwrap_or_default().to_string();
         return Some(Failure::UnknownDatabase { database });
+    }
+    if both.contains("(1290, ") {
+        return Some(Failure::ReadOnly);
+    }
+    if let Some(at) = both.find("Access denied for user '") {
+        let rest = &both[at + "Access denied for user '".len()..];
+        let user = rest.split('\'').next().unwrap_or_default().to_string();
+        return Some(Failure::AccessDenied { user });
     }
     if stderr.contains("No such command") {
         return Some(Failure::NoSuchCommand);
@@ -224,6 +236,10 @@ mod tests {
         let unknown = "pymysql.err.OperationalError: (1049, \"Unknown database '_5e5f1c'\")";
         assert_eq!(classify("", unknown), Some(Failure::UnknownDatabase { database: "_5e5f1c".into() }));
         assert_eq!(classify("", "Error: No such command 'ready-for-migration'."), Some(Failure::NoSuchCommand));
+        let denied = "pymysql.err.OperationalError: (1045, \"Access denied for user 'root'@'172.18.0.6' (using password: YES)\")";
+        assert_eq!(classify("", denied), Some(Failure::AccessDenied { user: "root".into() }));
+        let read_only = "pymysql.err.OperationalError: (1290, \"The MariaDB server is running with the --read-only option so it cannot execute this statement\")";
+        assert_eq!(classify("", read_only), Some(Failure::ReadOnly));
         assert_eq!(classify("NOT READY: 2 jobs running", ""), Some(Failure::NotReady));
         assert_eq!(classify("", "Traceback …\nKeyError: 'x'"), None);
         // A lock error logged long before the real failure does not count.
