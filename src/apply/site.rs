@@ -195,7 +195,8 @@ impl Applier<'_> {
                 let folder = format!("{BENCH_DIR}/sites/{site}");
                 let argv: Vec<String> = ["rm", "-rf", "--", &folder].map(String::from).to_vec();
                 let removed = self.bench().await?.run(&argv, Some(Duration::from_secs(60))).await;
-                let var = self.p.manifest.deploy.db_root_password_env.as_deref().unwrap_or("the root password variable");
+                let var =
+                    self.p.manifest.deploy.db_root_password_env.as_deref().unwrap_or("the root password variable");
                 e.fix = match removed {
                     Ok(out) if out.exit_code == 0 => format!(
                         "the database server refused root's password: export the right one in {var} and apply \

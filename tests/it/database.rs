@@ -137,7 +137,9 @@ fn the_database_going_away_mid_apply_is_named_and_healed() {
     assert!(all.contains("Can't connect to MySQL server on 'db'"), "the error names the database server: {all}");
     // Nothing recorded as done that was not: the migrate failed, and its fingerprint is not stored.
     assert!(
-        lines.iter().any(|l| l.contains("\"step_finished\"") && l.contains("migrate:a.localhost") && l.contains("failed")),
+        lines
+            .iter()
+            .any(|l| l.contains("\"step_finished\"") && l.contains("migrate:a.localhost") && l.contains("failed")),
         "{all}"
     );
 

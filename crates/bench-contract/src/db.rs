@@ -398,7 +398,10 @@ impl Db {
         if !gzip.success() {
             return Err(traceback(
                 &[],
-                &format!("subprocess.CalledProcessError: Command 'gzip' returned non-zero exit status {}.", gzip.code().unwrap_or(1)),
+                &format!(
+                    "subprocess.CalledProcessError: Command 'gzip' returned non-zero exit status {}.",
+                    gzip.code().unwrap_or(1)
+                ),
             ));
         }
         Ok(())
@@ -426,7 +429,10 @@ impl Root {
     }
 
     pub fn database_exists(&self, name: &str) -> Res<bool> {
-        let rows = self.conn.query(None, &format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}", lit(name)))?;
+        let rows = self.conn.query(
+            None,
+            &format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}", lit(name)),
+        )?;
         Ok(!rows.is_empty())
     }
 

@@ -821,7 +821,10 @@ fn drop_site_archives() {
     run.ok();
     assert!(run.stdout.contains("Moving site to archive under "));
     assert!(!b.sites().join("s1.test").exists() && !database_exists(&db_name));
-    assert!(sql(&format!("SELECT User FROM mysql.user WHERE User = '{db_name}'")).is_empty(), "the user is dropped too");
+    assert!(
+        sql(&format!("SELECT User FROM mysql.user WHERE User = '{db_name}'")).is_empty(),
+        "the user is dropped too"
+    );
     assert!(b.root().join("archived/sites/s1.test/site_config.json").is_file());
 
     b.new_site("s1.test", &[]).ok();

@@ -221,7 +221,8 @@ fn write_dump(ctx: &Ctx, site: &str, db: &Db, out: &Path, partial: bool) -> Res<
             ),
         ));
     }
-    let file = std::fs::OpenOptions::new().append(true).open(out).map_err(|e| os_error(&out.display().to_string(), &e))?;
+    let file =
+        std::fs::OpenOptions::new().append(true).open(out).map_err(|e| os_error(&out.display().to_string(), &e))?;
     db.dump_gzip(file)
 }
 
