@@ -52,7 +52,8 @@ impl Run {
 /// datadir.
 struct Server {
     port: u16,
-    _guard: Mutex<ChildStdin>,
+    /// The shell and the pipe whose closing stops it (never waited for: it outlives the tests).
+    _guard: Mutex<(Child, ChildStdin)>,
 }
 
 fn server() -> &'static Server {
@@ -104,7 +105,7 @@ fn server() -> &'static Server {
             assert!(Instant::now() < deadline, "mariadbd did not start: {}", String::from_utf8_lossy(&out.stderr));
             std::thread::sleep(Duration::from_millis(100));
         }
-        Server { port, _guard: Mutex::new(stdin) }
+        Server { port, _guard: Mutex::new((guard, stdin)) }
     })
 }
 
