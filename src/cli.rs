@@ -144,8 +144,8 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Read each site's installed apps with `execute frappe.get_installed_apps` (one exec per
-    /// site) instead of one `list-apps` for all, whose table Frappe v15 refreshes only on migrate.
+    /// Read each site's installed apps with `bench execute frappe.get_installed_apps` (one exec
+    /// per site, through Frappe itself) instead of from every site's database in one exec.
     #[arg(long = "refresh", value_name = "full", value_parser = ["full"], num_args = 1, action = clap::ArgAction::Set)]
     pub refresh: Option<String>,
 }
@@ -181,7 +181,8 @@ pub struct PlanArgs {
     /// A plan input: saved with `-o`, used by `apply FILE`.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
-    /// Read every site's installed apps authoritatively (one exec per site).
+    /// Read each site's installed apps with `bench execute frappe.get_installed_apps` (one exec
+    /// per site, through Frappe itself) instead of from every site's database in one exec.
     #[arg(long = "refresh", value_name = "full", value_parser = ["full"], num_args = 1, action = clap::ArgAction::Set)]
     pub refresh: Option<String>,
     /// Also save the plan, with a fingerprint of the world it was computed from, as JSON.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use benchform_bench::{Bench, Refresh};
+use benchform_bench::{Bench, Refresh, SitesRead};
 use benchform_core::status::{Desired, Observed, ObservedContainer, TagObservation};
 use benchform_core::tag::{self, ImageInputs};
 use benchform_docker::compose::{self, Compose};
@@ -292,11 +292,11 @@ pub async fn observe(
 
     let backend = benchform_docker::engine::running_service(&containers, &manifest.deploy.backend_service);
     let sites_observed = backend.is_some();
-    let sites = match backend {
+    let read = match backend {
         Some(b) => Bench { engine, container: b.id.clone() }.observe_sites(refresh).await.map_err(|e| {
             ObserveError::new("sites", e, format!("check the {} container (`docker logs {}`)", b.service, b.name))
         })?,
-        None => Vec::new(),
+        None => SitesRead::default(),
     };
     let has_volumes = engine
         .project_has_volumes(&manifest.project)
@@ -312,8 +312,8 @@ pub async fn observe(
         deploy_services: rendered.iter().filter(|(_, img)| **img == reference).map(|(s, _)| s.clone()).collect(),
         services: services.into_iter().map(|(name, s)| (name, s.restart)).collect(),
         has_volumes,
-        sites,
-        authoritative_apps: refresh == Refresh::Full,
+        sites: read.sites,
+        apps_source: read.apps_source,
         sites_observed,
     })
 }

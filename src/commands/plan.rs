@@ -18,8 +18,9 @@ pub fn run(shell: &Shell, args: &PlanArgs) -> Status {
         Ok(p) => p,
         Err(status) => return status,
     };
-    // A saved plan's fingerprint must see hand changes that Frappe's list-apps table hides.
-    let refresh = if args.refresh.is_some() || args.out.is_some() { Refresh::Full } else { Refresh::Auto };
+    // Every site's database is read either way (the installed set Frappe uses); `--refresh full`
+    // asks bench itself, site by site.
+    let refresh = if args.refresh.is_some() { Refresh::Full } else { Refresh::Cheap };
     let observed = match crate::runtime().block_on(p.observe(refresh)) {
         Ok((_, o)) => o,
         Err(e) => return observe::failed(shell, &e),

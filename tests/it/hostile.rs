@@ -129,7 +129,7 @@ fn an_edited_saved_plan_is_refused_and_changes_nothing() {
 
     // None of it touched the deployment: only reads ran, and the plan is still the same.
     let seen = watch.stop();
-    let reads = ["find sites", "list-apps", "execute frappe.get_installed_apps"];
+    let reads = ["find sites", "SELECT defvalue FROM tabDefaultValue", "execute frappe.get_installed_apps"];
     assert!(seen.iter().all(|a| reads.iter().any(|r| a.contains(r))), "a refused plan mutated something: {seen:?}");
     let again: Value = serde_json::from_str(&d.benchform(&["plan", "--format", "json"]).stdout).unwrap();
     assert_eq!(again["steps"], original["steps"]);

@@ -393,10 +393,12 @@ fn status_reports_exactly_what_was_done_and_the_drift() {
     assert_eq!(site(&full, "a.localhost")["fingerprint_matches"], false, "never migrated by benchform");
     assert!(full["drift"].as_array().unwrap().is_empty(), "{}", full["drift"]);
 
-    // The v15 trap, shown as it is: list-apps knows nothing until a migrate.
+    // Without --refresh full, every site's database is read in one exec: the same installed set
+    // (not Frappe v15's versions table, which knows nothing until a migrate).
     let cheap = d.status(&[]);
-    assert_eq!(cheap["apps_source"], "list-apps");
-    assert!(names(&site(&cheap, "a.localhost")["installed"]).is_empty());
+    assert_eq!(cheap["apps_source"], "database");
+    assert_eq!(names(&site(&cheap, "a.localhost")["installed"]), ["frappe", "erpnext", "hrms"]);
+    assert_eq!(names(&site(&cheap, "b.localhost")["installed"]), ["frappe", "erpnext"]);
 
     // Drift: an app installed by hand on b, the way an operator would.
     let out = std::process::Command::new(d.world.docker_cli())
@@ -486,7 +488,32 @@ fn observing_one_site_or_thirty_costs_the_same_execs() {
         assert_eq!(report["sites"].as_array().unwrap().iter().filter(|s| s["exists"] == true).count(), n);
         let seen = watch.stop();
         counts.push(seen.len());
-        assert!(seen.iter().all(|a| a.contains("find sites") || a.contains("list-apps")), "{seen:?}");
+        assert!(seen.iter().all(|a| a.contains("find sites") || a.contains("SELECT defvalue FROM tabDefaultValue")), "{seen:?}");
+        assert!(!seen.iter().any(|a| a.contains("bench ")), "no bench process to observe: {seen:?}");
+        assert_eq!(report["apps_source"], "database");
+        for s in report["sites"].as_array().unwrap() {
+            assert_eq!(names(&s["installed"]), ["frappe", "erpnext"], "{s}");
+        }
+        // Each site's own password reached the client through the exec's environment only.
+        let config = std::process::Command::new(d.world.docker_cli())
+            .args(["exec", &d.backend(), "cat", "/home/frappe/frappe-bench/sites/s0.localhost/site_config.json"])
+            .output()
+            .unwrap();
+        let config: Value = serde_json::from_slice(&config.stdout).unwrap();
+        let password = config["db_password"].as_str().unwrap();
+        assert!(!seen.iter().any(|a| a.contains(password)), "a site's database password is in the engine's events");
+        assert!(!serde_json::to_string(&report).unwrap().contains(password));
+        if n == 1 {
+            // An image without a database client: bench is asked, site by site, and status says so.
+            let rm = std::process::Command::new(d.world.docker_cli())
+                .args(["exec", "-u", "root", &d.backend(), "rm", "/usr/bin/mariadb"])
+                .output()
+                .unwrap();
+            assert!(rm.status.success(), "{}", String::from_utf8_lossy(&rm.stderr));
+            let fallback = d.status(&[]);
+            assert_eq!(fallback["apps_source"], "execute");
+            assert_eq!(names(&site(&fallback, "s0.localhost")["installed"]), ["frappe", "erpnext"]);
+        }
     }
     assert_eq!(counts, [2, 2], "status must cost a constant number of execs");
 }
@@ -804,7 +831,7 @@ fn apply_converges_repeats_nothing_and_applies_saved_plans_exactly() {
     assert_eq!(again.code, 0);
     assert_eq!(again.stdout, "No changes. The deployment matches benchform.yaml.\n");
     let seen = watch.stop();
-    let reads = ["find sites", "list-apps", "execute frappe.get_installed_apps"];
+    let reads = ["find sites", "SELECT defvalue FROM tabDefaultValue"];
     assert!(seen.iter().all(|a| reads.iter().any(|r| a.contains(r))), "a re-apply mutated something: {seen:?}");
 
     // Re-pin hrms, save the plan, apply exactly that.

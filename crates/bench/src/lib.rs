@@ -2,14 +2,16 @@
 //! engine, as argv arrays, as user `frappe` in the bench folder, without a TTY (frappe-contract
 //! §9), so prompts fail instead of hanging.
 //!
-//! Reading sites costs a constant number of execs for any number of sites (see
-//! `benchform_core::bench`); `Refresh::Full` adds one exec per site for the authoritative
-//! installed-app list.
+//! Reading sites costs two execs for any number of sites (see `benchform_core::bench`): the
+//! configs, then every site's installed apps from its own database. `Refresh::Full` (and an
+//! image without a database client) reads each site through `bench execute` instead.
 
 use std::time::Duration;
 
-use benchform_core::bench::{self, OutputError};
-use benchform_core::status::ObservedSite;
+use std::collections::BTreeMap;
+
+use benchform_core::bench::{self, DbApps, OutputError};
+use benchform_core::status::{AppsSource, ObservedSite};
 use benchform_docker::{Engine, EngineError, ExecOutput, ExecSpec};
 
 /// The bench folder inside frappe_docker images.
@@ -19,17 +21,22 @@ pub const BENCH_USER: &str = "frappe";
 /// Observation execs are quick on any healthy bench; a stuck one should not stall `status`.
 const OBSERVE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// How thoroughly to read each site's installed apps.
+/// How to read each site's installed apps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Refresh {
-    /// `list-apps` for all sites in one exec (Frappe v15 refreshes that table only on migrate).
+    /// Every site's database in one exec (the image's `mariadb` client, each site's own
+    /// credentials); `bench execute` per site where the image has no client.
     #[default]
     Cheap,
-    /// `execute frappe.get_installed_apps` per site: authoritative.
+    /// `bench --site S execute frappe.get_installed_apps` per site: through Frappe itself.
     Full,
-    /// `list-apps` for all, plus `execute` for sites benchform never migrated (whose table is
-    /// stale or empty): exact where planning needs it, constant on a converged deployment.
-    Auto,
+}
+
+/// Sites as observed, and where their apps were read from.
+#[derive(Debug, Clone, Default)]
+pub struct SitesRead {
+    pub sites: Vec<ObservedSite>,
+    pub apps_source: AppsSource,
 }
 
 /// Why sites could not be read.
@@ -86,13 +93,26 @@ impl Bench<'_> {
         timeout: Option<Duration>,
         on_line: Option<&(dyn Fn(&str) + Send + Sync)>,
     ) -> Result<ExecOutput, EngineError> {
+        self.exec_in(argv, &[], stdin, timeout, on_line).await
+    }
+
+    /// The same with `env` (`KEY=VALUE`) in the exec's environment: how secrets reach a command
+    /// without entering argv, which the engine's events record. Only the argv is logged.
+    async fn exec_in(
+        &self,
+        argv: &[String],
+        env: &[String],
+        stdin: Option<&[u8]>,
+        timeout: Option<Duration>,
+        on_line: Option<&(dyn Fn(&str) + Send + Sync)>,
+    ) -> Result<ExecOutput, EngineError> {
         tracing::info!(container = %self.container, command = %argv.join(" "), "exec");
         let spec = ExecSpec {
             container: &self.container,
             argv,
             user: Some(BENCH_USER),
             workdir: Some(BENCH_DIR),
-            env: &[],
+            env,
             timeout,
             stdin,
             stream: on_line.is_some(),
@@ -116,7 +136,7 @@ impl Bench<'_> {
     }
 
     /// Every site on the bench with its apps, record and flags.
-    pub async fn observe_sites(&self, refresh: Refresh) -> Result<Vec<ObservedSite>, BenchError> {
+    pub async fn observe_sites(&self, refresh: Refresh) -> Result<SitesRead, BenchError> {
         self.observe(refresh, None).await
     }
 
@@ -127,57 +147,67 @@ impl Bench<'_> {
         Ok(bench::parse_site_configs(&out.stdout_bytes)?)
     }
 
-    /// One site, read authoritatively; `None` when it does not exist. Two execs.
+    /// One site; `None` when it does not exist. Two execs.
     pub async fn observe_site(&self, site: &str) -> Result<Option<ObservedSite>, BenchError> {
-        Ok(self.observe(Refresh::Full, Some(site)).await?.into_iter().next())
+        Ok(self.observe(Refresh::Cheap, Some(site)).await?.sites.into_iter().next())
     }
 
     /// Sites as observed. A site that cannot be read (no `site_config.json`, a config that is
-    /// not JSON, a database bench cannot open) comes back `damaged` with what was seen; it never
+    /// not JSON, a database that refuses it) comes back `damaged` with what was seen; it never
     /// fails the others. Only transport failures (no engine, no container) are errors.
-    async fn observe(&self, refresh: Refresh, only: Option<&str>) -> Result<Vec<ObservedSite>, BenchError> {
+    async fn observe(&self, refresh: Refresh, only: Option<&str>) -> Result<SitesRead, BenchError> {
         let mut configs = self.site_configs().await?;
         if let Some(only) = only {
             configs.retain(|c| c.site == only);
         }
-        let readable = configs.iter().filter(|c| c.damaged.is_none()).count();
-        // `--site all` stops at the first site it cannot open; then each site is read alone.
-        let mut apps = match refresh {
-            Refresh::Cheap | Refresh::Auto if readable > 0 => {
-                let out = self.run(&bench::list_apps_all_argv(), Some(OBSERVE_TIMEOUT)).await?;
-                match (out.exit_code, bench::parse_list_apps(&out.stdout)) {
-                    (0, Ok(apps)) => Some(apps),
-                    _ => None,
-                }
+        let mut apps_source = if refresh == Refresh::Full { AppsSource::Execute } else { AppsSource::Database };
+        let mut from_db: BTreeMap<String, DbApps> = BTreeMap::new();
+        if apps_source == AppsSource::Database {
+            let readable: Vec<(&str, &bench::SiteDb)> = configs
+                .iter()
+                .filter(|c| c.damaged.is_none())
+                .filter_map(|c| c.db.as_ref().map(|db| (c.site.as_str(), db)))
+                .filter(|(_, db)| bench::db_argv_problem(db).is_none())
+                .collect();
+            if !readable.is_empty() {
+                let dbs: Vec<&bench::SiteDb> = readable.iter().map(|(_, db)| *db).collect();
+                let (argv, env) = bench::read_apps_exec(&dbs);
+                let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let out = self.exec_in(&argv, &env, None, Some(OBSERVE_TIMEOUT), None).await?;
+                let answers = bench::parse_read_apps(&out.stdout, dbs.len())?;
+                from_db = readable.iter().map(|(site, _)| site.to_string()).zip(answers).collect();
             }
-            _ => None,
-        };
+            // An image without a database client: ask bench, site by site, and say so.
+            if from_db.values().any(|a| *a == DbApps::NoClient) {
+                tracing::warn!("the image has no `mariadb` client: reading each site with `bench execute`");
+                apps_source = AppsSource::Execute;
+            }
+        }
         let mut sites = Vec::new();
         for c in configs {
             let mut damaged = c.damaged;
-            let authoritative = match refresh {
-                Refresh::Cheap => apps.is_none(),
-                Refresh::Full => true,
-                Refresh::Auto => c.record.is_none() || apps.is_none(),
-            };
-            let installed = if damaged.is_some() {
-                Vec::new()
-            } else if authoritative {
-                let out = self.run(&bench::installed_apps_argv(&c.site), Some(OBSERVE_TIMEOUT)).await?;
-                match (out.exit_code, bench::parse_installed_apps(&c.site, &out.stdout)) {
-                    (0, Ok(installed)) => installed,
-                    (code, _) => {
-                        damaged = Some(format!(
-                            "bench could not read its installed apps (`{}` exited {code}): {}",
-                            bench::installed_apps_argv(&c.site).join(" "),
-                            last_lines(if out.stderr.trim().is_empty() { &out.stdout } else { &out.stderr }, 1)
-                        ));
-                        Vec::new()
-                    }
+            let mut installed = Vec::new();
+            if damaged.is_none() {
+                let read = match apps_source {
+                    AppsSource::Database => match (&c.db, from_db.remove(&c.site)) {
+                        (None, _) => Err(format!("sites/{}/site_config.json names no database (db_name)", c.site)),
+                        (Some(db), None) => Err(format!(
+                            "{}; benchform reads no database named by such a value",
+                            bench::db_argv_problem(db).unwrap_or_default()
+                        )),
+                        (Some(_), Some(DbApps::Installed(apps))) => Ok(apps),
+                        (Some(db), Some(DbApps::Failed(said))) => {
+                            Err(format!("its database {} on {} could not be read: {said}", db.name, db.host))
+                        }
+                        (Some(_), Some(DbApps::NoClient)) => Err("no database client".to_string()),
+                    },
+                    AppsSource::Execute => self.installed_apps_via_bench(&c.site).await?,
+                };
+                match read {
+                    Ok(apps) => installed = apps,
+                    Err(why) => damaged = Some(why),
                 }
-            } else {
-                apps.as_mut().and_then(|a| a.remove(&c.site)).unwrap_or_default()
-            };
+            }
             sites.push(ObservedSite {
                 name: c.site,
                 installed,
@@ -187,7 +217,21 @@ impl Bench<'_> {
                 damaged,
             });
         }
-        Ok(sites)
+        Ok(SitesRead { sites, apps_source })
+    }
+
+    /// `bench --site S execute frappe.get_installed_apps`: the apps, or why bench could not say.
+    async fn installed_apps_via_bench(&self, site: &str) -> Result<Result<Vec<String>, String>, BenchError> {
+        let argv = bench::installed_apps_argv(site);
+        let out = self.run(&argv, Some(OBSERVE_TIMEOUT)).await?;
+        Ok(match (out.exit_code, bench::parse_installed_apps(site, &out.stdout)) {
+            (0, Ok(installed)) => Ok(installed),
+            (code, _) => Err(format!(
+                "bench could not read its installed apps (`{}` exited {code}): {}",
+                argv.join(" "),
+                last_lines(if out.stderr.trim().is_empty() { &out.stdout } else { &out.stderr }, 1)
+            )),
+        })
     }
 }
 

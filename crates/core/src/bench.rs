@@ -3,22 +3,26 @@
 //!
 //! Observation costs a constant number of execs whatever the number of sites — every `bench`
 //! call costs seconds of Python start-up on real Frappe:
-//! 1. `find sites -mindepth 2 -maxdepth 2 -name site_config.json -print -exec cat {} ;` — which
-//!    sites exist and their benchform records (nothing else of those files is kept: they hold
-//!    database passwords);
-//! 2. `bench --site all list-apps --format json` — each site's apps, from the `Installed
-//!    Applications` table, which Frappe v15 refreshes only on migrate and uninstall.
+//! 1. `find sites … -exec wc -c {} ; -exec cat {} ;` — which sites exist, their benchform
+//!    records and flags, and where each site's database is (`db_name`, its user and password, the
+//!    server from the site's or the common config). Passwords are kept only to read the
+//!    database in exec 2, never shown;
+//! 2. one exec of the image's `mariadb` client, once per site inside it, each with the site's own
+//!    credentials (passed in the exec's environment, never in argv): the `__global` default
+//!    `installed_apps`, the set `frappe.get_installed_apps()` returns (frappe-contract §5). No
+//!    root password, no `bench` process. frappe_docker's images carry `mariadb-client`.
 //!
-//! `--refresh full` adds `bench --site S execute frappe.get_installed_apps` per site: the
-//! authoritative installed set, for when the table's staleness matters.
+//! Where the image has no database client, or with `--refresh full`, each site is read with
+//! `bench --site S execute frappe.get_installed_apps` instead: one exec per site.
 
 use std::collections::BTreeMap;
 
 use crate::record::SiteRecord;
 
 /// argv of exec 1: every folder directly under `sites/` (`-print`), and for each
-/// `sites/<site>/site_config.json` its size (`wc -c`) then its bytes (`cat`). The size frames the
-/// content, so nothing a file holds can pass for another site's header.
+/// `sites/<site>/site_config.json` and for `sites/common_site_config.json` its size (`wc -c`)
+/// then its bytes (`cat`). The size frames the content, so nothing a file holds can pass for
+/// another site's header.
 pub fn find_site_configs_argv() -> Vec<String> {
     [
         "find",
@@ -28,8 +32,13 @@ pub fn find_site_configs_argv() -> Vec<String> {
         "-maxdepth",
         "2",
         "(",
+        "(",
         "-path",
         "sites/*/site_config.json",
+        "-o",
+        "-path",
+        "sites/common_site_config.json",
+        ")",
         "-exec",
         "wc",
         "-c",
@@ -57,9 +66,120 @@ pub fn find_site_configs_argv() -> Vec<String> {
     .collect()
 }
 
-/// argv of exec 2.
-pub fn list_apps_all_argv() -> Vec<String> {
-    ["bench", "--site", "all", "list-apps", "--format", "json"].iter().map(|s| s.to_string()).collect()
+/// Where one site's database is, and as whom to read it. The password is only ever handed to
+/// the exec's environment; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SiteDb {
+    pub name: String,
+    pub user: String,
+    pub password: String,
+    pub host: String,
+    pub port: String,
+}
+
+impl std::fmt::Debug for SiteDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SiteDb")
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .field("password", &"***")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+/// The script of exec 2, constant: for each group of four arguments (host, port, user,
+/// database) the `mariadb` client reads that site's installed apps with the password in
+/// `BENCHFORM_DB_PASSWORD_<n>`; each site's answer is framed by `\x1e<n>` and `\x1erc <code>`.
+const READ_APPS_SCRIPT: &str = r#"n=0
+while [ "$#" -ge 4 ]; do
+  n=$((n + 1))
+  printf '\036%s\n' "$n"
+  MYSQL_PWD=$(printenv "BENCHFORM_DB_PASSWORD_$n") mariadb --no-defaults --protocol=TCP --connect-timeout=10 -h "$1" -P "$2" -u "$3" --batch --skip-column-names -e "SELECT defvalue FROM tabDefaultValue WHERE parent = '__global' AND defkey = 'installed_apps'" "$4" 2>&1
+  printf '\036rc %s\n' "$?"
+  shift 4
+done
+"#;
+
+/// What stands between a site's config and exec 2's argv: a value that is not a plain database
+/// identifier, host or port is refused, never quoted (it could otherwise pass for an option).
+pub fn db_argv_problem(db: &SiteDb) -> Option<String> {
+    let ident = |s: &str| !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let host = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 253
+            && !s.starts_with('-')
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    };
+    let port = |s: &str| !s.is_empty() && s.len() <= 5 && s.chars().all(|c| c.is_ascii_digit());
+    if !ident(&db.name) {
+        Some("its db_name is not a plain database name ([A-Za-z0-9_], at most 64)".to_string())
+    } else if !ident(&db.user) {
+        Some("its db_user is not a plain user name ([A-Za-z0-9_], at most 64)".to_string())
+    } else if !host(&db.host) {
+        Some("its db_host is not a host name or address".to_string())
+    } else if !port(&db.port) {
+        Some("its db_port is not a port number".to_string())
+    } else {
+        None
+    }
+}
+
+/// argv and environment of exec 2 for `dbs` (each already passed [`db_argv_problem`]).
+pub fn read_apps_exec(dbs: &[&SiteDb]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut argv: Vec<String> = ["sh", "-c", READ_APPS_SCRIPT, "sh"].map(String::from).to_vec();
+    let mut env = Vec::new();
+    for (i, db) in dbs.iter().enumerate() {
+        argv.extend([db.host.clone(), db.port.clone(), db.user.clone(), db.name.clone()]);
+        env.push((format!("BENCHFORM_DB_PASSWORD_{}", i + 1), db.password.clone()));
+    }
+    (argv, env)
+}
+
+/// One site's answer in exec 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbApps {
+    Installed(Vec<String>),
+    /// The client ran and failed: the server's words (`ERROR 1049 (42000): Unknown database …`).
+    Failed(String),
+    /// The image has no `mariadb` client (exit 127).
+    NoClient,
+}
+
+/// Read exec 2's output: one answer per database, in the order they were given.
+pub fn parse_read_apps(stdout: &str, count: usize) -> Result<Vec<DbApps>, OutputError> {
+    let err = |detail: String| OutputError { command: "mariadb (installed apps of every site)".to_string(), detail };
+    let mut answers = Vec::new();
+    let mut body: Option<Vec<&str>> = None;
+    for line in stdout.lines() {
+        if let Some(code) = line.strip_prefix("\u{1e}rc ") {
+            let lines = body.take().ok_or_else(|| err("an answer without a site".to_string()))?;
+            let text = lines.join("\n");
+            answers.push(match code.trim() {
+                "0" => {
+                    // No row: Frappe's `get_global` gives None, `get_installed_apps` an empty list.
+                    let value = lines.iter().map(|l| l.replace("\\\\", "\\")).find(|l| !l.trim().is_empty());
+                    let apps = match value {
+                        Some(v) => serde_json::from_str::<Vec<String>>(v.trim())
+                            .map_err(|e| err(format!("installed_apps is not a JSON list of names: {e}")))?,
+                        None => Vec::new(),
+                    };
+                    DbApps::Installed(apps)
+                }
+                "127" => DbApps::NoClient,
+                _ => DbApps::Failed(text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()),
+            });
+        } else if line.starts_with('\u{1e}') {
+            body = Some(Vec::new());
+        } else if let Some(b) = body.as_mut() {
+            b.push(line);
+        }
+    }
+    if answers.len() != count {
+        return Err(err(format!("{} answers for {count} sites", answers.len())));
+    }
+    Ok(answers)
 }
 
 /// argv of the authoritative read for one site.
@@ -77,6 +197,8 @@ pub struct SiteConfigSummary {
     /// What is wrong with it, as observed: no `site_config.json`, or one that is not a JSON
     /// object (the site is broken; say so, do not guess).
     pub damaged: Option<String>,
+    /// Where its database is (`None` for a damaged site or one without `db_name`).
+    pub db: Option<SiteDb>,
 }
 
 /// Why a bench output could not be read.
@@ -98,6 +220,9 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
     let err = |detail: String| OutputError { command: find_site_configs_argv().join(" "), detail };
     let mut configs: BTreeMap<String, SiteConfigSummary> = BTreeMap::new();
     let mut folders: Vec<String> = Vec::new();
+    let mut common = serde_json::Value::Null;
+    // Per site: its own db_host / db_port, resolved against the common config at the end.
+    let mut own_server: BTreeMap<String, (Option<String>, Option<String>)> = BTreeMap::new();
     let mut rest = stdout;
     while !rest.is_empty() {
         let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
@@ -108,6 +233,18 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
         }
         if let Some(name) = line.strip_prefix("sites/").filter(|n| !n.contains('/')) {
             folders.push(name.to_string());
+            continue;
+        }
+        if let Some(size) = line
+            .strip_suffix(" sites/common_site_config.json")
+            .and_then(|size| size.parse::<usize>().ok())
+        {
+            if rest.len() < size {
+                return Err(err("sites/common_site_config.json changed while it was read; run again".to_string()));
+            }
+            let (content, after) = rest.split_at(size);
+            rest = after;
+            common = serde_json::from_slice(content).unwrap_or(serde_json::Value::Null);
             continue;
         }
         let header = line.split_once(' ').and_then(|(size, path)| {
@@ -124,6 +261,15 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
         rest = after;
         let value = serde_json::from_slice::<serde_json::Value>(content).ok().filter(serde_json::Value::is_object);
         let damaged = value.is_none().then(|| format!("sites/{site}/site_config.json is not a JSON object"));
+        let field = |k: &str| value.as_ref().and_then(|v| v.get(k)).and_then(config_text);
+        let db = field("db_name").map(|name| SiteDb {
+            user: field("db_user").unwrap_or_else(|| name.clone()),
+            password: field("db_password").unwrap_or_default(),
+            host: String::new(),
+            port: String::new(),
+            name,
+        });
+        own_server.insert(site.clone(), (field("db_host"), field("db_port")));
         configs.insert(
             site.clone(),
             SiteConfigSummary {
@@ -131,9 +277,20 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
                 maintenance_mode: value.as_ref().and_then(|v| v.get("maintenance_mode")).is_some_and(truthy),
                 scheduler_paused: value.as_ref().and_then(|v| v.get("pause_scheduler")).is_some_and(truthy),
                 damaged,
+                db,
                 site,
             },
         );
+    }
+    // frappe.conf: the site's own db_host / db_port over the common config's, then Frappe's
+    // defaults.
+    let common_field = |k: &str| common.get(k).and_then(config_text);
+    for (site, config) in configs.iter_mut() {
+        let (host, port) = own_server.remove(site).unwrap_or_default();
+        if let Some(db) = config.db.as_mut() {
+            db.host = host.or_else(|| common_field("db_host")).unwrap_or_else(|| "127.0.0.1".to_string());
+            db.port = port.or_else(|| common_field("db_port")).unwrap_or_else(|| "3306".to_string());
+        }
     }
     for name in folders {
         if configs.contains_key(&name) || name.starts_with('.') || NOT_SITES.contains(&name.as_str()) {
@@ -147,10 +304,20 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
                 record: None,
                 maintenance_mode: false,
                 scheduler_paused: false,
+                db: None,
             },
         );
     }
     Ok(configs.into_values().collect())
+}
+
+/// A config value as text: strings as they are, numbers written out (`db_port: 3306`).
+fn config_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn truthy(v: &serde_json::Value) -> bool {
@@ -160,24 +327,6 @@ fn truthy(v: &serde_json::Value) -> bool {
         serde_json::Value::String(s) => !s.is_empty() && s != "0",
         _ => false,
     }
-}
-
-/// Read `bench --site all list-apps --format json`: `{"site": ["frappe", …], …}`. Anything bench
-/// printed before the JSON (warnings) is skipped.
-pub fn parse_list_apps(stdout: &str) -> Result<BTreeMap<String, Vec<String>>, OutputError> {
-    let err = |detail: String| OutputError { command: list_apps_all_argv().join(" "), detail };
-    let start = stdout.find('{').ok_or_else(|| err("no JSON object in the output".to_string()))?;
-    let mut stream = serde_json::Deserializer::from_str(&stdout[start..]).into_iter::<BTreeMap<String, Vec<String>>>();
-    let mut all = BTreeMap::new();
-    // `--site all` may print one object per site or one for all; take every object.
-    while let Some(value) = stream.next() {
-        all.extend(value.map_err(|e| err(e.to_string()))?);
-        let rest = &stdout[start..][stream.byte_offset()..];
-        if !rest.trim_start().starts_with('{') {
-            break;
-        }
-    }
-    Ok(all)
 }
 
 /// Read `bench --site S execute frappe.get_installed_apps`: one line of `json.dumps`.
@@ -251,13 +400,55 @@ mod tests {
     }
 
     #[test]
-    fn list_apps_json_reads_one_or_many_objects() {
-        let one = parse_list_apps("warning: x\n{\"a\": [\"frappe\", \"erpnext\"], \"b\": []}\n").unwrap();
-        assert_eq!(one["a"], ["frappe", "erpnext"]);
-        assert!(one["b"].is_empty());
-        let many = parse_list_apps("{\"a\": [\"frappe\"]}\n{\"b\": [\"frappe\"]}\n").unwrap();
-        assert_eq!(many.len(), 2);
-        assert!(parse_list_apps("Site all does not exist!").is_err());
+    fn each_site_finds_its_database_through_its_own_and_the_common_config() {
+        let mut out = framed(
+            &[
+                ("a.localhost", "{\"db_name\": \"_a1\", \"db_password\": \"pw-a\"}"),
+                ("b.localhost", "{\"db_name\": \"_b1\", \"db_user\": \"bee\", \"db_password\": \"pw-b\", \"db_host\": \"other\", \"db_port\": 3307}"),
+                ("c.localhost", "{\"maintenance_mode\": 0}"),
+            ],
+            &["a.localhost", "b.localhost", "c.localhost"],
+        );
+        let common = "{\"db_host\": \"db\", \"db_port\": 3306}";
+        out.extend(format!("{} sites/common_site_config.json\n{common}", common.len()).bytes());
+        let sites = parse_site_configs(&out).unwrap();
+        let a = sites[0].db.as_ref().unwrap();
+        assert_eq!((a.name.as_str(), a.user.as_str(), a.host.as_str(), a.port.as_str()), ("_a1", "_a1", "db", "3306"));
+        let b = sites[1].db.as_ref().unwrap();
+        assert_eq!((b.user.as_str(), b.host.as_str(), b.port.as_str()), ("bee", "other", "3307"));
+        assert!(sites[2].db.is_none(), "no db_name, no database");
+        assert!(!format!("{sites:?}").contains("pw-a"), "passwords never in Debug");
+
+        // Into exec 2: identifiers in argv, passwords only in the environment.
+        let (argv, env) = read_apps_exec(&[a, b]);
+        assert_eq!(&argv[4..], ["db", "3306", "_a1", "_a1", "other", "3307", "bee", "_b1"]);
+        assert!(!argv.iter().any(|x| x.contains("pw-")));
+        assert_eq!(env, [("BENCHFORM_DB_PASSWORD_1".to_string(), "pw-a".to_string()), ("BENCHFORM_DB_PASSWORD_2".to_string(), "pw-b".to_string())]);
+
+        // A value that could pass for an option, or carry SQL, is refused before any exec.
+        for (field, value) in [("name", "-e DROP"), ("name", "_a1; DROP"), ("user", "--help"), ("host", "-h"), ("port", "33o6")] {
+            let mut bad = a.clone();
+            match field {
+                "name" => bad.name = value.to_string(),
+                "user" => bad.user = value.to_string(),
+                "host" => bad.host = value.to_string(),
+                _ => bad.port = value.to_string(),
+            }
+            assert!(db_argv_problem(&bad).is_some(), "{field} = {value:?}");
+        }
+        assert!(db_argv_problem(a).is_none());
+    }
+
+    #[test]
+    fn read_apps_answers_are_framed_per_site() {
+        let out = "\u{1e}1\n[\"frappe\",\"erpnext\"]\n\u{1e}rc 0\n\u{1e}2\nERROR 1049 (42000): Unknown database '_b1'\n\u{1e}rc 1\n\u{1e}3\n\u{1e}rc 0\n\u{1e}4\nsh: mariadb: not found\n\u{1e}rc 127\n";
+        let answers = parse_read_apps(out, 4).unwrap();
+        assert_eq!(answers[0], DbApps::Installed(vec!["frappe".into(), "erpnext".into()]));
+        assert_eq!(answers[1], DbApps::Failed("ERROR 1049 (42000): Unknown database '_b1'".into()));
+        assert_eq!(answers[2], DbApps::Installed(Vec::new()), "no installed_apps row: an empty list, as Frappe says");
+        assert_eq!(answers[3], DbApps::NoClient);
+        assert!(parse_read_apps(out, 5).is_err(), "a missing answer is an error, never a guess");
+        assert!(parse_read_apps("\u{1e}1\nnot json\n\u{1e}rc 0\n", 1).is_err());
     }
 
     #[test]

@@ -91,11 +91,31 @@ pub struct Observed {
     /// its sites exist but cannot be read (never "new").
     pub has_volumes: bool,
     pub sites: Vec<ObservedSite>,
-    /// Whether site apps come from `execute frappe.get_installed_apps` (true) or the
-    /// `list-apps` table (false).
-    pub authoritative_apps: bool,
+    /// Where each site's installed apps were read from.
+    pub apps_source: AppsSource,
     /// False when no backend container was running to read sites from.
     pub sites_observed: bool,
+}
+
+/// Where sites' installed apps were read from; both give the set `frappe.get_installed_apps()`
+/// returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AppsSource {
+    /// Each site's database, through the image's `mariadb` client: one exec for all sites.
+    #[default]
+    Database,
+    /// `bench --site S execute frappe.get_installed_apps`: one exec per site (`--refresh full`,
+    /// or an image without a database client).
+    Execute,
+}
+
+impl AppsSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppsSource::Database => "database",
+            AppsSource::Execute => "execute",
+        }
+    }
 }
 
 /// A registry's answer about the desired tag.
@@ -169,7 +189,9 @@ pub struct Report {
     pub services: Vec<ServiceReport>,
     /// False when no backend container was running: `sites` then says nothing about the bench.
     pub sites_observed: bool,
-    /// `execute` (authoritative, `--refresh full`) or `list-apps` (Frappe's versions table).
+    /// `database` (each site's database through the image's `mariadb` client, one exec) or
+    /// `execute` (`bench execute frappe.get_installed_apps` per site: `--refresh full`, or no
+    /// client in the image). Both are the installed set Frappe itself uses.
     pub apps_source: String,
     pub sites: Vec<SiteReport>,
     pub drift: Vec<Drift>,
@@ -392,7 +414,7 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
         },
         services,
         sites_observed: observed.sites_observed,
-        apps_source: if observed.authoritative_apps { "execute" } else { "list-apps" }.to_string(),
+        apps_source: observed.apps_source.as_str().to_string(),
         sites,
         drift,
     }

@@ -101,7 +101,7 @@ fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
             .collect(),
         has_volumes: true,
         sites,
-        authoritative_apps: true,
+        apps_source: benchform_core::status::AppsSource::Database,
         sites_observed: true,
     }
 }

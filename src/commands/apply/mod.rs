@@ -136,8 +136,9 @@ async fn locked(
     interrupt: std::sync::Arc<apply::Interrupt>,
 ) -> Status {
     let mut view = ApplyView::new(shell, args.format == Format::Json);
-    // Apply reads every site authoritatively: a hand change hidden by list-apps must not slip by.
-    let observed = match observe::observe(&session, &p.manifest, &p.desired, Refresh::Full).await {
+    // Every site's installed apps from its database, as plan reads them: a hand change cannot
+    // slip by, and the cost stays two execs.
+    let observed = match observe::observe(&session, &p.manifest, &p.desired, Refresh::Cheap).await {
         Ok(o) => o,
         Err(e) => return observe::failed(shell, &e),
     };
