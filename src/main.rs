@@ -64,10 +64,12 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn init_tracing(verbose: u8) {
+    // The engine client logs whole request bodies at debug level: kept at info unless asked for
+    // by name in BENCHFORM_LOG.
     let default = match verbose {
         0 => "warn",
         1 => "info",
-        _ => "debug",
+        _ => "debug,bollard=info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BENCHFORM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

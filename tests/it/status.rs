@@ -474,13 +474,13 @@ impl Watch {
 fn observing_one_site_or_thirty_costs_the_same_execs() {
     let mut counts = Vec::new();
     for n in [1usize, 30] {
-        let names: Vec<String> = (0..n).map(|i| format!("s{i}.localhost")).collect();
-        let sites: Vec<(&str, &[&str])> = names.iter().map(|s| (s.as_str(), &["erpnext"][..])).collect();
+        let site_names: Vec<String> = (0..n).map(|i| format!("s{i}.localhost")).collect();
+        let sites: Vec<(&str, &[&str])> = site_names.iter().map(|s| (s.as_str(), &["erpnext"][..])).collect();
         let mut d = Deployment::new(&sites);
         let tag = d.status(&[])["image"]["tag"].as_str().unwrap().to_string();
         d.build_and_push(&tag);
         d.deploy(&tag);
-        for s in &names {
+        for s in &site_names {
             d.new_site(s, &[]);
         }
         let watch = Watch::start(&d.project);
@@ -488,7 +488,10 @@ fn observing_one_site_or_thirty_costs_the_same_execs() {
         assert_eq!(report["sites"].as_array().unwrap().iter().filter(|s| s["exists"] == true).count(), n);
         let seen = watch.stop();
         counts.push(seen.len());
-        assert!(seen.iter().all(|a| a.contains("find sites") || a.contains("SELECT defvalue FROM tabDefaultValue")), "{seen:?}");
+        assert!(
+            seen.iter().all(|a| a.contains("find sites") || a.contains("SELECT defvalue FROM tabDefaultValue")),
+            "{seen:?}"
+        );
         assert!(!seen.iter().any(|a| a.contains("bench ")), "no bench process to observe: {seen:?}");
         assert_eq!(report["apps_source"], "database");
         for s in report["sites"].as_array().unwrap() {

@@ -36,12 +36,18 @@ pub struct VersionRow {
 }
 
 /// Where and as whom to connect.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Conn {
     host: String,
     port: String,
     user: String,
     password: String,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{} (password ***)", self.user, self.host, self.port)
+    }
 }
 
 impl Conn {
@@ -173,12 +179,12 @@ fn unescape(field: &str) -> Option<String> {
     Some(out)
 }
 
-/// A SQL string literal.
+/// A SQL string literal (a quote doubled, which holds under `NO_BACKSLASH_ESCAPES` too).
 pub fn lit(s: &str) -> String {
     let mut out = String::from("'");
     for c in s.chars() {
         match c {
-            '\'' => out.push_str("\\'"),
+            '\'' => out.push_str("''"),
             '\\' => out.push_str("\\\\"),
             '\0' => out.push_str("\\0"),
             c => out.push(c),
@@ -388,13 +394,7 @@ impl Db {
             .status()
             .map_err(|e| os_error("gzip", &e))?;
         let dumped = dump.wait_with_output().map_err(|e| os_error("mariadb-dump", &e))?;
-        if !dumped.status.success() {
-            let stderr = String::from_utf8_lossy(&dumped.stderr);
-            // mariadb-dump: `Got error: 2005: "Unknown server host 'db' (-2)" when trying to connect`
-            let code = stderr.split("error: ").nth(1).and_then(|r| r.split(':').next()).unwrap_or("2013");
-            let message = stderr.split('"').nth(1).unwrap_or(stderr.trim());
-            return Err(self.conn.error(&format!("ERROR {code} (HY000): {message}")).raise());
-        }
+        // gzip first: when it fails (a full disk), the dump only sees its pipe close.
         if !gzip.success() {
             return Err(traceback(
                 &[],
@@ -403,6 +403,13 @@ impl Db {
                     gzip.code().unwrap_or(1)
                 ),
             ));
+        }
+        if !dumped.status.success() {
+            let stderr = String::from_utf8_lossy(&dumped.stderr);
+            // mariadb-dump: `Got error: 2005: "Unknown server host 'db' (-2)" when trying to connect`
+            let code = stderr.split("error: ").nth(1).and_then(|r| r.split(':').next()).unwrap_or("2013");
+            let message = stderr.split('"').nth(1).unwrap_or(stderr.trim());
+            return Err(self.conn.error(&format!("ERROR {code} (HY000): {message}")).raise());
         }
         Ok(())
     }

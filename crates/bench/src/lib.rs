@@ -93,26 +93,13 @@ impl Bench<'_> {
         timeout: Option<Duration>,
         on_line: Option<&(dyn Fn(&str) + Send + Sync)>,
     ) -> Result<ExecOutput, EngineError> {
-        self.exec_in(argv, &[], stdin, timeout, on_line).await
-    }
-
-    /// The same with `env` (`KEY=VALUE`) in the exec's environment: how secrets reach a command
-    /// without entering argv, which the engine's events record. Only the argv is logged.
-    async fn exec_in(
-        &self,
-        argv: &[String],
-        env: &[String],
-        stdin: Option<&[u8]>,
-        timeout: Option<Duration>,
-        on_line: Option<&(dyn Fn(&str) + Send + Sync)>,
-    ) -> Result<ExecOutput, EngineError> {
         tracing::info!(container = %self.container, command = %argv.join(" "), "exec");
         let spec = ExecSpec {
             container: &self.container,
             argv,
             user: Some(BENCH_USER),
             workdir: Some(BENCH_DIR),
-            env,
+            env: &[],
             timeout,
             stdin,
             stream: on_line.is_some(),
@@ -165,15 +152,18 @@ impl Bench<'_> {
         if apps_source == AppsSource::Database {
             let readable: Vec<(&str, &bench::SiteDb)> = configs
                 .iter()
-                .filter(|c| c.damaged.is_none())
+                .filter(|c| c.damaged.is_none() && !c.read_with_bench)
                 .filter_map(|c| c.db.as_ref().map(|db| (c.site.as_str(), db)))
                 .filter(|(_, db)| bench::db_argv_problem(db).is_none())
                 .collect();
             if !readable.is_empty() {
                 let dbs: Vec<&bench::SiteDb> = readable.iter().map(|(_, db)| *db).collect();
-                let (argv, env) = bench::read_apps_exec(&dbs);
-                let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
-                let out = self.exec_in(&argv, &env, None, Some(OBSERVE_TIMEOUT), None).await?;
+                // The passwords go on standard input, which neither the engine's events nor the
+                // engine client's debug log records.
+                let (argv, passwords) = bench::read_apps_exec(&dbs);
+                // Each site may wait out the client's 5 s connect timeout.
+                let timeout = OBSERVE_TIMEOUT + Duration::from_secs(6 * dbs.len() as u64);
+                let out = self.run_with_input(&argv, Some(passwords.as_bytes()), Some(timeout)).await?;
                 let answers = bench::parse_read_apps(&out.stdout, dbs.len())?;
                 from_db = readable.iter().map(|(site, _)| site.to_string()).zip(answers).collect();
             }
@@ -189,6 +179,7 @@ impl Bench<'_> {
             let mut installed = Vec::new();
             if damaged.is_none() {
                 let read = match apps_source {
+                    AppsSource::Database if c.read_with_bench => self.installed_apps_via_bench(&c.site).await?,
                     AppsSource::Database => match (&c.db, from_db.remove(&c.site)) {
                         (None, _) => Err(format!("sites/{}/site_config.json names no database (db_name)", c.site)),
                         (Some(db), None) => Err(format!(

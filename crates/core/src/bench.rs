@@ -90,13 +90,17 @@ impl std::fmt::Debug for SiteDb {
 }
 
 /// The script of exec 2, constant: for each group of four arguments (host, port, user,
-/// database) the `mariadb` client reads that site's installed apps with the password in
-/// `BENCHFORM_DB_PASSWORD_<n>`; each site's answer is framed by `\x1e<n>` and `\x1erc <code>`.
+/// database) the `mariadb` client reads that site's installed apps with the password read from
+/// the next line of standard input — never argv (the engine's events record it) nor the exec's
+/// environment (the engine client logs request bodies at debug level). `FRAPPE_DB_HOST` /
+/// `FRAPPE_DB_PORT` in the container win over the configs, as in Frappe. Each site's answer is
+/// framed by `\x1e<n>` and `\x1erc <code>`.
 const READ_APPS_SCRIPT: &str = r#"n=0
 while [ "$#" -ge 4 ]; do
   n=$((n + 1))
+  IFS= read -r pw
   printf '\036%s\n' "$n"
-  MYSQL_PWD=$(printenv "BENCHFORM_DB_PASSWORD_$n") mariadb --no-defaults --protocol=TCP --connect-timeout=10 -h "$1" -P "$2" -u "$3" --batch --skip-column-names -e "SELECT defvalue FROM tabDefaultValue WHERE parent = '__global' AND defkey = 'installed_apps'" "$4" 2>&1
+  MYSQL_PWD=$pw mariadb --no-defaults --protocol=TCP --connect-timeout=5 -h "${FRAPPE_DB_HOST:-$1}" -P "${FRAPPE_DB_PORT:-$2}" -u "$3" --batch --skip-column-names -e "SELECT defvalue FROM tabDefaultValue WHERE parent = '__global' AND defkey = 'installed_apps'" "$4" </dev/null 2>&1
   printf '\036rc %s\n' "$?"
   shift 4
 done
@@ -113,7 +117,9 @@ pub fn db_argv_problem(db: &SiteDb) -> Option<String> {
             && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
     };
     let port = |s: &str| !s.is_empty() && s.len() <= 5 && s.chars().all(|c| c.is_ascii_digit());
-    if !ident(&db.name) {
+    if db.password.contains(['\n', '\r']) {
+        Some("its db_password holds a line break".to_string())
+    } else if !ident(&db.name) {
         Some("its db_name is not a plain database name ([A-Za-z0-9_], at most 64)".to_string())
     } else if !ident(&db.user) {
         Some("its db_user is not a plain user name ([A-Za-z0-9_], at most 64)".to_string())
@@ -126,15 +132,17 @@ pub fn db_argv_problem(db: &SiteDb) -> Option<String> {
     }
 }
 
-/// argv and environment of exec 2 for `dbs` (each already passed [`db_argv_problem`]).
-pub fn read_apps_exec(dbs: &[&SiteDb]) -> (Vec<String>, Vec<(String, String)>) {
+/// argv and standard input (one password per line) of exec 2 for `dbs`, each of which passed
+/// [`db_argv_problem`].
+pub fn read_apps_exec(dbs: &[&SiteDb]) -> (Vec<String>, String) {
     let mut argv: Vec<String> = ["sh", "-c", READ_APPS_SCRIPT, "sh"].map(String::from).to_vec();
-    let mut env = Vec::new();
-    for (i, db) in dbs.iter().enumerate() {
+    let mut stdin = String::new();
+    for db in dbs {
         argv.extend([db.host.clone(), db.port.clone(), db.user.clone(), db.name.clone()]);
-        env.push((format!("BENCHFORM_DB_PASSWORD_{}", i + 1), db.password.clone()));
+        stdin.push_str(&db.password);
+        stdin.push('\n');
     }
-    (argv, env)
+    (argv, stdin)
 }
 
 /// One site's answer in exec 2.
@@ -147,7 +155,8 @@ pub enum DbApps {
     NoClient,
 }
 
-/// Read exec 2's output: one answer per database, in the order they were given.
+/// Read exec 2's output: one answer per database, in the order they were given. One site's odd
+/// answer (a warning, a value that is not a list) is that site's failure, never the others'.
 pub fn parse_read_apps(stdout: &str, count: usize) -> Result<Vec<DbApps>, OutputError> {
     let err = |detail: String| OutputError { command: "mariadb (installed apps of every site)".to_string(), detail };
     let mut answers = Vec::new();
@@ -155,22 +164,27 @@ pub fn parse_read_apps(stdout: &str, count: usize) -> Result<Vec<DbApps>, Output
     for line in stdout.lines() {
         if let Some(code) = line.strip_prefix("\u{1e}rc ") {
             let lines = body.take().ok_or_else(|| err("an answer without a site".to_string()))?;
-            let text = lines.join("\n");
             answers.push(match code.trim() {
-                "0" => {
+                "0" => match lines.iter().find(|l| l.trim_start().starts_with('[')) {
+                    // `--batch` escapes a backslash as two.
+                    Some(value) => match serde_json::from_str::<Vec<String>>(&value.trim().replace("\\\\", "\\")) {
+                        Ok(apps) => DbApps::Installed(apps),
+                        Err(e) => DbApps::Failed(format!("installed_apps is not a JSON list of names: {e}")),
+                    },
                     // No row: Frappe's `get_global` gives None, `get_installed_apps` an empty list.
-                    let value = lines.iter().map(|l| l.replace("\\\\", "\\")).find(|l| !l.trim().is_empty());
-                    let apps = match value {
-                        Some(v) => serde_json::from_str::<Vec<String>>(v.trim())
-                            .map_err(|e| err(format!("installed_apps is not a JSON list of names: {e}")))?,
-                        None => Vec::new(),
-                    };
-                    DbApps::Installed(apps)
-                }
+                    None if lines.iter().all(|l| l.trim().is_empty()) => DbApps::Installed(Vec::new()),
+                    None => DbApps::Failed(format!("installed_apps is not a JSON list of names: {}", lines.join(" "))),
+                },
                 "127" => DbApps::NoClient,
-                _ => DbApps::Failed(text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()),
+                _ => {
+                    DbApps::Failed(lines.iter().rev().find(|l| !l.trim().is_empty()).unwrap_or(&"").trim().to_string())
+                }
             });
-        } else if line.starts_with('\u{1e}') {
+        } else if let Some(n) = line.strip_prefix('\u{1e}') {
+            // Frames come in order; a number out of place is a forged or torn answer.
+            if n.trim() != (answers.len() + 1).to_string() || body.is_some() {
+                return Err(err(format!("answer {} out of order", n.trim())));
+            }
             body = Some(Vec::new());
         } else if let Some(b) = body.as_mut() {
             b.push(line);
@@ -199,6 +213,9 @@ pub struct SiteConfigSummary {
     pub damaged: Option<String>,
     /// Where its database is (`None` for a damaged site or one without `db_name`).
     pub db: Option<SiteDb>,
+    /// Its database is not one the `mariadb` client reads over TCP (`db_type` other than
+    /// mariadb, or a `db_socket`): read it through bench.
+    pub read_with_bench: bool,
 }
 
 /// Why a bench output could not be read.
@@ -235,9 +252,8 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
             folders.push(name.to_string());
             continue;
         }
-        if let Some(size) = line
-            .strip_suffix(" sites/common_site_config.json")
-            .and_then(|size| size.parse::<usize>().ok())
+        if let Some(size) =
+            line.strip_suffix(" sites/common_site_config.json").and_then(|size| size.parse::<usize>().ok())
         {
             if rest.len() < size {
                 return Err(err("sites/common_site_config.json changed while it was read; run again".to_string()));
@@ -270,6 +286,7 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
             name,
         });
         own_server.insert(site.clone(), (field("db_host"), field("db_port")));
+        let read_with_bench = field("db_type").is_some_and(|t| t != "mariadb") || field("db_socket").is_some();
         configs.insert(
             site.clone(),
             SiteConfigSummary {
@@ -278,6 +295,7 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
                 scheduler_paused: value.as_ref().and_then(|v| v.get("pause_scheduler")).is_some_and(truthy),
                 damaged,
                 db,
+                read_with_bench,
                 site,
             },
         );
@@ -305,6 +323,7 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
                 maintenance_mode: false,
                 scheduler_paused: false,
                 db: None,
+                read_with_bench: false,
             },
         );
     }
@@ -404,12 +423,16 @@ mod tests {
         let mut out = framed(
             &[
                 ("a.localhost", "{\"db_name\": \"_a1\", \"db_password\": \"pw-a\"}"),
-                ("b.localhost", "{\"db_name\": \"_b1\", \"db_user\": \"bee\", \"db_password\": \"pw-b\", \"db_host\": \"other\", \"db_port\": 3307}"),
+                (
+                    "b.localhost",
+                    "{\"db_name\": \"_b1\", \"db_user\": \"bee\", \"db_password\": \"pw-b\", \"db_host\": \"other\", \"db_port\": 3307}",
+                ),
                 ("c.localhost", "{\"maintenance_mode\": 0}"),
             ],
             &["a.localhost", "b.localhost", "c.localhost"],
         );
         let common = "{\"db_host\": \"db\", \"db_port\": 3306}";
+        out.extend(framed(&[("d.localhost", "{\"db_name\": \"_d1\", \"db_type\": \"postgres\"}")], &["d.localhost"]));
         out.extend(format!("{} sites/common_site_config.json\n{common}", common.len()).bytes());
         let sites = parse_site_configs(&out).unwrap();
         let a = sites[0].db.as_ref().unwrap();
@@ -417,21 +440,30 @@ mod tests {
         let b = sites[1].db.as_ref().unwrap();
         assert_eq!((b.user.as_str(), b.host.as_str(), b.port.as_str()), ("bee", "other", "3307"));
         assert!(sites[2].db.is_none(), "no db_name, no database");
+        assert!(sites[3].read_with_bench && !sites[0].read_with_bench, "postgres is read through bench");
         assert!(!format!("{sites:?}").contains("pw-a"), "passwords never in Debug");
 
         // Into exec 2: identifiers in argv, passwords only in the environment.
-        let (argv, env) = read_apps_exec(&[a, b]);
+        let (argv, stdin) = read_apps_exec(&[a, b]);
         assert_eq!(&argv[4..], ["db", "3306", "_a1", "_a1", "other", "3307", "bee", "_b1"]);
         assert!(!argv.iter().any(|x| x.contains("pw-")));
-        assert_eq!(env, [("BENCHFORM_DB_PASSWORD_1".to_string(), "pw-a".to_string()), ("BENCHFORM_DB_PASSWORD_2".to_string(), "pw-b".to_string())]);
+        assert_eq!(stdin, "pw-a\npw-b\n", "passwords only on standard input, one per line");
 
         // A value that could pass for an option, or carry SQL, is refused before any exec.
-        for (field, value) in [("name", "-e DROP"), ("name", "_a1; DROP"), ("user", "--help"), ("host", "-h"), ("port", "33o6")] {
+        for (field, value) in [
+            ("name", "-e DROP"),
+            ("name", "_a1; DROP"),
+            ("user", "--help"),
+            ("host", "-h"),
+            ("port", "33o6"),
+            ("password", "pw\nnext"),
+        ] {
             let mut bad = a.clone();
             match field {
                 "name" => bad.name = value.to_string(),
                 "user" => bad.user = value.to_string(),
                 "host" => bad.host = value.to_string(),
+                "password" => bad.password = value.to_string(),
                 _ => bad.port = value.to_string(),
             }
             assert!(db_argv_problem(&bad).is_some(), "{field} = {value:?}");
@@ -448,7 +480,13 @@ mod tests {
         assert_eq!(answers[2], DbApps::Installed(Vec::new()), "no installed_apps row: an empty list, as Frappe says");
         assert_eq!(answers[3], DbApps::NoClient);
         assert!(parse_read_apps(out, 5).is_err(), "a missing answer is an error, never a guess");
-        assert!(parse_read_apps("\u{1e}1\nnot json\n\u{1e}rc 0\n", 1).is_err());
+        // One site's odd answer is that site's failure; a warning before the list is skipped.
+        let odd = parse_read_apps("\u{1e}1\nnot json\n\u{1e}rc 0\n\u{1e}2\nWarning: x\n[\"frappe\"]\n\u{1e}rc 0\n", 2)
+            .unwrap();
+        assert!(matches!(&odd[0], DbApps::Failed(w) if w.contains("not a JSON list")), "{odd:?}");
+        assert_eq!(odd[1], DbApps::Installed(vec!["frappe".into()]));
+        // A value cannot forge another site's frame.
+        assert!(parse_read_apps("\u{1e}1\n\u{1e}2\n[]\n\u{1e}rc 0\n", 1).is_err());
     }
 
     #[test]

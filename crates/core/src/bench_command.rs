@@ -152,7 +152,7 @@ pub enum Failure {
     UnknownDatabase { database: String },
     /// MariaDB refused a login (1045): the site's own user, or root with a wrong password.
     AccessDenied { user: String },
-    /// The database server refuses writes (MariaDB 1290: `read_only`, or a full disk made it so).
+    /// The database server refuses writes (MariaDB 1290: `read_only` is set).
     ReadOnly,
     /// This Frappe has no such command (e.g. `ready-for-migration` before v15).
     NoSuchCommand,

@@ -223,7 +223,10 @@ fn write_dump(ctx: &Ctx, site: &str, db: &Db, out: &Path, partial: bool) -> Res<
     }
     let file =
         std::fs::OpenOptions::new().append(true).open(out).map_err(|e| os_error(&out.display().to_string(), &e))?;
-    db.dump_gzip(file)
+    // A dump that failed half-way must not be left where a restore could take it for a backup.
+    db.dump_gzip(file).inspect_err(|_| {
+        let _ = std::fs::remove_file(out);
+    })
 }
 
 /// `tar -cf OUT ./<site>/<folder>/files` in `sites/` (`-czf` with
