@@ -260,7 +260,7 @@ impl Deployment {
     /// through the environment, never argv): the first column of each row.
     pub(crate) fn sql(&self, query: &str) -> Vec<String> {
         let out = std::process::Command::new(self.world.docker_cli())
-            .args(["exec", "-i", "-e", "MYSQL_PWD", &self.container_name("db")])
+            .args(["exec", "-i", "-e", "MYSQL_PWD", &self.db_container()])
             .args(["mariadb", "-uroot", "--batch", "--skip-column-names", "-e", query])
             .env("MYSQL_PWD", DB_ROOT_PASSWORD)
             .output()
@@ -295,6 +295,19 @@ impl Deployment {
             "SET SESSION group_concat_max_len = 16777216; SELECT CONCAT(COUNT(*), ':', IFNULL(MD5(GROUP_CONCAT(name, description, creation ORDER BY name)), '-')) FROM `{db}`.`tabToDo`"
         );
         self.sql(&q).join("")
+    }
+
+    /// The running `db` container, found by its compose labels (whichever flavour made it).
+    pub(crate) fn db_container(&self) -> String {
+        let out = std::process::Command::new(self.world.docker_cli())
+            .args(["ps", "--format", "{{.Names}}", "--filter"])
+            .arg(format!("label=com.docker.compose.project={}", self.project))
+            .args(["--filter", "label=com.docker.compose.service=db"])
+            .output()
+            .unwrap();
+        let name = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
+        assert!(!name.is_empty(), "no running db container in {}", self.project);
+        name
     }
 
     /// A site's `db_name`, from its site_config.json in the backend.

@@ -94,17 +94,14 @@ impl std::fmt::Debug for SiteDb {
 /// the next line of standard input — never argv (the engine's events record it) nor the exec's
 /// environment (the engine client logs request bodies at debug level). `FRAPPE_DB_HOST` /
 /// `FRAPPE_DB_PORT` in the container win over the configs, as in Frappe. Each site's answer is
-/// framed by `\x1e<n>` and `\x1erc <code>`.
-const READ_APPS_SCRIPT: &str = r#"n=0
-while [ "$#" -ge 4 ]; do
-  n=$((n + 1))
-  IFS= read -r pw
-  printf '\036%s\n' "$n"
-  MYSQL_PWD=$pw mariadb --no-defaults --protocol=TCP --connect-timeout=5 -h "${FRAPPE_DB_HOST:-$1}" -P "${FRAPPE_DB_PORT:-$2}" -u "$3" --batch --skip-column-names -e "SELECT defvalue FROM tabDefaultValue WHERE parent = '__global' AND defkey = 'installed_apps'" "$4" </dev/null 2>&1
-  printf '\036rc %s\n' "$?"
-  shift 4
-done
-"#;
+/// framed by `\x1e<n>` and `\x1erc <code>`. One line, so that the engine's events show it whole.
+const READ_APPS_SCRIPT: &str = concat!(
+    "n=0; while [ \"$#\" -ge 4 ]; do n=$((n + 1)); IFS= read -r pw; printf '\\036%s\\n' \"$n\"; ",
+    "MYSQL_PWD=$pw mariadb --no-defaults --protocol=TCP --connect-timeout=5 ",
+    "-h \"${FRAPPE_DB_HOST:-$1}\" -P \"${FRAPPE_DB_PORT:-$2}\" -u \"$3\" --batch --skip-column-names ",
+    "-e \"SELECT defvalue FROM tabDefaultValue WHERE parent = '__global' AND defkey = 'installed_apps'\" ",
+    "\"$4\" </dev/null 2>&1; printf '\\036rc %s\\n' \"$?\"; shift 4; done"
+);
 
 /// What stands between a site's config and exec 2's argv: a value that is not a plain database
 /// identifier, host or port is refused, never quoted (it could otherwise pass for an option).
