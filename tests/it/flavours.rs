@@ -29,6 +29,19 @@ fn start_orphan(d: &Deployment, program: &[&str]) {
     assert!(started.success());
 }
 
+/// Every (non one-off) container of the project was made by compose `major` (`"1."`, `"2."`).
+fn assert_all_made_by(d: &Deployment, major: &str) {
+    let rt = rt();
+    let containers = rt.block_on(rt.block_on(engine()).project_containers(&d.project)).unwrap();
+    assert!(
+        containers
+            .iter()
+            .filter(|c| !c.oneoff)
+            .all(|c| c.compose_version.as_deref().is_some_and(|v| v.starts_with(major))),
+        "every container is compose {major}x's now: {containers:?}"
+    );
+}
+
 #[test]
 fn moving_a_deployment_between_compose_v1_and_v2_recreates_it_and_says_why() {
     let mut d = Deployment::new(&[("a.localhost", &["erpnext"])]);
@@ -62,15 +75,7 @@ fn moving_a_deployment_between_compose_v1_and_v2_recreates_it_and_says_why() {
     let again = d.benchform(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "converged on v2: {}", again.all());
 
-    let rt = rt();
-    let containers = rt.block_on(rt.block_on(engine()).project_containers(&d.project)).unwrap();
-    assert!(
-        containers
-            .iter()
-            .filter(|c| !c.oneoff)
-            .all(|c| c.compose_version.as_deref().is_some_and(|v| v.starts_with("2."))),
-        "every container is v2's now: {containers:?}"
-    );
+    assert_all_made_by(&d, "2.");
     assert_eq!(d.rows("a.localhost"), rows, "the db service was recreated on its volume: no row lost");
 
     // And back to v1: the plan says why, v1's own orphan goes too, and it converges.
@@ -85,13 +90,6 @@ fn moving_a_deployment_between_compose_v1_and_v2_recreates_it_and_says_why() {
     let gone = std::process::Command::new(&cli).args(["inspect", &orphan]).output().unwrap();
     assert!(!gone.status.success(), "v1's deploy removed its orphan container");
     assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0, "converged on v1");
-    let containers = rt.block_on(rt.block_on(engine()).project_containers(&d.project)).unwrap();
-    assert!(
-        containers
-            .iter()
-            .filter(|c| !c.oneoff)
-            .all(|c| c.compose_version.as_deref().is_some_and(|v| v.starts_with("1."))),
-        "every container is v1's now: {containers:?}"
-    );
+    assert_all_made_by(&d, "1.");
     assert_eq!(d.rows("a.localhost"), rows);
 }

@@ -65,7 +65,7 @@ impl Conn {
     }
 
     fn argv(&self, program: &str) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = Command::new(client(program));
         cmd.args(["--no-defaults", "--protocol=TCP", "-h", &self.host, "-P", &self.port])
             .args(["-u", &self.user])
             .env("MYSQL_PWD", &self.password);
@@ -155,6 +155,18 @@ impl SqlError {
         )
     }
 }
+
+/// Where the fixture's own database client is. Frappe talks to MariaDB through pymysql, inside
+/// Python, whether or not the image has the `mariadb-client` package; the fixture image keeps
+/// a private copy of the client under [`PRIVATE_CLIENTS`] to stand in for that, so that a test
+/// can take `/usr/bin/mariadb` away without breaking `bench`. Elsewhere (the host's contract
+/// tests), the clients on PATH.
+fn client(program: &str) -> std::path::PathBuf {
+    let private = std::path::Path::new(PRIVATE_CLIENTS).join(program);
+    if private.is_file() { private } else { std::path::PathBuf::from(program) }
+}
+
+const PRIVATE_CLIENTS: &str = "/usr/lib/bench-contract/bin";
 
 /// `--batch` output escapes tab, newline, backslash and NUL; NULL is the word.
 fn unescape(field: &str) -> Option<String> {
@@ -396,13 +408,7 @@ impl Db {
         let dumped = dump.wait_with_output().map_err(|e| os_error("mariadb-dump", &e))?;
         // gzip first: when it fails (a full disk), the dump only sees its pipe close.
         if !gzip.success() {
-            return Err(traceback(
-                &[],
-                &format!(
-                    "subprocess.CalledProcessError: Command 'gzip' returned non-zero exit status {}.",
-                    gzip.code().unwrap_or(1)
-                ),
-            ));
+            return Err(crate::out::command_failed("gzip -c", gzip));
         }
         if !dumped.status.success() {
             let stderr = String::from_utf8_lossy(&dumped.stderr);

@@ -94,6 +94,17 @@ pub fn os_error(what: &str, err: &io::Error) -> Fail {
     traceback(&[], &format!("{name}: {err}: {what}"))
 }
 
+/// `subprocess.CalledProcessError` for a helper command (`gzip -c`) that exited non-zero.
+pub fn command_failed(command: &str, status: std::process::ExitStatus) -> Fail {
+    traceback(
+        &[],
+        &format!(
+            "subprocess.CalledProcessError: Command '{command}' returned non-zero exit status {}.",
+            status.code().unwrap_or(1)
+        ),
+    )
+}
+
 /// click's `Abort`: `Aborted!` on stderr, exit 1.
 pub fn aborted() -> Fail {
     flush();

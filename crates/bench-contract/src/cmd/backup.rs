@@ -213,13 +213,7 @@ fn write_dump(ctx: &Ctx, site: &str, db: &Db, out: &Path, partial: bool) -> Res<
     }
     let status = child.wait().map_err(|e| os_error("gzip", &e))?;
     if !status.success() {
-        return Err(traceback(
-            &[],
-            &format!(
-                "subprocess.CalledProcessError: Command 'gzip -c' returned non-zero exit status {}.",
-                status.code().unwrap_or(1)
-            ),
-        ));
+        return Err(crate::out::command_failed("gzip -c", status));
     }
     let file =
         std::fs::OpenOptions::new().append(true).open(out).map_err(|e| os_error(&out.display().to_string(), &e))?;
