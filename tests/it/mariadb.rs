@@ -1,7 +1,7 @@
 //! The world's `mariadb:11.8` honours what frappe_docker's overrides/compose.mariadb.yaml relies
 //! on, driven by that file itself: root initialised from the password on first start and
 //! reachable over the network, the server flags of its `command`, its healthcheck, and data kept
-//! in the volume across a restart.
+//! in the volume across a restart. Its `redis:8.6-alpine` runs overrides/compose.redis.yaml.
 
 use std::process::Command;
 
@@ -100,6 +100,53 @@ fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
         assert!(sql(&ip, password, "SELECT 1").status.success(), "root works after the re-initialisation");
     });
     rt.block_on(compose.down(&env, true)).unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The world's `redis:8.6-alpine` runs frappe_docker's overrides/compose.redis.yaml unmodified:
+/// both services up, answering, and the queue's `redis-queue-data` volume mounted at `/data`.
+#[test]
+fn the_redis_image_honours_frappe_dockers_redis_override() {
+    let world = World::get();
+    let rt = rt();
+    let upstream = frappe_docker();
+    let compose = Compose {
+        flavour: flavour(),
+        docker_cli: world.docker_cli(),
+        project: unique("rds"),
+        project_dir: upstream.clone(),
+        files: vec![upstream.join("compose.yaml"), upstream.join("overrides/compose.redis.yaml")],
+        env_file: None,
+    };
+    let result = std::panic::catch_unwind(|| {
+        rt.block_on(compose.run(&["up", "-d", "redis-cache", "redis-queue"], &[])).unwrap();
+        let containers = rt.block_on(rt.block_on(crate::world::engine()).project_containers(&compose.project)).unwrap();
+        let cli = world.docker_cli();
+        for service in ["redis-cache", "redis-queue"] {
+            let c = containers.iter().find(|c| c.service == service).unwrap_or_else(|| panic!("no {service}"));
+            assert_eq!(c.image, world.var("BENCHFORM_WORLD_REDIS_IMAGE"));
+            let mut pong = String::new();
+            for _ in 0..50 {
+                let out = Command::new(&cli).args(["exec", &c.id, "redis-cli", "ping"]).output().unwrap();
+                pong = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                if pong == "PONG" {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            assert_eq!(pong, "PONG", "{service} answers");
+        }
+        let queue = containers.iter().find(|c| c.service == "redis-queue").unwrap();
+        let mounts = Command::new(&cli)
+            .args(["inspect", "-f", "{{range .Mounts}}{{.Name}}:{{.Destination}} {{end}}", &queue.id])
+            .output()
+            .unwrap();
+        let mounts = String::from_utf8_lossy(&mounts.stdout).to_string();
+        assert!(mounts.contains(&format!("{}_redis-queue-data:/data", compose.project)), "{mounts}");
+    });
+    rt.block_on(compose.down(&[], true)).unwrap();
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
