@@ -41,7 +41,11 @@ pub fn text(r: &Report) -> String {
     if !r.sites_observed {
         out.push_str(" (not observed: no running backend container)\n");
     } else {
-        out.push_str(&format!(" (apps from {})\n", r.apps_source));
+        let source = match r.apps_source.as_str() {
+            "database" => "installed apps read from each site's database",
+            _ => "installed apps read with `bench execute`, site by site",
+        };
+        out.push_str(&format!(" ({source})\n"));
     }
     for s in &r.sites {
         if !s.exists {
