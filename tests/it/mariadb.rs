@@ -43,24 +43,40 @@ fn wait_healthy(cli: &std::path::Path, container: &str) {
     panic!("{container} never became healthy: {}", health(cli, container));
 }
 
-#[test]
-fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
+/// Run `body` on a project of upstream frappe_docker's compose.yaml plus `override_file`, with
+/// `env`; the project is taken down (volumes too) whatever happens in `body`.
+fn with_upstream(
+    prefix: &str,
+    override_file: &str,
+    env: &[(String, String)],
+    body: impl FnOnce(&Compose, &tokio::runtime::Runtime) + std::panic::UnwindSafe,
+) {
     let world = World::get();
     let rt = rt();
     let upstream = frappe_docker();
     let compose = Compose {
         flavour: flavour(),
         docker_cli: world.docker_cli(),
-        project: unique("mdb"),
+        project: unique(prefix),
         project_dir: upstream.clone(),
-        files: vec![upstream.join("compose.yaml"), upstream.join("overrides/compose.mariadb.yaml")],
+        files: vec![upstream.join("compose.yaml"), upstream.join(override_file)],
         env_file: None,
     };
+    let result = std::panic::catch_unwind(|| body(&compose, &rt));
+    rt.block_on(compose.down(env, true)).unwrap();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
+    let world = World::get();
     // A password SQL and shells would both choke on if it were pasted anywhere: quotes, a
     // backslash (an escape in MariaDB's string literals), a dollar.
     let password = "db-'pass\"wo\\rd $x\\";
     let env = vec![("DB_PASSWORD".to_string(), password.to_string())];
-    let result = std::panic::catch_unwind(|| {
+    with_upstream("mdb", "overrides/compose.mariadb.yaml", &env.clone(), move |compose, rt| {
         rt.block_on(compose.run(&["up", "-d", "db"], &env)).unwrap();
         let containers = rt.block_on(rt.block_on(crate::world::engine()).project_containers(&compose.project)).unwrap();
         let db = containers.iter().find(|c| c.service == "db").expect("a db container");
@@ -99,10 +115,6 @@ fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
         let ip = ip_of(&cli, &db.id);
         assert!(sql(&ip, password, "SELECT 1").status.success(), "root works after the re-initialisation");
     });
-    rt.block_on(compose.down(&env, true)).unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// The world's `redis:8.6-alpine` runs frappe_docker's overrides/compose.redis.yaml unmodified:
@@ -110,17 +122,7 @@ fn the_mariadb_image_honours_frappe_dockers_mariadb_override() {
 #[test]
 fn the_redis_image_honours_frappe_dockers_redis_override() {
     let world = World::get();
-    let rt = rt();
-    let upstream = frappe_docker();
-    let compose = Compose {
-        flavour: flavour(),
-        docker_cli: world.docker_cli(),
-        project: unique("rds"),
-        project_dir: upstream.clone(),
-        files: vec![upstream.join("compose.yaml"), upstream.join("overrides/compose.redis.yaml")],
-        env_file: None,
-    };
-    let result = std::panic::catch_unwind(|| {
+    with_upstream("rds", "overrides/compose.redis.yaml", &[], |compose, rt| {
         rt.block_on(compose.run(&["up", "-d", "redis-cache", "redis-queue"], &[])).unwrap();
         let containers = rt.block_on(rt.block_on(crate::world::engine()).project_containers(&compose.project)).unwrap();
         let cli = world.docker_cli();
@@ -146,8 +148,4 @@ fn the_redis_image_honours_frappe_dockers_redis_override() {
         let mounts = String::from_utf8_lossy(&mounts.stdout).to_string();
         assert!(mounts.contains(&format!("{}_redis-queue-data:/data", compose.project)), "{mounts}");
     });
-    rt.block_on(compose.down(&[], true)).unwrap();
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
 }

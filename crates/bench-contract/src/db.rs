@@ -234,6 +234,28 @@ INSERT INTO `tabDefaultValue` (name, creation, parent, defkey, defvalue)
 INSERT INTO `tabSingles` (doctype, field, value) VALUES ('System Settings', 'enable_scheduler', '0');
 ";
 
+/// A site's database and the user it connects as, from `frappe.conf`: `db_name`, `db_user`
+/// (v16; v15 names the user after the database) and `db_password`. No `Debug`: it holds the
+/// password.
+pub struct Credentials {
+    pub name: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl Credentials {
+    pub fn of(bench: &Bench, site: &str) -> Credentials {
+        Credentials::from_conf(&bench.conf(site))
+    }
+
+    fn from_conf(conf: &Map<String, Value>) -> Credentials {
+        let field = |k: &str| conf.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let name = field("db_name");
+        let user = Some(field("db_user")).filter(|u| !u.is_empty()).unwrap_or_else(|| name.clone());
+        Credentials { user, password: field("db_password"), name }
+    }
+}
+
 /// A site's database, connected as the site's own user.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -245,11 +267,9 @@ impl Db {
     /// The connection settings of a site, without connecting.
     fn for_site(bench: &Bench, site: &str) -> Db {
         let conf = bench.conf(site);
-        let field = |k: &str| conf.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let name = field("db_name");
-        let user = Some(field("db_user")).filter(|u| !u.is_empty()).unwrap_or_else(|| name.clone());
+        let Credentials { name, user, password } = Credentials::from_conf(&conf);
         let (host, port) = Conn::server(&conf);
-        Db { conn: Conn { host, port, user, password: field("db_password") }, name }
+        Db { conn: Conn { host, port, user, password }, name }
     }
 
     /// `frappe.connect()` for a site: `db_name`, its user and password from the config, the

@@ -178,9 +178,10 @@ impl Bench<'_> {
             let mut damaged = c.damaged;
             let mut installed = Vec::new();
             if damaged.is_none() {
-                let read = match apps_source {
-                    AppsSource::Database if c.read_with_bench => self.installed_apps_via_bench(&c.site).await?,
-                    AppsSource::Database => match (&c.db, from_db.remove(&c.site)) {
+                let read = if apps_source == AppsSource::Execute || c.read_with_bench {
+                    self.installed_apps_via_bench(&c.site).await?
+                } else {
+                    match (&c.db, from_db.remove(&c.site)) {
                         (None, _) => Err(format!("sites/{}/site_config.json names no database (db_name)", c.site)),
                         (Some(db), None) => Err(format!(
                             "{}; benchform reads no database named by such a value",
@@ -191,8 +192,7 @@ impl Bench<'_> {
                             Err(format!("its database {} on {} could not be read: {said}", db.name, db.host))
                         }
                         (Some(_), Some(DbApps::NoClient)) => Err("no database client".to_string()),
-                    },
-                    AppsSource::Execute => self.installed_apps_via_bench(&c.site).await?,
+                    }
                 };
                 match read {
                     Ok(apps) => installed = apps,

@@ -160,6 +160,12 @@ pub enum Failure {
     NotReady,
 }
 
+/// The text between the single quotes `text` starts with (`'_5e5f1c'` → `_5e5f1c`), as MariaDB
+/// quotes names in its messages.
+fn quoted_at(text: &str) -> String {
+    text.strip_prefix('\'').and_then(|rest| rest.split('\'').next()).unwrap_or_default().to_string()
+}
+
 /// What the output of a failed command says, when it is one of the [`Failure`]s. Only the end of
 /// each stream counts (a traceback's last lines say why it failed; a migrate may log earlier
 /// errors it recovered from).
@@ -175,17 +181,13 @@ pub fn classify(stdout: &str, stderr: &str) -> Option<Failure> {
         return Some(Failure::MigrateLocked);
     }
     if let Some(at) = both.find("Unknown database '") {
-        let rest = &both[at + "Unknown database '".len()..];
-        let database = rest.split('\'').next().unwrap_or_default().to_string();
-        return Some(Failure::UnknownDatabase { database });
+        return Some(Failure::UnknownDatabase { database: quoted_at(&both[at + "Unknown database ".len()..]) });
     }
     if both.contains("(1290, ") {
         return Some(Failure::ReadOnly);
     }
     if let Some(at) = both.find("Access denied for user '") {
-        let rest = &both[at + "Access denied for user '".len()..];
-        let user = rest.split('\'').next().unwrap_or_default().to_string();
-        return Some(Failure::AccessDenied { user });
+        return Some(Failure::AccessDenied { user: quoted_at(&both[at + "Access denied for user ".len()..]) });
     }
     if stderr.contains("No such command") {
         return Some(Failure::NoSuchCommand);

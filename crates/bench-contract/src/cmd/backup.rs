@@ -38,7 +38,7 @@ use serde_json::{Map, Value, json};
 use super::site::{make_site_dirs, root_connection};
 use super::{Ctx, InstallError, install_app, site_not_specified};
 use crate::args::{Spec, flag, multi, value};
-use crate::db::Db;
+use crate::db::{Credentials, Db};
 use crate::lock;
 use crate::out::{Fail, Res, confirm, exception, os_error, traceback};
 use crate::py;
@@ -448,15 +448,12 @@ pub fn restore(ctx: &Ctx, args: &[String]) -> Res<()> {
     // _new_site(force=True) on the existing site config.
     let enable_scheduler = Db::scheduler_was_enabled(bench, &site);
     make_site_dirs(&bench.site_dir(&site))?;
-    let conf = bench.conf(&site);
-    let field = |k: &str| conf.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let db_name = field("db_name");
-    let db_user = Some(field("db_user")).filter(|u| !u.is_empty()).unwrap_or_else(|| db_name.clone());
+    let Credentials { name: db_name, user: db_user, password: db_password } = Credentials::of(bench, &site);
     let root = root_connection(ctx, &site, p.value("--db-root-username"), p.value("--db-root-password"))?;
     // The user comes back with the login scope it had ('%' when it had none).
     let scope = root.user_hosts(&db_user)?.into_iter().next().unwrap_or_else(|| "%".to_owned());
     root.drop_site_database(&db_name, &db_user)?;
-    root.create_site_database(&db_name, &db_user, &field("db_password"), &scope)?;
+    root.create_site_database(&db_name, &db_user, &db_password, &scope)?;
     let db = Db::connect(bench, &site)?;
     db.load(&text)?;
     let mut apps = vec!["frappe".to_owned()];

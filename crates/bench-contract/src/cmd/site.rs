@@ -11,7 +11,7 @@ use super::backup::{self, BackupOpts};
 use super::{Ctx, InstallError, install_app, load_hooks, refresh_versions, site_not_specified};
 use crate::args::{Spec, choice, flag, multi, value};
 use crate::bench::{update_config, write_config};
-use crate::db::{Db, Root};
+use crate::db::{Credentials, Db, Root};
 use crate::lock;
 use crate::out::{Fail, Res, exception, getpass, os_error, traceback};
 use crate::py;
@@ -318,10 +318,7 @@ pub fn new_site(ctx: &Ctx, args: &[String]) -> Res<()> {
         }
         write_config(&config_path, &conf)?;
     }
-    let conf = bench.site_config(&site);
-    let field = |k: &str| conf.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let db_name = field("db_name");
-    let db_user = Some(field("db_user")).filter(|u| !u.is_empty()).unwrap_or_else(|| db_name.clone());
+    let Credentials { name: db_name, user: db_user, password: db_password } = Credentials::of(bench, &site);
 
     // setup_database: root connection, then refuse or drop an existing DB; the user is scoped to
     // the host the server sees this client come from unless told otherwise (contract §10.16).
@@ -337,7 +334,7 @@ pub fn new_site(ctx: &Ctx, args: &[String]) -> Res<()> {
         None if no_socket => "%".to_owned(),
         None => root.current_host()?,
     };
-    root.create_site_database(&db_name, &db_user, &field("db_password"), &scope)?;
+    root.create_site_database(&db_name, &db_user, &db_password, &scope)?;
     let db = Db::connect(bench, &site)?;
 
     let mut apps = vec!["frappe".to_owned()];
