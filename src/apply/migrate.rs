@@ -20,8 +20,11 @@ impl Applier<'_> {
             .ok_or_else(|| err(format!("{site} is not in the manifest"), "re-plan"))?;
         self.no_migrate_running(site, "second migrate").await?;
         let observed = self.site(site).await.map_err(|e| StepError { touched: false, ..e })?;
-        if let Some(o) = observed
-            && o.record.as_ref().is_some_and(|r| r.fingerprint == desired.fingerprint)
+        // The code it will run: its manifest apps and whatever else is installed on it.
+        let installed = observed.as_ref().map(|o| o.installed.clone()).unwrap_or_default();
+        let code = self.p.desired.site_code(desired, &installed);
+        if let Some(o) = &observed
+            && o.record.as_ref().is_some_and(|r| r.fingerprint == code.fingerprint())
             && desired.apps.iter().all(|a| o.installed.contains(a))
         {
             let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
@@ -83,14 +86,9 @@ impl Applier<'_> {
             Ok(TagState::Present { digest }) => Some(digest),
             _ => None,
         };
-        let record = SiteRecord::new(
-            &self.p.manifest.project,
-            desired.commits.clone(),
-            desired.refs.clone(),
-            &self.reference(),
-            digest,
-            &now_utc(),
-        );
+        let record =
+            SiteRecord::new(&self.p.manifest.project, code.commits, code.refs, &self.reference(), digest, &now_utc())
+                .with_undeclared(code.undeclared);
         let value = record.to_python_literal();
         self.run_bench(BenchCommand::SetConfig { site, key: benchform_core::record::RECORD_KEY, value: &value }, None)
             .await

@@ -18,5 +18,6 @@ mod mariadb;
 mod schema;
 mod status;
 mod support;
+mod truth;
 mod usage;
 mod world;

@@ -90,6 +90,13 @@ pub enum PlanError {
     )]
     AppMissingFromImage { site: String, app: String },
     #[error(
+        "site {site} has {app} installed outside the manifest (benchform never installed it there), and the desired \
+         image does not contain it: the site would break on migrate and on every request (ModuleNotFoundError). \
+         Add {app} to `apps` (it stays installed and is pinned), or uninstall it by hand after a backup (`bench \
+         --site {site} uninstall-app {app}`)"
+    )]
+    UndeclaredAppMissingFromImage { site: String, app: String },
+    #[error(
         "site {site}: the manifest no longer lists {app}, which benchform installed there; removing it needs \
          policy.allow_uninstall: true (after a backup), or list it on the site again"
     )]
@@ -109,11 +116,6 @@ pub enum PlanError {
          it without a migrate; to go on: {fix}"
     )]
     BlockedUnderNewImage { site: String, detail: String, image: String, fix: String },
-}
-
-fn short(s: &str) -> &str {
-    let s = s.strip_prefix("sha256:").unwrap_or(s);
-    s.get(..12).unwrap_or(s)
 }
 
 struct Builder {
@@ -167,6 +169,7 @@ pub fn plan(
     // of them is new, and none can be planned until a deploy brings a backend back.
     // (Containers count too: volumes may be bind mounts or external, which carry no labels.)
     let unreadable = !observed.sites_observed && (observed.has_volumes || !observed.containers.is_empty());
+    let image_changes = observed.image_changes(&desired.reference());
     let work: Vec<SiteWork<'_>> = desired
         .sites
         .iter()
@@ -202,7 +205,10 @@ pub fn plan(
                 None => true,
             }
         })
-        .map(|d| site_work(desired, d, observed_sites.get(d.name.as_str()).copied(), options, &mut errors))
+        .map(|d| {
+            let o = observed_sites.get(d.name.as_str()).copied();
+            site_work(desired, d, o, options, image_changes, &mut errors)
+        })
         .collect();
     if !errors.is_empty() {
         return Err(errors);
@@ -270,8 +276,6 @@ pub fn plan(
 
     // 4. Deploy.
     let deploy_services = services_to_deploy(desired, observed);
-    let image_changes =
-        observed.containers.iter().any(|c| observed.deploy_services.contains(&c.service) && c.image != reference);
     let mut after_deploy: Vec<String> = image_ready.clone();
     if !deploy_services.is_empty() {
         // Group services by why: "backend, queue-short: run bf1-…; configurator: not running".
@@ -435,6 +439,7 @@ fn site_work<'a>(
     d: &'a DesiredSite,
     o: Option<&'a ObservedSite>,
     options: &PlanOptions,
+    image_changes: bool,
     errors: &mut Vec<PlanError>,
 ) -> SiteWork<'a> {
     let Some(o) = o else {
@@ -458,19 +463,26 @@ fn site_work<'a>(
     let mut uninstall = Vec::new();
     for app in o.installed.iter().filter(|a| !d.apps.contains(a)) {
         let in_image = desired.image_apps.contains(app);
-        let ours = o.record.as_ref().is_some_and(|r| r.commits.contains_key(app));
+        let ours = o.record.as_ref().is_some_and(|r| r.installed_by_benchform(app));
         match (in_image, ours, desired.allow_uninstall) {
             // Installed by hand and still runnable: drift, reported, never dropped.
             (true, false, _) => {}
-            (_, _, true) => uninstall.push(app.clone()),
-            (false, _, false) => errors.push(PlanError::AppMissingFromImage { site: d.name.clone(), app: app.clone() }),
+            // Installed by hand and not in the image: the manifest never asked for it, so it
+            // is never dropped; the image may not go out without it (ModuleNotFoundError).
+            (false, false, _) => {
+                errors.push(PlanError::UndeclaredAppMissingFromImage { site: d.name.clone(), app: app.clone() })
+            }
+            (_, true, true) => uninstall.push(app.clone()),
+            (false, true, false) => {
+                errors.push(PlanError::AppMissingFromImage { site: d.name.clone(), app: app.clone() })
+            }
             (true, true, false) => {
                 errors.push(PlanError::UninstallNotAllowed { site: d.name.clone(), app: app.clone() })
             }
         }
     }
     if let Some(r) = &o.record {
-        for (app, to) in &d.refs {
+        for (app, to) in &desired.site_code(d, &o.installed).refs {
             let Some(from) = r.refs.get(app) else { continue };
             let both_versions =
                 benchform_manifest::version::is_version_like(from) && benchform_manifest::version::is_version_like(to);
@@ -484,26 +496,21 @@ fn site_work<'a>(
             }
         }
     }
-    let migrate_reason = migrate_reason(d, o, &install, &uninstall);
+    let migrate_reason = migrate_reason(desired, d, o, image_changes, &install, &uninstall);
     SiteWork { desired: d, observed: Some(o), install, uninstall, migrate_reason }
 }
 
-fn migrate_reason(d: &DesiredSite, o: &ObservedSite, install: &[String], uninstall: &[String]) -> Option<String> {
-    let Some(record) = &o.record else {
-        return Some(format!("{} was never migrated by benchform", d.name));
-    };
-    let mut why: Vec<String> = Vec::new();
-    for (app, commit) in &d.commits {
-        match record.commits.get(app) {
-            Some(old) if old != commit => {
-                let refs = match (record.refs.get(app), d.refs.get(app)) {
-                    (Some(a), Some(b)) if a != b => format!("{a} → {b}"),
-                    _ => format!("{} → {}", short(old), short(commit)),
-                };
-                why.push(format!("{app} {refs}"));
-            }
-            _ => {}
-        }
+fn migrate_reason(
+    desired: &Desired,
+    d: &DesiredSite,
+    o: &ObservedSite,
+    image_changes: bool,
+    install: &[String],
+    uninstall: &[String],
+) -> Option<String> {
+    let mut why = desired.code_reasons(d, o, image_changes);
+    if o.record.is_none() {
+        return why.pop();
     }
     if !install.is_empty() {
         why.push(format!("gains {}", install.join(", ")));
@@ -511,10 +518,8 @@ fn migrate_reason(d: &DesiredSite, o: &ObservedSite, install: &[String], uninsta
     if !uninstall.is_empty() {
         why.push(format!("loses {}", uninstall.join(", ")));
     }
-    if why.is_empty() && record.is_pending() {
+    if why.is_empty() && o.record.as_ref().is_some_and(|r| r.is_pending()) {
         why.push("an app was installed or removed since its last migrate".to_string());
-    } else if why.is_empty() && record.fingerprint != d.fingerprint {
-        why.push("its recorded fingerprint differs".to_string());
     }
     (!why.is_empty()).then(|| why.join("; "))
 }

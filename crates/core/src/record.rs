@@ -11,12 +11,16 @@
 //!   "refs": {"frappe": "v15.88.1", "erpnext": "v15.88.1"},   // to refuse downgrades
 //!   "image": "registry.example.com/acme/erpnext:bf1-…",
 //!   "image_digest": "sha256:…",        // when known
+//!   "undeclared": ["acme_tools"],      // installed by hand: tracked, never uninstalled
 //!   "migrated_at": "2026-11-27T18:00:00Z"
 //! }
 //! ```
 //!
 //! The **fingerprint** of a site is SHA-256 over `name\0commit\n` for frappe and each app
-//! installed on the site, sorted by name: what code the site's schema was last migrated to.
+//! installed on the site (declared in the manifest or installed by hand, as long as the image
+//! holds it), sorted by name: what code the site's schema was last migrated to. Records written
+//! before hand-installed apps were tracked lack them; such an app's code counts as unknown and
+//! migrates the site only when the image changes (see `Desired::code_reasons`).
 
 use std::collections::BTreeMap;
 
@@ -44,6 +48,10 @@ pub struct SiteRecord {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_digest: Option<String>,
+    /// Apps of `commits` that were installed on the site outside the manifest (by hand): their
+    /// code is tracked so a change migrates the site, but benchform never uninstalls them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undeclared: Vec<String>,
     pub migrated_at: String,
 }
 
@@ -70,6 +78,7 @@ impl SiteRecord {
             refs,
             image: image.to_string(),
             image_digest,
+            undeclared: Vec::new(),
             migrated_at: migrated_at.to_string(),
         }
     }
@@ -88,6 +97,18 @@ impl SiteRecord {
     /// migrates (its fingerprint no longer matches anything).
     pub fn pending(&self) -> SiteRecord {
         SiteRecord { fingerprint: format!("{PENDING}{}", self.fingerprint.trim_start_matches(PENDING)), ..self.clone() }
+    }
+
+    /// Which apps the site runs outside the manifest (kept in the record, never uninstalled).
+    pub fn with_undeclared(mut self, undeclared: Vec<String>) -> SiteRecord {
+        self.undeclared = undeclared;
+        self
+    }
+
+    /// benchform installed `app` on the site (a manifest app at its last migrate), as opposed
+    /// to an app installed by hand whose code it only tracks.
+    pub fn installed_by_benchform(&self, app: &str) -> bool {
+        self.commits.contains_key(app) && !self.undeclared.iter().any(|a| a == app)
     }
 
     /// Marked by [`SiteRecord::pending`].

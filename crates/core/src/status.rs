@@ -23,6 +23,10 @@ pub struct Desired {
     pub tag: String,
     /// frappe and every manifest app: what the desired image contains.
     pub image_apps: Vec<String>,
+    /// The locked commit of each app of the image (frappe included).
+    pub image_commits: BTreeMap<String, String>,
+    /// The manifest ref of each app of the image (versions, for downgrade checks).
+    pub image_refs: BTreeMap<String, String>,
     pub sites: Vec<DesiredSite>,
     pub allow_uninstall: bool,
 }
@@ -42,6 +46,79 @@ impl Desired {
     pub fn reference(&self) -> String {
         format!("{}:{}", self.repository, self.tag)
     }
+
+    /// The code a site's schema must match: frappe and the site's manifest apps, and every other
+    /// app installed on it that the image holds (installed by hand, or by benchform before the
+    /// manifest dropped it): what is installed runs, declared or not.
+    pub fn site_code(&self, d: &DesiredSite, installed: &[String]) -> SiteCode {
+        let mut code = SiteCode { commits: d.commits.clone(), refs: d.refs.clone(), undeclared: Vec::new() };
+        for app in installed.iter().filter(|a| !d.apps.contains(a)) {
+            let Some(commit) = self.image_commits.get(app) else { continue };
+            code.commits.insert(app.clone(), commit.clone());
+            if let Some(r) = self.image_refs.get(app) {
+                code.refs.insert(app.clone(), r.clone());
+            }
+            code.undeclared.push(app.clone());
+        }
+        code
+    }
+
+    /// Why site `d` must migrate to run the desired code, as observed in `o`: an app installed on
+    /// it (declared or not) whose commit differs from the one it was last migrated to, or one
+    /// benchform never recorded there that gets new code with this plan's image change
+    /// (`image_changes`: the services move to another image). Empty when its schema matches.
+    /// Gaining or losing apps, and pending records, are the planner's to add.
+    pub fn code_reasons(&self, d: &DesiredSite, o: &ObservedSite, image_changes: bool) -> Vec<String> {
+        let Some(record) = &o.record else {
+            return vec![format!("{} was never migrated by benchform", d.name)];
+        };
+        let code = self.site_code(d, &o.installed);
+        let mut why = Vec::new();
+        for (app, commit) in &code.commits {
+            let undeclared = if code.undeclared.contains(app) { " (installed outside the manifest)" } else { "" };
+            match record.commits.get(app) {
+                Some(old) if old != commit => {
+                    let refs = match (record.refs.get(app), code.refs.get(app)) {
+                        (Some(a), Some(b)) if a != b => format!("{a} → {b}"),
+                        _ => format!("{} → {}", short(old), short(commit)),
+                    };
+                    why.push(format!("{app} {refs}{undeclared}"));
+                }
+                Some(_) => {}
+                // Installed since benchform last migrated the site (the planner's own installs
+                // are "gains"): its code was the image's of that time; a new image changes it.
+                None if image_changes && o.installed.contains(app) => why.push(format!(
+                    "{app}{undeclared} was installed after benchform last migrated {} and gets new code with the new \
+                     image",
+                    d.name
+                )),
+                None => {}
+            }
+        }
+        why
+    }
+}
+
+/// The code a site runs, app by app: [`Desired::site_code`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteCode {
+    pub commits: BTreeMap<String, String>,
+    pub refs: BTreeMap<String, String>,
+    /// Apps installed on the site that the manifest does not list there.
+    pub undeclared: Vec<String>,
+}
+
+impl SiteCode {
+    /// What benchform records after migrating the site to this code.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.commits)
+    }
+}
+
+/// A commit or image id, shortened for people.
+pub(crate) fn short(s: &str) -> &str {
+    let s = s.strip_prefix("sha256:").unwrap_or(s);
+    s.get(..12).unwrap_or(s)
 }
 
 /// Build the desired state. Sources missing from the lock are left out of the commits (the lock
@@ -61,11 +138,14 @@ pub fn desired(manifest: &Manifest, lock: &LockFile, tag: &str) -> Desired {
             DesiredSite { name: s.name.clone(), fingerprint: fingerprint(&commits), apps, commits, refs }
         })
         .collect();
+    let image_apps: Vec<String> = manifest.sources().iter().map(|s| s.name.to_string()).collect();
     Desired {
         project: manifest.project.clone(),
         repository: manifest.image.repository.clone(),
         tag: tag.to_string(),
-        image_apps: manifest.sources().iter().map(|s| s.name.to_string()).collect(),
+        image_commits: image_apps.iter().filter_map(|a| Some((a.clone(), commit(a)?))).collect(),
+        image_refs: image_apps.iter().filter_map(|a| Some((a.clone(), git_ref(a)?))).collect(),
+        image_apps,
         sites,
         allow_uninstall: manifest.policy.allow_uninstall,
     }
@@ -95,6 +175,14 @@ pub struct Observed {
     pub apps_source: AppsSource,
     /// False when no backend container was running to read sites from.
     pub sites_observed: bool,
+}
+
+impl Observed {
+    /// A deploy of `reference` moves running services of the deployment's image to it: the code
+    /// every site runs changes.
+    pub fn image_changes(&self, reference: &str) -> bool {
+        self.containers.iter().any(|c| self.deploy_services.contains(&c.service) && c.image != reference)
+    }
 }
 
 /// Where sites' installed apps were read from; both give the set `frappe.get_installed_apps()`
@@ -232,7 +320,11 @@ pub struct SiteReport {
     pub missing_apps: Vec<String>,
     pub extra_apps: Vec<String>,
     pub recorded_fingerprint: Option<String>,
+    /// The fingerprint benchform would record after migrating the site now: of frappe and every
+    /// app installed on it (declared or not) at the desired commits.
     pub desired_fingerprint: String,
+    /// The site's schema was last migrated by benchform to the code it will run: no migrate is
+    /// needed for code (an app installed by hand counts).
     pub fingerprint_matches: bool,
     pub maintenance_mode: bool,
     pub scheduler_paused: bool,
@@ -330,14 +422,17 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
         .collect();
 
     let observed_sites: BTreeMap<&str, &ObservedSite> = observed.sites.iter().map(|s| (s.name.as_str(), s)).collect();
+    let image_changes = observed.image_changes(&desired.reference());
     let sites = desired
         .sites
         .iter()
         .map(|d| {
             let o = observed_sites.get(d.name.as_str());
             let installed = o.map(|s| s.installed.clone()).unwrap_or_default();
+            // A site that could not be read says nothing about its apps.
+            let readable = o.is_some_and(|s| s.damaged.is_none());
             let missing_apps: Vec<String> =
-                d.apps.iter().filter(|a| o.is_some() && !installed.contains(a)).cloned().collect();
+                d.apps.iter().filter(|a| readable && !installed.contains(a)).cloned().collect();
             let extra_apps: Vec<String> = installed.iter().filter(|a| !d.apps.contains(a)).cloned().collect();
             for app in &extra_apps {
                 drift.push(Drift {
@@ -368,13 +463,17 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
             SiteReport {
                 name: d.name.clone(),
                 exists: o.is_some(),
-                installed,
+                installed: installed.clone(),
                 desired_apps: d.apps.clone(),
                 missing_apps,
                 extra_apps,
                 recorded_fingerprint: record.map(|r| r.fingerprint.clone()),
-                desired_fingerprint: d.fingerprint.clone(),
-                fingerprint_matches: record.is_some_and(|r| r.fingerprint == d.fingerprint),
+                desired_fingerprint: desired.site_code(d, &installed).fingerprint(),
+                fingerprint_matches: o.is_some_and(|s| {
+                    readable
+                        && s.record.as_ref().is_some_and(|r| !r.is_pending())
+                        && desired.code_reasons(d, s, image_changes).is_empty()
+                }),
                 maintenance_mode: o.is_some_and(|s| s.maintenance_mode),
                 scheduler_paused: o.is_some_and(|s| s.scheduler_paused),
             }

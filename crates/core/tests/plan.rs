@@ -43,6 +43,8 @@ fn desired(sites: &[(&str, &[&str])], image_apps: &[&str], bumped: &[&str]) -> D
         project: "acme".into(),
         repository: REPO.into(),
         tag: NEW.into(),
+        image_commits: apps.iter().map(|a| (a.clone(), commit(a, bumped))).collect(),
+        image_refs: apps.iter().map(|a| (a.clone(), version(a, bumped))).collect(),
         image_apps: apps,
         sites: sites.iter().map(|(n, a)| desired_site(n, a, bumped)).collect(),
         allow_uninstall: false,
@@ -318,6 +320,71 @@ fn app_installed_by_hand_is_drift_not_a_step() {
     let (d, mut o) = converged();
     o.sites[1].installed.push("hrms".into());
     assert_eq!(ok(&d, &o), "(no steps)\n");
+}
+
+/// Issue 13 §1: b got hrms by hand; hrms is re-pinned for a. b runs hrms too, so it migrates.
+#[test]
+fn app_installed_by_hand_migrates_the_site_when_its_code_changes() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &["hrms"]);
+    let mut b = migrated("b.example.com", &["erpnext", "hrms"], &[]);
+    // benchform migrated b after the hand install: its record tracks hrms as undeclared.
+    b.record = b.record.map(|r| r.with_undeclared(vec!["hrms".into()]));
+    let o = observed(OLD, vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), b]);
+    let p = plan(&d, &o, &PlanOptions::default(), vec![]).unwrap();
+    let reason = |id: &str| p.steps.iter().find(|s| s.id == id).map(|s| s.reason.clone());
+    assert_eq!(
+        reason("migrate:b.example.com").as_deref(),
+        Some("hrms v15.1.0 → v15.2.0 (installed outside the manifest)")
+    );
+    assert!(reason("backup:b.example.com").is_some() && reason("maintenance-off:b.example.com").is_some());
+    // Tracked, never dropped.
+    assert!(!p.steps.iter().any(|s| s.kind == benchform_core::plan::StepKind::UninstallApp));
+    insta::assert_snapshot!(table(&p));
+}
+
+/// A record written before hand-installed apps were tracked does not know the app's code: the
+/// site migrates when the image changes, and not when it does not (no one-time migrate of every
+/// converged site for the new fingerprint definition).
+#[test]
+fn app_installed_by_hand_unknown_to_the_record_migrates_only_with_an_image_change() {
+    let (d, mut o) = converged();
+    o.sites[1].installed.push("hrms".into());
+    assert_eq!(ok(&d, &o), "(no steps)\n");
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &["erpnext"]);
+    let mut o = observed(
+        OLD,
+        vec![
+            migrated("a.example.com", &["erpnext", "hrms"], &["erpnext"]),
+            migrated("b.example.com", &["erpnext"], &["erpnext"]),
+        ],
+    );
+    o.sites[1].installed.push("hrms".into());
+    let p = plan(&d, &o, &PlanOptions::default(), vec![]).unwrap();
+    let migrates: Vec<(&str, &str)> = p
+        .steps
+        .iter()
+        .filter(|s| s.kind == benchform_core::plan::StepKind::Migrate)
+        .map(|s| (s.site.as_deref().unwrap_or(""), s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        migrates,
+        vec![(
+            "b.example.com",
+            "hrms (installed outside the manifest) was installed after benchform last migrated b.example.com and gets \
+             new code with the new image"
+        )]
+    );
+}
+
+/// Installed by hand, gone from the image: refused whatever the policy, and never uninstalled.
+#[test]
+fn app_installed_by_hand_missing_from_the_image_is_refused_even_with_allow_uninstall() {
+    let (mut d, mut o) = converged();
+    d.allow_uninstall = true;
+    o.sites[1].installed.push("payments".into());
+    let errs = errors(&d, &o, PlanOptions::default());
+    assert_eq!(errs.len(), 1);
+    insta::assert_snapshot!(errs[0].to_string());
 }
 
 #[test]

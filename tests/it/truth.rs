@@ -1,0 +1,112 @@
+//! The plan is the whole truth (issue 13): what operators do by hand — an app installed with
+//! `bench`, maintenance mode set for a manual fix, a compose override on a service that is not
+//! on benchform's image — is planned for, and what apply runs is what the plan printed, in its
+//! order. Each test converges a deployment of the world, changes it by hand, and checks the plan
+//! JSON, apply's events and the world read back.
+
+use serde_json::Value;
+
+use crate::status::Deployment;
+
+/// The ids of a plan's steps.
+fn step_ids(plan: &Value) -> Vec<String> {
+    plan["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+}
+
+fn plan_json(d: &Deployment, extra: &[&str]) -> Value {
+    let mut args = vec!["plan", "--format", "json"];
+    args.extend(extra);
+    let run = d.benchform(&args);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    crate::support::assert_matches_schema(&doc, "plan.schema.json");
+    doc
+}
+
+fn step<'a>(plan: &'a Value, id: &str) -> Option<&'a Value> {
+    plan["steps"].as_array().unwrap().iter().find(|s| s["id"] == id)
+}
+
+/// `apply --auto-approve --format json ARGS`: it succeeds, the steps it started are the plan's
+/// steps in the plan's order (one site at a time), and afterwards the plan is empty. Returns the
+/// plan apply printed.
+fn apply_as_planned(d: &Deployment, args: &[&str]) -> Value {
+    let mut argv = vec!["--auto-approve", "--format", "json"];
+    argv.extend(args);
+    let run = d.apply(&argv);
+    assert_eq!(run.code, 0, "{}", run.all());
+    let events: Vec<Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let plan = events[0]["plan"].clone();
+    let started: Vec<String> =
+        events.iter().filter(|e| e["event"] == "step_started").map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(started, step_ids(&plan), "apply ran other steps than it planned, or in another order");
+    let again = d.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.code, 0, "not converged after apply:\n{}", again.all());
+    plan
+}
+
+/// The app's version in the site's `Installed Applications`, as its last migrate left it.
+fn migrated_version(d: &Deployment, site: &str, app: &str) -> String {
+    let db = d.db_name(site);
+    d.sql(&format!(
+        "SELECT app_version FROM `{db}`.`tabInstalled Application` WHERE parent = 'Installed Applications' AND \
+         app_name = '{app}'"
+    ))
+    .join("")
+}
+
+fn site_config(d: &Deployment, site: &str) -> Value {
+    let path = format!("/home/frappe/frappe-bench/sites/{site}/site_config.json");
+    let out =
+        std::process::Command::new(d.world.docker_cli()).args(["exec", &d.backend(), "cat", &path]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// §1: hrms installed on b by hand (the image has it for a). Re-pinning hrms migrates b too,
+/// with a backup, because of that app; the app stays drift and is never uninstalled.
+#[test]
+fn an_app_installed_by_hand_migrates_its_site_when_its_code_changes() {
+    let mut d = Deployment::new(&[("a.localhost", &["erpnext", "hrms"]), ("b.localhost", &["erpnext"])]);
+    d.deployed = true;
+    apply_as_planned(&d, &[]);
+
+    for args in [&["--site", "b.localhost", "install-app", "hrms"][..], &["--site", "b.localhost", "migrate"]] {
+        let (code, out) = d.bench(args);
+        assert_eq!(code, 0, "{out}");
+    }
+    // The cheap read knows: drift, and no step (the code b runs is the code it was migrated to).
+    let plan = plan_json(&d, &[]);
+    assert!(step_ids(&plan).is_empty(), "{plan}");
+    assert!(
+        plan["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["kind"] == "app-installed-outside" && x["site"] == "b.localhost" && x["app"] == "hrms"),
+        "{plan}"
+    );
+    assert_eq!(migrated_version(&d, "b.localhost", "hrms"), "1.0.0");
+
+    d.release(2, "v1.0.0", "v1.1.0");
+    let plan = plan_json(&d, &[]);
+    let migrate = step(&plan, "migrate:b.localhost").unwrap_or_else(|| panic!("b does not migrate: {plan}"));
+    assert_eq!(
+        migrate["reason"],
+        "hrms (installed outside the manifest) was installed after benchform last migrated b.localhost and gets new \
+         code with the new image"
+    );
+    assert!(step(&plan, "backup:b.localhost").is_some() && step(&plan, "maintenance-off:b.localhost").is_some());
+    assert!(step_ids(&plan).iter().all(|id| !id.starts_with("uninstall-app")), "{plan}");
+
+    let applied = apply_as_planned(&d, &[]);
+    assert_eq!(step_ids(&applied), step_ids(&plan));
+    assert_eq!(migrated_version(&d, "b.localhost", "hrms"), "1.1.0");
+    let record = &site_config(&d, "b.localhost")["benchform"];
+    assert_eq!(record["undeclared"], serde_json::json!(["hrms"]), "{record}");
+    assert!(record["commits"]["hrms"].is_string(), "{record}");
+    // Still installed, still drift.
+    let status = d.status(&[]);
+    let b = status["sites"].as_array().unwrap().iter().find(|s| s["name"] == "b.localhost").unwrap();
+    assert_eq!(b["extra_apps"], serde_json::json!(["hrms"]));
+    assert_eq!(b["fingerprint_matches"], true);
+}
