@@ -181,6 +181,11 @@ pub struct PlanArgs {
     /// A plan input: saved with `-o`, used by `apply FILE`.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: u16,
+    /// Put SITE back in service although benchform did not take it out of it (maintenance mode
+    /// set by hand, e.g. for a manual fix). Repeat for more sites. A plan input: saved with `-o`,
+    /// used by `apply FILE`.
+    #[arg(long, value_name = "SITE")]
+    pub release_maintenance: Vec<String>,
     /// Read each site's installed apps with `bench execute frappe.get_installed_apps` (one exec
     /// per site, through Frappe itself) instead of from every site's database in one exec.
     #[arg(long = "refresh", value_name = "full", value_parser = ["full"], num_args = 1, action = clap::ArgAction::Set)]
@@ -235,6 +240,10 @@ pub struct ApplyArgs {
     /// Not with PLAN_FILE: a saved plan keeps the inputs it was made with.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallelism: Option<u16>,
+    /// Put SITE back in service although benchform did not take it out of it (maintenance mode
+    /// set by hand). Repeat for more sites. Not with PLAN_FILE.
+    #[arg(long, value_name = "SITE")]
+    pub release_maintenance: Vec<String>,
     /// How long a site may answer NOT READY to `bench ready-for-migration` before apply gives up
     /// (seconds or a duration such as `5m`; 1 s to a day).
     #[arg(long, value_name = "DURATION", default_value_t = 300, value_parser = seconds_up_to_a_day)]

@@ -58,33 +58,37 @@ pub struct ImageRef {
 }
 
 /// The flags that change a plan's steps or their schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanInputs {
     /// `--allow-downgrade`.
     pub allow_downgrade: bool,
     /// `--parallelism`: how many sites migrate at the same time.
     pub parallelism: u16,
+    /// `--release-maintenance SITE`: sites in maintenance mode set outside benchform that this
+    /// plan puts back in service.
+    #[serde(default)]
+    pub release_maintenance: Vec<String>,
 }
 
 impl Default for PlanInputs {
     fn default() -> PlanInputs {
-        PlanInputs { allow_downgrade: false, parallelism: 1 }
+        PlanInputs { allow_downgrade: false, parallelism: 1, release_maintenance: Vec::new() }
     }
 }
 
 impl PlanInputs {
     pub fn options(&self) -> PlanOptions {
-        PlanOptions { allow_downgrade: self.allow_downgrade }
+        PlanOptions { allow_downgrade: self.allow_downgrade, release_maintenance: self.release_maintenance.clone() }
     }
 }
 
-pub fn document(p: &Plan, inputs: PlanInputs, fingerprint: Option<WorldFingerprint>) -> PlanDocument {
+pub fn document(p: &Plan, inputs: &PlanInputs, fingerprint: Option<WorldFingerprint>) -> PlanDocument {
     let mut doc = PlanDocument {
         format_version: FORMAT_VERSION,
         project: p.project.clone(),
         image: ImageRef { repository: p.repository.clone(), tag: p.tag.clone() },
-        inputs,
+        inputs: inputs.clone(),
         steps: p.steps.clone(),
         blocked: p.blocked.clone(),
         drift: p.drift.clone(),
@@ -197,6 +201,9 @@ impl PlanDocument {
         if !(1..=64).contains(&self.inputs.parallelism) {
             return Err(format!("inputs.parallelism {} is outside 1..=64", self.inputs.parallelism));
         }
+        if let Some(site) = self.inputs.release_maintenance.iter().find(|s| names::site_name_problem(s).is_some()) {
+            return Err(format!("inputs.release_maintenance: `{site}` is not a valid site name"));
+        }
         if let Some(b) = self.blocked.iter().find(|b| names::site_name_problem(&b.site).is_some()) {
             return Err(format!("blocked site `{}` is not a valid site name", b.site));
         }
@@ -292,7 +299,7 @@ mod fuzz {
             sites_observed: true,
             sites: BTreeMap::new(),
         };
-        serde_json::to_value(document(&p, PlanInputs::default(), Some(print))).unwrap()
+        serde_json::to_value(document(&p, &PlanInputs::default(), Some(print))).unwrap()
     }
 
     /// Every string or number inside `v`, by path, to pick one to change.

@@ -113,7 +113,8 @@ impl Applier<'_> {
                 if !was_paused {
                     self.run_bench(BenchCommand::Scheduler { site: &site, action: Scheduler::Resume }, None).await?;
                 }
-                self.run_bench(BenchCommand::MaintenanceMode { site: &site, on: false }, None).await
+                self.run_bench(BenchCommand::MaintenanceMode { site: &site, on: false }, None).await?;
+                self.mark_maintenance(&site, false).await
             };
             out.push(match released.await {
                 Ok(_) => Ok(site),

@@ -47,6 +47,10 @@ pub struct Options {
     /// How long one site's `bench migrate` may run before benchform stops waiting for it (None:
     /// as long as it takes, Frappe's advice). It is not killed: it may still be writing.
     pub migrate_timeout: Option<Duration>,
+    /// Sites the plan puts back in service (it has their `maintenance-off`): their maintenance is
+    /// benchform's to hold, and is marked so in their `site_config.json`. Others keep the
+    /// maintenance mode someone else set.
+    pub hold_maintenance: std::collections::BTreeSet<String>,
 }
 
 impl Default for Options {
@@ -57,6 +61,7 @@ impl Default for Options {
             parallelism: 1,
             damaged: Vec::new(),
             migrate_timeout: None,
+            hold_maintenance: Default::default(),
         }
     }
 }

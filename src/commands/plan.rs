@@ -25,8 +25,12 @@ pub fn run(shell: &Shell, args: &PlanArgs) -> Status {
         Ok((_, o)) => o,
         Err(e) => return observe::failed(shell, &e),
     };
-    let inputs = PlanInputs { allow_downgrade: args.allow_downgrade, parallelism: args.parallelism };
-    let plan = match plan_for(shell, &p, &observed, inputs) {
+    let inputs = PlanInputs {
+        allow_downgrade: args.allow_downgrade,
+        parallelism: args.parallelism,
+        release_maintenance: args.release_maintenance.clone(),
+    };
+    let plan = match plan_for(shell, &p, &observed, &inputs) {
         Ok(plan) => plan,
         Err(problems) => {
             shell.err_line(&format!("\nNo plan: {problems} problem(s) make the deployment unsafe to change."));
@@ -35,14 +39,14 @@ pub fn run(shell: &Shell, args: &PlanArgs) -> Status {
     };
     if let Some(out) = &args.out {
         let fingerprint = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), &observed);
-        if let Err(e) = std::fs::write(out, render::json(&document(&plan, inputs, Some(fingerprint)))) {
+        if let Err(e) = std::fs::write(out, render::json(&document(&plan, &inputs, Some(fingerprint)))) {
             return shell.error(
                 &format!("cannot write the plan to {}: {e}", out.display()),
                 "pass -o with a path in a folder you can write to",
             );
         }
     }
-    print(shell, &plan, inputs, args.format);
+    print(shell, &plan, &inputs, args.format);
     if args.detailed_exitcode && !plan.converged() { Status::Changes } else { Status::Success }
 }
 
@@ -52,7 +56,7 @@ pub fn plan_for(
     shell: &Shell,
     p: &observe::Prepared,
     observed: &status::Observed,
-    inputs: PlanInputs,
+    inputs: &PlanInputs,
 ) -> Result<Plan, usize> {
     let drift = status::compare(&p.manifest, Some(&p.lock), &p.desired, observed).drift;
     plan::plan(&p.desired, observed, &inputs.options(), drift).map_err(|errors| {

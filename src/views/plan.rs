@@ -11,7 +11,7 @@ use crate::plan_file::{PlanInputs, document};
 use crate::shell::Shell;
 
 /// Print a plan in the chosen format.
-pub fn print(shell: &Shell, plan: &Plan, inputs: PlanInputs, format: PlanFormat) {
+pub fn print(shell: &Shell, plan: &Plan, inputs: &PlanInputs, format: PlanFormat) {
     match format {
         PlanFormat::Json => shell.out(&crate::render::json(&document(plan, inputs, None))),
         PlanFormat::Markdown => shell.out(&markdown(plan)),

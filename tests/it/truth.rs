@@ -110,3 +110,68 @@ fn an_app_installed_by_hand_migrates_its_site_when_its_code_changes() {
     assert_eq!(b["extra_apps"], serde_json::json!(["hrms"]));
     assert_eq!(b["fingerprint_matches"], true);
 }
+
+fn in_maintenance(d: &Deployment, site: &str) -> (bool, bool) {
+    let config = site_config(d, site);
+    let on = config["maintenance_mode"].as_i64().unwrap_or(0) == 1;
+    (on, config.get(benchform_core::record::MAINTENANCE_KEY).is_some())
+}
+
+/// §4: maintenance mode an operator set for a manual fix survives unrelated applies — also one
+/// that migrates the site (backed up and migrated, left in maintenance) — until a plan input
+/// releases it, saved with the plan and applied from the file.
+#[test]
+fn maintenance_set_by_hand_is_left_alone_until_released() {
+    let mut d = Deployment::new(&[("a.localhost", &["erpnext"]), ("b.localhost", &["erpnext"])]);
+    d.deployed = true;
+    apply_as_planned(&d, &[]);
+    let (code, out) = d.bench(&["--site", "b.localhost", "set-maintenance-mode", "on"]);
+    assert_eq!(code, 0, "{out}");
+
+    let plan = plan_json(&d, &[]);
+    assert!(step_ids(&plan).is_empty(), "{plan}");
+    assert!(
+        plan["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["kind"] == "maintenance-outside" && x["site"] == "b.localhost"),
+        "{plan}"
+    );
+    assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
+    let unrelated = d.apply(&["--auto-approve"]);
+    assert_eq!(unrelated.code, 0, "{}", unrelated.all());
+    assert_eq!(in_maintenance(&d, "b.localhost"), (true, false));
+
+    // A release that migrates b: backup and migrate, and b stays out of service.
+    d.release(1, "v15.1.0", "v15.2.0");
+    let plan = apply_as_planned(&d, &[]);
+    assert!(step(&plan, "backup:b.localhost").is_some() && step(&plan, "migrate:b.localhost").is_some(), "{plan}");
+    assert!(step(&plan, "maintenance-off:b.localhost").is_none(), "{plan}");
+    assert!(
+        step(&plan, "migrate:b.localhost").unwrap()["reason"].as_str().unwrap().contains("stays in maintenance mode")
+    );
+    assert_eq!(migrated_version(&d, "b.localhost", "erpnext"), "15.2.0");
+    assert_eq!(in_maintenance(&d, "b.localhost"), (true, false));
+    assert_eq!(
+        in_maintenance(&d, "a.localhost"),
+        (false, false),
+        "benchform's own maintenance is lifted, mark and all"
+    );
+
+    // Released on purpose: a plan input, saved in the file and used by `apply FILE`.
+    let bad = d.benchform(&["plan", "--release-maintenance", "a.localhost"]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(bad.stderr.contains("--release-maintenance a.localhost: the site is in service"), "{}", bad.stderr);
+    let file = d.dir.path().join("release.json");
+    let file_arg = file.display().to_string();
+    let saved = d.benchform(&["plan", "--release-maintenance", "b.localhost", "-o", &file_arg]);
+    assert_eq!(saved.code, 0, "{}", saved.all());
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc["inputs"]["release_maintenance"], serde_json::json!(["b.localhost"]));
+    assert_eq!(step_ids(&doc), vec!["maintenance-off:b.localhost"]);
+    let refused = d.apply(&[&file_arg, "--release-maintenance", "b.localhost"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    apply_as_planned(&d, &[&file_arg]);
+    assert_eq!(in_maintenance(&d, "b.localhost"), (false, false));
+}

@@ -205,6 +205,7 @@ impl Bench<'_> {
                 record: c.record,
                 maintenance_mode: c.maintenance_mode,
                 scheduler_paused: c.scheduler_paused,
+                maintenance_held: c.maintenance_held,
                 damaged,
             });
         }

@@ -205,6 +205,9 @@ pub struct SiteConfigSummary {
     pub record: Option<SiteRecord>,
     pub maintenance_mode: bool,
     pub scheduler_paused: bool,
+    /// benchform took the site out of service and has not put it back (its `benchform_maintenance`
+    /// key): maintenance set by anyone else is not benchform's to lift.
+    pub maintenance_held: bool,
     /// What is wrong with it, as observed: no `site_config.json`, or one that is not a JSON
     /// object (the site is broken; say so, do not guess).
     pub damaged: Option<String>,
@@ -290,6 +293,10 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
                 record: value.as_ref().and_then(SiteRecord::from_site_config),
                 maintenance_mode: value.as_ref().and_then(|v| v.get("maintenance_mode")).is_some_and(truthy),
                 scheduler_paused: value.as_ref().and_then(|v| v.get("pause_scheduler")).is_some_and(truthy),
+                maintenance_held: value
+                    .as_ref()
+                    .and_then(|v| v.get(crate::record::MAINTENANCE_KEY))
+                    .is_some_and(|v| !v.is_null()),
                 damaged,
                 db,
                 read_with_bench,
@@ -319,6 +326,7 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
                 record: None,
                 maintenance_mode: false,
                 scheduler_paused: false,
+                maintenance_held: false,
                 db: None,
                 read_with_bench: false,
             },

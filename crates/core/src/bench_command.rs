@@ -63,6 +63,12 @@ pub enum BenchCommand<'a> {
         key: &'a str,
         value: &'a str,
     },
+    /// `set-config KEY None` (without `-p`: Frappe deletes a key only for the string `None`;
+    /// with `-p` it would store null).
+    UnsetConfig {
+        site: &'a str,
+        key: &'a str,
+    },
     ReadyForMigration {
         site: &'a str,
     },
@@ -81,6 +87,7 @@ impl BenchCommand<'_> {
             | BenchCommand::Backup { site, .. }
             | BenchCommand::Restore { site, .. }
             | BenchCommand::SetConfig { site, .. }
+            | BenchCommand::UnsetConfig { site, .. }
             | BenchCommand::ReadyForMigration { site } => site,
         }
     }
@@ -128,6 +135,7 @@ impl BenchCommand<'_> {
                 argv
             }
             BenchCommand::SetConfig { site: s, key, value } => site(s, &["set-config", "-p", key, value]),
+            BenchCommand::UnsetConfig { site: s, key } => site(s, &["set-config", key, "None"]),
             BenchCommand::ReadyForMigration { site: s } => site(s, &["ready-for-migration"]),
         }
     }

@@ -74,10 +74,21 @@ impl Plan {
 }
 
 /// Choices that change what a plan may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PlanOptions {
     /// Run older code on a site migrated to newer code (refused by default).
     pub allow_downgrade: bool,
+    /// Sites put in maintenance by someone else that this plan puts back in service
+    /// (`--release-maintenance`).
+    pub release_maintenance: Vec<String>,
+}
+
+impl PlanOptions {
+    /// `o` is out of service (maintenance mode or paused scheduler) by someone else's hand, and
+    /// stays so: benchform did not take it out of service and was not asked to release it.
+    pub fn held_by_others(&self, o: &ObservedSite) -> bool {
+        (o.maintenance_mode || o.scheduler_paused) && !o.maintenance_held && !self.release_maintenance.contains(&o.name)
+    }
 }
 
 /// Why no safe plan exists. Each says what to change.
@@ -111,6 +122,11 @@ pub enum PlanError {
          manage one site. Fix the project name, or remove the site from one manifest"
     )]
     ForeignSite { site: String, other: String, project: String },
+    #[error(
+        "--release-maintenance {site}: {why}; drop it from the command line (the sites it may name are in maintenance \
+         mode set outside benchform: `benchform status` lists them under drift)"
+    )]
+    NothingToRelease { site: String, why: String },
     #[error(
         "site {site} cannot be planned ({detail}), and this plan deploys {image}, which may run new code under \
          it without a migrate; to go on: {fix}"
@@ -164,6 +180,20 @@ pub fn plan(
 ) -> Result<Plan, Vec<PlanError>> {
     let mut errors = Vec::new();
     let observed_sites: BTreeMap<&str, &ObservedSite> = observed.sites.iter().map(|s| (s.name.as_str(), s)).collect();
+    for site in &options.release_maintenance {
+        let why = match (desired.sites.iter().any(|d| d.name == *site), observed_sites.get(site.as_str())) {
+            (false, _) => Some("not a site of the manifest"),
+            (true, None) => Some("no such site on the bench"),
+            (true, Some(o)) if !o.maintenance_mode && !o.scheduler_paused => Some("the site is in service"),
+            (true, Some(o)) if o.maintenance_held => {
+                Some("benchform took it out of service itself and puts it back when its steps are done")
+            }
+            _ => None,
+        };
+        if let Some(why) = why {
+            errors.push(PlanError::NothingToRelease { site: site.clone(), why: why.to_string() });
+        }
+    }
     let mut blocked = Vec::new();
     // Sites exist but cannot be read (no backend runs on a deployment that has volumes): none
     // of them is new, and none can be planned until a deploy brings a backend back.
@@ -254,7 +284,14 @@ pub fn plan(
             StepKind::MaintenanceOn,
             Some(site),
             None,
-            format!("{site} will migrate: stop requests and pause the scheduler first"),
+            if w.observed.is_some_and(|o| options.held_by_others(o)) {
+                format!(
+                    "{site} will migrate; it is in maintenance mode set outside benchform, which it keeps: pause the \
+                     scheduler first"
+                )
+            } else {
+                format!("{site} will migrate: stop requests and pause the scheduler first")
+            },
             // Only once the image is pushed: builds take minutes, downtime should not.
             image_ready.clone(),
         );
@@ -347,25 +384,44 @@ pub fn plan(
                 b.add(StepKind::InstallApp, Some(site), Some(app), format!("listed for {site}, not installed"), deps);
             deps = vec![id];
         }
+        let others = w.observed.is_some_and(|o| options.held_by_others(o));
+        let released = options.release_maintenance.iter().any(|s| s == site);
         if let Some(reason) = &w.migrate_reason {
-            let id = b.add(StepKind::Migrate, Some(site), None, reason.clone(), deps);
-            if w.observed.is_some() {
+            let reason = if others {
+                format!(
+                    "{reason}; {site} stays in maintenance mode afterwards (set outside benchform: \
+                     `--release-maintenance {site}` puts it back in service)"
+                )
+            } else {
+                reason.clone()
+            };
+            let id = b.add(StepKind::Migrate, Some(site), None, reason, deps);
+            if w.observed.is_some() && !others {
                 b.add(
                     StepKind::MaintenanceOff,
                     Some(site),
                     None,
-                    format!("{site} is migrated: serve it again"),
+                    if released {
+                        format!("{site} is migrated: serve it again (released by --release-maintenance)")
+                    } else {
+                        format!("{site} is migrated: serve it again")
+                    },
                     vec![id],
                 );
             }
-        } else if w.observed.is_some_and(|o| o.maintenance_mode || o.scheduler_paused) {
-            b.add(
-                StepKind::MaintenanceOff,
-                Some(site),
-                None,
-                format!("{site} is up to date but was left in maintenance mode or with its scheduler paused"),
-                deps,
-            );
+        } else if let Some(o) =
+            w.observed.filter(|o| !others && (o.maintenance_mode || o.scheduler_paused || o.maintenance_held))
+        {
+            let why = if released {
+                format!("{site} is in maintenance mode set outside benchform, released by --release-maintenance")
+            } else if o.maintenance_mode || o.scheduler_paused {
+                format!("{site} is up to date but an earlier apply left it out of service")
+            } else {
+                format!(
+                    "{site} is in service, but an interrupted apply left benchform's maintenance mark on it: clear it"
+                )
+            };
+            b.add(StepKind::MaintenanceOff, Some(site), None, why, deps);
         }
     }
 

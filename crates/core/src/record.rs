@@ -31,6 +31,12 @@ use crate::tag::sha256_hex;
 /// The key in `site_config.json`.
 pub const RECORD_KEY: &str = "benchform";
 
+/// The key in `site_config.json` that says benchform took the site out of service (maintenance
+/// mode and paused scheduler) and has not put it back; its value names the apply. Written before
+/// maintenance mode goes on, removed (`set-config -p KEY None`) after it goes off. A site in
+/// maintenance without it was put there by someone else, and stays there.
+pub const MAINTENANCE_KEY: &str = "benchform_maintenance";
+
 /// The prefix of a pending record's fingerprint.
 const PENDING: &str = "pending:";
 

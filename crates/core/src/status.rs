@@ -256,6 +256,9 @@ pub struct ObservedSite {
     pub record: Option<SiteRecord>,
     pub maintenance_mode: bool,
     pub scheduler_paused: bool,
+    /// benchform took the site out of service and has not put it back (see
+    /// `record::MAINTENANCE_KEY`).
+    pub maintenance_held: bool,
     /// What is wrong with the site, as observed (its `site_config.json` missing or not JSON, its
     /// database unreadable). benchform plans nothing for a damaged site.
     pub damaged: Option<String>,
@@ -355,6 +358,9 @@ pub enum DriftKind {
     UnreadableSite,
     /// A container carries the project's compose labels but is no service of its compose files.
     UnknownContainer,
+    /// A site is in maintenance mode (or its scheduler paused) by someone else's hand: benchform
+    /// leaves it so unless told (`--release-maintenance`).
+    MaintenanceOutside,
 }
 
 impl Drift {
@@ -457,6 +463,25 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
                     ),
                 });
             }
+            if let Some(s) = o.filter(|s| (s.maintenance_mode || s.scheduler_paused) && !s.maintenance_held) {
+                let what = match (s.maintenance_mode, s.scheduler_paused) {
+                    (true, true) => "in maintenance mode with its scheduler paused",
+                    (true, false) => "in maintenance mode",
+                    _ => "running with its scheduler paused",
+                };
+                drift.push(
+                    Drift::new(
+                        DriftKind::MaintenanceOutside,
+                        format!(
+                            "{} is {what}, set outside benchform: apply leaves it so (a migrate still runs, and the \
+                             site stays out of service); `benchform plan --release-maintenance {}` puts it back in \
+                             service",
+                            d.name, d.name
+                        ),
+                    )
+                    .site(&d.name),
+                );
+            }
             if let Some(problem) = o.and_then(|s| s.damaged.as_ref()) {
                 drift.push(Drift::new(DriftKind::UnreadableSite, format!("{}: {problem}", d.name)).site(&d.name));
             }
@@ -549,6 +574,7 @@ mod tests {
             record,
             maintenance_mode: false,
             scheduler_paused: false,
+            maintenance_held: false,
             damaged: None,
         }
     }

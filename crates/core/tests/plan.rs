@@ -60,6 +60,7 @@ fn migrated(name: &str, apps: &[&str], bumped: &[&str]) -> ObservedSite {
         record: Some(SiteRecord::new("acme", d.commits, d.refs, &format!("{REPO}:{OLD}"), None, "t")),
         maintenance_mode: false,
         scheduler_paused: false,
+        maintenance_held: false,
         damaged: None,
     }
 }
@@ -400,7 +401,7 @@ fn downgrade_is_refused_unless_allowed() {
     let errs = errors(&d, &o, PlanOptions::default());
     assert_eq!(errs.len(), 1);
     insta::assert_snapshot!(errs[0].to_string());
-    let allowed = plan(&d, &o, &PlanOptions { allow_downgrade: true }, vec![]).unwrap();
+    let allowed = plan(&d, &o, &PlanOptions { allow_downgrade: true, ..Default::default() }, vec![]).unwrap();
     assert!(allowed.steps.iter().any(|s| s.id == "migrate:a.example.com"));
 }
 
@@ -424,6 +425,42 @@ fn site_never_migrated_by_benchform_is_migrated_once() {
 fn site_left_in_maintenance_is_released() {
     let (d, mut o) = converged();
     o.sites[0].maintenance_mode = true;
+    o.sites[0].maintenance_held = true;
+    insta::assert_snapshot!(ok(&d, &o));
+}
+
+/// Issue 13 §4: maintenance set by hand is not benchform's to lift: no step, unless released.
+#[test]
+fn maintenance_set_outside_benchform_stays_unless_released() {
+    let (d, mut o) = converged();
+    o.sites[0].maintenance_mode = true;
+    assert_eq!(ok(&d, &o), "(no steps)\n");
+    let release = PlanOptions { release_maintenance: vec!["a.example.com".into()], ..Default::default() };
+    let p = plan(&d, &o, &release, vec![]).unwrap();
+    assert_eq!(p.steps.len(), 1);
+    assert_eq!(p.steps[0].id, "maintenance-off:a.example.com");
+    assert!(p.steps[0].reason.contains("released by --release-maintenance"), "{}", p.steps[0].reason);
+    // Naming a site that is in service, held by benchform, or not in the manifest is refused.
+    for (site, why) in [("b.example.com", "the site is in service"), ("zz.example.com", "not a site of the manifest")] {
+        let errs = errors(&d, &o, PlanOptions { release_maintenance: vec![site.into()], ..Default::default() });
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].to_string().contains(why), "{}", errs[0]);
+    }
+    o.sites[0].maintenance_held = true;
+    let errs = errors(&d, &o, release);
+    assert!(errs[0].to_string().contains("benchform took it out of service itself"), "{}", errs[0]);
+}
+
+/// A site in maintenance set by hand that needs a migrate: backed up and migrated, and left in
+/// maintenance (no maintenance-off), the plan saying so.
+#[test]
+fn a_site_in_maintenance_set_outside_benchform_migrates_and_stays_out_of_service() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &["erpnext"]);
+    let mut o = observed(
+        OLD,
+        vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
+    );
+    o.sites[1].maintenance_mode = true;
     insta::assert_snapshot!(ok(&d, &o));
 }
 

@@ -36,15 +36,16 @@ fn heartbeat_every() -> Duration {
 
 pub fn run(shell: &Shell, args: &ApplyArgs) -> Status {
     if let Some(file) = &args.plan_file
-        && (args.allow_downgrade || args.parallelism.is_some())
+        && (args.allow_downgrade || args.parallelism.is_some() || !args.release_maintenance.is_empty())
     {
         return shell.error(
             &format!(
-                "--allow-downgrade and --parallelism change the plan, so {} keeps the ones it was made with",
+                "--allow-downgrade, --parallelism and --release-maintenance change the plan, so {} keeps the ones \
+                 it was made with",
                 file.display()
             ),
             "apply the file without them, or make the plan again with them: `benchform plan -o FILE \
-             [--parallelism N] [--allow-downgrade]`",
+             [--parallelism N] [--allow-downgrade] [--release-maintenance SITE]`",
         );
     }
     let p = match observe::prepare(shell, args.manifest.file.as_deref(), true) {
@@ -148,9 +149,12 @@ async fn locked(
             Err(status) => return status,
         },
         None => {
-            let inputs =
-                PlanInputs { allow_downgrade: args.allow_downgrade, parallelism: args.parallelism.unwrap_or(1) };
-            match crate::commands::plan::plan_for(shell, p, &observed, inputs) {
+            let inputs = PlanInputs {
+                allow_downgrade: args.allow_downgrade,
+                parallelism: args.parallelism.unwrap_or(1),
+                release_maintenance: args.release_maintenance.clone(),
+            };
+            match crate::commands::plan::plan_for(shell, p, &observed, &inputs) {
                 Ok(plan) => (plan, inputs),
                 Err(_) => return Status::Failure,
             }
@@ -164,7 +168,7 @@ async fn locked(
         view.only_blocked(&plan);
         return Status::Failure;
     }
-    view.plan(&plan, inputs, args.plan_file.is_some());
+    view.plan(&plan, &inputs, args.plan_file.is_some());
     if args.plan_file.is_none() && !args.auto_approve && !confirm(shell) {
         return Status::Failure;
     }
@@ -174,6 +178,12 @@ async fn locked(
         parallelism: usize::from(inputs.parallelism),
         damaged: observed.sites.iter().filter(|s| s.damaged.is_some()).map(|s| s.name.clone()).collect(),
         migrate_timeout: (args.migrate_timeout > 0).then(|| Duration::from_secs(args.migrate_timeout)),
+        hold_maintenance: plan
+            .steps
+            .iter()
+            .filter(|s| s.kind == benchform_core::plan::StepKind::MaintenanceOff)
+            .filter_map(|s| s.site.clone())
+            .collect(),
     };
     let mut applier = Applier::new(p, session, options);
     applier.interrupt = interrupt;
@@ -275,7 +285,7 @@ fn saved(
             "run `benchform plan -o FILE` again, review it, and apply that",
         ));
     }
-    let fresh = crate::commands::plan::plan_for(shell, p, observed, doc.inputs).map_err(|_| Status::Failure)?;
+    let fresh = crate::commands::plan::plan_for(shell, p, observed, &doc.inputs).map_err(|_| Status::Failure)?;
     let image = format!("{}:{}", doc.image.repository, doc.image.tag);
     let difference = if image != p.desired.reference() {
         Some(format!("it deploys {image}, the manifest and lock ask for {}", p.desired.reference()))

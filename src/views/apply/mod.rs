@@ -70,7 +70,7 @@ impl ApplyView {
     }
 
     /// The plan about to run. A saved plan was reviewed already: text shows it only as JSON.
-    pub fn plan(&self, plan: &Plan, inputs: PlanInputs, saved: bool) {
+    pub fn plan(&self, plan: &Plan, inputs: &PlanInputs, saved: bool) {
         match &self.mode {
             Mode::Json => events::emit(&self.shell, Body::Plan { plan: Box::new(document(plan, inputs, None)) }),
             Mode::Text { .. } if !saved => super::plan::print(&self.shell, plan, inputs, PlanFormat::Text),
