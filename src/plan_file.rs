@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use benchform_core::fingerprint::WorldFingerprint;
 use benchform_core::plan::{self, Plan, PlanOptions, Step};
+use benchform_core::schedule::Schedule;
 use benchform_core::status;
 use serde::{Deserialize, Serialize};
 
@@ -30,8 +31,15 @@ pub struct PlanDocument {
     /// The choices the plan was made with (`plan --allow-downgrade`, `--parallelism`). `apply
     /// FILE` re-plans with exactly these and takes no such flags of its own.
     pub inputs: PlanInputs,
-    /// In order; `depends_on` names earlier steps' ids.
+    /// In the order apply runs them with one site at a time; `depends_on` names earlier steps'
+    /// ids.
     pub steps: Vec<Step>,
+    /// How apply runs the steps: phase after phase — a step that concerns no single site alone,
+    /// or each site's steps in order with `parallelism` sites at a time — and each site's time
+    /// out of service. Derived from `steps` and `inputs.parallelism` (a saved plan whose schedule
+    /// does not match them is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     /// Sites of the manifest no step touches because they cannot be planned as observed (a
     /// damaged site, or sites that cannot be read), with what was seen and the fix.
     pub blocked: Vec<plan::Blocked>,
@@ -90,6 +98,7 @@ pub fn document(p: &Plan, inputs: &PlanInputs, fingerprint: Option<WorldFingerpr
         image: ImageRef { repository: p.repository.clone(), tag: p.tag.clone() },
         inputs: inputs.clone(),
         steps: p.steps.clone(),
+        schedule: Some(Schedule::of(&p.steps, inputs.parallelism)),
         blocked: p.blocked.clone(),
         drift: p.drift.clone(),
         summary: p.summary().into_iter().map(|(k, n)| (k.as_str().to_string(), n)).collect(),
@@ -200,6 +209,9 @@ impl PlanDocument {
         }
         if !(1..=64).contains(&self.inputs.parallelism) {
             return Err(format!("inputs.parallelism {} is outside 1..=64", self.inputs.parallelism));
+        }
+        if self.schedule.as_ref().is_some_and(|s| *s != Schedule::of(&self.steps, self.inputs.parallelism)) {
+            return Err("its schedule does not match its steps and inputs.parallelism".to_string());
         }
         if let Some(site) = self.inputs.release_maintenance.iter().find(|s| names::site_name_problem(s).is_some()) {
             return Err(format!("inputs.release_maintenance: `{site}` is not a valid site name"));

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use benchform_core::plan::{Plan, Step, StepKind};
+use benchform_core::schedule::Phase;
 
 use super::*;
 
@@ -17,10 +18,11 @@ pub enum StepState {
 /// Progress callback: a step starts (`None`) or ends (`Some`, with its elapsed time).
 pub type Progress<'r> = &'r (dyn Fn(&Step, Option<&Result<Outcome, StepError>>, Duration) + Sync);
 
-/// Run `plan`. The steps up to the last one that concerns no single site (build … deploy,
-/// refresh-assets) run in order; the per-site steps after them run site by site, up to
-/// `options.parallelism` sites at a time. After a failure no new step or site starts; steps
-/// already running finish. Returns each step's state, in plan order.
+/// Run `plan` phase by phase (`benchform_core::schedule`): a step that concerns no single site
+/// (build … deploy, refresh-assets) alone; each run of per-site steps site by site, up to
+/// `options.parallelism` sites at a time. After a failure no new phase, step or site starts
+/// (but a migrated site still leaves maintenance); steps already running finish. Returns each
+/// step's state, in plan order.
 pub async fn run(a: &Applier<'_>, plan: &Plan, report: Progress<'_>) -> Vec<StepState> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,31 +74,28 @@ pub async fn run(a: &Applier<'_>, plan: &Plan, report: Progress<'_>) -> Vec<Step
             true
         }
     };
-    let split = plan.steps.iter().rposition(|s| s.site.is_none()).map_or(0, |i| i + 1);
-    let mut serial_ok = true;
-    for i in 0..split {
-        if a.interrupt.signal().is_some() || !one(i).await {
-            serial_ok = false;
+    // The schedule the plan shows (`benchform_core::schedule`): phase after phase, none after a
+    // failure or an interrupt.
+    let halted = || stop.load(Ordering::SeqCst) || a.interrupt.signal().is_some();
+    for phase in benchform_core::schedule::phases(&plan.steps) {
+        if halted() {
             break;
         }
-    }
-    if serial_ok {
-        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
-        for (i, s) in plan.steps.iter().enumerate().skip(split) {
-            let site = s.site.clone().unwrap_or_default();
-            match groups.iter_mut().find(|(g, _)| *g == site) {
-                Some((_, steps)) => steps.push(i),
-                None => groups.push((site, vec![i])),
+        let groups = match phase {
+            Phase::Step(i) => {
+                one(i).await;
+                continue;
             }
-        }
+            Phase::Sites(groups) => groups,
+        };
         let queue = Mutex::new(std::collections::VecDeque::from(groups));
         let worker = || async {
             loop {
-                if stop.load(Ordering::SeqCst) || a.interrupt.signal().is_some() {
+                if halted() {
                     break;
                 }
-                let Some((_, steps)) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
-                for i in steps {
+                let Some(group) = queue.lock().ok().and_then(|mut q| q.pop_front()) else { break };
+                for i in group.steps {
                     // After a failure elsewhere, no new migration starts; a migrated site still
                     // leaves maintenance mode. After an interrupt, nothing starts.
                     if a.interrupt.signal().is_some()

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 
 use benchform_core::plan::{Plan, Step};
+use benchform_core::schedule::{Phase, Schedule};
 
 use crate::cli::PlanFormat;
 use crate::output;
@@ -14,9 +15,9 @@ use crate::shell::Shell;
 pub fn print(shell: &Shell, plan: &Plan, inputs: &PlanInputs, format: PlanFormat) {
     match format {
         PlanFormat::Json => shell.out(&crate::render::json(&document(plan, inputs, None))),
-        PlanFormat::Markdown => shell.out(&markdown(plan)),
+        PlanFormat::Markdown => shell.out(&markdown(plan, inputs.parallelism)),
         // `text` escapes every value it shows; its only escapes are its colours.
-        PlanFormat::Text => shell.out_styled(&text(plan, colour())),
+        PlanFormat::Text => shell.out_styled(&text(plan, inputs.parallelism, colour())),
     }
 }
 
@@ -67,8 +68,46 @@ pub fn blocked_lines(p: &Plan) -> String {
     out
 }
 
+/// How a phase of several sites runs: "3 sites, one at a time".
+fn sites_at_a_time(sites: usize, parallelism: u16) -> String {
+    match parallelism {
+        _ if sites == 1 => "1 site".to_string(),
+        1 => format!("{sites} sites, one at a time"),
+        n => format!("{sites} sites, {} at a time", n.min(u16::try_from(sites).unwrap_or(u16::MAX))),
+    }
+}
+
+/// Each site's time out of service: which steps it spans (with one site at a time), or that it
+/// stays in maintenance mode.
+fn out_of_service(p: &Plan, schedule: &Schedule) -> Vec<(String, String)> {
+    let position = |id: &str| p.steps.iter().position(|s| s.id == id);
+    schedule
+        .out_of_service
+        .iter()
+        .filter_map(|w| {
+            let from = position(&w.from)?;
+            let until = w.until.as_deref().and_then(position);
+            let during: Vec<&str> = p.steps[from + 1..until.unwrap_or(p.steps.len())]
+                .iter()
+                .filter(|s| s.site.is_none() || s.site.as_deref() == Some(w.site.as_str()))
+                .map(|s| s.kind.as_str())
+                .collect();
+            let during = if during.is_empty() { String::new() } else { format!(" through {}", during.join(", ")) };
+            Some((
+                w.site.clone(),
+                match until {
+                    Some(until) => format!("steps {}–{}{during}", from + 1, until + 1),
+                    None => {
+                        format!("from step {}{during}, and stays in maintenance mode (set outside benchform)", from + 1)
+                    }
+                },
+            ))
+        })
+        .collect()
+}
+
 /// The plan for people, Terraform-style.
-pub fn text(p: &Plan, colour: bool) -> String {
+pub fn text(p: &Plan, parallelism: u16, colour: bool) -> String {
     let mut out = String::new();
     if p.converged() {
         out.push_str("No changes. The deployment matches benchform.yaml.\n");
@@ -82,11 +121,21 @@ pub fn text(p: &Plan, colour: bool) -> String {
         return out;
     }
     out.push_str(&output::escape(&format!(
-        "benchform will take these steps for {} (image {}:{}), in order:\n",
+        "benchform will take these steps for {} (image {}:{}), in this order:\n",
         p.project, p.repository, p.tag
     )));
     out.push_str("  + create   ~ change   - destroy   ! destructive\n\n");
-    for s in &p.steps {
+    let schedule = Schedule::of(&p.steps, parallelism);
+    let phases = benchform_core::schedule::phases(&p.steps);
+    for (i, s) in p.steps.iter().enumerate() {
+        // A phase of several sites: say how they run.
+        if let Some(Phase::Sites(groups)) = phases
+            .iter()
+            .find(|ph| matches!(ph, Phase::Sites(g) if g.first().and_then(|g| g.steps.first()) == Some(&i)))
+            && groups.len() > 1
+        {
+            out.push_str(&format!("  -- {} --\n", sites_at_a_time(groups.len(), parallelism)));
+        }
         let sym = s.kind.symbol();
         let mark = format!("{sym}{}", if s.destructive { "!" } else { " " });
         let code = match sym {
@@ -102,6 +151,13 @@ pub fn text(p: &Plan, colour: bool) -> String {
             output::escape(&s.reason)
         ));
     }
+    let windows = out_of_service(p, &schedule);
+    if !windows.is_empty() {
+        out.push_str("\nOut of service (maintenance mode, scheduler paused):\n");
+        for (site, span) in &windows {
+            out.push_str(&output::escape(&format!("  {site}: {span}\n")));
+        }
+    }
     out.push_str(&blocked_lines(p));
     out.push_str(&drift_lines(p));
     out.push_str(&format!("\n{}\n", summary_line(p)));
@@ -113,7 +169,7 @@ fn cell(s: &str) -> String {
 }
 
 /// The plan for a pull-request comment: summary first, steps in a table, details folded.
-pub fn markdown(p: &Plan) -> String {
+pub fn markdown(p: &Plan, parallelism: u16) -> String {
     let mut out = format!("### benchform plan: `{}`\n\n", cell(&p.project));
     if p.converged() {
         out.push_str("**No changes.** The deployment matches `benchform.yaml`.\n");
@@ -126,6 +182,28 @@ pub fn markdown(p: &Plan) -> String {
             let kind = if s.destructive { format!("**{}** ⚠", s.kind) } else { s.kind.to_string() };
             out.push_str(&format!("| {} | {} | {} | {} |\n", i + 1, kind, cell(&target(s)), cell(&s.reason)));
         }
+        let schedule = Schedule::of(&p.steps, parallelism);
+        let windows = out_of_service(p, &schedule);
+        if !windows.is_empty() {
+            out.push_str("\n**Out of service** (maintenance mode, scheduler paused):\n\n");
+            for (site, span) in &windows {
+                out.push_str(&format!("- `{}`: {}\n", cell(site), cell(span)));
+            }
+        }
+        out.push_str("\n<details><summary>Schedule</summary>\n\n");
+        for (n, phase) in benchform_core::schedule::phases(&p.steps).iter().enumerate() {
+            match phase {
+                Phase::Step(i) => out.push_str(&format!("{}. `{}`\n", n + 1, cell(&p.steps[*i].id))),
+                Phase::Sites(groups) => {
+                    out.push_str(&format!("{}. {}:\n", n + 1, sites_at_a_time(groups.len(), parallelism)));
+                    for g in groups {
+                        let ids: Vec<String> = g.steps.iter().map(|i| format!("`{}`", cell(&p.steps[*i].id))).collect();
+                        out.push_str(&format!("   - {}: {}\n", cell(&g.site), ids.join(" → ")));
+                    }
+                }
+            }
+        }
+        out.push_str("\n</details>\n");
         out.push_str("\n<details><summary>Step dependencies</summary>\n\n");
         for s in &p.steps {
             let deps = if s.depends_on.is_empty() { "—".to_string() } else { s.depends_on.join(", ") };

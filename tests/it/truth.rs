@@ -175,3 +175,46 @@ fn maintenance_set_by_hand_is_left_alone_until_released() {
     apply_as_planned(&d, &[&file_arg]);
     assert_eq!(in_maintenance(&d, "b.localhost"), (false, false));
 }
+
+/// §3: without a deploy, apply runs each site's whole group in turn; the plan lists the steps in
+/// that order, and its schedule says so (phases, sites at a time, each site's window out of
+/// service) — for one site at a time and for two.
+#[test]
+fn the_plan_lists_the_steps_in_the_order_apply_runs_them() {
+    let mut d = Deployment::new(&[("a.localhost", &["erpnext"]), ("b.localhost", &["erpnext"])]);
+    d.deployed = true;
+    apply_as_planned(&d, &[]);
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replace("apps: [erpnext]", "apps: [erpnext, hrms]");
+    std::fs::write(&path, text).unwrap();
+
+    let plan = plan_json(&d, &["--parallelism", "2"]);
+    let per_site = |site: &str| -> Vec<String> {
+        ["maintenance-on", "backup", "install-app", "migrate", "maintenance-off"]
+            .iter()
+            .map(|k| if *k == "install-app" { format!("{k}:{site}:hrms") } else { format!("{k}:{site}") })
+            .collect()
+    };
+    let expected: Vec<String> = [per_site("a.localhost"), per_site("b.localhost")].concat();
+    assert_eq!(step_ids(&plan), expected);
+    let schedule = &plan["schedule"];
+    assert_eq!(schedule["parallelism"], 2);
+    assert_eq!(schedule["phases"].as_array().unwrap().len(), 1, "{schedule}");
+    assert_eq!(schedule["phases"][0]["sites"][1]["steps"], serde_json::json!(per_site("b.localhost")));
+    assert_eq!(
+        schedule["out_of_service"][0],
+        serde_json::json!({"site": "a.localhost", "from": "maintenance-on:a.localhost", "until": "maintenance-off:a.localhost"})
+    );
+    // The first step of each site's group depends on nothing of the other's: they may run at once.
+    assert_eq!(step(&plan, "maintenance-on:b.localhost").unwrap()["depends_on"], serde_json::json!([]));
+    let text = d.benchform(&["plan", "--parallelism", "2"]);
+    assert!(text.stdout.contains("-- 2 sites, 2 at a time --"), "{}", text.stdout);
+    assert!(text.stdout.contains("a.localhost: steps 1–5 through backup, install-app, migrate"), "{}", text.stdout);
+
+    // One site at a time: apply starts exactly the printed steps in the printed order.
+    apply_as_planned(&d, &[]);
+    for site in ["a.localhost", "b.localhost"] {
+        assert_eq!(migrated_version(&d, site, "hrms"), "1.0.0");
+        assert_eq!(in_maintenance(&d, site), (false, false));
+    }
+}

@@ -10,6 +10,7 @@ pub mod fingerprint;
 pub mod plan;
 pub mod record;
 pub mod recovery;
+pub mod schedule;
 pub mod status;
 pub mod step;
 pub mod tag;

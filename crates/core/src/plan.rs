@@ -429,7 +429,8 @@ pub fn plan(
         project: desired.project.clone(),
         repository: desired.repository.clone(),
         tag: desired.tag.clone(),
-        steps: b.steps,
+        // Listed in the order apply runs them (one site at a time): each site's steps together.
+        steps: crate::schedule::in_run_order(b.steps),
         blocked,
         drift,
     })

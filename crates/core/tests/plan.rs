@@ -388,6 +388,22 @@ fn app_installed_by_hand_missing_from_the_image_is_refused_even_with_allow_unins
     insta::assert_snapshot!(errs[0].to_string());
 }
 
+/// Issue 13 §3: without a deploy, apply runs each site's steps together; the plan lists them so,
+/// and its schedule (what the JSON plan carries) says how many sites run at once.
+#[test]
+fn without_a_deploy_each_sites_steps_are_listed_together_as_apply_runs_them() {
+    let d = desired(
+        &[("a.example.com", &["erpnext", "hrms"]), ("b.example.com", &["erpnext", "hrms"])],
+        &["erpnext", "hrms"],
+        &[],
+    );
+    let o =
+        observed(NEW, vec![migrated("a.example.com", &["erpnext"], &[]), migrated("b.example.com", &["erpnext"], &[])]);
+    let p = plan(&d, &o, &PlanOptions::default(), vec![]).unwrap();
+    let schedule = benchform_core::schedule::Schedule::of(&p.steps, 2);
+    insta::assert_snapshot!(format!("{}\n{}", table(&p), serde_json::to_string_pretty(&schedule).unwrap()));
+}
+
 #[test]
 fn downgrade_is_refused_unless_allowed() {
     let d = desired(TWO_SITES, &["erpnext", "hrms"], &[]);
