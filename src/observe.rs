@@ -310,7 +310,19 @@ pub async fn observe(
         engine_image,
         containers: observed_containers,
         deploy_services: rendered.iter().filter(|(_, img)| **img == reference).map(|(s, _)| s.clone()).collect(),
-        services: services.into_iter().map(|(name, s)| (name, s.restart)).collect(),
+        services: services
+            .into_iter()
+            .map(|(name, s)| {
+                (
+                    name,
+                    benchform_core::status::ServiceSpec {
+                        restart: s.restart,
+                        image: s.image,
+                        depends_on: s.depends_on,
+                    },
+                )
+            })
+            .collect(),
         has_volumes,
         sites: read.sites,
         apps_source: read.apps_source,

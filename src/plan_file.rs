@@ -288,6 +288,7 @@ mod fuzz {
             destructive: false,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             services: vec![],
+            service_changes: vec![],
         };
         let p = Plan {
             project: "acme".into(),

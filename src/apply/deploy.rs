@@ -7,7 +7,9 @@ use super::*;
 use crate::observe::{self};
 
 impl Applier<'_> {
-    pub(super) async fn deploy(&self) -> Result<Outcome, StepError> {
+    /// `compose up` of exactly the plan's `services` (compose starts what they depend on with
+    /// them, and removes orphans: the plan names both), then the health gate.
+    pub(super) async fn deploy(&self, services: &[String]) -> Result<Outcome, StepError> {
         // Until `compose up`, nothing has changed.
         let untouched = |e: StepError| StepError { touched: false, ..e };
         self.refuse_migrator().await.map_err(untouched)?;
@@ -24,7 +26,7 @@ impl Applier<'_> {
             .filter(|image| *image != reference);
         self.forget_backend().await;
         self.compose
-            .up(&self.env(), false)
+            .up(&self.env(), false, services)
             .await
             .map_err(|e| err(e, "fix the compose files or the engine, then apply again"))?;
         // The new backend must come up and then answer for every site; a backend that never
@@ -65,7 +67,7 @@ impl Applier<'_> {
         let previous = format!("{repository}:{tag}");
         let env = observe::compose_env_for(repository, tag, self.compose.flavour);
         self.forget_backend().await;
-        let back = match self.compose.up(&env, false).await {
+        let back = match self.compose.up(&env, false, services).await {
             Ok(_) => self.wait_until_up(&previous, DEPLOY_WAIT).await,
             Err(e) => Err(err(e, "")),
         };

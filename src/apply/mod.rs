@@ -288,7 +288,7 @@ impl Applier<'_> {
             StepKind::MaintenanceOn => self.maintenance_on(site).await,
             StepKind::Backup => self.backup(site).await,
             StepKind::UninstallApp => self.uninstall_app(site, app).await,
-            StepKind::Deploy => self.deploy().await,
+            StepKind::Deploy => self.deploy(&s.services).await,
             StepKind::RefreshAssets => self.refresh_assets().await,
             StepKind::NewSite => self.new_site(site).await,
             StepKind::InstallApp => self.install_app(site, app).await,

@@ -150,6 +150,17 @@ pub fn text(p: &Plan, parallelism: u16, colour: bool) -> String {
             output::escape(&target(s)),
             output::escape(&s.reason)
         ));
+        // A deploy: each container compose touches, on its own line.
+        for c in &s.service_changes {
+            let (mark, code) = if c.disruptive { ("!", "31") } else { ("~", "33") };
+            let note = if c.disruptive { " — disruptive: every site loses its connections" } else { "" };
+            out.push_str(&format!(
+                "      {} {:<24} {}{note}\n",
+                paint(mark, code, colour),
+                output::escape(&c.service),
+                output::escape(&c.reason)
+            ));
+        }
     }
     let windows = out_of_service(p, &schedule);
     if !windows.is_empty() {

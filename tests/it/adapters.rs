@@ -125,7 +125,7 @@ fn compose_v1_and_v2_config_hashes_match_their_running_containers() {
             files: vec![dir.path().join("compose.yaml")],
             env_file: None,
         };
-        rt.block_on(compose.up(&env, false)).unwrap();
+        rt.block_on(compose.up(&env, false, &[])).unwrap();
         let predicted = rt.block_on(compose.config_hashes(&env)).unwrap();
         let containers = rt.block_on(engine.project_containers(&compose.project)).unwrap();
         rt.block_on(compose.down(&env, true)).unwrap();

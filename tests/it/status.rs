@@ -236,7 +236,7 @@ impl Deployment {
 
     fn deploy(&mut self, tag: &str) {
         let rt = rt();
-        rt.block_on(self.compose.up(&self.env(tag), false)).unwrap();
+        rt.block_on(self.compose.up(&self.env(tag), false, &[])).unwrap();
         self.deployed = true;
     }
 

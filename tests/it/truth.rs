@@ -218,3 +218,82 @@ fn the_plan_lists_the_steps_in_the_order_apply_runs_them() {
         assert_eq!(in_maintenance(&d, site), (false, false));
     }
 }
+
+/// Each container of the project: service → (id, when it last started).
+fn containers(d: &Deployment) -> std::collections::BTreeMap<String, (String, String)> {
+    let out = std::process::Command::new(d.world.docker_cli())
+        .args(["ps", "-a", "-q", "--filter"])
+        .arg(format!("label=com.docker.compose.project={}", d.project))
+        .output()
+        .unwrap();
+    let ids: Vec<String> = String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect();
+    let mut args = vec!["inspect".to_string(), "--format".to_string()];
+    args.push("{{index .Config.Labels \"com.docker.compose.service\"}} {{.Id}} {{.State.StartedAt}}".to_string());
+    args.extend(ids);
+    let out = std::process::Command::new(d.world.docker_cli()).args(&args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split_whitespace();
+            Some((parts.next()?.to_string(), (parts.next()?.to_string(), parts.next()?.to_string())))
+        })
+        .collect()
+}
+
+/// §2: the first deploy names every service it creates (db, redis, the configurator); an override
+/// that changes only redis-cache plans a deploy of redis-cache alone, flagged disruptive, and
+/// apply recreates it and touches no other container.
+#[test]
+fn every_service_compose_touches_is_planned_and_nothing_else_is_touched() {
+    let mut d = Deployment::new(&[("a.localhost", &["erpnext"])]);
+    d.deployed = true;
+    let first = plan_json(&d, &[]);
+    let deploy = step(&first, "deploy").unwrap();
+    for service in ["db", "redis-cache", "configurator", "backend"] {
+        assert!(
+            deploy["service_changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["service"] == service && c["reason"] == "not running"),
+            "{service} missing from {deploy}"
+        );
+    }
+    apply_as_planned(&d, &[]);
+
+    // Arguments only: the official image's entrypoint (and the world's) runs redis-server with them.
+    let override_file = d.dir.path().join("compose.redis-limits.yaml");
+    std::fs::write(&override_file, "services:\n  redis-cache:\n    command: [--maxmemory, 64mb]\n").unwrap();
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace("files: [compose.yaml]", &format!("files: [compose.yaml, {}]", override_file.display()));
+    std::fs::write(&path, text).unwrap();
+
+    let plan = plan_json(&d, &[]);
+    assert_eq!(step_ids(&plan), vec!["deploy"], "{plan}");
+    let deploy = step(&plan, "deploy").unwrap();
+    assert_eq!(deploy["services"], serde_json::json!(["redis-cache"]));
+    assert_eq!(
+        deploy["service_changes"],
+        serde_json::json!([{"service": "redis-cache", "reason": "its compose configuration changed", "disruptive": true}])
+    );
+    let text = d.benchform(&["plan"]);
+    assert!(text.stdout.contains("redis-cache") && text.stdout.contains("disruptive"), "{}", text.stdout);
+
+    let before = containers(&d);
+    apply_as_planned(&d, &[]);
+    let after = containers(&d);
+    assert_eq!(before.keys().collect::<Vec<_>>(), after.keys().collect::<Vec<_>>());
+    for (service, was) in &before {
+        if service == "redis-cache" {
+            assert_ne!(after[service].0, was.0, "redis-cache was not recreated");
+        } else {
+            assert_eq!(&after[service], was, "{service} was touched although the plan did not name it");
+        }
+    }
+    let redis = std::process::Command::new(d.world.docker_cli())
+        .args(["exec", &d.container_name("redis-cache"), "redis-cli", "CONFIG", "GET", "maxmemory"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&redis.stdout).contains("67108864"), "{}", String::from_utf8_lossy(&redis.stdout));
+}

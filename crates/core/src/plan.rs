@@ -23,7 +23,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::status::{Desired, DesiredSite, Drift, Observed, ObservedSite, TagObservation};
-pub use crate::step::{Step, StepKind, first_difference, step_id};
+pub use crate::step::{ServiceChange, Step, StepKind, first_difference, step_id};
 
 /// A plan: steps in order, the sites it cannot plan for, and what changed outside benchform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -157,6 +157,7 @@ impl Builder {
             destructive: kind.destructive(),
             depends_on,
             services: Vec::new(),
+            service_changes: Vec::new(),
         });
         id
     }
@@ -315,22 +316,33 @@ pub fn plan(
     let deploy_services = services_to_deploy(desired, observed);
     let mut after_deploy: Vec<String> = image_ready.clone();
     if !deploy_services.is_empty() {
+        let changes = touched_by_up(observed, &deploy_services);
         // Group services by why: "backend, queue-short: run bf1-…; configurator: not running".
         let mut by_why: Vec<(String, Vec<String>)> = Vec::new();
-        for (service, why) in &deploy_services {
-            match by_why.iter_mut().find(|(w, _)| w == why) {
-                Some((_, services)) => services.push(service.clone()),
-                None => by_why.push((why.clone(), vec![service.clone()])),
+        for c in &changes {
+            match by_why.iter_mut().find(|(w, _)| *w == c.reason) {
+                Some((_, services)) => services.push(c.service.clone()),
+                None => by_why.push((c.reason.clone(), vec![c.service.clone()])),
             }
         }
-        let reason = by_why
+        let mut reason = by_why
             .iter()
             .map(|(why, services)| format!("{}: {why}", services.join(", ")))
             .collect::<Vec<_>>()
             .join("; ");
+        let disruptive: Vec<&str> = changes.iter().filter(|c| c.disruptive).map(|c| c.service.as_str()).collect();
+        if !disruptive.is_empty() {
+            reason.push_str(&format!(
+                " (disruptive: {} restart{}, every site loses its connections{})",
+                disruptive.join(", "),
+                if disruptive.len() == 1 { "s" } else { "" },
+                if disruptive.iter().any(|s| s.contains("redis")) { " and cached data" } else { "" }
+            ));
+        }
         let id = b.add(StepKind::Deploy, None, None, reason, before_deploy.clone());
         if let Some(step) = b.steps.last_mut() {
             step.services = deploy_services.iter().map(|(s, _)| s.clone()).collect();
+            step.service_changes = changes;
         }
         after_deploy = vec![id.clone()];
         if image_changes {
@@ -453,7 +465,7 @@ fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, St
     };
     for service in services {
         let ours = observed.deploy_services.contains(service);
-        let restart = observed.services.get(service).cloned().flatten();
+        let restart = observed.services.get(service).and_then(|s| s.restart.clone());
         let containers: Vec<_> = observed.containers.iter().filter(|c| &c.service == service).collect();
         let why = match containers.first() {
             None => Some("not running".to_string()),
@@ -486,6 +498,61 @@ fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, St
         };
         if let Some(why) = why {
             out.push((service.clone(), why));
+        }
+    }
+    out
+}
+
+/// Everything `compose up --remove-orphans` with `services` touches: those services, each
+/// with its reason; the one-shot services it starts again because one of them depends on them
+/// (frappe_docker's configurator runs on every `up`); and the containers compose made that the
+/// files no longer have (orphans), which it removes.
+fn touched_by_up(observed: &Observed, services: &[(String, String)]) -> Vec<ServiceChange> {
+    let spec = |s: &str| observed.services.get(s).cloned().unwrap_or_default();
+    let mut out: Vec<ServiceChange> = services
+        .iter()
+        .map(|(service, why)| ServiceChange {
+            service: service.clone(),
+            reason: why.clone(),
+            // Starting a stopped database interrupts nothing that runs; restarting one does.
+            disruptive: spec(service).stateful(service)
+                && observed.containers.iter().any(|c| c.service == *service && c.state == "running"),
+        })
+        .collect();
+    // What `up` starts with them: dependencies, transitively.
+    let mut queue: Vec<(String, String)> = services.iter().map(|(s, _)| (s.clone(), s.clone())).collect();
+    while let Some((service, wanted_by)) = queue.pop() {
+        for dep in spec(&service).depends_on {
+            if out.iter().any(|c| c.service == dep) {
+                continue;
+            }
+            let restart = spec(&dep).restart;
+            let finished =
+                observed.containers.iter().any(|c| c.service == dep && c.finished_one_shot(restart.as_deref()));
+            if finished {
+                out.push(ServiceChange {
+                    service: dep.clone(),
+                    reason: format!(
+                        "runs again (a one-shot service `up` starts with {wanted_by}, which depends on it)"
+                    ),
+                    disruptive: false,
+                });
+            }
+            queue.push((dep, wanted_by.clone()));
+        }
+    }
+    if !observed.services.is_empty() {
+        for c in
+            observed.containers.iter().filter(|c| !observed.services.contains_key(&c.service) && c.compose.is_some())
+        {
+            if out.iter().any(|x| x.service == c.service) {
+                continue;
+            }
+            out.push(ServiceChange {
+                service: c.service.clone(),
+                reason: "orphan: no longer in the compose files, so compose removes it".to_string(),
+                disruptive: spec(&c.service).stateful(&c.service) && c.state == "running",
+            });
         }
     }
     out

@@ -164,9 +164,9 @@ pub struct Observed {
     pub containers: Vec<ObservedContainer>,
     /// Services compose would run with the desired image (from the rendered configuration).
     pub deploy_services: Vec<String>,
-    /// Every service of the rendered configuration, with its `restart:` policy: a long-running
-    /// service that is missing or stopped needs a deploy, a one-shot one that exited 0 does not.
-    pub services: BTreeMap<String, Option<String>>,
+    /// Every service of the rendered configuration: a long-running service that is missing or
+    /// stopped needs a deploy, a one-shot one that exited 0 does not.
+    pub services: BTreeMap<String, ServiceSpec>,
     /// The project has volumes on the engine: it was deployed before, so with no backend running
     /// its sites exist but cannot be read (never "new").
     pub has_volumes: bool,
@@ -182,6 +182,33 @@ impl Observed {
     /// every site runs changes.
     pub fn image_changes(&self, reference: &str) -> bool {
         self.containers.iter().any(|c| self.deploy_services.contains(&c.service) && c.image != reference)
+    }
+}
+
+/// A service of the rendered compose configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceSpec {
+    /// `restart:` as written, if any.
+    pub restart: Option<String>,
+    /// The image it runs, if it names one.
+    pub image: Option<String>,
+    /// The services `up` starts with it (`depends_on`).
+    pub depends_on: Vec<String>,
+}
+
+impl ServiceSpec {
+    /// It keeps state or a cache that every site uses (a database or redis): recreating it
+    /// interrupts every site, and a cache comes back empty.
+    pub fn stateful(&self, name: &str) -> bool {
+        const STATEFUL: [&str; 6] = ["mariadb", "mysql", "postgres", "redis", "valkey", "keydb"];
+        let repository = self.image.as_deref().map(|i| {
+            let last = i.rsplit('/').next().unwrap_or(i);
+            last.split([':', '@']).next().unwrap_or(last).to_string()
+        });
+        match repository {
+            Some(r) => STATEFUL.iter().any(|s| r.starts_with(s)),
+            None => name == "db" || name.starts_with("redis"),
+        }
     }
 }
 

@@ -183,9 +183,27 @@ pub struct Step {
     /// Loses data if it goes wrong and no backup is restored (uninstalling an app drops its tables).
     pub destructive: bool,
     pub depends_on: Vec<String>,
-    /// For `deploy`: the services compose will create or recreate.
+    /// For `deploy`: the services named to `compose up` (it creates, recreates or starts them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
+    /// For `deploy`: every container compose will touch, each with why — the services above,
+    /// those `up` starts again because they depend on each other (a one-shot configurator), and
+    /// orphans it removes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_changes: Vec<ServiceChange>,
+}
+
+/// One service a deploy touches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceChange {
+    pub service: String,
+    /// Why compose touches it: `not running`, `exited (1)`, `runs bf1-…` (another image), `its
+    /// compose configuration changed`, `runs again: …` (a dependency), `orphan: …` (removed).
+    pub reason: String,
+    /// Recreating it interrupts every site (a database, redis: connections drop, a cache comes
+    /// back empty).
+    pub disruptive: bool,
 }
 
 /// A step's id: the kind, then the site and app it concerns (`install-app:a.localhost:hrms`).
@@ -223,6 +241,9 @@ pub fn first_difference(saved: &[Step], now: &[Step]) -> Option<String> {
         if let Some(d) = lists("names services", &a.services, &b.services) {
             return Some(d);
         }
+        if a.service_changes != b.service_changes {
+            return Some(format!("step {n} `{}` names other service changes than the planner's", a.id));
+        }
         if a.reason != b.reason {
             return Some(format!("step {n} `{}` gives another reason than the planner's: {:?}", a.id, b.reason));
         }
@@ -256,6 +277,7 @@ mod tests {
             destructive: false,
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             services: vec![],
+            service_changes: vec![],
         }
     }
 

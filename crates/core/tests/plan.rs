@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use benchform_core::plan::{Plan, PlanError, PlanOptions, plan};
 use benchform_core::record::SiteRecord;
-use benchform_core::status::{Desired, DesiredSite, Observed, ObservedContainer, ObservedSite, TagObservation};
+use benchform_core::status::{
+    Desired, DesiredSite, Observed, ObservedContainer, ObservedSite, ServiceSpec, TagObservation,
+};
 
 const OLD: &str = "bf1-000000000000000000000old";
 const NEW: &str = "bf1-000000000000000000000new";
@@ -99,7 +101,12 @@ fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
         services: SERVICES
             .iter()
             .map(|s| {
-                (s.to_string(), Some(if *s == "configurator" { "on-failure" } else { "unless-stopped" }.to_string()))
+                let spec = ServiceSpec {
+                    restart: Some(if *s == "configurator" { "on-failure" } else { "unless-stopped" }.to_string()),
+                    image: Some(format!("{REPO}:{NEW}")),
+                    depends_on: if *s == "configurator" { vec![] } else { vec!["configurator".to_string()] },
+                };
+                (s.to_string(), spec)
             })
             .collect(),
         has_volumes: true,
@@ -404,6 +411,44 @@ fn without_a_deploy_each_sites_steps_are_listed_together_as_apply_runs_them() {
     insta::assert_snapshot!(format!("{}\n{}", table(&p), serde_json::to_string_pretty(&schedule).unwrap()));
 }
 
+/// Issue 13 §2: an override changes redis-cache; the db is stopped; a container compose made for a
+/// service the files dropped remains. One deploy names each, the database and redis restarts as
+/// disruptive, the configurator `up` starts again with backend, and the orphan it removes.
+#[test]
+fn every_service_compose_touches_is_in_the_deploy_step() {
+    let (d, mut o) = converged();
+    for (name, image, state) in [("redis-cache", "redis:8.6-alpine", "running"), ("db", "mariadb:11.8", "exited")] {
+        o.services.insert(
+            name.into(),
+            ServiceSpec { restart: Some("unless-stopped".into()), image: Some(image.into()), depends_on: vec![] },
+        );
+        let mut c = container(name, NEW);
+        c.image = image.into();
+        c.desired_image = None;
+        c.state = state.into();
+        c.exit_code = (state == "exited").then_some(137);
+        if name == "redis-cache" {
+            c.desired_config_hash = Some("h2".into());
+        }
+        o.containers.push(c);
+    }
+    // backend's configuration changed too (an override on it).
+    o.containers.iter_mut().find(|c| c.service == "backend").unwrap().desired_config_hash = Some("h3".into());
+    o.services.get_mut("backend").unwrap().depends_on.push("redis-cache".into());
+    let mut orphan = container("old-worker", NEW);
+    orphan.desired_image = None;
+    o.containers.push(orphan);
+    let p = plan(&d, &o, &PlanOptions::default(), vec![]).unwrap();
+    assert_eq!(p.steps.len(), 1);
+    let deploy = &p.steps[0];
+    assert_eq!(deploy.services, vec!["backend", "db", "redis-cache"]);
+    insta::assert_snapshot!(format!(
+        "{}\n{}",
+        deploy.reason,
+        serde_json::to_string_pretty(&deploy.service_changes).unwrap()
+    ));
+}
+
 #[test]
 fn downgrade_is_refused_unless_allowed() {
     let d = desired(TWO_SITES, &["erpnext", "hrms"], &[]);
@@ -519,8 +564,11 @@ fn a_damaged_site_is_blocked_and_the_others_go_on() {
 #[test]
 fn stopped_or_missing_services_are_deployed() {
     let (d, mut o) = converged();
-    o.services.insert("redis-cache".into(), Some("unless-stopped".into()));
-    o.services.insert("redis-queue".into(), Some("unless-stopped".into()));
+    for redis in ["redis-cache", "redis-queue"] {
+        let image = Some("redis:6.2-alpine".to_string());
+        o.services
+            .insert(redis.into(), ServiceSpec { restart: Some("unless-stopped".into()), image, depends_on: vec![] });
+    }
     let mut redis = o.containers[0].clone();
     redis.service = "redis-cache".into();
     redis.image = "redis:6.2-alpine".into();

@@ -20,6 +20,7 @@ fn step(kind: StepKind, site: Option<&str>) -> Step {
         destructive: kind.destructive(),
         depends_on: vec![],
         services: vec![],
+        service_changes: vec![],
     }
 }
 

@@ -56,6 +56,8 @@ pub struct RenderedService {
     pub image: Option<String>,
     /// `restart:` as written (`unless-stopped`, `on-failure`, `always`, `no`), if any.
     pub restart: Option<String>,
+    /// The services it depends on (`depends_on`, short or long form): `up` starts them with it.
+    pub depends_on: Vec<String>,
 }
 
 impl Compose {
@@ -103,9 +105,20 @@ impl Compose {
                 services
                     .iter()
                     .map(|(name, svc)| {
+                        let depends_on = match svc.get("depends_on") {
+                            Some(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+                            Some(serde_json::Value::Array(a)) => {
+                                a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+                            }
+                            _ => Vec::new(),
+                        };
                         (
                             name.clone(),
-                            RenderedService { image: text_of(svc, "image"), restart: text_of(svc, "restart") },
+                            RenderedService {
+                                image: text_of(svc, "image"),
+                                restart: text_of(svc, "restart"),
+                                depends_on,
+                            },
                         )
                     })
                     .collect()
@@ -126,11 +139,18 @@ impl Compose {
 
     /// `up -d` (recreating `force` services when asked), with `env` for interpolation
     /// (`CUSTOM_IMAGE`, `CUSTOM_TAG`, `PULL_POLICY`).
-    pub async fn up(&self, env: &[(String, String)], force_recreate: bool) -> Result<String, ComposeError> {
+    pub async fn up(
+        &self,
+        env: &[(String, String)],
+        force_recreate: bool,
+        services: &[String],
+    ) -> Result<String, ComposeError> {
         let mut args = vec!["up", "-d", "--remove-orphans"];
         if force_recreate {
             args.push("--force-recreate");
         }
+        // Only these (and what they depend on, which compose starts with them); all when empty.
+        args.extend(services.iter().map(String::as_str));
         self.run(&args, env).await
     }
 
