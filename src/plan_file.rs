@@ -36,8 +36,8 @@ pub struct PlanDocument {
     pub steps: Vec<Step>,
     /// How apply runs the steps: phase after phase — a step that concerns no single site alone,
     /// or each site's steps in order with `parallelism` sites at a time — and each site's time
-    /// out of service. Derived from `steps` and `inputs.parallelism` (a saved plan whose schedule
-    /// does not match them is refused).
+    /// out of service. Derived from `steps` and `inputs.parallelism`; apply derives it again from
+    /// the planner's steps and never reads it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
     /// Sites of the manifest no step touches because they cannot be planned as observed (a
@@ -209,9 +209,6 @@ impl PlanDocument {
         }
         if !(1..=64).contains(&self.inputs.parallelism) {
             return Err(format!("inputs.parallelism {} is outside 1..=64", self.inputs.parallelism));
-        }
-        if self.schedule.as_ref().is_some_and(|s| *s != Schedule::of(&self.steps, self.inputs.parallelism)) {
-            return Err("its schedule does not match its steps and inputs.parallelism".to_string());
         }
         if let Some(site) = self.inputs.release_maintenance.iter().find(|s| names::site_name_problem(s).is_some()) {
             return Err(format!("inputs.release_maintenance: `{site}` is not a valid site name"));

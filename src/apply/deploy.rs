@@ -69,7 +69,7 @@ impl Applier<'_> {
         self.forget_backend().await;
         let back = match self.compose.up(&env, false, services).await {
             Ok(_) => self.wait_until_up(&previous, DEPLOY_WAIT).await,
-            Err(e) => Err(err(e, "")),
+            Err(e) => Err(err(e, "look at `docker compose logs`")),
         };
         if let Err(e) = back {
             return Err(err(

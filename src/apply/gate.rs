@@ -133,7 +133,7 @@ impl Applier<'_> {
         // (no site's database is touched, so one broken site cannot fail the gate by itself).
         let sites = loop {
             let read = match self.bench().await {
-                Ok(bench) => bench.site_configs().await.map_err(|e| err(e, "")),
+                Ok(bench) => bench.site_configs().await.map_err(|e| err(e, "check the backend container")),
                 Err(e) => Err(e),
             };
             match read {

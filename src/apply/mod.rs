@@ -88,8 +88,15 @@ pub struct StepError {
     pub cause: Option<Failure>,
 }
 
+/// A step's failure. Every failure names a fix: an empty one becomes the general way forward.
 fn err(detail: impl ToString, fix: impl ToString) -> StepError {
-    StepError { detail: detail.to_string(), fix: fix.to_string(), touched: true, rolled_back: false, cause: None }
+    let fix = fix.to_string();
+    let fix = if fix.trim().is_empty() {
+        "run `benchform plan` to see what is left, fix what the error names, then `benchform apply` again".to_string()
+    } else {
+        fix
+    };
+    StepError { detail: detail.to_string(), fix, touched: true, rolled_back: false, cause: None }
 }
 
 /// Everything the steps need.
@@ -325,6 +332,13 @@ mod tests {
     fn references_split_at_the_tag() {
         assert_eq!(split_reference("127.0.0.1:5000/p/erp:bf1-abc"), ("127.0.0.1:5000/p/erp", "bf1-abc"));
         assert_eq!(split_reference("127.0.0.1:5000/p/erp"), ("127.0.0.1:5000/p/erp", "latest"));
+    }
+
+    #[test]
+    fn every_failure_names_a_fix() {
+        assert!(err("compose up failed", "").fix.contains("benchform plan"));
+        assert!(err("compose up failed", "  ").fix.contains("benchform plan"));
+        assert_eq!(err("x", "check the engine").fix, "check the engine");
     }
 
     #[test]

@@ -301,6 +301,13 @@ impl Ctx<'_> {
             GitError::Unreachable { .. } => {
                 (Code::RemoteUnreachable, "check the host name and the network, then run the command again".to_string())
             }
+            GitError::BadResponse { .. } => (
+                Code::RemoteError,
+                "the server or a proxy in front of it sends a body libgit2 cannot frame (no Content-Length, not \
+                 chunked, ended by closing the connection): serve git over HTTP/1.1 with Content-Length or chunked \
+                 transfer (e.g. `git http-backend` behind nginx or Apache), or point `repo` at a URL that does"
+                    .to_string(),
+            ),
             GitError::Other { .. } | GitError::NotARepository { .. } | GitError::BadRevision { .. } => {
                 (Code::RemoteError, "run with -v for details".to_string())
             }

@@ -52,6 +52,10 @@ pub fn text(r: &Report) -> String {
             out.push_str(&format!("  {:<28} {}\n", s.name, yes(r.sites_observed, "does not exist", "unknown")));
             continue;
         }
+        if let Some(problem) = &s.problem {
+            out.push_str(&format!("  {:<28} cannot be read: {problem}\n", s.name));
+            continue;
+        }
         let mut notes = Vec::new();
         if !s.missing_apps.is_empty() {
             notes.push(format!("missing {}", s.missing_apps.join(", ")));

@@ -358,6 +358,8 @@ pub struct SiteReport {
     pub fingerprint_matches: bool,
     pub maintenance_mode: bool,
     pub scheduler_paused: bool,
+    /// Why the site could not be read (then `installed` and `missing_apps` say nothing), or null.
+    pub problem: Option<String>,
 }
 
 /// A change made outside benchform.
@@ -431,7 +433,11 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
                     ),
                 });
             }
-            if c.desired_image.is_some() && c.built_for.as_deref() != Some(desired.project.as_str()) {
+            // Once per service, however many containers (replicas) it runs.
+            let reported = drift
+                .iter()
+                .any(|d: &Drift| d.kind == DriftKind::ForeignImage && d.service.as_deref() == Some(c.service.as_str()));
+            if !reported && c.desired_image.is_some() && c.built_for.as_deref() != Some(desired.project.as_str()) {
                 drift.push(Drift {
                     kind: DriftKind::ForeignImage,
                     site: None,
@@ -528,6 +534,7 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
                 }),
                 maintenance_mode: o.is_some_and(|s| s.maintenance_mode),
                 scheduler_paused: o.is_some_and(|s| s.scheduler_paused),
+                problem: o.and_then(|s| s.damaged.clone()),
             }
         })
         .collect();

@@ -32,6 +32,10 @@ pub enum GitError {
     NotFound { repo: String },
     #[error("{repo} could not be reached: {detail}")]
     Unreachable { repo: String, detail: String },
+    /// The server answered, but not with a ref listing libgit2 can read (e.g. a body that ends
+    /// when the connection closes, without Content-Length or chunked framing).
+    #[error("{repo} answered, but its answer could not be read as a list of refs ({detail})")]
+    BadResponse { repo: String, detail: String },
     #[error("{repo}: {detail}")]
     Other { repo: String, detail: String },
     #[error("{path} is not in a git repository")]
@@ -104,6 +108,10 @@ fn classify(url: &str, e: git2::Error, had_auth: bool, asked_for_auth: bool) -> 
         || lower.contains("not found")
     {
         return GitError::NotFound { repo };
+    }
+    // libgit2 connected and sent its request; what came back was empty or cut short.
+    if lower.contains("could not read refs") || lower.contains("unexpected eof") || lower.contains("early eof") {
+        return GitError::BadResponse { repo, detail: message };
     }
     match e.class() {
         ErrorClass::Net | ErrorClass::Http | ErrorClass::Os | ErrorClass::Ssl => {

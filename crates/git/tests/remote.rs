@@ -87,3 +87,25 @@ fn a_moved_tag_is_seen_moved() {
     assert_ne!(before, after);
     assert_eq!(after, c3);
 }
+
+/// A server whose response bodies end when it closes the connection (no Content-Length, no
+/// chunking) is not "unreachable": libgit2 reaches it and cannot read its answer, and the error
+/// says so.
+#[test]
+fn a_body_ended_by_closing_the_connection_is_named_for_what_it_is() {
+    let root = tempfile::tempdir().unwrap();
+    let repo = TestRepo::create(root.path(), "app.git").unwrap();
+    let c = repo.commit("one").unwrap();
+    repo.tag_lightweight("v1.0.0", &c).unwrap();
+    let config = ServerConfig { close_delimited: true, ..ServerConfig::new(root.path()) };
+    let server = GitServer::start(config).unwrap();
+    let url = server.repo_url("app.git");
+    match ls_remote(&url, None) {
+        // A libgit2 that frames such bodies lists the refs, which is as good.
+        Ok(refs) => assert!(resolve_ref(&refs, "v1.0.0").is_ok()),
+        Err(e) => {
+            assert!(matches!(e, GitError::BadResponse { .. }), "{e:?}");
+            assert!(e.to_string().starts_with(&format!("{url} answered, but its answer could not be read")), "{e}");
+        }
+    }
+}

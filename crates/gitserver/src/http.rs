@@ -203,7 +203,9 @@ impl Response {
         }
     }
 
-    pub(crate) fn write_to<W: Write>(&self, out: &mut W, head_only: bool) -> io::Result<()> {
+    /// Writes the response; `close_delimited` leaves out `Content-Length` (the body ends when
+    /// the connection closes).
+    pub(crate) fn write_to<W: Write>(&self, out: &mut W, head_only: bool, close_delimited: bool) -> io::Result<()> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, self.reason);
         for (name, value) in &self.headers {
             head.push_str(name);
@@ -211,7 +213,10 @@ impl Response {
             head.push_str(value);
             head.push_str("\r\n");
         }
-        head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", self.body.len()));
+        if !close_delimited {
+            head.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        head.push_str("Connection: close\r\n\r\n");
         out.write_all(head.as_bytes())?;
         if !head_only {
             out.write_all(&self.body)?;

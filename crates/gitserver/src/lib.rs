@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// empty token) rejects every request for a private repository, which is
     /// how tests model "credentials missing on the host".
     pub token: Option<String>,
+    /// Send response bodies without `Content-Length`, ended by closing the connection (as
+    /// HTTP/1.0-style servers and some proxies do) — a framing clients must cope with.
+    pub close_delimited: bool,
 }
 
 impl ServerConfig {
@@ -70,6 +73,7 @@ impl ServerConfig {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             private_prefix: "private/".to_owned(),
             token: None,
+            close_delimited: false,
         }
     }
 }
@@ -82,6 +86,7 @@ impl fmt::Debug for ServerConfig {
             .field("bind", &self.bind)
             .field("private_prefix", &self.private_prefix)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("close_delimited", &self.close_delimited)
             .finish()
     }
 }
@@ -104,6 +109,7 @@ struct Shared {
     backend: PathBuf,
     path_env: Option<OsString>,
     home_env: Option<OsString>,
+    close_delimited: bool,
 }
 
 impl GitServer {
@@ -128,6 +134,7 @@ impl GitServer {
             backend,
             path_env: std::env::var_os("PATH"),
             home_env: std::env::var_os("HOME"),
+            close_delimited: config.close_delimited,
         });
         let stop = Arc::new(AtomicBool::new(false));
         let accept_thread = {
@@ -233,14 +240,14 @@ fn handle_connection(stream: &TcpStream, shared: &Shared) {
         // Connection closed without a request (e.g. the wake-up connect).
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return,
         Err(_) => {
-            let _ = Response::text(400, "bad request\n").write_to(&mut writer, false);
+            let _ = Response::text(400, "bad request\n").write_to(&mut writer, false, false);
             let _ = stream.shutdown(Shutdown::Write);
             return;
         }
     };
     let head_only = head.method.eq_ignore_ascii_case("HEAD");
     let response = serve(&head, &mut reader, &mut writer, stream.peer_addr().ok(), shared);
-    let _ = response.write_to(&mut writer, head_only);
+    let _ = response.write_to(&mut writer, head_only, shared.close_delimited);
     let _ = stream.shutdown(Shutdown::Write);
 }
 
