@@ -266,6 +266,13 @@ fn hand_changes_and_broken_sites_are_planned_truthfully() {
     assert!(!plan.all().contains("database is missing") && !plan.all().contains("restore"), "{}", plan.all());
     let status = d.benchform(&["status"]);
     assert_eq!(status.code, 0, "{}", status.all());
+    // Its apps are unknown, not missing.
+    assert!(status.stdout.contains("b.localhost") && status.stdout.contains("cannot be read:"), "{}", status.stdout);
+    assert!(!status.stdout.contains("missing frappe"), "{}", status.stdout);
+    let json = d.status(&[]);
+    let b_site = json["sites"].as_array().unwrap().iter().find(|s| s["name"] == "b.localhost").unwrap();
+    assert!(b_site["problem"].as_str().unwrap().contains("not a JSON object"), "{b_site}");
+    assert_eq!(b_site["missing_apps"], serde_json::json!([]));
     in_backend(&d, &["mv", "/tmp/b-site_config.json", b]);
     converged(&d);
 
