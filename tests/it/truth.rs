@@ -31,6 +31,11 @@ fn step<'a>(plan: &'a Value, id: &str) -> Option<&'a Value> {
 /// steps in the plan's order (one site at a time), and afterwards the plan is empty. Returns the
 /// plan apply printed.
 fn apply_as_planned(d: &Deployment, args: &[&str]) -> Value {
+    applied_as_planned(d, args).0
+}
+
+/// The same, also returning the run's summary event.
+fn applied_as_planned(d: &Deployment, args: &[&str]) -> (Value, Value) {
     let mut argv = vec!["--auto-approve", "--format", "json"];
     argv.extend(args);
     let run = d.apply(&argv);
@@ -42,7 +47,9 @@ fn apply_as_planned(d: &Deployment, args: &[&str]) -> Value {
     assert_eq!(started, step_ids(&plan), "apply ran other steps than it planned, or in another order");
     let again = d.benchform(&["plan", "--detailed-exitcode"]);
     assert_eq!(again.code, 0, "not converged after apply:\n{}", again.all());
-    plan
+    let summary = events.last().unwrap().clone();
+    assert_eq!(summary["event"], "summary", "{summary}");
+    (plan, summary)
 }
 
 /// The app's version in the site's `Installed Applications`, as its last migrate left it.
@@ -109,6 +116,30 @@ fn an_app_installed_by_hand_migrates_its_site_when_its_code_changes() {
     let b = status["sites"].as_array().unwrap().iter().find(|s| s["name"] == "b.localhost").unwrap();
     assert_eq!(b["extra_apps"], serde_json::json!(["hrms"]));
     assert_eq!(b["fingerprint_matches"], true);
+
+    // An image without hrms is refused before anything changes — even with allow_uninstall,
+    // which lets benchform drop hrms from a (it installed it there), never from b.
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| *l == "  - name: hrms").unwrap();
+    lines.drain(at..at + 3);
+    let text =
+        format!("{}\npolicy:\n  allow_uninstall: true\n", lines.join("\n")).replace("[erpnext, hrms]", "[erpnext]");
+    std::fs::write(&path, text).unwrap();
+    assert_eq!(d.benchform(&["lock"]).code, 0);
+    let refused = d.benchform(&["plan"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.stderr.contains("site b.localhost has hrms installed outside the manifest")
+            && refused.stderr.contains("ModuleNotFoundError"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("a.localhost has hrms"), "{}", refused.stderr);
+    let refused = d.apply(&["--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert_eq!(migrated_version(&d, "a.localhost", "hrms"), "1.1.0", "a keeps hrms: nothing changed");
 }
 
 fn in_maintenance(d: &Deployment, site: &str) -> (bool, bool) {
@@ -145,7 +176,9 @@ fn maintenance_set_by_hand_is_left_alone_until_released() {
 
     // A release that migrates b: backup and migrate, and b stays out of service.
     d.release(1, "v15.1.0", "v15.2.0");
-    let plan = apply_as_planned(&d, &[]);
+    let (plan, summary) = applied_as_planned(&d, &[]);
+    // The run says b is left in maintenance.
+    assert_eq!(summary["sites_in_maintenance"], serde_json::json!(["b.localhost"]), "{summary}");
     assert!(step(&plan, "backup:b.localhost").is_some() && step(&plan, "migrate:b.localhost").is_some(), "{plan}");
     assert!(step(&plan, "maintenance-off:b.localhost").is_none(), "{plan}");
     assert!(

@@ -642,24 +642,29 @@ mod tests {
         let foreign = SiteRecord::new("other", BTreeMap::new(), BTreeMap::new(), "x", None, "t");
         let mut broken = site("b.localhost", &["frappe", "erpnext"], None);
         broken.damaged = Some("sites/b.localhost/site_config.json is not valid JSON".to_string());
+        let backend = ObservedContainer {
+            service: "backend".into(),
+            name: "p_backend_1".into(),
+            state: "running".into(),
+            image: "someone/else:latest".into(),
+            image_id: "sha256:1".into(),
+            desired_image: Some("r.example.com/p:bf1-x".into()),
+            built_for: None,
+            config_hash: None,
+            desired_config_hash: None,
+            exit_code: None,
+            compose: None,
+        };
+        // Two replicas of the service: its drift is reported once.
+        let replica = ObservedContainer { name: "p_backend_2".into(), ..backend.clone() };
+        let mut held_by_hand = site("c.localhost", &["frappe"], None);
+        held_by_hand.maintenance_mode = true;
         let observed = Observed {
-            containers: vec![ObservedContainer {
-                service: "backend".into(),
-                name: "p_backend_1".into(),
-                state: "running".into(),
-                image: "someone/else:latest".into(),
-                image_id: "sha256:1".into(),
-                desired_image: Some("r.example.com/p:bf1-x".into()),
-                built_for: None,
-                config_hash: None,
-                desired_config_hash: None,
-                exit_code: None,
-                compose: None,
-            }],
+            containers: vec![backend, replica],
             sites: vec![
                 site("a.localhost", &["frappe", "erpnext", "hrms", "payments"], Some(foreign)),
                 broken,
-                site("c.localhost", &["frappe"], None),
+                held_by_hand,
             ],
             sites_observed: true,
             ..Observed::default()
@@ -678,5 +683,8 @@ mod tests {
         );
         assert!(!r.services[0].up_to_date);
         assert_eq!(r.sites[0].extra_apps, ["payments"]);
+        // An unreadable site's apps are unknown, not missing.
+        assert_eq!(r.sites[1].problem.as_deref(), Some("sites/b.localhost/site_config.json is not valid JSON"));
+        assert!(r.sites[1].missing_apps.is_empty());
     }
 }
