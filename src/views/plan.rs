@@ -143,14 +143,18 @@ pub fn text(p: &Plan, parallelism: u16, colour: bool) -> String {
             '-' => "31",
             _ => "33",
         };
+        // A deploy lists each container compose touches on its own line below instead.
+        let reason = match s.service_changes.len() {
+            0 => s.reason.clone(),
+            n => format!("compose touches {n} service(s):"),
+        };
         out.push_str(&format!(
             "  {} {:<16} {:<30} {}\n",
             paint(&mark, code, colour),
             s.kind.as_str(),
             output::escape(&target(s)),
-            output::escape(&s.reason)
+            output::escape(&reason)
         ));
-        // A deploy: each container compose touches, on its own line.
         for c in &s.service_changes {
             let (mark, code) = if c.disruptive { ("!", "31") } else { ("~", "33") };
             let note = if c.disruptive { " — disruptive: every site loses its connections" } else { "" };
