@@ -163,6 +163,7 @@ fn maintenance_set_by_hand_is_left_alone_until_released() {
     assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
     let unrelated = d.apply(&["--auto-approve"]);
     assert_eq!(unrelated.code, 0, "{}", unrelated.all());
+    assert!(unrelated.stdout.contains("No changes"), "{}", unrelated.stdout);
     assert_eq!(in_maintenance(&d, "b.localhost"), (true, false));
 
     // A release that migrates b: backup and migrate, and b stays out of service.

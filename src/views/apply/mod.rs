@@ -302,6 +302,14 @@ fn summary_text(shell: &Shell, plan: &Plan, s: &Summary, recoveries: &[SiteRecov
                 plan.steps.len()
             )),
         }
+        // Only sites whose maintenance someone else set stay so after a complete run.
+        if !s.in_maintenance.is_empty() {
+            shell.line(&format!(
+                "Left in maintenance mode as found (set outside benchform): {}; `benchform plan \
+                 --release-maintenance SITE` puts one back in service.",
+                s.in_maintenance.join(", ")
+            ));
+        }
         return;
     }
     for r in recoveries {
