@@ -74,8 +74,8 @@ pub struct PlanInputs {
     /// `--parallelism`: how many sites migrate at the same time.
     pub parallelism: u16,
     /// `--release-maintenance SITE`: sites in maintenance mode set outside benchform that this
-    /// plan puts back in service.
-    #[serde(default)]
+    /// plan puts back in service. Left out when empty, so plans without it read as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release_maintenance: Vec<String>,
 }
 
@@ -227,6 +227,9 @@ impl PlanDocument {
                 && !names::is_identifier(app)
             {
                 return Err(format!("steps[{i}]: app `{app}` is not a valid app name"));
+            }
+            if let Some(c) = s.service_changes.iter().find(|c| !names::is_service_name(&c.service)) {
+                return Err(format!("steps[{i}]: service `{}` is not a valid service name", c.service));
             }
             if let Some(service) = s.services.iter().find(|x| !names::is_service_name(x)) {
                 return Err(format!("steps[{i}]: service `{service}` is not a valid service name"));

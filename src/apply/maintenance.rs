@@ -7,47 +7,57 @@ impl Applier<'_> {
     /// that was in service is remembered, so a failed run can put it back.
     ///
     /// Only a site the plan puts back in service is benchform's to hold: it is marked so (the
-    /// mark first, so a crash in between leaves a site benchform still knows it holds). A site in
-    /// maintenance set by someone else keeps it, unmarked, and no later apply lifts it.
+    /// mark first, so a crash in between leaves a site benchform still knows it holds), with how
+    /// its scheduler was found. A site in maintenance mode set by someone else is left exactly as
+    /// it is (its scheduler runs no jobs in maintenance mode), unmarked, and no later apply lifts
+    /// it.
     pub(super) async fn maintenance_on(&self, site: &str) -> Result<Outcome, StepError> {
         self.ready_for_migration(site).await?;
+        if !self.options.hold_maintenance.contains(site) {
+            return Ok(Outcome::Done(
+                "ready for migration; it stays in maintenance mode as set outside benchform".into(),
+            ));
+        }
         let before = self.site(site).await?;
-        let ours = self.options.hold_maintenance.contains(site);
-        if ours
-            && let Some(o) = before.as_ref().filter(|o| !o.maintenance_mode)
+        if let Some(o) = before.as_ref().filter(|o| !o.maintenance_mode)
             && let Ok(mut entered) = self.entered_maintenance.lock()
         {
             entered.push((site.to_string(), o.scheduler_paused));
         }
-        if ours {
-            self.mark_maintenance(site, true).await?;
+        // An existing mark (an earlier run's) already says how the scheduler was found.
+        if !before.as_ref().is_some_and(|o| o.maintenance_held) {
+            let paused_before =
+                !self.options.release_maintenance.contains(site) && before.as_ref().is_some_and(|o| o.scheduler_paused);
+            let mark = benchform_core::record::maintenance_mark(&now_utc(), paused_before);
+            let key = benchform_core::record::MAINTENANCE_KEY;
+            self.run_bench(BenchCommand::SetConfig { site, key, value: &mark }, None).await?;
         }
         self.run_bench(BenchCommand::MaintenanceMode { site, on: true }, None).await?;
         self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Pause }, None).await?;
-        Ok(Outcome::Done(if ours {
-            "maintenance mode on, scheduler paused".into()
+        Ok(Outcome::Done("maintenance mode on, scheduler paused".into()))
+    }
+
+    /// Scheduler resumed (unless someone else had paused it before benchform took the site out
+    /// of service, and it was not released), maintenance mode off, then the mark removed.
+    pub(super) async fn maintenance_off(&self, site: &str) -> Result<Outcome, StepError> {
+        let keep_paused = !self.options.release_maintenance.contains(site)
+            && self.site(site).await?.is_some_and(|o| o.scheduler_paused_before);
+        if !keep_paused {
+            self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Resume }, None).await?;
+        }
+        self.run_bench(BenchCommand::MaintenanceMode { site, on: false }, None).await?;
+        self.unmark_maintenance(site).await?;
+        Ok(Outcome::Done(if keep_paused {
+            "maintenance mode off; the scheduler stays paused, as it was found".into()
         } else {
-            "scheduler paused; maintenance mode stays as it was set outside benchform".into()
+            "scheduler resumed, maintenance mode off".into()
         }))
     }
 
-    pub(super) async fn maintenance_off(&self, site: &str) -> Result<Outcome, StepError> {
-        self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Resume }, None).await?;
-        self.run_bench(BenchCommand::MaintenanceMode { site, on: false }, None).await?;
-        self.mark_maintenance(site, false).await?;
-        Ok(Outcome::Done("scheduler resumed, maintenance mode off".into()))
-    }
-
-    /// Write or remove the site's mark that benchform holds its maintenance
-    /// (`record::MAINTENANCE_KEY`; Frappe's `set-config` deletes a key set to `None`).
-    pub(super) async fn mark_maintenance(&self, site: &str, held: bool) -> Result<(), StepError> {
+    /// Remove the site's mark that benchform holds its maintenance (`record::MAINTENANCE_KEY`;
+    /// Frappe's `set-config` deletes a key set to the string `None`).
+    pub(super) async fn unmark_maintenance(&self, site: &str) -> Result<(), StepError> {
         let key = benchform_core::record::MAINTENANCE_KEY;
-        let since = serde_json::Value::String(format!("held by benchform apply since {}", now_utc())).to_string();
-        let command = if held {
-            BenchCommand::SetConfig { site, key, value: &since }
-        } else {
-            BenchCommand::UnsetConfig { site, key }
-        };
-        self.run_bench(command, None).await.map(|_| ())
+        self.run_bench(BenchCommand::UnsetConfig { site, key }, None).await.map(|_| ())
     }
 }

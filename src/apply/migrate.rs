@@ -114,7 +114,7 @@ impl Applier<'_> {
                     self.run_bench(BenchCommand::Scheduler { site: &site, action: Scheduler::Resume }, None).await?;
                 }
                 self.run_bench(BenchCommand::MaintenanceMode { site: &site, on: false }, None).await?;
-                self.mark_maintenance(&site, false).await
+                self.unmark_maintenance(&site).await
             };
             out.push(match released.await {
                 Ok(_) => Ok(site),

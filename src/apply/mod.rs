@@ -51,6 +51,8 @@ pub struct Options {
     /// benchform's to hold, and is marked so in their `site_config.json`. Others keep the
     /// maintenance mode someone else set.
     pub hold_maintenance: std::collections::BTreeSet<String>,
+    /// Sites released by `--release-maintenance`: back in service fully, their scheduler too.
+    pub release_maintenance: std::collections::BTreeSet<String>,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             damaged: Vec::new(),
             migrate_timeout: None,
             hold_maintenance: Default::default(),
+            release_maintenance: Default::default(),
         }
     }
 }

@@ -86,7 +86,8 @@ fn out_of_service(p: &Plan, schedule: &Schedule) -> Vec<(String, String)> {
         .iter()
         .filter_map(|w| {
             let from = position(&w.from)?;
-            let until = w.until.as_deref().and_then(position);
+            // A window ends after it starts (a hand-edited file may say otherwise: no window).
+            let until = w.until.as_deref().and_then(position).filter(|u| *u > from);
             let during: Vec<&str> = p.steps[from + 1..until.unwrap_or(p.steps.len())]
                 .iter()
                 .filter(|s| s.site.is_none() || s.site.as_deref() == Some(w.site.as_str()))

@@ -34,7 +34,7 @@ fn an_edited_saved_plan_is_refused_and_changes_nothing() {
     assert_eq!(made.code, 0, "{}", made.all());
     let original: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(original["format_version"], 2);
-    assert_eq!(original["inputs"], json!({"allow_downgrade": false, "parallelism": 2, "release_maintenance": []}));
+    assert_eq!(original["inputs"], json!({"allow_downgrade": false, "parallelism": 2}));
     let ids: Vec<&str> = original["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert!(ids.contains(&"backup:a.localhost") && ids.contains(&"migrate:a.localhost"), "{ids:?}");
 

@@ -202,6 +202,20 @@ fn maintenance_set_by_hand_is_left_alone_until_released() {
     assert_eq!(refused.code, 1, "{}", refused.all());
     apply_as_planned(&d, &[&file_arg]);
     assert_eq!(in_maintenance(&d, "b.localhost"), (false, false));
+
+    // A scheduler paused by hand alone: drift, and a migrate (hrms added to a, no new image)
+    // puts a back in service with its scheduler still paused.
+    let (code, out) = d.bench(&["--site", "a.localhost", "scheduler", "pause"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(has_drift(&plan_json(&d, &[]), "maintenance-outside", "a.localhost"));
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen("apps: [erpnext]", "apps: [erpnext, hrms]", 1);
+    std::fs::write(&path, text).unwrap();
+    let plan = apply_as_planned(&d, &[]);
+    assert!(step(&plan, "migrate:a.localhost").is_some(), "{plan}");
+    let config = site_config(&d, "a.localhost");
+    assert_eq!(in_maintenance(&d, "a.localhost"), (false, false));
+    assert_eq!(config["pause_scheduler"], true, "{config}");
 }
 
 /// §3: without a deploy, apply runs each site's whole group in turn; the plan lists the steps in

@@ -206,6 +206,7 @@ impl Bench<'_> {
                 maintenance_mode: c.maintenance_mode,
                 scheduler_paused: c.scheduler_paused,
                 maintenance_held: c.maintenance_held,
+                scheduler_paused_before: c.scheduler_paused_before,
                 damaged,
             });
         }

@@ -208,6 +208,8 @@ pub struct SiteConfigSummary {
     /// benchform took the site out of service and has not put it back (its `benchform_maintenance`
     /// key): maintenance set by anyone else is not benchform's to lift.
     pub maintenance_held: bool,
+    /// The mark says the scheduler was paused before benchform took the site out of service.
+    pub scheduler_paused_before: bool,
     /// What is wrong with it, as observed: no `site_config.json`, or one that is not a JSON
     /// object (the site is broken; say so, do not guess).
     pub damaged: Option<String>,
@@ -287,16 +289,17 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
         });
         own_server.insert(site.clone(), (field("db_host"), field("db_port")));
         let read_with_bench = field("db_type").is_some_and(|t| t != "mariadb") || field("db_socket").is_some();
+        let mark = value.as_ref().and_then(|v| v.get(crate::record::MAINTENANCE_KEY));
         configs.insert(
             site.clone(),
             SiteConfigSummary {
                 record: value.as_ref().and_then(SiteRecord::from_site_config),
                 maintenance_mode: value.as_ref().and_then(|v| v.get("maintenance_mode")).is_some_and(truthy),
                 scheduler_paused: value.as_ref().and_then(|v| v.get("pause_scheduler")).is_some_and(truthy),
-                maintenance_held: value
-                    .as_ref()
-                    .and_then(|v| v.get(crate::record::MAINTENANCE_KEY))
-                    .is_some_and(|v| !v.is_null()),
+                maintenance_held: mark.is_some_and(|v| !v.is_null()),
+                scheduler_paused_before: mark
+                    .and_then(|m| m.get(crate::record::MARK_SCHEDULER))
+                    .is_some_and(|s| s == crate::record::MARK_PAUSED_BEFORE),
                 damaged,
                 db,
                 read_with_bench,
@@ -327,6 +330,7 @@ pub fn parse_site_configs(stdout: &[u8]) -> Result<Vec<SiteConfigSummary>, Outpu
                 maintenance_mode: false,
                 scheduler_paused: false,
                 maintenance_held: false,
+                scheduler_paused_before: false,
                 db: None,
                 read_with_bench: false,
             },

@@ -84,10 +84,12 @@ pub struct PlanOptions {
 }
 
 impl PlanOptions {
-    /// `o` is out of service (maintenance mode or paused scheduler) by someone else's hand, and
-    /// stays so: benchform did not take it out of service and was not asked to release it.
+    /// `o` is in maintenance mode by someone else's hand, and stays so: benchform did not take
+    /// it out of service and was not asked to release it. (A scheduler paused by hand alone is
+    /// not maintenance: benchform may take such a site out of service for a migrate, and leaves
+    /// its scheduler paused when it puts it back.)
     pub fn held_by_others(&self, o: &ObservedSite) -> bool {
-        (o.maintenance_mode || o.scheduler_paused) && !o.maintenance_held && !self.release_maintenance.contains(&o.name)
+        o.maintenance_mode && !o.maintenance_held && !self.release_maintenance.contains(&o.name)
     }
 }
 
@@ -185,10 +187,9 @@ pub fn plan(
         let why = match (desired.sites.iter().any(|d| d.name == *site), observed_sites.get(site.as_str())) {
             (false, _) => Some("not a site of the manifest"),
             (true, None) => Some("no such site on the bench"),
+            (true, Some(o)) if o.damaged.is_some() => Some("the site cannot be read, so no step touches it"),
             (true, Some(o)) if !o.maintenance_mode && !o.scheduler_paused => Some("the site is in service"),
-            (true, Some(o)) if o.maintenance_held => {
-                Some("benchform took it out of service itself and puts it back when its steps are done")
-            }
+            // Held by benchform already (e.g. a release whose apply failed): nothing more to ask.
             _ => None,
         };
         if let Some(why) = why {
@@ -287,8 +288,8 @@ pub fn plan(
             None,
             if w.observed.is_some_and(|o| options.held_by_others(o)) {
                 format!(
-                    "{site} will migrate; it is in maintenance mode set outside benchform, which it keeps: pause the \
-                     scheduler first"
+                    "{site} will migrate; it is in maintenance mode set outside benchform, which it keeps as it is: \
+                     wait until it is ready for migration"
                 )
             } else {
                 format!("{site} will migrate: stop requests and pause the scheduler first")
@@ -398,6 +399,18 @@ pub fn plan(
         }
         let others = w.observed.is_some_and(|o| options.held_by_others(o));
         let released = options.release_maintenance.iter().any(|s| s == site);
+        // A scheduler someone else paused stays paused when benchform releases the site.
+        let paused_by_others = w.observed.is_some_and(|o| {
+            !released
+                && (o.scheduler_paused_before || (o.scheduler_paused && !o.maintenance_held && !o.maintenance_mode))
+        });
+        let release_note = if released {
+            " (released by --release-maintenance)"
+        } else if paused_by_others {
+            " (its scheduler stays paused, as it was found)"
+        } else {
+            ""
+        };
         if let Some(reason) = &w.migrate_reason {
             let reason = if others {
                 format!(
@@ -413,21 +426,16 @@ pub fn plan(
                     StepKind::MaintenanceOff,
                     Some(site),
                     None,
-                    if released {
-                        format!("{site} is migrated: serve it again (released by --release-maintenance)")
-                    } else {
-                        format!("{site} is migrated: serve it again")
-                    },
+                    format!("{site} is migrated: serve it again{release_note}"),
                     vec![id],
                 );
             }
-        } else if let Some(o) =
-            w.observed.filter(|o| !others && (o.maintenance_mode || o.scheduler_paused || o.maintenance_held))
-        {
-            let why = if released {
-                format!("{site} is in maintenance mode set outside benchform, released by --release-maintenance")
+        } else if let Some(o) = w.observed.filter(|o| o.maintenance_held || released) {
+            // Only maintenance benchform holds, or that it was asked to release.
+            let why = if released && !o.maintenance_held {
+                format!("{site} is out of service, set outside benchform; released by --release-maintenance")
             } else if o.maintenance_mode || o.scheduler_paused {
-                format!("{site} is up to date but an earlier apply left it out of service")
+                format!("{site} is up to date but an earlier apply left it out of service{release_note}")
             } else {
                 format!(
                     "{site} is in service, but an interrupted apply left benchform's maintenance mark on it: clear it"

@@ -32,10 +32,23 @@ use crate::tag::sha256_hex;
 pub const RECORD_KEY: &str = "benchform";
 
 /// The key in `site_config.json` that says benchform took the site out of service (maintenance
-/// mode and paused scheduler) and has not put it back; its value names the apply. Written before
-/// maintenance mode goes on, removed (`set-config -p KEY None`) after it goes off. A site in
-/// maintenance without it was put there by someone else, and stays there.
+/// mode and paused scheduler) and has not put it back: `{"since": "<time>", "scheduler":
+/// "paused before" | "running before"}` (strings only, so the literal is both JSON and Python).
+/// Written before maintenance mode goes on, removed (`set-config KEY None`, without `-p`: with it
+/// Frappe would store null) after it goes off. A site in maintenance without it was put there by
+/// someone else, and stays there.
 pub const MAINTENANCE_KEY: &str = "benchform_maintenance";
+
+/// The mark's field saying how benchform found the scheduler.
+pub const MARK_SCHEDULER: &str = "scheduler";
+/// The scheduler was paused (by someone else) before: it stays paused when the site is released.
+pub const MARK_PAUSED_BEFORE: &str = "paused before";
+
+/// The mark's value (a Python literal of a dict of strings) for `set-config -p`.
+pub fn maintenance_mark(since: &str, scheduler_paused_before: bool) -> String {
+    let scheduler = if scheduler_paused_before { MARK_PAUSED_BEFORE } else { "running before" };
+    serde_json::json!({ "since": since, MARK_SCHEDULER: scheduler }).to_string()
+}
 
 /// The prefix of a pending record's fingerprint.
 const PENDING: &str = "pending:";

@@ -86,8 +86,10 @@ impl Desired {
                 }
                 Some(_) => {}
                 // Installed since benchform last migrated the site (the planner's own installs
-                // are "gains"): its code was the image's of that time; a new image changes it.
-                None if image_changes && o.installed.contains(app) => why.push(format!(
+                // are "gains"): its code was the image's of that time. The site migrates once the
+                // image it runs is not the one benchform migrated it on — decided from the record,
+                // so a run that deployed and stopped before this migrate leaves it planned.
+                None if (image_changes || record.image != self.reference()) && o.installed.contains(app) => why.push(format!(
                     "{app}{undeclared} was installed after benchform last migrated {} and gets new code with the new \
                      image",
                     d.name
@@ -286,6 +288,9 @@ pub struct ObservedSite {
     /// benchform took the site out of service and has not put it back (see
     /// `record::MAINTENANCE_KEY`).
     pub maintenance_held: bool,
+    /// benchform's mark says the scheduler was paused (by someone else) before benchform took
+    /// the site out of service: it stays paused when benchform puts the site back.
+    pub scheduler_paused_before: bool,
     /// What is wrong with the site, as observed (its `site_config.json` missing or not JSON, its
     /// database unreadable). benchform plans nothing for a damaged site.
     pub damaged: Option<String>,
@@ -609,6 +614,7 @@ mod tests {
             maintenance_mode: false,
             scheduler_paused: false,
             maintenance_held: false,
+            scheduler_paused_before: false,
             damaged: None,
         }
     }

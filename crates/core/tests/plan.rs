@@ -63,6 +63,7 @@ fn migrated(name: &str, apps: &[&str], bumped: &[&str]) -> ObservedSite {
         maintenance_mode: false,
         scheduler_paused: false,
         maintenance_held: false,
+        scheduler_paused_before: false,
         damaged: None,
     }
 }
@@ -151,10 +152,16 @@ const TWO_SITES: &[(&str, &[&str])] = &[("a.example.com", &["erpnext", "hrms"]),
 
 fn converged() -> (Desired, Observed) {
     let d = desired(TWO_SITES, &["erpnext", "hrms"], &[]);
-    let o = observed(
+    let mut o = observed(
         NEW,
         vec![migrated("a.example.com", &["erpnext", "hrms"], &[]), migrated("b.example.com", &["erpnext"], &[])],
     );
+    // Migrated by benchform on the image they run.
+    for s in &mut o.sites {
+        if let Some(r) = s.record.as_mut() {
+            r.image = format!("{REPO}:{NEW}");
+        }
+    }
     (d, o)
 }
 
@@ -357,7 +364,21 @@ fn app_installed_by_hand_migrates_the_site_when_its_code_changes() {
 fn app_installed_by_hand_unknown_to_the_record_migrates_only_with_an_image_change() {
     let (d, mut o) = converged();
     o.sites[1].installed.push("hrms".into());
+    // Migrated by benchform on the image it runs now: nothing changed under hrms.
     assert_eq!(ok(&d, &o), "(no steps)\n");
+    // Migrated on an older image (a run that deployed and stopped before b's migrate, or a
+    // release b took no part in): hrms's code at b's last migrate is unknown, so b migrates.
+    o.sites[1].record.as_mut().unwrap().image = format!("{REPO}:{OLD}");
+    let p = plan(&d, &o, &PlanOptions::default(), vec![]).unwrap();
+    assert_eq!(
+        p.steps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [
+            "maintenance-on:b.example.com",
+            "backup:b.example.com",
+            "migrate:b.example.com",
+            "maintenance-off:b.example.com"
+        ]
+    );
     let d = desired(TWO_SITES, &["erpnext", "hrms"], &["erpnext"]);
     let mut o = observed(
         OLD,
@@ -507,9 +528,31 @@ fn maintenance_set_outside_benchform_stays_unless_released() {
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].to_string().contains(why), "{}", errs[0]);
     }
+    // Held by benchform already (a release whose apply failed): asking again is no error.
     o.sites[0].maintenance_held = true;
-    let errs = errors(&d, &o, release);
-    assert!(errs[0].to_string().contains("benchform took it out of service itself"), "{}", errs[0]);
+    assert_eq!(plan(&d, &o, &release, vec![]).unwrap().steps.len(), 1);
+    // A scheduler paused by hand alone is drift too, and no step lifts it.
+    let (d, mut o) = converged();
+    o.sites[1].scheduler_paused = true;
+    assert_eq!(ok(&d, &o), "(no steps)\n");
+}
+
+/// A scheduler paused by hand (maintenance mode off): a migrate takes the site out of service as
+/// usual and puts it back with the scheduler still paused.
+#[test]
+fn a_scheduler_paused_by_hand_stays_paused_after_a_migrate() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &["erpnext"]);
+    let mut o = observed(
+        NEW,
+        vec![
+            migrated("a.example.com", &["erpnext", "hrms"], &["erpnext"]),
+            migrated("b.example.com", &["erpnext"], &[]),
+        ],
+    );
+    o.sites[1].scheduler_paused = true;
+    let p = plan(&d, &o, &PlanOptions::default(), vec![]).unwrap();
+    let off = p.steps.iter().find(|s| s.id == "maintenance-off:b.example.com").unwrap();
+    assert_eq!(off.reason, "b.example.com is migrated: serve it again (its scheduler stays paused, as it was found)");
 }
 
 /// A site in maintenance set by hand that needs a migrate: backed up and migrated, and left in

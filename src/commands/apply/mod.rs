@@ -184,6 +184,7 @@ async fn locked(
             .filter(|s| s.kind == benchform_core::plan::StepKind::MaintenanceOff)
             .filter_map(|s| s.site.clone())
             .collect(),
+        release_maintenance: inputs.release_maintenance.iter().cloned().collect(),
     };
     let mut applier = Applier::new(p, session, options);
     applier.interrupt = interrupt;
