@@ -259,10 +259,12 @@ pub async fn observe(
     let env = compose_env(desired, compose.flavour);
     let compose_error =
         |e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)");
-    let services = compose.rendered_services(&env).await.map_err(compose_error)?;
+    // Two compose processes that do not depend on each other: at the same time.
+    let (services, hashes) = tokio::join!(compose.rendered_services(&env), compose.config_hashes(&env));
+    let services = services.map_err(compose_error)?;
+    let hashes = hashes.map_err(compose_error)?;
     let rendered: BTreeMap<String, String> =
         services.iter().filter_map(|(name, s)| Some((name.clone(), s.image.clone()?))).collect();
-    let hashes = compose.config_hashes(&env).await.map_err(compose_error)?;
     let containers = engine
         .project_containers(&manifest.project)
         .await

@@ -144,10 +144,12 @@ impl Applier<'_> {
         };
         let pinged: Vec<_> =
             sites.iter().filter(|s| s.damaged.is_none() && !self.options.damaged.contains(&s.site)).collect();
-        for site in &pinged {
+        // Each site until it answers or the deadline passes; GATE_CONCURRENCY sites at a time.
+        use futures_util::StreamExt;
+        let answers: Vec<Result<(), String>> = futures_util::stream::iter(pinged.iter().map(|site| async move {
             loop {
                 let said = match self.ping(&site.site, site.maintenance_mode).await {
-                    Ok(()) => break,
+                    Ok(()) => return Ok(()),
                     Err(said) => said,
                 };
                 if Instant::now() >= deadline {
@@ -159,6 +161,12 @@ impl Applier<'_> {
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
+        }))
+        .buffer_unordered(GATE_CONCURRENCY)
+        .collect()
+        .await;
+        if let Some(why) = answers.into_iter().find_map(Result::err) {
+            return Err(why);
         }
         Ok(pinged.len())
     }
@@ -182,6 +190,10 @@ impl Applier<'_> {
         }
     }
 }
+
+/// How many sites the health gate pings at the same time (each ping is an exec of curl in the
+/// backend: bounded, so 400 sites do not open 400 execs at once).
+const GATE_CONCURRENCY: usize = 8;
 
 /// How long a deploy may take to bring the backend up and the configurator through.
 pub(super) const DEPLOY_WAIT: Duration = Duration::from_secs(180);

@@ -96,11 +96,22 @@ fn main() -> ExitCode {
         };
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
+    startup_delay();
     let result = run(&args);
     flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Fail(code)) => ExitCode::from(code),
+    }
+}
+
+/// What a real `bench` costs before it does anything (Python imports, Frappe's app loading: one
+/// to several seconds): `BENCH_CONTRACT_STARTUP_MS` milliseconds, default 0, so a benchmark can
+/// measure with Frappe-like start-up cost (set it on the backend service; execs inherit it).
+fn startup_delay() {
+    let ms = std::env::var("BENCH_CONTRACT_STARTUP_MS").ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
+    if ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
     }
 }
 
