@@ -40,8 +40,13 @@ impl Applier<'_> {
     /// Scheduler resumed (unless someone else had paused it before benchform took the site out
     /// of service, and it was not released), maintenance mode off, then the mark removed.
     pub(super) async fn maintenance_off(&self, site: &str) -> Result<Outcome, StepError> {
-        let keep_paused = !self.options.release_maintenance.contains(site)
-            && self.site(site).await?.is_some_and(|o| o.scheduler_paused_before);
+        // The mark lives in site_config.json: one exec reads it, no database is touched (a
+        // site is put back in service even while its database is unreachable).
+        let keep_paused = !self.options.release_maintenance.contains(site) && {
+            let configs =
+                self.bench().await?.site_configs().await.map_err(|e| err(e, "check the backend container"))?;
+            configs.iter().any(|c| c.site == site && c.scheduler_paused_before)
+        };
         if !keep_paused {
             self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Resume }, None).await?;
         }

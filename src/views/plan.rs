@@ -127,15 +127,17 @@ pub fn text(p: &Plan, parallelism: u16, colour: bool) -> String {
     )));
     out.push_str("  + create   ~ change   - destroy   ! destructive\n\n");
     let schedule = Schedule::of(&p.steps, parallelism);
-    let phases = benchform_core::schedule::phases(&p.steps);
+    // Where a phase of several sites begins (its first step), and how many sites it has.
+    let headers: std::collections::BTreeMap<usize, usize> = benchform_core::schedule::phases(&p.steps)
+        .into_iter()
+        .filter_map(|ph| match ph {
+            Phase::Sites(groups) if groups.len() > 1 => Some((*groups.first()?.steps.first()?, groups.len())),
+            _ => None,
+        })
+        .collect();
     for (i, s) in p.steps.iter().enumerate() {
-        // A phase of several sites: say how they run.
-        if let Some(Phase::Sites(groups)) = phases
-            .iter()
-            .find(|ph| matches!(ph, Phase::Sites(g) if g.first().and_then(|g| g.steps.first()) == Some(&i)))
-            && groups.len() > 1
-        {
-            out.push_str(&format!("  -- {} --\n", sites_at_a_time(groups.len(), parallelism)));
+        if let Some(sites) = headers.get(&i) {
+            out.push_str(&format!("  -- {} --\n", sites_at_a_time(*sites, parallelism)));
         }
         let sym = s.kind.symbol();
         let mark = format!("{sym}{}", if s.destructive { "!" } else { " " });

@@ -73,6 +73,8 @@ impl Desired {
             return vec![format!("{} was never migrated by benchform", d.name)];
         };
         let code = self.site_code(d, &o.installed);
+        // The site will run other code than it was last migrated on (see below).
+        let image_moved = image_changes || record.image != self.reference();
         let mut why = Vec::new();
         for (app, commit) in &code.commits {
             let undeclared = if code.undeclared.contains(app) { " (installed outside the manifest)" } else { "" };
@@ -89,7 +91,7 @@ impl Desired {
                 // are "gains"): its code was the image's of that time. The site migrates once the
                 // image it runs is not the one benchform migrated it on — decided from the record,
                 // so a run that deployed and stopped before this migrate leaves it planned.
-                None if (image_changes || record.image != self.reference()) && o.installed.contains(app) => why.push(format!(
+                None if image_moved && o.installed.contains(app) => why.push(format!(
                     "{app}{undeclared} was installed after benchform last migrated {} and gets new code with the new \
                      image",
                     d.name
