@@ -165,8 +165,9 @@ pub fn image_inputs(manifest: &Manifest, lock: &LockFile, paths: &Paths) -> Resu
 pub struct Session {
     pub engine: Engine,
     pub compose: Compose,
-    /// What `compose version --short` says (`2.40.3`), asked once.
-    pub compose_version: Option<String>,
+    /// What `compose version --short` says (`2.40.3`), asked once: while the rest of the
+    /// observation runs when the flavour is known without asking.
+    compose_version: std::sync::Arc<tokio::sync::OnceCell<Option<String>>>,
 }
 
 impl Session {
@@ -174,6 +175,13 @@ impl Session {
     pub async fn open(manifest: &Manifest, paths: &Paths) -> Result<Session, ObserveError> {
         let (compose, compose_version) = compose(manifest, paths).await?;
         Ok(Session { engine: engine().await?, compose, compose_version })
+    }
+
+    /// What `compose version --short` says.
+    pub async fn compose_version(&self) -> Option<String> {
+        let flavour = self.compose.flavour;
+        let cli = self.compose.docker_cli.clone();
+        self.compose_version.get_or_init(|| compose::version_of(flavour, &cli)).await.clone()
     }
 }
 
@@ -184,12 +192,30 @@ pub async fn engine() -> Result<Engine, ObserveError> {
     })
 }
 
-/// The compose project the manifest describes, and the version of compose that drives it.
-pub async fn compose(manifest: &Manifest, paths: &Paths) -> Result<(Compose, Option<String>), ObserveError> {
+/// The compose project the manifest describes, and the version of compose that drives it (being
+/// asked in the background when the flavour is known without asking).
+pub async fn compose(
+    manifest: &Manifest,
+    paths: &Paths,
+) -> Result<(Compose, std::sync::Arc<tokio::sync::OnceCell<Option<String>>>), ObserveError> {
     let cli = benchform_docker::build::docker_cli();
-    let (flavour, version) = compose::detect(&cli)
-        .await
-        .map_err(|e| ObserveError::new("compose", e, "install docker-compose (v1) or the compose plugin (v2)"))?;
+    let version = std::sync::Arc::new(tokio::sync::OnceCell::new());
+    let flavour = match compose::known_flavour() {
+        Some(flavour) => {
+            let (asked, cli) = (version.clone(), cli.clone());
+            tokio::spawn(async move {
+                asked.get_or_init(|| compose::version_of(flavour, &cli)).await;
+            });
+            flavour
+        }
+        None => {
+            let (flavour, found) = compose::detect(&cli).await.map_err(|e| {
+                ObserveError::new("compose", e, "install docker-compose (v1) or the compose plugin (v2)")
+            })?;
+            let _ = version.set(found);
+            flavour
+        }
+    };
     let compose = Compose {
         flavour,
         docker_cli: cli,
@@ -229,7 +255,7 @@ pub async fn observe(
     desired: &Desired,
     refresh: Refresh,
 ) -> Result<Observed, ObserveError> {
-    let Session { engine, compose, compose_version } = session;
+    let Session { engine, compose, .. } = session;
     let reference = desired.reference();
     let registry = match engine.registry_tag(&reference).await {
         Ok(TagState::Present { digest }) => TagObservation::Present { digest },
@@ -300,6 +326,7 @@ pub async fn observe(
         })?,
         None => SitesRead::default(),
     };
+    let compose_version = session.compose_version().await;
     let has_volumes = engine
         .project_has_volumes(&manifest.project)
         .await
@@ -307,7 +334,7 @@ pub async fn observe(
     Ok(Observed {
         // What the program says it is (a `docker-compose` on PATH can be a v2 binary).
         compose: compose_version.as_deref().map_or_else(|| compose.flavour.as_str().to_string(), flavour_of_version),
-        compose_version: compose_version.clone(),
+        compose_version,
         registry,
         engine_image,
         containers: observed_containers,

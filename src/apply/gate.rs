@@ -142,61 +142,158 @@ impl Applier<'_> {
                 Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         };
-        let pinged: Vec<_> =
-            sites.iter().filter(|s| s.damaged.is_none() && !self.options.damaged.contains(&s.site)).collect();
-        // Each site until it answers or the deadline passes; GATE_CONCURRENCY sites at a time.
-        use futures_util::StreamExt;
-        let answers: Vec<Result<(), String>> = futures_util::stream::iter(pinged.iter().map(|site| async move {
-            loop {
-                let said = match self.ping(&site.site, site.maintenance_mode).await {
-                    Ok(()) => return Ok(()),
-                    Err(said) => said,
-                };
-                if Instant::now() >= deadline {
-                    return Err(format!(
-                        "health gate: {} did not answer /api/method/ping within {} s ({said})",
-                        site.site,
-                        self.options.health_timeout.as_secs()
-                    ));
+        let mut pending: Vec<(&str, bool)> = sites
+            .iter()
+            .filter(|s| s.damaged.is_none() && !self.options.damaged.contains(&s.site))
+            .map(|s| (s.site.as_str(), s.maintenance_mode))
+            .collect();
+        let checked = pending.len();
+        // Round after round, the sites that did not answer yet, until the deadline passes.
+        loop {
+            let answers = self.ping_all(&pending).await;
+            let mut failed = None;
+            let mut left = Vec::new();
+            for (site, answer) in pending.iter().zip(answers) {
+                if let Err(said) = answer {
+                    failed.get_or_insert((site.0, said));
+                    left.push(*site);
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-        }))
-        .buffer_unordered(GATE_CONCURRENCY)
-        .collect()
-        .await;
-        if let Some(why) = answers.into_iter().find_map(Result::err) {
-            return Err(why);
+            let Some((site, said)) = failed else { return Ok(checked) };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "health gate: {site} did not answer /api/method/ping within {} s ({said})",
+                    self.options.health_timeout.as_secs()
+                ));
+            }
+            pending = left;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        Ok(pinged.len())
     }
 
-    /// One ping of `site` through the backend container (frappe_docker's images ship curl).
-    pub(super) async fn ping(&self, site: &str, in_maintenance: bool) -> Result<(), String> {
-        let host = format!("Host: {site}");
-        let argv: Vec<String> = ["curl", "-sS", "--max-time", "5", "-H", &host, "-w", "\n%{http_code}", PING_URL]
-            .map(String::from)
-            .to_vec();
-        let bench = self.bench().await.map_err(|e| e.detail)?;
-        let out = bench.run(&argv, Some(Duration::from_secs(15))).await.map_err(|e| e.to_string())?;
-        if out.exit_code != 0 {
-            return Err(format!("curl exited {}: {}", out.exit_code, out.stderr.trim()));
+    /// One ping of each site (`(name, in maintenance mode)`) through the backend container, by
+    /// Host header as nginx routes it (frappe_docker's images ship curl): at most
+    /// [`GATE_EXECS`] execs at the same time, each running curl for its share of the sites in
+    /// turn, so the number of execs does not grow with the number of sites. Each site's answer,
+    /// in order.
+    pub(super) async fn ping_all(&self, sites: &[(&str, bool)]) -> Vec<Result<(), String>> {
+        if sites.is_empty() {
+            return Vec::new();
         }
-        let (body, code) = out.stdout.rsplit_once('\n').unwrap_or(("", out.stdout.as_str()));
-        match code.trim() {
-            "200" if body.contains("pong") => Ok(()),
-            "503" if in_maintenance => Ok(()),
-            code => Err(format!("HTTP {code}")),
-        }
+        let share = sites.len().div_ceil(GATE_EXECS);
+        let chunks = sites.chunks(share).map(|chunk| async move {
+            let mut argv: Vec<String> = ["sh", "-c", PING_SCRIPT, "sh"].map(String::from).to_vec();
+            argv.extend(chunk.iter().map(|(site, _)| site.to_string()));
+            // Each curl gives up after 5 s.
+            let timeout = Duration::from_secs(10 + 6 * chunk.len() as u64);
+            let out = match self.bench().await {
+                Ok(bench) => bench.run(&argv, Some(timeout)).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.detail),
+            };
+            match out {
+                Ok(out) => {
+                    let mut answers = parse_pings(&out.stdout);
+                    chunk
+                        .iter()
+                        .map(|(site, in_maintenance)| match answers.remove(*site) {
+                            Some(answer) => judge(answer, *in_maintenance),
+                            None => Err(format!("no answer from curl (exit {}: {})", out.exit_code, out.stderr.trim())),
+                        })
+                        .collect::<Vec<_>>()
+                }
+                Err(why) => chunk.iter().map(|_| Err(why.clone())).collect(),
+            }
+        });
+        futures_util::future::join_all(chunks).await.into_iter().flatten().collect()
     }
 }
 
-/// How many sites the health gate pings at the same time (each ping is an exec of curl in the
-/// backend: bounded, so 400 sites do not open 400 execs at once).
-const GATE_CONCURRENCY: usize = 8;
+/// One site's answer in a ping exec: curl's exit status, and what it printed (body, then the
+/// HTTP status on the last line, or curl's error).
+#[derive(Debug, PartialEq, Eq)]
+struct PingAnswer {
+    exit: i64,
+    said: String,
+}
+
+/// A ping's verdict: 200 with `pong` for a serving site; for a site in maintenance mode, Frappe's
+/// 503 `SessionStopped` (raised once it has loaded the app and connected to the site's database)
+/// is as healthy as it gets.
+fn judge(answer: PingAnswer, in_maintenance: bool) -> Result<(), String> {
+    if answer.exit != 0 {
+        return Err(format!("curl exited {}: {}", answer.exit, answer.said.trim()));
+    }
+    let (body, code) = answer.said.rsplit_once('\n').unwrap_or(("", answer.said.as_str()));
+    match code.trim() {
+        "200" if body.contains("pong") => Ok(()),
+        "503" if in_maintenance => Ok(()),
+        code => Err(format!("HTTP {code}")),
+    }
+}
+
+/// Read a ping exec's output: each site's section opens with `\x1esite NAME` and closes with
+/// `\x1erc N` (curl's exit status). A section without its closing line (the exec was cut off)
+/// gives no answer for that site.
+fn parse_pings(stdout: &str) -> std::collections::HashMap<String, PingAnswer> {
+    let mut answers = std::collections::HashMap::new();
+    let mut open: Option<(String, Vec<&str>)> = None;
+    for line in stdout.split('\n') {
+        if let Some(site) = line.strip_prefix("\u{1e}site ") {
+            open = Some((site.to_string(), Vec::new()));
+        } else if let Some(code) = line.strip_prefix("\u{1e}rc ") {
+            if let Some((site, lines)) = open.take() {
+                let exit = code.trim().parse().unwrap_or(-1);
+                answers.insert(site, PingAnswer { exit, said: lines.join("\n") });
+            }
+        } else if let Some((_, lines)) = open.as_mut() {
+            lines.push(line);
+        }
+    }
+    answers
+}
+
+/// The ping exec: for each site given as an argument, curl with its Host header against gunicorn
+/// where frappe_docker's images run it (its CMD binds 0.0.0.0:8000), framed so that each answer is
+/// told apart. Constant text; site names arrive as arguments, never in the script.
+const PING_SCRIPT: &str = concat!(
+    "for h; do printf '\\036site %s\\n' \"$h\"; ",
+    "curl -sS --max-time 5 -H \"Host: $h\" -w '\\n%{http_code}' http://127.0.0.1:8000/api/method/ping 2>&1; ",
+    "printf '\\n\\036rc %s\\n' \"$?\"; done"
+);
+
+/// How many execs the health gate runs at the same time, each pinging its share of the sites.
+const GATE_EXECS: usize = 8;
 
 /// How long a deploy may take to bring the backend up and the configurator through.
 pub(super) const DEPLOY_WAIT: Duration = Duration::from_secs(180);
 
-/// Where gunicorn listens in frappe_docker's images (its CMD binds 0.0.0.0:8000).
-pub(super) const PING_URL: &str = "http://127.0.0.1:8000/api/method/ping";
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ping_sections_are_told_apart_and_judged() {
+        let out = "\u{1e}site a.localhost\n{\"message\": \"pong\"}\n200\n\u{1e}rc 0\n\
+                   \u{1e}site b.localhost\n{\"exc_type\": \"SessionStopped\"}\n503\n\u{1e}rc 0\n\
+                   \u{1e}site c.localhost\ncurl: (7) Failed to connect\n\n\u{1e}rc 7\n\
+                   \u{1e}site d.localhost\n{\"message\": \"pong\"}";
+        let mut answers = parse_pings(out);
+        assert_eq!(answers.len(), 3, "d was cut off: no answer");
+        assert_eq!(judge(answers.remove("a.localhost").unwrap(), false), Ok(()));
+        let b = answers.remove("b.localhost").unwrap();
+        assert_eq!(judge(PingAnswer { exit: b.exit, said: b.said.clone() }, true), Ok(()));
+        assert_eq!(judge(b, false), Err("HTTP 503".to_string()));
+        let c = judge(answers.remove("c.localhost").unwrap(), false).unwrap_err();
+        assert!(c.starts_with("curl exited 7: curl: (7) Failed to connect"), "{c}");
+    }
+
+    #[test]
+    fn a_body_cannot_pass_for_another_site() {
+        // A site's body holding the frame's text on a line of its own still belongs to it: the
+        // frame byte starts every header, and a body line is only ever added to the open section.
+        let out = "\u{1e}site a.localhost\nsite b.localhost\n404\n\u{1e}rc 0\n";
+        let answers = parse_pings(out);
+        assert_eq!(answers.keys().collect::<Vec<_>>(), ["a.localhost"]);
+        assert_eq!(judge(answers.into_values().next().unwrap(), false), Err("HTTP 404".to_string()));
+    }
+}

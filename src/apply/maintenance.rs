@@ -18,51 +18,75 @@ impl Applier<'_> {
                 "ready for migration; it stays in maintenance mode as set outside benchform".into(),
             ));
         }
-        let before = self.site(site).await?;
+        // Its flags live in site_config.json: one exec, no database read.
+        let before = self.bench().await?.site_config(site).await.map_err(|e| err(e, "check the backend container"))?;
+        if let Some(problem) = before.as_ref().and_then(|c| c.damaged.as_ref()) {
+            return Err(unreadable(site, problem));
+        }
         if let Some(o) = before.as_ref().filter(|o| !o.maintenance_mode)
             && let Ok(mut entered) = self.entered_maintenance.lock()
         {
             entered.push((site.to_string(), o.scheduler_paused));
         }
+        // The mark first, in the same exec as the flags (stopping at the first failure).
+        let mark;
+        let mut commands = Vec::new();
         // An existing mark (an earlier run's) already says how the scheduler was found.
         if !before.as_ref().is_some_and(|o| o.maintenance_held) {
             let paused_before =
                 !self.options.release_maintenance.contains(site) && before.as_ref().is_some_and(|o| o.scheduler_paused);
-            let mark = benchform_core::record::maintenance_mark(&now_utc(), paused_before);
+            mark = benchform_core::record::maintenance_mark(&now_utc(), paused_before);
             let key = benchform_core::record::MAINTENANCE_KEY;
-            self.run_bench(BenchCommand::SetConfig { site, key, value: &mark }, None).await?;
+            commands.push(BenchCommand::SetConfig { site, key, value: &mark });
         }
-        self.run_bench(BenchCommand::MaintenanceMode { site, on: true }, None).await?;
-        self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Pause }, None).await?;
+        commands.push(BenchCommand::MaintenanceMode { site, on: true });
+        commands.push(BenchCommand::Scheduler { site, action: Scheduler::Pause });
+        self.run_bench_all(&commands).await?;
         Ok(Outcome::Done("maintenance mode on, scheduler paused".into()))
     }
 
     /// Scheduler resumed (unless someone else had paused it before benchform took the site out
     /// of service, and it was not released), maintenance mode off, then the mark removed.
     pub(super) async fn maintenance_off(&self, site: &str) -> Result<Outcome, StepError> {
-        // The mark lives in site_config.json: one exec reads it, no database is touched (a
-        // site is put back in service even while its database is unreachable).
-        let keep_paused = !self.options.release_maintenance.contains(site) && {
-            let configs =
-                self.bench().await?.site_configs().await.map_err(|e| err(e, "check the backend container"))?;
-            configs.iter().any(|c| c.site == site && c.scheduler_paused_before)
-        };
-        if !keep_paused {
-            self.run_bench(BenchCommand::Scheduler { site, action: Scheduler::Resume }, None).await?;
-        }
-        self.run_bench(BenchCommand::MaintenanceMode { site, on: false }, None).await?;
-        self.unmark_maintenance(site).await?;
+        // How the scheduler was found: known when this run took the site out of service (it
+        // wrote the mark), else from the mark in site_config.json: one exec, no database touched
+        // (a site is put back in service even while its database is unreachable).
+        let entered = self
+            .entered_maintenance
+            .lock()
+            .ok()
+            .and_then(|e| e.iter().find(|(s, _)| s == site).map(|(_, paused)| *paused));
+        let keep_paused = !self.options.release_maintenance.contains(site)
+            && match entered {
+                Some(paused) => paused,
+                None => {
+                    let config = self
+                        .bench()
+                        .await?
+                        .site_config(site)
+                        .await
+                        .map_err(|e| err(e, "check the backend container"))?;
+                    config.is_some_and(|c| c.scheduler_paused_before)
+                }
+            };
+        self.run_bench_all(&release_commands(site, !keep_paused)).await?;
         Ok(Outcome::Done(if keep_paused {
             "maintenance mode off; the scheduler stays paused, as it was found".into()
         } else {
             "scheduler resumed, maintenance mode off".into()
         }))
     }
+}
 
-    /// Remove the site's mark that benchform holds its maintenance (`record::MAINTENANCE_KEY`;
-    /// Frappe's `set-config` deletes a key set to the string `None`).
-    pub(super) async fn unmark_maintenance(&self, site: &str) -> Result<(), StepError> {
-        let key = benchform_core::record::MAINTENANCE_KEY;
-        self.run_bench(BenchCommand::UnsetConfig { site, key }, None).await.map(|_| ())
+/// Back in service, in one exec: scheduler resumed (`resume`), maintenance mode off, then the
+/// mark that benchform holds the site's maintenance removed (`record::MAINTENANCE_KEY`; Frappe's
+/// `set-config` deletes a key set to the string `None`).
+pub(super) fn release_commands(site: &str, resume: bool) -> Vec<BenchCommand<'_>> {
+    let mut commands = Vec::new();
+    if resume {
+        commands.push(BenchCommand::Scheduler { site, action: Scheduler::Resume });
     }
+    commands.push(BenchCommand::MaintenanceMode { site, on: false });
+    commands.push(BenchCommand::UnsetConfig { site, key: benchform_core::record::MAINTENANCE_KEY });
+    commands
 }

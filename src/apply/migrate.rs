@@ -82,10 +82,20 @@ impl Applier<'_> {
             }
             return Err(e);
         }
-        let digest = match self.engine.registry_tag(&self.reference()).await {
-            Ok(TagState::Present { digest }) => Some(digest),
-            _ => None,
-        };
+        // A registry that could not answer is asked again by the next site's migrate.
+        let digest = self
+            .digest
+            .get_or_try_init(|| async {
+                match self.engine.registry_tag(&self.reference()).await {
+                    Ok(TagState::Present { digest }) => Ok(Some(digest)),
+                    Ok(TagState::Absent) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await
+            .ok()
+            .cloned()
+            .flatten();
         let record =
             SiteRecord::new(&self.p.manifest.project, code.commits, code.refs, &self.reference(), digest, &now_utc())
                 .with_undeclared(code.undeclared);
@@ -109,14 +119,8 @@ impl Applier<'_> {
     pub async fn back_in_service(&self, sites: &[(String, bool)]) -> Vec<Result<String, (String, StepError)>> {
         let mut out = Vec::new();
         for (site, was_paused) in sites.iter().cloned() {
-            let released = async {
-                if !was_paused {
-                    self.run_bench(BenchCommand::Scheduler { site: &site, action: Scheduler::Resume }, None).await?;
-                }
-                self.run_bench(BenchCommand::MaintenanceMode { site: &site, on: false }, None).await?;
-                self.unmark_maintenance(&site).await
-            };
-            out.push(match released.await {
+            let released = self.run_bench_all(&super::maintenance::release_commands(&site, !was_paused)).await;
+            out.push(match released {
                 Ok(_) => Ok(site),
                 Err(e) => Err((site, e)),
             });

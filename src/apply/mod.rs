@@ -102,6 +102,33 @@ fn err(detail: impl ToString, fix: impl ToString) -> StepError {
     StepError { detail: detail.to_string(), fix, touched: true, rolled_back: false, cause: None }
 }
 
+/// A `bench` command that exited `code`: what it said last, and the failure benchform tells apart.
+fn bench_failed(command: &BenchCommand<'_>, code: i64, stdout: &str, stderr: &str) -> StepError {
+    // The end of stdout, then stderr: a traceback's last line says why.
+    let tail: Vec<&str> = stdout.lines().chain(stderr.lines()).collect();
+    let tail = tail[tail.len().saturating_sub(6)..].join("\n    ");
+    let cause = bench_command::classify(stdout, stderr);
+    let fix = match &cause {
+        Some(Failure::UnknownDatabase { database }) => format!(
+            "MariaDB has no database {database} for this site: restore the site from a backup (`bench --site SITE \
+             restore …`) or drop it (`bench drop-site SITE --force`), then run apply again"
+        ),
+        _ => "fix the cause, then run apply again".to_string(),
+    };
+    StepError { cause, ..err(format!("`{command}` exited {code}:\n    {tail}"), fix) }
+}
+
+/// A site whose config or database cannot be read: nothing is done to it.
+fn unreadable(site: &str, problem: &str) -> StepError {
+    StepError {
+        touched: false,
+        ..err(
+            format!("{site} cannot be read: {problem}"),
+            "repair it by hand, then run apply again (nothing was done to it)",
+        )
+    }
+}
+
 /// Everything the steps need.
 #[derive(Debug)]
 pub struct Applier<'a> {
@@ -125,6 +152,9 @@ pub struct Applier<'a> {
     /// Sites this run took out of service (maintenance mode was off before it), each with
     /// whether its scheduler was paused already (then it stays paused when the site is released).
     pub entered_maintenance: std::sync::Mutex<Vec<(String, bool)>>,
+    /// The desired image's digest in the registry, read by the first migrate that records it (the
+    /// push, if any, came before): one registry request per run, not per site.
+    digest: tokio::sync::OnceCell<Option<String>>,
     /// Held while the health gate runs for the site steps of a run without a deploy gate.
     gate_lock: tokio::sync::Mutex<()>,
     /// Set once the backend passed the health gate in this run.
@@ -152,6 +182,7 @@ impl<'a> Applier<'a> {
             refused_writes: Default::default(),
             migrated: Default::default(),
             entered_maintenance: Default::default(),
+            digest: Default::default(),
             gate_lock: Default::default(),
             gate_passed: Default::default(),
             interrupt: Default::default(),
@@ -240,42 +271,66 @@ impl Applier<'_> {
             )
         })?;
         if out.exit_code != 0 {
-            // The end of stdout, then stderr: a traceback's last line says why.
-            let tail: Vec<&str> = out.stdout.lines().chain(out.stderr.lines()).collect();
-            let tail = tail[tail.len().saturating_sub(6)..].join("\n    ");
-            let cause = bench_command::classify(&out.stdout, &out.stderr);
-            let fix = match &cause {
-                Some(Failure::UnknownDatabase { database }) => format!(
-                    "MariaDB has no database {database} for this site: restore the site from a backup (`bench --site \
-                     SITE restore …`) or drop it (`bench drop-site SITE --force`), then run apply again"
-                ),
-                _ => "fix the cause, then run apply again".to_string(),
-            };
-            return Err(StepError { cause, ..err(format!("`{command}` exited {}:\n    {tail}", out.exit_code), fix) });
+            return Err(bench_failed(&command, out.exit_code, &out.stdout, &out.stderr));
         }
         Ok(out.stdout)
     }
 
-    /// Each site's maintenance mode and paused scheduler, as they are now (two execs); `None`
+    /// Run `commands` (none reads standard input) one after the other in one exec
+    /// ([`bench_command::sequence_argv`]), stopping at the first that fails, which fails as it
+    /// would alone. Each command costs its `bench` process; the exec's cost is paid once.
+    async fn run_bench_all(&self, commands: &[BenchCommand<'_>]) -> Result<(), StepError> {
+        let argvs: Vec<Vec<String>> = commands.iter().map(BenchCommand::argv).collect();
+        let Some(argv) = bench_command::sequence_argv(&argvs).filter(|_| commands.len() > 1) else {
+            for command in commands {
+                self.run_bench(command.clone(), None).await?;
+            }
+            return Ok(());
+        };
+        let bench = self.bench().await?;
+        let site = commands.first().map(BenchCommand::site).unwrap_or_default();
+        let streamed = bench
+            .run_streamed(&argv, None, &|line| {
+                if !line.starts_with('\u{1e}') {
+                    self.note_line(site, line);
+                }
+            })
+            .await;
+        if streamed.is_err() {
+            self.forget_backend().await;
+        }
+        let out = streamed.map_err(|e| StepError {
+            touched: false,
+            ..err(
+                format!("{e} (the commands may still be running in the container)"),
+                "check the backend container; run apply again once they have ended",
+            )
+        })?;
+        if out.exit_code != 0 {
+            let (last, outputs) = bench_command::parse_sequence(&out.stdout, commands.len());
+            // More than one command reached here: the first exists.
+            let failed = commands.get(last).unwrap_or(&commands[0]);
+            let stdout = outputs.get(last).map(String::as_str).unwrap_or_default();
+            return Err(bench_failed(failed, out.exit_code, stdout, &out.stderr));
+        }
+        Ok(())
+    }
+
+    /// Each site's maintenance mode and paused scheduler, as they are now (one exec); `None`
     /// when they cannot be read.
     pub async fn maintenance_flags(&self) -> Option<BTreeMap<String, (bool, bool)>> {
         let configs = self.bench().await.ok()?.site_configs().await.ok()?;
         Some(configs.into_iter().map(|c| (c.site, (c.maintenance_mode, c.scheduler_paused))).collect())
     }
 
-    /// One site, read authoritatively (two execs, whatever the number of sites).
+    /// One site, read authoritatively: two execs that read this site alone, so the cost does not
+    /// grow with the number of sites.
     async fn site(&self, site: &str) -> Result<Option<benchform_core::status::ObservedSite>, StepError> {
         let observed =
             self.bench().await?.observe_site(site).await.map_err(|e| err(e, "check the backend container"))?;
         // A site that cannot be read is never taken for one without apps.
         if let Some(problem) = observed.as_ref().and_then(|o| o.damaged.as_ref()) {
-            return Err(StepError {
-                touched: false,
-                ..err(
-                    format!("{site} cannot be read: {problem}"),
-                    "repair it by hand, then run apply again (nothing was done to it)",
-                )
-            });
+            return Err(unreadable(site, problem));
         }
         Ok(observed)
     }

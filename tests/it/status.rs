@@ -534,6 +534,55 @@ fn observing_one_site_or_thirty_costs_the_same_execs() {
     assert_eq!(counts, [2, 2], "status must cost a constant number of execs");
 }
 
+/// What an apply costs does not grow with the sites it leaves alone: with nothing to change it is
+/// the two observation execs and no `bench` process, and adding a site next to one or ten
+/// existing ones runs the same commands (its reads name it alone) but for the health gate, which
+/// pings every site in at most 8 execs.
+#[test]
+fn an_apply_costs_the_same_next_to_one_site_or_ten() {
+    let mut costs = Vec::new();
+    for n in [1usize, 10] {
+        let existing: Vec<String> = (0..n).map(|i| format!("s{i}.localhost")).collect();
+        let sites: Vec<(&str, &[&str])> = existing.iter().map(|s| (s.as_str(), &[][..])).collect();
+        let d = Deployment::new(&sites);
+        let first = d.apply(&["--auto-approve", "--parallelism", "4"]);
+        assert_eq!(first.code, 0, "{}", first.all());
+
+        let watch = Watch::start(&d.project);
+        let unchanged = d.apply(&["--auto-approve"]);
+        let seen = watch.stop();
+        assert_eq!(unchanged.code, 0, "{}", unchanged.all());
+        assert_eq!(seen.len(), 2, "a no-op apply is the two observation execs: {seen:?}");
+        assert!(!seen.iter().any(|a| a.starts_with("exec_create: bench ")), "{seen:?}");
+
+        let path = d.dir.path().join("benchform.yaml");
+        let manifest = std::fs::read_to_string(&path).unwrap() + "  - name: new.localhost\n    apps: []\n";
+        std::fs::write(&path, manifest).unwrap();
+        let watch = Watch::start(&d.project);
+        let added = d.apply(&["--auto-approve", "--format", "json"]);
+        let seen = watch.stop();
+        assert_eq!(added.code, 0, "{}", added.all());
+        let (gate, rest): (Vec<String>, Vec<String>) = seen.into_iter().partition(|a| a.contains("curl -sS"));
+        assert!(!gate.is_empty() && gate.len() <= 8, "the gate pings in at most 8 execs: {gate:?}");
+        let pinged: usize = gate
+            .iter()
+            .map(|a| existing.iter().filter(|s| a.ends_with(&format!(" {s}")) || a.contains(&format!(" {s} "))).count())
+            .sum();
+        assert_eq!(pinged, n, "every existing site is pinged once: {gate:?}");
+        for action in &rest {
+            assert!(
+                !existing.iter().any(|s| action.contains(s.as_str())),
+                "a command for one site read another: {action}"
+            );
+        }
+        costs.push(rest);
+    }
+    let shape = |actions: &[String]| -> Vec<String> {
+        actions.iter().map(|a| a.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).collect()
+    };
+    assert_eq!(shape(&costs[0]), shape(&costs[1]), "adding a site costs the same next to 1 or 10");
+}
+
 #[test]
 fn unobservable_worlds_are_clear_errors_with_exit_1() {
     let d = Deployment::new(&[("a.localhost", &["erpnext"])]);

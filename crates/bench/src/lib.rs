@@ -134,7 +134,18 @@ impl Bench<'_> {
         Ok(bench::parse_site_configs(&out.stdout_bytes)?)
     }
 
-    /// One site; `None` when it does not exist. Two execs.
+    /// One site's `site_config.json` summary (`None` when the site does not exist): one exec that
+    /// reads that site's config and the common one only, whatever the number of sites.
+    pub async fn site_config(
+        &self,
+        site: &str,
+    ) -> Result<Option<benchform_core::bench::SiteConfigSummary>, BenchError> {
+        let argv = bench::find_site_config_argv(site).unwrap_or_else(bench::find_site_configs_argv);
+        let out = self.ok(&argv, Some(OBSERVE_TIMEOUT)).await?;
+        Ok(bench::parse_site_configs(&out.stdout_bytes)?.into_iter().find(|c| c.site == site))
+    }
+
+    /// One site; `None` when it does not exist. Two execs, each reading that site only.
     pub async fn observe_site(&self, site: &str) -> Result<Option<ObservedSite>, BenchError> {
         Ok(self.observe(Refresh::Cheap, Some(site)).await?.sites.into_iter().next())
     }
@@ -143,10 +154,10 @@ impl Bench<'_> {
     /// not JSON, a database that refuses it) comes back `damaged` with what was seen; it never
     /// fails the others. Only transport failures (no engine, no container) are errors.
     async fn observe(&self, refresh: Refresh, only: Option<&str>) -> Result<SitesRead, BenchError> {
-        let mut configs = self.site_configs().await?;
-        if let Some(only) = only {
-            configs.retain(|c| c.site == only);
-        }
+        let configs = match only {
+            Some(only) => self.site_config(only).await?.into_iter().collect(),
+            None => self.site_configs().await?,
+        };
         let mut apps_source = if refresh == Refresh::Full { AppsSource::Execute } else { AppsSource::Database };
         let mut from_db: BTreeMap<String, DbApps> = BTreeMap::new();
         if apps_source == AppsSource::Database {

@@ -66,6 +66,64 @@ pub fn find_site_configs_argv() -> Vec<String> {
     .collect()
 }
 
+/// argv of exec 1 for one site: the same output as [`find_site_configs_argv`] restricted to
+/// `site` (its folder, its config) and the common config. Every other site's folder is pruned,
+/// not read, so the cost does not grow with the number of sites. `None` for a name `find` would
+/// take for a pattern (site names from the manifest never are: they are validated host names).
+pub fn find_site_config_argv(site: &str) -> Option<Vec<String>> {
+    if site.is_empty() || site.contains(['*', '?', '[', ']', '\\', '/']) || site.starts_with('.') {
+        return None;
+    }
+    let folder = format!("sites/{site}");
+    let config = format!("sites/{site}/site_config.json");
+    let argv = [
+        "find",
+        "sites",
+        "-mindepth",
+        "1",
+        "-maxdepth",
+        "2",
+        "(",
+        "-type",
+        "d",
+        "-path",
+        "sites/*",
+        "!",
+        "-path",
+        &folder,
+        "-prune",
+        ")",
+        "-o",
+        "(",
+        "(",
+        "-path",
+        &config,
+        "-o",
+        "-path",
+        "sites/common_site_config.json",
+        ")",
+        "-exec",
+        "wc",
+        "-c",
+        "{}",
+        ";",
+        "-exec",
+        "cat",
+        "{}",
+        ";",
+        ")",
+        "-o",
+        "(",
+        "-type",
+        "d",
+        "-path",
+        &folder,
+        "-print",
+        ")",
+    ];
+    Some(argv.iter().map(|s| s.to_string()).collect())
+}
+
 /// Where one site's database is, and as whom to read it. The password is only ever handed to
 /// the exec's environment; `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]

@@ -141,6 +141,53 @@ impl BenchCommand<'_> {
     }
 }
 
+/// Several commands (none reading standard input) in one exec, one after the other, stopping at
+/// the first that fails: the engine's cost of an exec is paid once instead of per command, and
+/// the `bench` processes are the same. Each argv goes in as one argument, its words joined by
+/// the unit separator (0x1f), and the constant script splits it back with `IFS` set to that
+/// separator alone and globbing off: no shell parses a word. `None` when a word is empty or holds
+/// the separator (then each command runs in its own exec).
+///
+/// Output on stdout: `\x1ecmd N` before command N (from 1) runs, and after the last one that ran
+/// `\x1erc N CODE`; the exec exits with that command's code.
+pub fn sequence_argv(commands: &[Vec<String>]) -> Option<Vec<String>> {
+    let mut argv: Vec<String> = ["sh", "-c", SEQUENCE_SCRIPT, "sh"].map(String::from).to_vec();
+    for command in commands {
+        if command.is_empty() || command.iter().any(|w| w.is_empty() || w.contains('\u{1f}')) {
+            return None;
+        }
+        argv.push(command.join("\u{1f}"));
+    }
+    Some(argv)
+}
+
+const SEQUENCE_SCRIPT: &str = concat!(
+    "set -f; IFS=$(printf '\\037'); n=0; for c; do n=$((n + 1)); printf '\\036cmd %s\\n' \"$n\"; ",
+    "$c </dev/null; rc=$?; if [ \"$rc\" -ne 0 ]; then printf '\\036rc %s %s\\n' \"$n\" \"$rc\"; exit \"$rc\"; fi; ",
+    "done; printf '\\036rc %s 0\\n' \"$n\""
+);
+
+/// What a sequence exec's stdout says: the number (from 0) of the last command that ran, and
+/// each command's own stdout (the frame lines taken out).
+pub fn parse_sequence(stdout: &str, count: usize) -> (usize, Vec<String>) {
+    let mut outputs = vec![String::new(); count];
+    let mut current: Option<usize> = None;
+    for line in stdout.split_inclusive('\n') {
+        let bare = line.trim_end_matches('\n');
+        if let Some(n) = bare.strip_prefix("\u{1e}cmd ").and_then(|n| n.trim().parse::<usize>().ok()) {
+            current = n.checked_sub(1).filter(|i| *i < count);
+            continue;
+        }
+        if bare.starts_with("\u{1e}rc ") {
+            continue;
+        }
+        if let Some(i) = current {
+            outputs[i].push_str(line);
+        }
+    }
+    (current.unwrap_or(0), outputs)
+}
+
 impl fmt::Display for BenchCommand<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.argv().join(" "))
@@ -209,6 +256,30 @@ pub fn classify(stdout: &str, stderr: &str) -> Option<Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sequence_is_one_exec_whose_words_no_shell_parses() {
+        let a = BenchCommand::MaintenanceMode { site: "a.localhost", on: true }.argv();
+        let b = BenchCommand::SetConfig { site: "a.localhost", key: "k", value: "{'x': '$(rm -rf /) * ;'}" }.argv();
+        let argv = sequence_argv(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(argv[..2], ["sh", "-c"]);
+        assert_eq!(argv[4], a.join("\u{1f}"));
+        assert_eq!(argv[5], b.join("\u{1f}"));
+        assert!(!argv[2].contains("a.localhost"), "names never reach the script");
+        // An empty word or one holding the separator cannot be framed: one exec per command.
+        assert_eq!(sequence_argv(&[vec!["bench".into(), String::new()]]), None);
+        assert_eq!(sequence_argv(&[vec!["bench".into(), "a\u{1f}b".into()]]), None);
+    }
+
+    #[test]
+    fn a_sequence_says_which_command_ran_last_and_what_each_printed() {
+        let out =
+            "\u{1e}cmd 1\n\u{1e}cmd 2\nScheduler is paused for site a\n\u{1e}cmd 3\nTraceback\nboom\n\u{1e}rc 3 1\n";
+        let (last, outputs) = parse_sequence(out, 3);
+        assert_eq!(last, 2);
+        assert_eq!(outputs, ["", "Scheduler is paused for site a\n", "Traceback\nboom\n"]);
+        assert_eq!(parse_sequence("", 2).0, 0, "nothing ran: the first is the one that failed");
+    }
 
     #[test]
     fn commands_become_the_contract_argv() {
