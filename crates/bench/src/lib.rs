@@ -244,3 +244,43 @@ fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use benchform_core::bench;
+
+    /// Exec 1's argv run by a real `find` on a bench's `sites/` folder: the one-site form reads
+    /// that site (and the common config) alone; the all-sites form reads every site.
+    #[test]
+    fn one_site_is_read_alone_and_every_site_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let sites = dir.path().join("sites");
+        for site in ["a.localhost", "b.localhost", "c.localhost"] {
+            std::fs::create_dir_all(sites.join(site).join("private/backups")).unwrap();
+            let config = format!("{{\"db_name\": \"_{}\", \"db_password\": \"pw\"}}", &site[..1]);
+            std::fs::write(sites.join(site).join("site_config.json"), config).unwrap();
+        }
+        std::fs::create_dir_all(sites.join("assets")).unwrap();
+        std::fs::write(sites.join("common_site_config.json"), r#"{"db_host": "db"}"#).unwrap();
+        let run = |argv: Vec<String>| {
+            let out = Command::new(&argv[0]).args(&argv[1..]).current_dir(dir.path()).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            bench::parse_site_configs(&out.stdout).unwrap()
+        };
+        let one = run(bench::find_site_config_argv("b.localhost").unwrap());
+        assert_eq!(one.len(), 1, "{one:?}");
+        assert_eq!(one[0].site, "b.localhost");
+        let db = one[0].db.as_ref().unwrap();
+        assert_eq!((db.name.as_str(), db.host.as_str()), ("_b", "db"), "the common config is read too");
+        let all = run(bench::find_site_configs_argv());
+        let names: Vec<&str> = all.iter().map(|c| c.site.as_str()).collect();
+        assert_eq!(names, ["a.localhost", "b.localhost", "c.localhost"]);
+        // A site that does not exist is no error: nothing is read.
+        assert!(run(bench::find_site_config_argv("d.localhost").unwrap()).is_empty());
+        // A name `find` would take for a pattern never becomes one.
+        assert_eq!(bench::find_site_config_argv("*"), None);
+        assert_eq!(bench::find_site_config_argv("../x"), None);
+    }
+}

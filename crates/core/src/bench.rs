@@ -8,7 +8,7 @@
 //!    server from the site's or the common config). Passwords are kept only to read the
 //!    database in exec 2, never shown;
 //! 2. one exec of the image's `mariadb` client, once per site inside it, each with the site's own
-//!    credentials (passed in the exec's environment, never in argv): the `__global` default
+//!    credentials (passed on the exec's standard input, never in argv): the `__global` default
 //!    `installed_apps`, the set `frappe.get_installed_apps()` returns (frappe-contract §5). No
 //!    root password, no `bench` process. frappe_docker's images carry `mariadb-client`.
 //!
@@ -24,46 +24,7 @@ use crate::record::SiteRecord;
 /// then its bytes (`cat`). The size frames the content, so nothing a file holds can pass for
 /// another site's header.
 pub fn find_site_configs_argv() -> Vec<String> {
-    [
-        "find",
-        "sites",
-        "-mindepth",
-        "1",
-        "-maxdepth",
-        "2",
-        "(",
-        "(",
-        "-path",
-        "sites/*/site_config.json",
-        "-o",
-        "-path",
-        "sites/common_site_config.json",
-        ")",
-        "-exec",
-        "wc",
-        "-c",
-        "{}",
-        ";",
-        "-exec",
-        "cat",
-        "{}",
-        ";",
-        ")",
-        "-o",
-        "(",
-        "-type",
-        "d",
-        "-path",
-        "sites/*",
-        "!",
-        "-path",
-        "sites/*/*",
-        "-print",
-        ")",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    configs_argv("*", false)
 }
 
 /// argv of exec 1 for one site: the same output as [`find_site_configs_argv`] restricted to
@@ -74,26 +35,19 @@ pub fn find_site_config_argv(site: &str) -> Option<Vec<String>> {
     if site.is_empty() || site.contains(['*', '?', '[', ']', '\\', '/']) || site.starts_with('.') {
         return None;
     }
-    let folder = format!("sites/{site}");
-    let config = format!("sites/{site}/site_config.json");
-    let argv = [
-        "find",
-        "sites",
-        "-mindepth",
-        "1",
-        "-maxdepth",
-        "2",
-        "(",
-        "-type",
-        "d",
-        "-path",
-        "sites/*",
-        "!",
-        "-path",
-        &folder,
-        "-prune",
-        ")",
-        "-o",
+    Some(configs_argv(site, true))
+}
+
+/// Exec 1's argv for the site folders `sites/<pattern>`; with `prune_others`, every other folder
+/// under `sites/` is pruned (not descended into).
+fn configs_argv(pattern: &str, prune_others: bool) -> Vec<String> {
+    let folder = format!("sites/{pattern}");
+    let config = format!("{folder}/site_config.json");
+    let mut argv = vec!["find", "sites", "-mindepth", "1", "-maxdepth", "2"];
+    if prune_others {
+        argv.extend(["(", "-type", "d", "-path", "sites/*", "!", "-path", &folder, "-prune", ")", "-o"]);
+    }
+    argv.extend([
         "(",
         "(",
         "-path",
@@ -118,10 +72,13 @@ pub fn find_site_config_argv(site: &str) -> Option<Vec<String>> {
         "d",
         "-path",
         &folder,
+        "!",
+        "-path",
+        "sites/*/*",
         "-print",
         ")",
-    ];
-    Some(argv.iter().map(|s| s.to_string()).collect())
+    ]);
+    argv.into_iter().map(str::to_string).collect()
 }
 
 /// Where one site's database is, and as whom to read it. The password is only ever handed to
