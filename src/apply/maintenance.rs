@@ -19,7 +19,7 @@ impl Applier<'_> {
             ));
         }
         // Its flags live in site_config.json: one exec, no database read.
-        let before = self.bench().await?.site_config(site).await.map_err(|e| err(e, "check the backend container"))?;
+        let before = self.site_config(site).await?;
         if let Some(problem) = before.as_ref().and_then(|c| c.damaged.as_ref()) {
             return Err(unreadable(site, problem));
         }
@@ -59,15 +59,7 @@ impl Applier<'_> {
         let keep_paused = !self.options.release_maintenance.contains(site)
             && match entered {
                 Some(paused) => paused,
-                None => {
-                    let config = self
-                        .bench()
-                        .await?
-                        .site_config(site)
-                        .await
-                        .map_err(|e| err(e, "check the backend container"))?;
-                    config.is_some_and(|c| c.scheduler_paused_before)
-                }
+                None => self.site_config(site).await?.is_some_and(|c| c.scheduler_paused_before),
             };
         self.run_bench_all(&release_commands(site, !keep_paused)).await?;
         Ok(Outcome::Done(if keep_paused {

@@ -253,23 +253,7 @@ impl Applier<'_> {
 
     /// Run one `bench` command (output streamed with `-v`); a failure carries its [`Failure`].
     async fn run_bench(&self, command: BenchCommand<'_>, stdin: Option<&[u8]>) -> Result<String, StepError> {
-        let bench = self.bench().await?;
-        let argv = command.argv();
-        // The command may still be running in the container when its output stream broke: treat
-        // it as not finished (nothing restored underneath it).
-        let site = command.site();
-        let streamed = bench.run_streamed(&argv, stdin, &|line| self.note_line(site, line)).await;
-        if streamed.is_err() {
-            // The container may be gone (recreated, removed): look it up again next time.
-            self.forget_backend().await;
-        }
-        let out = streamed.map_err(|e| StepError {
-            touched: false,
-            ..err(
-                format!("{e} (the command may still be running in the container)"),
-                "check the backend container; run apply again once the command has ended",
-            )
-        })?;
+        let out = self.exec_streamed(&command.argv(), stdin, command.site()).await?;
         if out.exit_code != 0 {
             return Err(bench_failed(&command, out.exit_code, &out.stdout, &out.stderr));
         }
@@ -287,25 +271,8 @@ impl Applier<'_> {
             }
             return Ok(());
         };
-        let bench = self.bench().await?;
         let site = commands.first().map(BenchCommand::site).unwrap_or_default();
-        let streamed = bench
-            .run_streamed(&argv, None, &|line| {
-                if !line.starts_with('\u{1e}') {
-                    self.note_line(site, line);
-                }
-            })
-            .await;
-        if streamed.is_err() {
-            self.forget_backend().await;
-        }
-        let out = streamed.map_err(|e| StepError {
-            touched: false,
-            ..err(
-                format!("{e} (the commands may still be running in the container)"),
-                "check the backend container; run apply again once they have ended",
-            )
-        })?;
+        let out = self.exec_streamed(&argv, None, site).await?;
         if out.exit_code != 0 {
             let (last, outputs) = bench_command::parse_sequence(&out.stdout, commands.len());
             // More than one command reached here: the first exists.
@@ -314,6 +281,42 @@ impl Applier<'_> {
             return Err(bench_failed(failed, out.exit_code, stdout, &out.stderr));
         }
         Ok(())
+    }
+
+    /// Run `argv` in the backend, each output line noted as `site`'s latest (but a sequence's
+    /// frame lines); the output whatever the exit code. A broken output stream means the command
+    /// may still be running in the container: it counts as not finished (nothing is restored
+    /// underneath it).
+    async fn exec_streamed(
+        &self,
+        argv: &[String],
+        stdin: Option<&[u8]>,
+        site: &str,
+    ) -> Result<benchform_docker::ExecOutput, StepError> {
+        let bench = self.bench().await?;
+        let streamed = bench
+            .run_streamed(argv, stdin, &|line| {
+                if !line.starts_with('\u{1e}') {
+                    self.note_line(site, line);
+                }
+            })
+            .await;
+        if streamed.is_err() {
+            // The container may be gone (recreated, removed): look it up again next time.
+            self.forget_backend().await;
+        }
+        streamed.map_err(|e| StepError {
+            touched: false,
+            ..err(
+                format!("{e} (the command may still be running in the container)"),
+                "check the backend container; run apply again once the command has ended",
+            )
+        })
+    }
+
+    /// One site's `site_config.json` summary (flags, record, mark): one exec, no database read.
+    async fn site_config(&self, site: &str) -> Result<Option<benchform_core::bench::SiteConfigSummary>, StepError> {
+        self.bench().await?.site_config(site).await.map_err(|e| err(e, "check the backend container"))
     }
 
     /// Each site's maintenance mode and paused scheduler, as they are now (one exec); `None`

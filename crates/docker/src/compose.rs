@@ -258,10 +258,15 @@ fn find_compose_plugin() -> Option<PathBuf> {
 /// The flavour known without running compose: `BENCHFORM_COMPOSE=v1|v2`, else v2 when the compose
 /// plugin is where the Docker CLI looks for it. `None`: [`detect`] must ask.
 pub fn known_flavour() -> Option<Flavour> {
+    forced_flavour().or_else(|| compose_plugin().map(|_| Flavour::V2))
+}
+
+/// The flavour `BENCHFORM_COMPOSE=v1|v2` asks for, if any.
+fn forced_flavour() -> Option<Flavour> {
     match std::env::var("BENCHFORM_COMPOSE").ok().as_deref() {
         Some("v1") => Some(Flavour::V1),
         Some("v2") => Some(Flavour::V2),
-        _ => compose_plugin().map(|_| Flavour::V2),
+        _ => None,
     }
 }
 
@@ -278,12 +283,7 @@ pub async fn version_of(flavour: Flavour, docker_cli: &std::path::Path) -> Optio
 /// `BENCHFORM_COMPOSE=v1|v2` if set (its version then only when it answers), else v2 when
 /// `docker compose` answers, else v1 when `docker-compose` does.
 pub async fn detect(docker_cli: &std::path::Path) -> Result<(Flavour, Option<String>), ComposeError> {
-    let forced = match std::env::var("BENCHFORM_COMPOSE").ok().as_deref() {
-        Some("v1") => Some(Flavour::V1),
-        Some("v2") => Some(Flavour::V2),
-        _ => None,
-    };
-    if let Some(flavour) = forced {
+    if let Some(flavour) = forced_flavour() {
         return Ok((flavour, version_of(flavour, docker_cli).await));
     }
     for flavour in [Flavour::V2, Flavour::V1] {
