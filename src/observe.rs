@@ -27,6 +27,8 @@ pub struct Prepared {
     pub paths: Paths,
     /// What the image tag is computed from, build arguments included (computed once).
     pub image: ImageInputs,
+    /// The images the build starts from (and the local aliases `image.base_tag` needs).
+    pub bases: Vec<benchform_core::containerfile::Base>,
     pub desired: Desired,
 }
 
@@ -58,16 +60,16 @@ pub fn prepare(shell: &Shell, file: Option<&Path>, strict: bool) -> Result<Prepa
         }
     }
     let paths = Paths::new(&manifest, &loaded.dir);
-    let image = image_inputs(&manifest, &lock, &paths).map_err(|e| failed(shell, &e))?;
+    let (image, bases) = image_inputs(&manifest, &lock, &paths).map_err(|e| failed(shell, &e))?;
     let desired = benchform_core::status::desired(&manifest, &lock, &image.tag());
-    Ok(Prepared { loaded, manifest, lock, lock_bytes, paths, image, desired })
+    Ok(Prepared { loaded, manifest, lock, lock_bytes, paths, image, bases, desired })
 }
 
 impl Prepared {
     /// Open a session for this deployment and observe the world through it.
     pub async fn observe(&self, refresh: Refresh) -> Result<(Session, Observed), ObserveError> {
         let session = Session::open(&self.manifest, &self.paths).await?;
-        let observed = observe(&session, &self.manifest, &self.desired, refresh).await?;
+        let observed = observe(&session, self, refresh).await?;
         Ok((session, observed))
     }
 }
@@ -106,6 +108,9 @@ pub struct Paths {
 
 impl Paths {
     pub fn new(manifest: &Manifest, dir: &Path) -> Paths {
+        // Absolute: compose v2 resolves `-f` paths against `--project-directory`, so a relative
+        // folder would be taken twice.
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         let context = dir.join(&manifest.image.context);
         let compose_dir = dir.join(manifest.deploy.compose.dir.as_deref().unwrap_or(&manifest.image.context));
         Paths {
@@ -137,8 +142,12 @@ fn build_args(manifest: &Manifest, sources: &[(String, String, String)]) -> BTre
     args
 }
 
-/// Everything the image tag is computed from, read from disk.
-pub fn image_inputs(manifest: &Manifest, lock: &LockFile, paths: &Paths) -> Result<ImageInputs, ObserveError> {
+/// Everything the image tag is computed from, read from disk, and the images the build starts from.
+pub fn image_inputs(
+    manifest: &Manifest,
+    lock: &LockFile,
+    paths: &Paths,
+) -> Result<(ImageInputs, Vec<benchform_core::containerfile::Base>), ObserveError> {
     let sources = locked_sources(manifest, lock)
         .ok_or_else(|| ObserveError::new("lock", "benchform.lock does not pin every source", "run `benchform lock`"))?;
     let containerfile = std::fs::read(&paths.containerfile).map_err(|e| {
@@ -148,15 +157,32 @@ pub fn image_inputs(manifest: &Manifest, lock: &LockFile, paths: &Paths) -> Resu
             "point image.context and image.containerfile at a frappe_docker checkout",
         )
     })?;
-    let context_sha256 = benchform_docker::context::context_digest(&paths.context)
+    let text = String::from_utf8_lossy(&containerfile);
+    let resolved = benchform_core::containerfile::resolve(
+        &text,
+        &build_args(manifest, &sources),
+        manifest.image.base_tag.as_deref(),
+    )
+    .map_err(|e| {
+        ObserveError::new(
+            "build context",
+            format!("{}, {e}", paths.containerfile.display()),
+            "fix the Containerfile, or image.base_tag (docs/manifest.md)",
+        )
+    })?;
+    let reads = &resolved.reads;
+    let context_sha256 = benchform_docker::context::context_digest(&paths.context, &|rel| reads.context.takes(rel))
         .map_err(|e| ObserveError::new("build context", e, "check image.context"))?;
-    Ok(ImageInputs {
-        build_args: build_args(manifest, &sources),
+    let inputs = ImageInputs {
+        build_args: resolved.build_args.clone(),
         sources,
         containerfile_sha256: tag::sha256_hex(&containerfile),
         build_network: manifest.image.build_network.clone(),
+        base_images: resolved.bases.iter().map(|b| b.source.clone()).collect(),
+        remote_sources: reads.remote.clone(),
         context_sha256,
-    })
+    };
+    Ok((inputs, resolved.bases))
 }
 
 /// The adapters one command talks through, each connected once: the engine and the compose
@@ -249,12 +275,8 @@ fn flavour_of_version(version: &str) -> String {
 }
 
 /// Observe everything `status` shows.
-pub async fn observe(
-    session: &Session,
-    manifest: &Manifest,
-    desired: &Desired,
-    refresh: Refresh,
-) -> Result<Observed, ObserveError> {
+pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Result<Observed, ObserveError> {
+    let (manifest, desired) = (&p.manifest, &p.desired);
     let Session { engine, compose, .. } = session;
     let reference = desired.reference();
     let registry = match engine.registry_tag(&reference).await {
@@ -281,6 +303,12 @@ pub async fn observe(
         .await
         .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?
         .map(|i| i.id);
+    // The bases matter only when a build is coming.
+    let missing_bases = if engine_image.is_none() && registry == TagObservation::Absent {
+        missing_bases(engine, p).await
+    } else {
+        Vec::new()
+    };
 
     let env = compose_env(desired, compose.flavour);
     let compose_error =
@@ -356,5 +384,25 @@ pub async fn observe(
         sites: read.sites,
         apps_source: read.apps_source,
         sites_observed,
+        missing_bases,
     })
+}
+
+/// The images the build starts from that neither the engine nor their registry has. One that
+/// cannot be asked about (no network) is left to the build step, which pulls it or fails.
+async fn missing_bases(engine: &Engine, p: &Prepared) -> Vec<benchform_core::status::MissingBase> {
+    let mut out = Vec::new();
+    for base in &p.bases {
+        if matches!(engine.image(&base.source).await, Ok(Some(_))) {
+            continue;
+        }
+        if let Ok(TagState::Absent) = engine.registry_tag(&base.source).await {
+            out.push(benchform_core::status::MissingBase {
+                image: base.source.clone(),
+                detail: crate::apply::missing_base(base, &p.manifest, "its registry has no such tag"),
+                fix: crate::apply::base_fix(base, &p.manifest),
+            });
+        }
+    }
+    out
 }

@@ -13,34 +13,8 @@ impl Applier<'_> {
         if plan.steps.iter().any(|s| s.kind == StepKind::Deploy) {
             self.refuse_migrator().await?;
         }
-        if plan.steps.iter().any(|s| s.kind == StepKind::NewSite) {
-            self.site_passwords("a new site")?;
-        }
-        // A failed migrate of an existing site is restored, and `bench restore` needs the
-        // database root password: better to know now than after the failure.
-        use benchform_manifest::model::OnMigrateFailure;
-        let existing = plan.steps.iter().find(|s| {
-            s.kind == StepKind::Migrate && !plan.steps.iter().any(|n| n.kind == StepKind::NewSite && n.site == s.site)
-        });
-        if let Some(step) = existing
-            && self.p.manifest.policy.on_migrate_failure == OnMigrateFailure::Restore
-        {
-            let site = step.site.as_deref().unwrap_or_default();
-            let var = self.p.manifest.deploy.db_root_password_env.as_deref();
-            if env_secret(var).is_none() {
-                return Err(err(
-                    format!(
-                        "{site} will migrate, and restoring it after a failed migrate needs the database root \
-                         password, which is not available"
-                    ),
-                    match var {
-                        Some(v) => format!("export it in {v}, or set policy.on_migrate_failure: stop"),
-                        None => "name its variable in deploy.db_root_password_env and export it, or set \
-                                 policy.on_migrate_failure: stop"
-                            .to_string(),
-                    },
-                ));
-            }
+        if let Some((what, fix)) = missing_secrets(plan, self.p).into_iter().next() {
+            return Err(err(what, fix));
         }
         Ok(())
     }

@@ -10,12 +10,39 @@ use benchform_docker::build::{self, BuildSpec};
 use super::*;
 use crate::observe::LABEL_PROJECT;
 
+/// Why a base image is missing, with where the Containerfile names it.
+pub(crate) fn missing_base(
+    base: &benchform_core::containerfile::Base,
+    manifest: &benchform_manifest::Manifest,
+    cause: impl std::fmt::Display,
+) -> String {
+    let via = if base.pulled == base.source { String::new() } else { format!(" (through the alias {})", base.pulled) };
+    format!(
+        "the build starts FROM {}{via} ({}, line {}: `{}`), which the engine does not have and cannot pull: {cause}",
+        base.source, manifest.image.containerfile, base.line, base.written
+    )
+}
+
+/// The way out of a missing base image.
+pub(crate) fn base_fix(base: &benchform_core::containerfile::Base, manifest: &benchform_manifest::Manifest) -> String {
+    if base.written.contains(benchform_core::containerfile::BRANCH_ARG) && manifest.image.base_tag.is_none() {
+        format!(
+            "frappe_docker tags its base images by branch (version-15, version-16), while FRAPPE_BRANCH is frappe.ref \
+             ({}): set image.base_tag to the branch of that release, e.g. `base_tag: version-15`",
+            manifest.frappe.git_ref
+        )
+    } else {
+        format!("build or pull {} into the engine, or correct image.base_tag / the Containerfile", base.source)
+    }
+}
+
 impl Applier<'_> {
     pub(super) async fn build(&self) -> Result<Outcome, StepError> {
         let reference = self.reference();
         if self.engine.image(&reference).await.map_err(|e| err(e, "check `docker info`"))?.is_some() {
             return Ok(Outcome::AlreadyDone(format!("the engine has {reference}")));
         }
+        self.base_images().await?;
         let tokens = self.tokens();
         let mut apps: Vec<serde_json::Value> = Vec::new();
         for a in &self.p.manifest.apps {
@@ -53,6 +80,24 @@ impl Applier<'_> {
         .await
         .map_err(|e| err(e, "read the build output above (run with -v to stream it)"))?;
         Ok(Outcome::Done(format!("built {reference}")))
+    }
+
+    /// Make sure the engine has every image the build starts from, under the name the
+    /// Containerfile pulls: pulled when missing, and aliased from `image.base_tag`'s tag. A
+    /// missing base fails here, before the build, naming the image and the way out.
+    async fn base_images(&self) -> Result<(), StepError> {
+        for base in &self.p.bases {
+            let present = self.engine.image(&base.source).await.map_err(|e| err(e, "check `docker info`"))?.is_some();
+            if !present {
+                build::pull(&self.cli, &base.source, |line| self.note_line(StepKind::Build.as_str(), line))
+                    .await
+                    .map_err(|e| err(missing_base(base, &self.p.manifest, e), base_fix(base, &self.p.manifest)))?;
+            }
+            if base.pulled != base.source {
+                self.engine.tag(&base.source, &base.pulled).await.map_err(|e| err(e, "check `docker info`"))?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn verify(&self) -> Result<Outcome, StepError> {

@@ -194,7 +194,7 @@ impl Applier<'_> {
             private_files: private.as_deref(),
         };
         // restore may ask for the database root password: answer on stdin, never in argv.
-        let root = env_secret(self.p.manifest.deploy.db_root_password_env.as_deref()).unwrap_or_default();
+        let root = self.secret(self.p.manifest.deploy.db_root_password_env.as_deref()).unwrap_or_default();
         let answer = format!("{root}\n");
         self.run_bench(restore, Some(answer.as_bytes())).await?;
         let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));

@@ -18,6 +18,7 @@ mod apps;
 mod deploy;
 mod gate;
 mod image;
+pub(crate) use image::{base_fix, missing_base};
 mod maintenance;
 mod migrate;
 mod report;
@@ -29,7 +30,8 @@ use gate::DEPLOY_WAIT;
 pub use migrate::Recovery;
 pub use report::{ApplyReport, RecoveryOutcome, RunOutcome, SiteRecovery, Summary, recover};
 pub use schedule::{Interrupt, StepState};
-use secrets::{SecretFile, env_secret};
+use secrets::SecretFile;
+pub(crate) use secrets::missing_secrets;
 use site::UNFINISHED;
 
 /// The knobs of a run that do not come from the manifest.

@@ -9,6 +9,11 @@ use benchform_manifest::mask::Masker;
 use super::*;
 
 impl Applier<'_> {
+    /// A secret the manifest names by variable (see [`lookup_secret`]).
+    pub(super) fn secret(&self, var: Option<&str>) -> Option<String> {
+        lookup_secret(var, &self.p.paths)
+    }
+
     /// Tokens of the apps' repositories, from the variables the manifest names.
     pub(super) fn tokens(&self) -> BTreeMap<String, (String, String)> {
         self.p
@@ -16,7 +21,7 @@ impl Applier<'_> {
             .apps
             .iter()
             .filter_map(|a| {
-                let token = env_secret(a.token_env.as_deref())?;
+                let token = self.secret(a.token_env.as_deref())?;
                 Some((a.name.clone(), (a.token_user().to_string(), token)))
             })
             .collect()
@@ -29,7 +34,7 @@ impl Applier<'_> {
             let deploy = &self.p.manifest.deploy;
             let passwords = [&deploy.db_root_password_env, &deploy.admin_password_env]
                 .into_iter()
-                .filter_map(|v| env_secret(v.as_deref()));
+                .filter_map(|v| self.secret(v.as_deref()));
             Masker::new(self.tokens().into_values().map(|(_, t)| t).chain(passwords))
         })
     }
@@ -49,7 +54,7 @@ impl Applier<'_> {
                     format!("name the variable that holds it in deploy.{field}_env"),
                 )
             })?;
-            env_secret(Some(var)).ok_or_else(|| {
+            self.secret(Some(var)).ok_or_else(|| {
                 err(format!("{var} is not set (creating {what} needs it)"), format!("export the {field} in {var}"))
             })
         };
@@ -60,10 +65,96 @@ impl Applier<'_> {
     }
 }
 
-/// The value of the environment variable the manifest names for a secret, if it is set and not
-/// empty.
-pub(super) fn env_secret(var: Option<&str>) -> Option<String> {
-    std::env::var(var?).ok().filter(|v| !v.is_empty())
+/// The value of a secret the manifest names by variable, looked up the way compose reads its
+/// variables: the environment first, then the compose env file (`deploy.compose.env_file`, as
+/// frappe_docker keeps `DB_PASSWORD`); in either, `VAR_FILE` or frappe_docker's
+/// `VAR_SECRETS_FILE` may name a file holding it instead (relative to the compose folder, one
+/// trailing newline dropped). Empty values count as unset.
+pub(crate) fn lookup_secret(var: Option<&str>, paths: &observe::Paths) -> Option<String> {
+    let var = var?;
+    let file_vars = [var.to_string(), format!("{var}_FILE"), format!("{var}_SECRETS_FILE")];
+    let env_file: Vec<(String, String)> = paths
+        .env_file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|text| benchform_core::envfile::parse(&text, &|k| std::env::var(k).ok()).ok())
+        .unwrap_or_default();
+    let value = |name: &str| {
+        std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| {
+            env_file.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
+        })
+    };
+    if let Some(v) = value(&file_vars[0]) {
+        return Some(v);
+    }
+    file_vars[1..].iter().find_map(|name| {
+        let path = paths.compose_dir.join(value(name)?);
+        let text = std::fs::read_to_string(path).ok()?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        (!text.is_empty()).then(|| text.to_string())
+    })
+}
+
+/// The secrets a plan's steps need that cannot be found, each as (what, how to fix): tokens for a
+/// build, both site passwords for a new site, the database root password to restore a failed
+/// migrate. `plan` warns with them (pull-request CI has no production secrets); apply stops.
+pub(crate) fn missing_secrets(plan: &benchform_core::plan::Plan, p: &Prepared) -> Vec<(String, String)> {
+    use benchform_manifest::model::OnMigrateFailure;
+    let deploy = &p.manifest.deploy;
+    let found = |var: Option<&str>| lookup_secret(var, &p.paths).is_some();
+    let mut out = Vec::new();
+    if plan.steps.iter().any(|s| s.kind == StepKind::Build) {
+        for a in p.manifest.apps.iter().filter(|a| a.token_env.is_some() && !found(a.token_env.as_deref())) {
+            let var = a.token_env.as_deref().unwrap_or_default();
+            out.push((
+                format!("the build clones {} with the token in {var}, which is not set", a.name),
+                format!("export the repository token in {var}"),
+            ));
+        }
+    }
+    if plan.steps.iter().any(|s| s.kind == StepKind::NewSite) {
+        for (var, field) in
+            [(&deploy.db_root_password_env, "db_root_password"), (&deploy.admin_password_env, "admin_password")]
+        {
+            match var.as_deref() {
+                None => out.push((
+                    format!("creating a new site needs the {field}"),
+                    format!("name the variable that holds it in deploy.{field}_env"),
+                )),
+                Some(v) if !found(Some(v)) => out.push((
+                    format!("{v} is not set (creating a new site needs it)"),
+                    format!("export the {field} in {v}, or put it in the compose env file"),
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    // A failed migrate of an existing site is restored, and `bench restore` needs the database
+    // root password: better to know before than after the failure.
+    let existing = plan.steps.iter().find(|s| {
+        s.kind == StepKind::Migrate && !plan.steps.iter().any(|n| n.kind == StepKind::NewSite && n.site == s.site)
+    });
+    if let Some(step) = existing
+        && p.manifest.policy.on_migrate_failure == OnMigrateFailure::Restore
+        && !found(deploy.db_root_password_env.as_deref())
+    {
+        let site = step.site.as_deref().unwrap_or_default();
+        out.push((
+            format!(
+                "{site} will migrate, and restoring it after a failed migrate needs the database root password, \
+                 which is not available"
+            ),
+            match deploy.db_root_password_env.as_deref() {
+                Some(v) => format!(
+                    "export it in {v} (or put it in the compose env file), or set policy.on_migrate_failure: stop"
+                ),
+                None => "name its variable in deploy.db_root_password_env and export it, or set \
+                         policy.on_migrate_failure: stop"
+                    .to_string(),
+            },
+        ));
+    }
+    out
 }
 
 /// A secret held in an anonymous in-memory file (`memfd_create`): it has no name on any file

@@ -78,12 +78,15 @@ fn draft(shell: &Shell, args: &InitArgs) -> Result<Status, Refusal> {
     let get = |key: &str| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty());
 
     let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let project = match &args.project {
-        Some(p) => p.clone(),
-        None => {
+    // The project must be the `-p` (or COMPOSE_PROJECT_NAME) the deployment runs under: another
+    // name is another stack. Only --project and the env file say it for sure.
+    let (project, project_guessed) = match (&args.project, get("COMPOSE_PROJECT_NAME")) {
+        (Some(p), _) => (p.clone(), false),
+        (None, Some(p)) => (p.to_string(), false),
+        (None, None) => {
             let here = std::path::absolute(&dir).map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
             let folder = here.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
-            names::suggest_project_name(&folder).unwrap_or_else(|| "erp".to_string())
+            (names::suggest_project_name(&folder).unwrap_or_else(|| "erp".to_string()), true)
         }
     };
     if !names::is_project_name(&project) {
@@ -97,22 +100,36 @@ fn draft(shell: &Shell, args: &InitArgs) -> Result<Status, Refusal> {
     y.push_str("# Drafted by `benchform init`: check every line marked TODO, then run\n");
     y.push_str("#   benchform validate && benchform lock\n");
     y.push_str("version: 1\n");
-    y.push_str(&format!("project: {project}\n"));
-    y.push_str("frappe:\n");
-    let (frappe_repo, frappe_ref) = match (&frappe_entry, &args.frappe_ref) {
-        (Some((url, branch)), None) => (url.clone(), branch.clone()),
-        (Some((url, _)), Some(r)) => (url.clone(), r.clone()),
-        (None, Some(r)) => ("https://github.com/frappe/frappe".to_string(), r.clone()),
-        (None, None) => ("https://github.com/frappe/frappe".to_string(), "version-15".to_string()),
-    };
-    y.push_str(&format!("  repo: {}\n", quoted(&frappe_repo)));
-    if args.frappe_ref.is_none() && frappe_entry.is_none() {
+    if project_guessed {
         y.push_str(&format!(
-            "  ref: {}  # TODO: the FRAPPE_BRANCH you build with; pin a tag (lock suggests the newest)\n",
-            quoted(&frappe_ref)
+            "project: {project}  # TODO: the -p of your `docker compose` commands (`docker compose ls` lists them); \
+             another name is another, empty stack\n"
         ));
     } else {
-        y.push_str(&format!("  ref: {}\n", quoted(&frappe_ref)));
+        y.push_str(&format!("project: {project}\n"));
+    }
+    y.push_str("frappe:\n");
+    let default_repo = || "https://github.com/frappe/frappe".to_string();
+    // Where the ref comes from, when it is a guess.
+    let (frappe_repo, frappe_ref, guessed) = match (&frappe_entry, &args.frappe_ref, get("ERPNEXT_VERSION")) {
+        (Some((url, _)), Some(r), _) => (url.clone(), r.clone(), None),
+        (None, Some(r), _) => (default_repo(), r.clone(), None),
+        (Some((url, branch)), None, _) => (url.clone(), branch.clone(), None),
+        (None, None, Some(v)) => (
+            default_repo(),
+            v.to_string(),
+            Some("guessed from ERPNEXT_VERSION in the env file; pin the frappe release your image has"),
+        ),
+        (None, None, None) => (
+            default_repo(),
+            "version-16".to_string(),
+            Some("the FRAPPE_BRANCH you build with; pin a tag (lock suggests the newest)"),
+        ),
+    };
+    y.push_str(&format!("  repo: {}\n", quoted(&frappe_repo)));
+    match guessed {
+        Some(why) => y.push_str(&format!("  ref: {}  # TODO: {why}\n", quoted(&frappe_ref))),
+        None => y.push_str(&format!("  ref: {}{}\n", quoted(&frappe_ref), branch_note(&frappe_ref))),
     }
     y.push_str("apps:  # build and install order: prerequisites first\n");
     if apps.is_empty() {
@@ -123,7 +140,7 @@ fn draft(shell: &Shell, args: &InitArgs) -> Result<Status, Refusal> {
         // The Python module name can differ from the repository's (india-compliance → india_compliance).
         y.push_str(&format!("  - name: {}  # TODO: the app's Python module name (guessed from the URL)\n", a.name));
         y.push_str(&format!("    repo: {}\n", quoted(&a.repo)));
-        y.push_str(&format!("    ref: {}\n", quoted(&a.git_ref)));
+        y.push_str(&format!("    ref: {}{}\n", quoted(&a.git_ref), branch_note(&a.git_ref)));
         if let Some(var) = &a.token_env {
             y.push_str(&format!("    token_env: {var}  # export the token in {var}; it was removed from the URL\n"));
         }
@@ -139,6 +156,13 @@ fn draft(shell: &Shell, args: &InitArgs) -> Result<Status, Refusal> {
         )),
     }
     y.push_str("  containerfile: images/layered/Containerfile\n");
+    // The layered Containerfile starts FROM frappe/build:${FRAPPE_BRANCH}: a tag-pinned frappe
+    // needs the base images of its branch.
+    if let Some(major) = release_major(&frappe_ref) {
+        y.push_str(&format!(
+            "  base_tag: version-{major}  # frappe_docker's base images of frappe {frappe_ref}'s branch (docs/manifest.md)\n"
+        ));
+    }
     y.push_str(&format!("  context: {}  # your frappe_docker checkout\n", quoted(&args.context.display().to_string())));
     y.push_str("deploy:\n  compose:\n    files:  # TODO: the -f files of your `docker compose` command, in order\n");
     for f in DEFAULT_COMPOSE_FILES {
@@ -149,7 +173,14 @@ fn draft(shell: &Shell, args: &InitArgs) -> Result<Status, Refusal> {
         let relative = relative_to(env_file, &compose_dir)?;
         y.push_str(&format!("    env_file: {}\n", quoted(&relative.display().to_string())));
     }
-    y.push_str("  db_root_password_env: DB_ROOT_PASSWORD  # to create sites and to restore a failed migrate\n");
+    if get("DB_PASSWORD").is_some() || env.iter().any(|(k, _)| k == "DB_PASSWORD_SECRETS_FILE") {
+        // compose.mariadb.yaml makes DB_PASSWORD the root password; benchform reads it where compose does.
+        y.push_str(
+            "  db_root_password_env: DB_PASSWORD  # read from the environment, else the env file (as compose does)\n",
+        );
+    } else {
+        y.push_str("  db_root_password_env: DB_ROOT_PASSWORD  # to create sites and to restore a failed migrate\n");
+    }
     y.push_str("  admin_password_env: ADMIN_PASSWORD\n");
     let sites = sites_from_env(get("SITES"), get("SITES_RULE"), get("FRAPPE_SITE_NAME_HEADER"));
     if sites.is_empty() {
@@ -192,6 +223,25 @@ fn draft(shell: &Shell, args: &InitArgs) -> Result<Status, Refusal> {
     shell
         .line(&format!("Next: check the {todos} line(s) marked TODO, then `benchform validate` and `benchform lock`."));
     Ok(Status::Success)
+}
+
+/// A TODO for a ref that looks like a branch (`version-15`, `develop`): `policy.immutable_refs`
+/// (on in the draft) wants tags, and `lock` names the newest tag on the branch.
+fn branch_note(git_ref: &str) -> &'static str {
+    if release_major(git_ref).is_some() {
+        ""
+    } else {
+        "  # TODO: a branch? policy.immutable_refs wants a tag (`benchform lock` suggests one)"
+    }
+}
+
+/// The major version of a release tag (`v15.88.1`, `15.2.0` → 15), `None` for anything else.
+fn release_major(git_ref: &str) -> Option<u32> {
+    let bare = git_ref.strip_prefix('v').unwrap_or(git_ref);
+    let mut parts = bare.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?;
+    (!minor.is_empty() && minor.bytes().all(|b| b.is_ascii_digit())).then_some(major)
 }
 
 /// The apps of frappe_docker's `apps.json` (`[{"url": …, "branch": …}]`), frappe's entry if it
@@ -284,22 +334,8 @@ fn strip_credentials(text: &str) -> Result<(String, Option<Option<String>>), Ref
 /// files have them).
 fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let lines = dotenvy::from_read_iter(text.as_bytes());
-    lines.map(|l| l.map_err(|e| format!("{}: {}", path.display(), env_file_error(&text, &e)))).collect()
-}
-
-/// Where dotenvy gave up, by line number. Never the text: an env file holds passwords, and after
-/// an unclosed quote dotenvy's "line" is the rest of the file.
-fn env_file_error(text: &str, e: &dotenvy::Error) -> String {
-    match e {
-        dotenvy::Error::LineParse(rest, _) => {
-            let first = rest.lines().next().unwrap_or_default();
-            let line = text.find(first).map_or(0, |at| text[..at].matches('\n').count() + 1);
-            format!("line {line} is not KEY=VALUE (or opens a quote it never closes); its text is not shown")
-        }
-        // I/O and variable errors name no value.
-        other => other.to_string(),
-    }
+    // As compose reads it; the error names the line, never its text (env files hold passwords).
+    benchform_core::envfile::parse(&text, &|k| std::env::var(k).ok()).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Site names from frappe_docker's `SITES` (`` `a.example.com`,`b.example.com` ``), Traefik v3's
@@ -411,7 +447,7 @@ mod tests {
         std::fs::write(&file, "A=1\nnot a pair\n").unwrap();
         let e = read_env_file(&file).unwrap_err();
         assert!(e.contains("x.env") && e.contains("line 2") && !e.contains("not a pair"), "{e}");
-        // An unclosed quote: dotenvy reads on to the end; the password after it is never shown.
+        // An unclosed quote reads on to the end; the password after it is never shown.
         std::fs::write(&file, "A=1\nB=\"open\nDB_PASSWORD=hunter2-secret\n").unwrap();
         let e = read_env_file(&file).unwrap_err();
         assert!(!e.contains("hunter2-secret") && e.contains("line 2"), "{e}");

@@ -47,6 +47,11 @@ pub fn run(shell: &Shell, args: &PlanArgs) -> Status {
         }
     }
     print(shell, &plan, &inputs, args.format);
+    // Secrets are checked, not required: pull-request CI plans without production secrets, and
+    // apply stops on the first one missing before anything changes.
+    for (what, fix) in crate::apply::missing_secrets(&plan, &p) {
+        shell.warn(&format!("{what}: apply will stop before its first step"), Some(&fix));
+    }
     if args.detailed_exitcode && !plan.converged() { Status::Changes } else { Status::Success }
 }
 

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod adapters;
+mod adopt;
 mod apply;
 mod corpus;
 mod database;

@@ -54,6 +54,22 @@ const SPEC: Spec = Spec {
     optional: &[],
 };
 
+/// frappe's realtime server, reduced to what a deployment can observe: node listening on the
+/// `socketio_port` of `sites/common_site_config.json` (9000 by default), answering every request.
+const SOCKETIO_JS: &str = r#"// bench-contract stand-in for frappe's socketio.js
+const fs = require("fs");
+const http = require("http");
+let port = 9000;
+try {
+  const conf = JSON.parse(fs.readFileSync("/home/frappe/frappe-bench/sites/common_site_config.json", "utf8"));
+  if (conf.socketio_port) port = Number(conf.socketio_port);
+} catch (e) {}
+http.createServer((req, res) => { res.writeHead(200); res.end("socketio\n"); }).listen(port, () => {
+  console.log(`Realtime service listening on: ws://0.0.0.0:${port}`);
+});
+process.on("SIGTERM", () => process.exit(0));
+"#;
+
 const DEFAULT_FRAPPE_PATH: &str = "https://github.com/frappe/frappe";
 
 /// One app to fetch: the name it gets under `apps/`, its URL and the
@@ -98,10 +114,18 @@ pub fn run(args: &[String]) -> Res<()> {
     let fault = |name: &str| faults.split([',', ' ']).any(|f| f.trim() == name);
     let leak = fault("leak-token-in-log");
 
-    for dir in ["apps", "sites", "logs", "env", "config/pids"] {
+    for dir in ["apps", "sites/assets", "logs", "env/bin", "config/pids"] {
         let d = root.join(dir);
         std::fs::create_dir_all(&d).map_err(|e| os_error(&d.display().to_string(), &e))?;
     }
+    // The virtualenv's `gunicorn` (frappe_docker's start.sh runs `env/bin/gunicorn`): this binary,
+    // which serves when called by that name (see serve.rs).
+    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/usr/local/bin/bench"));
+    let gunicorn = root.join("env/bin/gunicorn");
+    std::os::unix::fs::symlink(&me, &gunicorn).map_err(|e| os_error(&gunicorn.display().to_string(), &e))?;
+    // What `bench build` leaves: the built assets' manifest (the Containerfile moves sites/assets
+    // into the image layer).
+    write_file(&root.join("sites/assets/assets.json"), "{}")?;
     let log = Log { path: root.join("logs").join("bench.log") };
     write_file(&root.join("sites").join("common_site_config.json"), "{}")?;
     write_file(&root.join("sites").join("apps.txt"), "")?;
@@ -235,6 +259,10 @@ fn get_app(root: &Path, path_arg: &str, entry: &Entry, log: &Log, leak: bool) ->
     write_file(&app_dir.join("VERSION"), &format!("{version}\n"))?;
     write_file(&app_dir.join("REF"), &format!("{git_ref}\n"))?;
     write_file(&app_dir.join("COMMIT"), &format!("{commit}\n"))?;
+    if entry.name == "frappe" {
+        // What frappe's checkout brings for frappe_docker's `websocket` service.
+        write_file(&app_dir.join("socketio.js"), SOCKETIO_JS)?;
+    }
     println!("Installing {}", entry.name);
     log.write("LOG", &format!("Installing {}", entry.name));
     register(root, &entry.name, &git_ref, &commit, &version)

@@ -4,8 +4,10 @@
 
 pub mod bench;
 pub mod bench_command;
+pub mod containerfile;
 pub mod credentials;
 pub mod diff;
+pub mod envfile;
 pub mod fingerprint;
 pub mod plan;
 pub mod record;

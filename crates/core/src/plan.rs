@@ -130,10 +130,65 @@ pub enum PlanError {
     )]
     NothingToRelease { site: String, why: String },
     #[error(
+        "the compose files define frappe_docker's `migrator` service: it runs `bench --site all migrate` on every \
+         deploy, next to the new backend, with no backup and no maintenance mode. Remove overrides/compose.migrator.yaml \
+         from deploy.compose.files: benchform migrates each site that needs it, after a backup"
+    )]
+    MigratorService,
+    #[error(
+        "service {service} runs {image}: PostgreSQL sites are not supported yet (benchform's backups, restores and \
+         site reads are MariaDB's). Deploy with overrides/compose.mariadb.yaml, or an external MariaDB (DB_HOST)"
+    )]
+    PostgresDatabase { service: String, image: String },
+    #[error(
+        "no service of the compose files runs {repository}: compose renders {services}. A file rendered with \
+         `docker compose config` (or pwd.yml) names fixed images, so a deploy would change nothing. Point \
+         deploy.compose.files at frappe_docker's compose.yaml and overrides, whose services run \
+         ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}} (benchform sets both)"
+    )]
+    NoServiceRunsImage { repository: String, services: String },
+    #[error("{detail}; {fix}")]
+    BaseImageMissing { image: String, detail: String, fix: String },
+    #[error(
         "site {site} cannot be planned ({detail}), and this plan deploys {image}, which may run new code under \
          it without a migrate; to go on: {fix}"
     )]
     BlockedUnderNewImage { site: String, detail: String, image: String, fix: String },
+}
+
+/// What makes the compose project or the build unusable, whatever the sites: the `migrator`
+/// override, a PostgreSQL database, no service on the manifest's image, a missing base image
+/// when a build is needed.
+fn deployment_errors(desired: &Desired, observed: &Observed) -> Vec<PlanError> {
+    let mut errors = Vec::new();
+    if observed.services.contains_key("migrator") {
+        errors.push(PlanError::MigratorService);
+    }
+    for (service, spec) in &observed.services {
+        let Some(image) = spec.image.as_deref() else { continue };
+        let name = image.rsplit('/').next().unwrap_or(image);
+        if name.starts_with("postgres:") || name == "postgres" || name.starts_with("postgres@") {
+            errors.push(PlanError::PostgresDatabase { service: service.clone(), image: image.to_string() });
+        }
+    }
+    if !observed.services.is_empty() && observed.deploy_services.is_empty() {
+        let services = observed
+            .services
+            .iter()
+            .map(|(name, spec)| format!("{name}: {}", spec.image.as_deref().unwrap_or("(no image)")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        errors.push(PlanError::NoServiceRunsImage { repository: desired.repository.clone(), services });
+    }
+    let needs_build = !matches!(observed.registry, TagObservation::Present { .. }) && observed.engine_image.is_none();
+    if needs_build {
+        errors.extend(observed.missing_bases.iter().map(|m| PlanError::BaseImageMissing {
+            image: m.image.clone(),
+            detail: m.detail.clone(),
+            fix: m.fix.clone(),
+        }));
+    }
+    errors
 }
 
 struct Builder {
@@ -181,7 +236,7 @@ pub fn plan(
     options: &PlanOptions,
     drift: Vec<Drift>,
 ) -> Result<Plan, Vec<PlanError>> {
-    let mut errors = Vec::new();
+    let mut errors = deployment_errors(desired, observed);
     let observed_sites: BTreeMap<&str, &ObservedSite> = observed.sites.iter().map(|s| (s.name.as_str(), s)).collect();
     for site in &options.release_maintenance {
         let why = match (desired.sites.iter().any(|d| d.name == *site), observed_sites.get(site.as_str())) {

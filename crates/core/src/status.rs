@@ -70,7 +70,10 @@ impl Desired {
     /// Gaining or losing apps, and pending records, are the planner's to add.
     pub fn code_reasons(&self, d: &DesiredSite, o: &ObservedSite, image_changes: bool) -> Vec<String> {
         let Some(record) = &o.record else {
-            return vec![format!("{} was never migrated by benchform", d.name)];
+            return vec![format!(
+                "{} was never migrated by benchform: it migrates once, so that the code its schema matches is recorded",
+                d.name
+            )];
         };
         let code = self.site_code(d, &o.installed);
         // The site will run other code than it was last migrated on (see below).
@@ -179,6 +182,19 @@ pub struct Observed {
     pub apps_source: AppsSource,
     /// False when no backend container was running to read sites from.
     pub sites_observed: bool,
+    /// Images the build would start from that neither the engine nor their registry has (asked
+    /// only when the desired image is nowhere yet).
+    pub missing_bases: Vec<MissingBase>,
+}
+
+/// An image the build starts from that cannot be found.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MissingBase {
+    pub image: String,
+    /// Where the Containerfile names it, and what was asked.
+    pub detail: String,
+    /// The way out.
+    pub fix: String,
 }
 
 impl Observed {

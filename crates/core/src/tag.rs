@@ -9,8 +9,12 @@
 //! 4. every build argument benchform passes, sorted by name (the manifest's plus `FRAPPE_PATH`,
 //!    `FRAPPE_BRANCH` and `CACHE_BUST`);
 //! 5. the build network (empty for the engine's default);
-//! 6. the build context's digest (every file not excluded by `.dockerignore`: relative path,
-//!    executable bit and content; see `benchform-docker`'s `context` module).
+//! 6. the images the build starts from, as named (`frappe/build:version-15`), and the network
+//!    sources of its `ADD`s;
+//! 7. the digest of the context files the build reads: those its `COPY`, `ADD` and bind mounts
+//!    take (see [`crate::containerfile`]) that `.dockerignore` lets through — relative path,
+//!    executable bit and content (`benchform-docker`'s `context` module). An edit anywhere else in
+//!    the build context leaves the tag as it is.
 //!
 //! The tag is `bf1-` and the first 24 hex digits of that SHA-256: 96 bits, unique enough for
 //! one project's images, short enough to read in a plan.
@@ -29,7 +33,11 @@ pub struct ImageInputs {
     /// Every build argument passed to the build.
     pub build_args: BTreeMap<String, String>,
     pub build_network: Option<String>,
-    /// Digest (hex) of the build context's contents.
+    /// The images the build starts from, as they are really named (after `image.base_tag`).
+    pub base_images: Vec<String>,
+    /// Network sources of `ADD` instructions.
+    pub remote_sources: Vec<String>,
+    /// Digest (hex) of the context files the build reads.
     pub context_sha256: String,
 }
 
@@ -40,7 +48,7 @@ impl ImageInputs {
     /// The content-addressed tag, e.g. `bf1-3f2a9c1d8e7b6a5f4e3d2c1b`.
     pub fn tag(&self) -> String {
         let mut h = Sha256::new();
-        field(&mut h, "benchform-image-tag/1");
+        field(&mut h, "benchform-image-tag/2");
         for (name, repo, commit) in &self.sources {
             field(&mut h, name);
             field(&mut h, repo);
@@ -52,6 +60,9 @@ impl ImageInputs {
             field(&mut h, v);
         }
         field(&mut h, self.build_network.as_deref().unwrap_or(""));
+        for image in self.base_images.iter().chain(&self.remote_sources) {
+            field(&mut h, image);
+        }
         field(&mut h, &self.context_sha256);
         let hex = hex(&h.finalize());
         format!("{TAG_PREFIX}{}", &hex[..24])
@@ -98,6 +109,8 @@ mod tests {
             containerfile_sha256: sha256_hex(b"FROM scratch"),
             build_args: BTreeMap::from([("FRAPPE_BRANCH".into(), "v15".into())]),
             build_network: None,
+            base_images: vec!["frappe/build:version-15".into()],
+            remote_sources: Vec::new(),
             context_sha256: sha256_hex(b""),
         }
     }
@@ -130,6 +143,12 @@ mod tests {
         let mut i = inputs();
         i.context_sha256 = sha256_hex(b"x");
         assert_ne!(i.tag(), base, "the context");
+        let mut i = inputs();
+        i.base_images[0] = "frappe/build:version-16".into();
+        assert_ne!(i.tag(), base, "a base image");
+        let mut i = inputs();
+        i.remote_sources.push("https://example.com/x.tgz".into());
+        assert_ne!(i.tag(), base, "a network source");
     }
 
     #[test]

@@ -114,6 +114,7 @@ fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
         sites,
         apps_source: benchform_core::status::AppsSource::Database,
         sites_observed: true,
+        missing_bases: Vec::new(),
     }
 }
 
@@ -485,6 +486,42 @@ fn downgrade_is_refused_unless_allowed() {
     insta::assert_snapshot!(errs[0].to_string());
     let allowed = plan(&d, &o, &PlanOptions { allow_downgrade: true, ..Default::default() }, vec![]).unwrap();
     assert!(allowed.steps.iter().any(|s| s.id == "migrate:a.example.com"));
+}
+
+#[test]
+fn compose_projects_benchform_cannot_deploy_are_refused_whatever_the_sites() {
+    let (d, o) = converged();
+    let spec = |image: &str| ServiceSpec { image: Some(image.to_string()), ..Default::default() };
+    // frappe_docker's migrator override, and its Postgres override.
+    let mut with = o.clone();
+    with.services.insert("migrator".into(), spec(&format!("{REPO}:{NEW}")));
+    with.services.insert("db".into(), spec("postgres:15.17"));
+    let errs = errors(&d, &with, PlanOptions::default());
+    assert!(matches!(errs[0], PlanError::MigratorService), "{errs:?}");
+    assert!(matches!(&errs[1], PlanError::PostgresDatabase { service, .. } if service == "db"), "{errs:?}");
+    // A compose file rendered with `config` (or pwd.yml): fixed images, none the manifest's.
+    let mut rendered = o.clone();
+    rendered.deploy_services.clear();
+    for s in rendered.services.values_mut() {
+        s.image = Some("frappe/erpnext:v15.88.1".into());
+    }
+    let errs = errors(&d, &rendered, PlanOptions::default());
+    insta::assert_snapshot!(errs[0].to_string());
+}
+
+#[test]
+fn a_missing_base_image_stops_the_plan_only_when_a_build_is_needed() {
+    let (d, mut o) = converged();
+    o.missing_bases.push(benchform_core::status::MissingBase {
+        image: "frappe/build:v15.1.0".into(),
+        detail: "the build starts FROM frappe/build:v15.1.0".into(),
+        fix: "set image.base_tag".into(),
+    });
+    assert!(plan(&d, &o, &PlanOptions::default(), vec![]).is_ok(), "the image exists: nothing is built");
+    o.registry = TagObservation::Absent;
+    o.engine_image = None;
+    let errs = errors(&d, &o, PlanOptions::default());
+    assert!(matches!(&errs[0], PlanError::BaseImageMissing { image, .. } if image == "frappe/build:v15.1.0"));
 }
 
 #[test]

@@ -26,6 +26,8 @@ pub enum BuildError {
     BuildFailed { code: i32, tail: String },
     #[error("pushing {reference} failed (exit {code}): {tail}")]
     PushFailed { reference: String, code: i32, tail: String },
+    #[error("pulling {reference} failed (exit {code}): {tail}")]
+    PullFailed { reference: String, code: i32, tail: String },
 }
 
 /// A Docker CLI to run, with extra environment (e.g. `DOCKER_CONFIG` for another credential
@@ -137,6 +139,17 @@ pub async fn push(
         return Err(BuildError::PushFailed { reference: reference.to_string(), code, tail });
     }
     Ok(digest)
+}
+
+/// Pull `reference` (credentials from the Docker config file, as for a push).
+pub async fn pull(cli: &Cli, reference: &str, on_line: impl FnMut(&str)) -> Result<(), BuildError> {
+    let mut cmd = cli.command();
+    cmd.args(["pull", reference]);
+    let (code, tail) = stream(cmd, &cli.program, "pull", &[], on_line).await?;
+    if code != 0 {
+        return Err(BuildError::PullFailed { reference: reference.to_string(), code, tail });
+    }
+    Ok(())
 }
 
 /// Run a command, merging stdout and stderr line by line (masked); returns the exit code and the

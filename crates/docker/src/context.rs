@@ -4,7 +4,8 @@
 //! Docker: patterns relative to the context, `*`, `?`, `[…]`, `**` across folders, `!` to
 //! re-include, the last matching pattern wins, an excluded folder excludes what is in it), and
 //! hashes each file's relative path, executable bit and content — or a symlink's target — in
-//! sorted order. Timestamps and owners do not count: they do not change what is built.
+//! sorted order. Timestamps and owners do not count: they do not change what is built. Only the
+//! files the build reads count (the caller says which, from the Containerfile).
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -114,8 +115,9 @@ fn glob_segment(p: &[u8], s: &[u8]) -> bool {
     }
 }
 
-/// The hex SHA-256 digest of the context folder's visible contents.
-pub fn context_digest(dir: &Path) -> Result<String, ContextError> {
+/// The hex SHA-256 digest of the context files `takes` selects (relative, `/`-separated paths)
+/// among those `.dockerignore` lets through.
+pub fn context_digest(dir: &Path, takes: &dyn Fn(&str) -> bool) -> Result<String, ContextError> {
     let err = |path: &Path, e: std::io::Error| ContextError { path: path.display().to_string(), detail: e.to_string() };
     let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(text) => Ignore::parse(&text),
@@ -134,7 +136,7 @@ pub fn context_digest(dir: &Path) -> Result<String, ContextError> {
             // An excluded folder may hold re-included files (`!`), so folders are always walked.
             if kind.is_dir() {
                 stack.push(child);
-            } else if !ignore.excluded(&child) {
+            } else if takes(&child) && !ignore.excluded(&child) {
                 files.push(child);
             }
         }
@@ -194,14 +196,14 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("images")).unwrap();
         std::fs::write(dir.path().join("images/Containerfile"), "FROM scratch\n").unwrap();
         std::fs::write(dir.path().join(".dockerignore"), "notes.txt\n").unwrap();
-        let base = context_digest(dir.path()).unwrap();
+        let base = context_digest(dir.path(), &|_| true).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
-        assert_eq!(context_digest(dir.path()).unwrap(), base, "ignored files do not count");
+        assert_eq!(context_digest(dir.path(), &|_| true).unwrap(), base, "ignored files do not count");
         std::fs::write(dir.path().join("images/Containerfile"), "FROM busybox\n").unwrap();
-        let changed = context_digest(dir.path()).unwrap();
+        let changed = context_digest(dir.path(), &|_| true).unwrap();
         assert_ne!(changed, base);
         let f = dir.path().join("images/Containerfile");
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_ne!(context_digest(dir.path()).unwrap(), changed, "the executable bit counts");
+        assert_ne!(context_digest(dir.path(), &|_| true).unwrap(), changed, "the executable bit counts");
     }
 }

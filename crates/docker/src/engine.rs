@@ -347,6 +347,19 @@ impl Engine {
         }
     }
 
+    /// Give the local image `source` the name `target` (`repo:tag`).
+    pub async fn tag(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        let (repo, tag) = match target.rsplit_once(':').filter(|(_, t)| !t.contains('/')) {
+            Some((r, t)) => (r, t),
+            None => (target, "latest"),
+        };
+        let options = bollard::query_parameters::TagImageOptionsBuilder::default().repo(repo).tag(tag).build();
+        self.docker
+            .tag_image(source, Some(options))
+            .await
+            .map_err(|e| Self::request_error(&format!("tag {source} as {target}"), e))
+    }
+
     /// Run `argv` in a container without a TTY (prompts hit EOF instead of hanging) and collect
     /// its output and exit code.
     pub async fn exec(&self, spec: &ExecSpec<'_>) -> Result<ExecOutput, EngineError> {

@@ -104,6 +104,15 @@ pub struct Image {
     /// Network for `RUN` steps during the build (e.g. `host`); default: the engine's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_network: Option<String>,
+    /// Tag of the images the build starts from, when it is not `frappe.ref`. frappe_docker's
+    /// layered Containerfile starts `FROM ${FRAPPE_IMAGE_PREFIX}/build:${FRAPPE_BRANCH}` (and
+    /// `…/base:…`), and `FRAPPE_BRANCH` is `frappe.ref`: with frappe pinned by tag (`v15.88.1`)
+    /// it would pull `frappe/build:v15.88.1`, which need not exist. `base_tag: version-15` builds
+    /// from `frappe/build:version-15` and `frappe/base:version-15` instead, while bench still
+    /// clones frappe at `frappe.ref` (benchform gives them a local alias; docs/manifest.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))]
+    pub base_tag: Option<String>,
 }
 
 /// How the image is deployed.

@@ -20,6 +20,22 @@ const RESERVED_BUILD_ARGS: &[(&str, &str)] = &[
     ),
 ];
 
+/// frappe_docker overrides benchform refuses, by file name: what they do, and the way out.
+const UNSUPPORTED_OVERRIDES: &[(&str, &str, &str)] = &[
+    (
+        "compose.migrator.yaml",
+        "adds frappe_docker's `migrator` service, which runs `bench --site all migrate` on every deploy, \
+         concurrently with the new backend, with no backup and no maintenance mode",
+        "remove it from `deploy.compose.files`: benchform migrates each site that needs it, after a backup",
+    ),
+    (
+        "compose.postgres.yaml",
+        "runs the sites on PostgreSQL, which benchform does not support yet (its backups, restores and site \
+         reads are MariaDB's)",
+        "use overrides/compose.mariadb.yaml (or an external MariaDB through DB_HOST)",
+    ),
+];
+
 struct Rules<'a> {
     doc: &'a mut Document,
     out: Vec<Diagnostic>,
@@ -402,7 +418,14 @@ impl Rules<'_> {
                 );
             }
             for i in 0..files.len() {
-                self.non_empty_path(v, &path!["deploy", "compose", "files", i]);
+                let at = path!["deploy", "compose", "files", i];
+                self.non_empty_path(v, &at);
+                let name = str_at(v, &at).unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string();
+                if let Some((what, fix)) =
+                    UNSUPPORTED_OVERRIDES.iter().find(|(f, _, _)| *f == name).map(|(_, w, f)| (w, f))
+                {
+                    self.error(Code::UnsupportedOverride, &at, format!("`{name}` {what}"), Some(fix.to_string()));
+                }
             }
         }
         self.non_empty_path(v, &path!["deploy", "compose", "dir"]);

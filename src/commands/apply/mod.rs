@@ -139,7 +139,7 @@ async fn locked(
     let mut view = ApplyView::new(shell, args.format == Format::Json);
     // Every site's installed apps from its database, as plan reads them: a hand change cannot
     // slip by, and the cost stays two execs.
-    let observed = match observe::observe(&session, &p.manifest, &p.desired, Refresh::Cheap).await {
+    let observed = match observe::observe(&session, p, Refresh::Cheap).await {
         Ok(o) => o,
         Err(e) => return observe::failed(shell, &e),
     };
