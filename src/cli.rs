@@ -177,6 +177,10 @@ pub struct PlanArgs {
     /// A plan input: saved with `-o`, used by `apply FILE`.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Start the project although the same compose files run under another project name (a
+    /// second, separate stack). A plan input: saved with `-o`, used by `apply FILE`.
+    #[arg(long)]
+    pub allow_new_project: bool,
     /// How many sites `apply` migrates at the same time (each site's own steps stay in order).
     /// A plan input: saved with `-o`, used by `apply FILE`.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -232,6 +236,10 @@ pub struct ApplyArgs {
     /// PLAN_FILE: a saved plan keeps the inputs it was made with.
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Start the project although the same compose files run under another project name (a
+    /// second, separate stack). Not with PLAN_FILE.
+    #[arg(long)]
+    pub allow_new_project: bool,
     /// Wait this long for another apply of the project to finish (default: fail at once). Seconds,
     /// or a duration such as `10s`, `5m`, `1h30m` (at most a week).
     #[arg(long, value_name = "DURATION", default_value_t = 0, value_parser = seconds_up_to_a_week)]

@@ -359,6 +359,14 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
         .project_has_volumes(&manifest.project)
         .await
         .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?;
+    // Nothing of this project exists: is the deployment running under another name?
+    let other_projects = match p.paths.compose_files.first() {
+        Some(file) if containers.is_empty() && !has_volumes => engine
+            .projects_using(file, &manifest.project)
+            .await
+            .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?,
+        _ => Vec::new(),
+    };
     Ok(Observed {
         // What the program says it is (a `docker-compose` on PATH can be a v2 binary).
         compose: compose_version.as_deref().map_or_else(|| compose.flavour.as_str().to_string(), flavour_of_version),
@@ -385,24 +393,28 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
         apps_source: read.apps_source,
         sites_observed,
         missing_bases,
+        other_projects,
     })
 }
 
-/// The images the build starts from that neither the engine nor their registry has. One that
-/// cannot be asked about (no network) is left to the build step, which pulls it or fails.
+/// The images the build starts from that the engine lacks and cannot pull: their registry has no
+/// such tag, or cannot be asked (no network, no credentials) — the build would fail the same way.
 async fn missing_bases(engine: &Engine, p: &Prepared) -> Vec<benchform_core::status::MissingBase> {
     let mut out = Vec::new();
     for base in &p.bases {
         if matches!(engine.image(&base.source).await, Ok(Some(_))) {
             continue;
         }
-        if let Ok(TagState::Absent) = engine.registry_tag(&base.source).await {
-            out.push(benchform_core::status::MissingBase {
-                image: base.source.clone(),
-                detail: crate::apply::missing_base(base, &p.manifest, "its registry has no such tag"),
-                fix: crate::apply::base_fix(base, &p.manifest),
-            });
-        }
+        let why = match engine.registry_tag(&base.source).await {
+            Ok(TagState::Present { .. }) => continue,
+            Ok(TagState::Absent) => "its registry has no such tag".to_string(),
+            Err(e) => e.to_string(),
+        };
+        out.push(benchform_core::status::MissingBase {
+            image: base.source.clone(),
+            detail: crate::apply::missing_base(base, &p.manifest, why),
+            fix: crate::apply::base_fix(base, &p.manifest),
+        });
     }
     out
 }

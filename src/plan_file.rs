@@ -77,17 +77,25 @@ pub struct PlanInputs {
     /// plan puts back in service. Left out when empty, so plans without it read as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release_maintenance: Vec<String>,
+    /// `--allow-new-project`: start the project although the same compose files run under
+    /// another name. Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_new_project: bool,
 }
 
 impl Default for PlanInputs {
     fn default() -> PlanInputs {
-        PlanInputs { allow_downgrade: false, parallelism: 1, release_maintenance: Vec::new() }
+        PlanInputs { allow_downgrade: false, parallelism: 1, release_maintenance: Vec::new(), allow_new_project: false }
     }
 }
 
 impl PlanInputs {
     pub fn options(&self) -> PlanOptions {
-        PlanOptions { allow_downgrade: self.allow_downgrade, release_maintenance: self.release_maintenance.clone() }
+        PlanOptions {
+            allow_downgrade: self.allow_downgrade,
+            release_maintenance: self.release_maintenance.clone(),
+            allow_new_project: self.allow_new_project,
+        }
     }
 }
 

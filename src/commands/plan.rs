@@ -29,6 +29,7 @@ pub fn run(shell: &Shell, args: &PlanArgs) -> Status {
         allow_downgrade: args.allow_downgrade,
         parallelism: args.parallelism,
         release_maintenance: args.release_maintenance.clone(),
+        allow_new_project: args.allow_new_project,
     };
     let plan = match plan_for(shell, &p, &observed, &inputs) {
         Ok(plan) => plan,

@@ -210,13 +210,14 @@ fn a_deployment_made_by_hand_with_upstream_files_is_adopted() {
         "apps.json",
         "--env-file",
         "production.env",
-        "--project",
-        &d.project,
         "--context",
         &upstream.display().to_string(),
     ]);
     assert_eq!(init.code, 0, "{}", init.all());
     let draft = manifest(&d);
+    // Nothing says which `-p` the stack runs under: the folder's name is a marked guess.
+    let guessed = draft.lines().find(|l| l.starts_with("project: ")).unwrap().to_string();
+    assert!(guessed.contains("# TODO: the -p of your `docker compose` commands"), "{draft}");
     assert!(draft.contains("  ref: \"v15.1.0\"  # TODO: guessed from ERPNEXT_VERSION"), "{draft}");
     assert!(draft.contains("  base_tag: version-15"), "{draft}");
     assert!(draft.contains("db_root_password_env: DB_PASSWORD"), "{draft}");
@@ -232,6 +233,14 @@ fn a_deployment_made_by_hand_with_upstream_files_is_adopted() {
     assert_eq!(validate.code, 0, "{}", validate.all());
     let lock = d.benchform(&["lock"]);
     assert_eq!(lock.code, 0, "{}", lock.all());
+    // Under the guessed name the plan would start a second, empty stack: refused, naming the
+    // project that runs the same compose files.
+    let wrong = d.benchform(&["plan"]);
+    assert_eq!(wrong.code, 1, "{}", wrong.all());
+    assert!(wrong.stderr.contains(&format!("the same compose files run as project {}", d.project)), "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("--allow-new-project"), "{}", wrong.stderr);
+    edit(&d, &guessed, &format!("project: {}", d.project));
+    assert_eq!(d.benchform(&["lock"]).code, 0);
 
     // The plan adopts what runs: no second stack, no new-site; both sites migrate once to be
     // recorded, and say why.
@@ -333,5 +342,13 @@ fn the_tag_follows_what_the_build_reads_not_the_whole_checkout() {
     let text = std::fs::read_to_string(&path).unwrap().replace("base_tag: version-15", "base_tag: version-16");
     std::fs::write(&path, text).unwrap();
     assert_ne!(tag(), second, "the base images are build inputs");
+    // Without base_tag, the build would start FROM frappe/build:v15.1.0, which nothing has: the
+    // plan says so before anything is built, and names the way out.
+    let text = std::fs::read_to_string(&path).unwrap().replace("  base_tag: version-16\n", "");
+    std::fs::write(&path, text).unwrap();
+    let plan = run(&["plan"]);
+    assert_eq!(plan.code, 1, "{}", plan.all());
+    assert!(plan.stderr.contains("FROM frappe/build:v15.1.0"), "{}", plan.stderr);
+    assert!(plan.stderr.contains("set image.base_tag"), "{}", plan.stderr);
     let _ = std::fs::remove_dir_all(world.git_root().join(&project));
 }

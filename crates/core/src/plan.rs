@@ -81,6 +81,9 @@ pub struct PlanOptions {
     /// Sites put in maintenance by someone else that this plan puts back in service
     /// (`--release-maintenance`).
     pub release_maintenance: Vec<String>,
+    /// Start this project although the same compose files run under another project name
+    /// (`--allow-new-project`).
+    pub allow_new_project: bool,
 }
 
 impl PlanOptions {
@@ -147,6 +150,13 @@ pub enum PlanError {
          ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}} (benchform sets both)"
     )]
     NoServiceRunsImage { repository: String, services: String },
+    #[error(
+        "project {project} has no container and no volume, but the same compose files run as project {others}: \
+         with `project: {project}` apply would start a second, empty stack next to it and create sites that \
+         exist there. Set `project:` in the manifest to the running one to adopt it (the name of `docker compose \
+         -p`, listed by `docker compose ls`), or pass --allow-new-project to start a separate stack"
+    )]
+    AnotherProjectRuns { project: String, others: String },
     #[error("{detail}; {fix}")]
     BaseImageMissing { image: String, detail: String, fix: String },
     #[error(
@@ -237,6 +247,16 @@ pub fn plan(
     drift: Vec<Drift>,
 ) -> Result<Plan, Vec<PlanError>> {
     let mut errors = deployment_errors(desired, observed);
+    if !observed.other_projects.is_empty()
+        && observed.containers.is_empty()
+        && !observed.has_volumes
+        && !options.allow_new_project
+    {
+        errors.push(PlanError::AnotherProjectRuns {
+            project: desired.project.clone(),
+            others: observed.other_projects.join(", "),
+        });
+    }
     let observed_sites: BTreeMap<&str, &ObservedSite> = observed.sites.iter().map(|s| (s.name.as_str(), s)).collect();
     for site in &options.release_maintenance {
         let why = match (desired.sites.iter().any(|d| d.name == *site), observed_sites.get(site.as_str())) {

@@ -185,6 +185,9 @@ pub struct Observed {
     /// Images the build would start from that neither the engine nor their registry has (asked
     /// only when the desired image is nowhere yet).
     pub missing_bases: Vec<MissingBase>,
+    /// Other compose projects running the same compose files (asked only when this project has
+    /// neither containers nor volumes: a wrong `project` would start a second, empty stack).
+    pub other_projects: Vec<String>,
 }
 
 /// An image the build starts from that cannot be found.

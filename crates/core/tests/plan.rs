@@ -115,6 +115,7 @@ fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
         apps_source: benchform_core::status::AppsSource::Database,
         sites_observed: true,
         missing_bases: Vec::new(),
+        other_projects: Vec::new(),
     }
 }
 
@@ -507,6 +508,20 @@ fn compose_projects_benchform_cannot_deploy_are_refused_whatever_the_sites() {
     }
     let errs = errors(&d, &rendered, PlanOptions::default());
     insta::assert_snapshot!(errs[0].to_string());
+}
+
+#[test]
+fn the_same_compose_files_under_another_project_refuse_a_second_stack_unless_allowed() {
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &[]);
+    let mut o = observed(NEW, vec![]);
+    o.containers.clear();
+    o.has_volumes = false;
+    o.sites_observed = false;
+    o.other_projects = vec!["erpnext-prod".into()];
+    let errs = errors(&d, &o, PlanOptions::default());
+    assert!(matches!(&errs[0], PlanError::AnotherProjectRuns { others, .. } if others == "erpnext-prod"), "{errs:?}");
+    let allowed = plan(&d, &o, &PlanOptions { allow_new_project: true, ..Default::default() }, vec![]).unwrap();
+    assert!(allowed.steps.iter().any(|s| s.id == "new-site:a.example.com"));
 }
 
 #[test]

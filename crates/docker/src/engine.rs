@@ -24,6 +24,10 @@ pub mod labels {
     pub const ONEOFF: &str = "com.docker.compose.oneoff";
     pub const CONFIG_HASH: &str = "com.docker.compose.config-hash";
     pub const VERSION: &str = "com.docker.compose.version";
+    /// The compose files a project was started from (absolute paths, comma-separated).
+    pub const CONFIG_FILES: &str = "com.docker.compose.project.config_files";
+    /// The folder relative compose file paths are taken from.
+    pub const WORKING_DIR: &str = "com.docker.compose.project.working_dir";
 }
 
 /// Why the engine could not be used. Messages say where benchform looked and what to do.
@@ -322,6 +326,38 @@ impl Engine {
             argv.extend(config.arguments.unwrap_or_default());
             out.push(argv);
         }
+        Ok(out)
+    }
+
+    /// The other compose projects on the engine started from `file` (an absolute path, compared
+    /// with the paths compose records on every container), sorted.
+    pub async fn projects_using(&self, file: &std::path::Path, except: &str) -> Result<Vec<String>, EngineError> {
+        let mut filters: HashMap<String, Vec<String>> = HashMap::new();
+        filters.insert("label".to_string(), vec![labels::CONFIG_FILES.to_string()]);
+        let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list =
+            self.docker.list_containers(Some(options)).await.map_err(|e| Self::request_error("list containers", e))?;
+        let wanted = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        let same = |dir: Option<&String>, f: &str| {
+            let f = std::path::Path::new(f.trim());
+            let f = match dir {
+                Some(d) if f.is_relative() => std::path::Path::new(d).join(f),
+                _ => f.to_path_buf(),
+            };
+            f == file || std::fs::canonicalize(&f).is_ok_and(|f| f == wanted)
+        };
+        let mut out: Vec<String> = list
+            .into_iter()
+            .filter_map(|c| {
+                let labels = c.labels?;
+                let project = labels.get(labels::PROJECT)?.clone();
+                let files = labels.get(labels::CONFIG_FILES)?;
+                let dir = labels.get(labels::WORKING_DIR);
+                (project != except && files.split(',').any(|f| same(dir, f))).then_some(project)
+            })
+            .collect();
+        out.sort();
+        out.dedup();
         Ok(out)
     }
 

@@ -36,16 +36,19 @@ fn heartbeat_every() -> Duration {
 
 pub fn run(shell: &Shell, args: &ApplyArgs) -> Status {
     if let Some(file) = &args.plan_file
-        && (args.allow_downgrade || args.parallelism.is_some() || !args.release_maintenance.is_empty())
+        && (args.allow_downgrade
+            || args.allow_new_project
+            || args.parallelism.is_some()
+            || !args.release_maintenance.is_empty())
     {
         return shell.error(
             &format!(
-                "--allow-downgrade, --parallelism and --release-maintenance change the plan, so {} keeps the ones \
-                 it was made with",
+                "--allow-downgrade, --allow-new-project, --parallelism and --release-maintenance change the plan, \
+                 so {} keeps the ones it was made with",
                 file.display()
             ),
             "apply the file without them, or make the plan again with them: `benchform plan -o FILE \
-             [--parallelism N] [--allow-downgrade] [--release-maintenance SITE]`",
+             [--parallelism N] [--allow-downgrade] [--allow-new-project] [--release-maintenance SITE]`",
         );
     }
     let p = match observe::prepare(shell, args.manifest.file.as_deref(), true) {
@@ -153,6 +156,7 @@ async fn locked(
                 allow_downgrade: args.allow_downgrade,
                 parallelism: args.parallelism.unwrap_or(1),
                 release_maintenance: args.release_maintenance.clone(),
+                allow_new_project: args.allow_new_project,
             };
             match crate::commands::plan::plan_for(shell, p, &observed, &inputs) {
                 Ok(plan) => (plan, inputs),
