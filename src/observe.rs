@@ -279,10 +279,12 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
     let (manifest, desired) = (&p.manifest, &p.desired);
     let Session { engine, compose, .. } = session;
     let reference = desired.reference();
-    let registry = match engine.registry_tag(&reference).await {
-        Ok(TagState::Present { digest }) => TagObservation::Present { digest },
-        Ok(TagState::Absent) => TagObservation::Absent,
-        Err(e @ RegistryError::Unauthorized { .. }) => {
+    let asked = if manifest.image.push { Some(engine.registry_tag(&reference).await) } else { None };
+    let registry = match asked {
+        None => TagObservation::Unused,
+        Some(Ok(TagState::Present { digest })) => TagObservation::Present { digest },
+        Some(Ok(TagState::Absent)) => TagObservation::Absent,
+        Some(Err(e @ RegistryError::Unauthorized { .. })) => {
             let registry = benchform_docker::registry::registry_host(&reference);
             return Err(ObserveError::new(
                 "registry",
@@ -290,7 +292,7 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
                 format!("log in with `docker login {registry}` (benchform reads the Docker config file)"),
             ));
         }
-        Err(e) => {
+        Some(Err(e)) => {
             return Err(ObserveError::new(
                 "registry",
                 e,
@@ -304,7 +306,7 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
         .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?
         .map(|i| i.id);
     // The bases matter only when a build is coming.
-    let missing_bases = if engine_image.is_none() && registry == TagObservation::Absent {
+    let missing_bases = if engine_image.is_none() && !matches!(registry, TagObservation::Present { .. }) {
         missing_bases(engine, p).await
     } else {
         Vec::new()

@@ -86,6 +86,9 @@ impl Applier<'_> {
         let digest = self
             .digest
             .get_or_try_init(|| async {
+                if !self.p.manifest.image.push {
+                    return Ok(None);
+                }
                 match self.engine.registry_tag(&self.reference()).await {
                     Ok(TagState::Present { digest }) => Ok(Some(digest)),
                     Ok(TagState::Absent) => Ok(None),

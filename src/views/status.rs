@@ -20,6 +20,7 @@ pub fn text(r: &Report) -> String {
     let registry = match &r.image.registry {
         TagObservation::Present { digest } => format!("in the registry ({digest})"),
         TagObservation::Absent => "not in the registry".to_string(),
+        TagObservation::Unused => "no registry (image.push: false)".to_string(),
     };
     let engine = match &r.image.engine {
         Some(id) => format!("in the engine ({})", id.get(..19).unwrap_or(id)),

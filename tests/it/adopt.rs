@@ -352,3 +352,38 @@ fn the_tag_follows_what_the_build_reads_not_the_whole_checkout() {
     assert!(plan.stderr.contains("set image.base_tag"), "{}", plan.stderr);
     let _ = std::fs::remove_dir_all(world.git_root().join(&project));
 }
+
+#[test]
+fn a_local_image_needs_no_registry() {
+    // frappe_docker's single-host flow: CUSTOM_IMAGE=custom, PULL_POLICY=never, no registry.
+    let mut d = crate::status::Deployment::new(&[("a.localhost", &["erpnext"])]);
+    d.deployed = true; // apply deploys; Drop takes the project down
+    let path = d.dir.path().join("benchform.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line = text.lines().find(|l| l.starts_with("  repository: ")).unwrap().to_string();
+    let repository = format!("{}/custom", d.project);
+    std::fs::write(&path, text.replace(&line, &format!("  repository: {repository}\n  push: false"))).unwrap();
+
+    let plan: Value = serde_json::from_str(&d.benchform(&["plan", "--format", "json"]).stdout).unwrap();
+    let kinds = steps(&plan);
+    assert_eq!(kinds[..2], ["build", "verify"], "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "push"), "{kinds:?}");
+    let status: Value = serde_json::from_str(&d.benchform(&["status", "--format", "json"]).stdout).unwrap();
+    assert_eq!(status["image"]["registry"]["state"], "unused");
+
+    let apply = d.apply(&["--auto-approve"]);
+    assert_eq!(apply.code, 0, "{}", apply.all());
+    let again = d.benchform(&["plan"]);
+    assert!(again.stdout.contains("No changes"), "{}", again.all());
+    let tag = status["image"]["tag"].as_str().unwrap();
+    let out =
+        Command::new(d.world.docker_cli()).args(["image", "inspect", &format!("{repository}:{tag}")]).output().unwrap();
+    assert!(out.status.success(), "the engine holds the image");
+    let listed = Command::new("curl")
+        .args(["-s", &format!("http://{}/v2/{repository}/tags/list", d.world.registry())])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("NAME_UNKNOWN"), "nothing was pushed");
+    drop(d);
+    let _ = Command::new(World::get().docker_cli()).args(["rmi", &format!("{repository}:{tag}")]).output();
+}

@@ -53,7 +53,7 @@ impl WorldFingerprint {
             image: image.to_string(),
             registry_digest: match &observed.registry {
                 TagObservation::Present { digest } => Some(digest.clone()),
-                TagObservation::Absent => None,
+                TagObservation::Absent | TagObservation::Unused => None,
             },
             engine_image: observed.engine_image.clone(),
             services: observed

@@ -324,10 +324,28 @@ pub fn plan(
     let mut b = Builder { steps: Vec::new() };
     let reference = desired.reference();
 
-    // 1. The image.
-    let in_registry = matches!(observed.registry, TagObservation::Present { .. });
+    // 1. The image. Without a registry (`image.push: false`) the engine's copy is the image: it
+    // is built and verified when the engine lacks it, and never pushed.
+    let local = observed.registry == TagObservation::Unused;
     let mut image_ready: Vec<String> = Vec::new();
-    if !in_registry {
+    if local && observed.engine_image.is_none() {
+        let build = b.add(
+            StepKind::Build,
+            None,
+            None,
+            format!("the engine has no {} (image.push: false: no registry)", desired.tag),
+            vec![],
+        );
+        image_ready.push(b.add(
+            StepKind::Verify,
+            None,
+            None,
+            "check the built image holds every app at its locked commit, and no secret".to_string(),
+            vec![build],
+        ));
+    }
+    let in_registry = matches!(observed.registry, TagObservation::Present { .. });
+    if !in_registry && !local {
         // Nothing unverified is pushed: an image only the engine has may be one an interrupted
         // apply built but never verified, so it is verified again.
         let (verify_reason, verify_deps) = if observed.engine_image.is_none() {

@@ -265,6 +265,8 @@ pub enum TagObservation {
     },
     #[default]
     Absent,
+    /// `image.push: false`: no registry is asked; the engine's copy is the image.
+    Unused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

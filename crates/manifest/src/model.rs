@@ -113,6 +113,11 @@ pub struct Image {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"))]
     pub base_tag: Option<String>,
+    /// Push the image to `repository`'s registry. Default: true. `false` is for one host that
+    /// builds and runs its own image (frappe_docker's `CUSTOM_IMAGE=custom`, `PULL_POLICY=never`):
+    /// no registry is asked or pushed to, and the tag is looked up in the engine.
+    #[serde(default = "default_true")]
+    pub push: bool,
 }
 
 /// How the image is deployed.
