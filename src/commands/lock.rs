@@ -84,11 +84,12 @@ impl Ctx<'_> {
         };
         let to_resolve: Vec<&Wanted> = wanted.iter().filter(|w| w.keep.is_none()).collect();
         let (resolved, mut problems) = self.resolve(&to_resolve);
-        if problems.is_empty() {
-            match lock::finish_lock(self.manifest, &wanted, &resolved) {
-                Ok(new_lock) => return self.save(shell, existing, &new_lock, &wanted, lock_path),
-                Err(errors) => problems.extend(errors.iter().map(|e| self.lock_error(e))),
-            }
+        // The policy is checked on whatever did resolve, so that one run names every problem
+        // (a missing ref and a branch under immutable_refs together, not one after the other).
+        match lock::finish_lock(self.manifest, &wanted, &resolved) {
+            Ok(new_lock) if problems.is_empty() => return self.save(shell, existing, &new_lock, &wanted, lock_path),
+            Ok(_) => {}
+            Err(errors) => problems.extend(errors.iter().map(|e| self.lock_error(e))),
         }
         shell.err_line(&format!("{} was not written.\n", self.lock_display));
         fail(shell, &problems)

@@ -188,6 +188,13 @@ fn branches_are_refused_under_immutable_refs_with_the_newest_tag_suggested() {
     assert!(run.stderr.contains("error[branch-ref]: erpnext: `version-15` is a branch"), "{}", run.stderr);
     assert!(run.stderr.contains("the newest on the remote is `v15.2.0`"), "{}", run.stderr);
     assert!(w.lock_text().is_none(), "no partial lock");
+    // Every problem in one run: a ref that does not exist next to a branch.
+    w.write_manifest("version-15", "v9.9.9", true);
+    let run = w.run(&["lock"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("error[ref-not-found]: secret_app:"), "{}", run.stderr);
+    assert!(run.stderr.contains("error[branch-ref]: erpnext:"), "{}", run.stderr);
+    assert!(w.lock_text().is_none(), "no partial lock");
 
     w.write_manifest("version-15", "v1.0.0", false);
     assert_eq!(w.run(&["lock"]).code, 0);
