@@ -55,11 +55,13 @@ impl ByHand {
         let dir = tempfile::tempdir().unwrap();
         let image = format!("{}/{project}/erp", world.registry());
         let port = free_port();
-        // Shaped like upstream's example.env: what the compose files interpolate.
+        // Shaped like upstream's example.env: what the compose files interpolate. The site name
+        // header is spelled out: docker-compose v1 passes compose.yaml's default (`$$host`) to
+        // nginx as `$$host`, and the frontend restarts in a loop (docs/getting-started.md).
         let env = format!(
             "ERPNEXT_VERSION=v15.1.0\nDB_PASSWORD={DB_PASSWORD}\nDB_PASSWORD_SECRETS_FILE=\nDB_HOST=\nDB_PORT=\n\
              REDIS_CACHE=\nREDIS_QUEUE=\nCUSTOM_IMAGE={image}\nCUSTOM_TAG=by-hand\nPULL_POLICY=always\n\
-             HTTP_PUBLISH_PORT={port}\nFRAPPE_SITE_NAME_HEADER=\nSITES_RULE=Host(`a.localhost`) || Host(`b.localhost`)\n"
+             HTTP_PUBLISH_PORT={port}\nFRAPPE_SITE_NAME_HEADER='$host'\nSITES_RULE=Host(`a.localhost`) || Host(`b.localhost`)\n"
         );
         std::fs::write(dir.path().join("production.env"), env).unwrap();
         let apps = serde_json::json!([
@@ -327,7 +329,9 @@ fn the_tag_follows_what_the_build_reads_not_the_whole_checkout() {
     let first = tag();
     // Outside the build's inputs: docs, an override, the bake file.
     std::fs::write(checkout.join("docs/02-setup/02-build-setup.md"), "edited\n").unwrap();
-    std::fs::write(checkout.join("overrides/compose.noproxy.yaml"), "services: {}\n").unwrap();
+    let noproxy = checkout.join("overrides/compose.noproxy.yaml");
+    let text = std::fs::read_to_string(&noproxy).unwrap() + "# edited\n";
+    std::fs::write(&noproxy, text).unwrap();
     std::fs::write(checkout.join("docker-bake.hcl"), "# edited\n").unwrap();
     assert_eq!(tag(), first, "files the build does not read leave the tag");
     // A resource the Containerfile copies into the image.
