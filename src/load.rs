@@ -58,5 +58,6 @@ pub fn load(file: Option<&Path>) -> Result<Loaded, Vec<Diagnostic>> {
         .unwrap_or_else(|| PathBuf::from("."));
     let mut validation = benchform_manifest::validate(&display, &bytes);
     validation.check_paths(&dir, |p| p.exists());
+    validation.check_compose_image(&dir, |p| std::fs::read_to_string(p).ok());
     Ok(Loaded { display, dir, bytes, validation })
 }

@@ -179,3 +179,42 @@ impl SecretFile {
         PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), self.file.as_raw_fd()))
     }
 }
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+
+    fn paths(dir: &std::path::Path, env_file: Option<&str>) -> observe::Paths {
+        observe::Paths {
+            context: dir.to_path_buf(),
+            containerfile: dir.join("Containerfile"),
+            compose_dir: dir.to_path_buf(),
+            compose_files: vec![dir.join("compose.yaml")],
+            env_file: env_file.map(|f| dir.join(f)),
+            backups: dir.join("backups"),
+        }
+    }
+
+    #[test]
+    fn secrets_are_found_where_compose_finds_its_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("production.env"),
+            "BF_LOOKUP_A=from-the-env-file\nBF_LOOKUP_B_SECRETS_FILE=secrets/db.txt\nBF_LOOKUP_C_FILE=c.txt\nBF_LOOKUP_E=\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+        std::fs::write(dir.path().join("secrets/db.txt"), "from-a-secrets-file\n").unwrap();
+        std::fs::write(dir.path().join("c.txt"), "from-a-file").unwrap();
+        let p = paths(dir.path(), Some("production.env"));
+        assert_eq!(lookup_secret(Some("BF_LOOKUP_A"), &p).as_deref(), Some("from-the-env-file"));
+        assert_eq!(lookup_secret(Some("BF_LOOKUP_B"), &p).as_deref(), Some("from-a-secrets-file"));
+        assert_eq!(lookup_secret(Some("BF_LOOKUP_C"), &p).as_deref(), Some("from-a-file"));
+        assert_eq!(lookup_secret(Some("BF_LOOKUP_E"), &p), None, "empty is unset");
+        assert_eq!(lookup_secret(Some("BF_LOOKUP_MISSING"), &p), None);
+        assert_eq!(lookup_secret(None, &p), None);
+        // The process environment comes first (PATH stands in for any variable that is set).
+        assert_eq!(lookup_secret(Some("PATH"), &p), std::env::var("PATH").ok());
+        assert_eq!(lookup_secret(Some("BF_LOOKUP_A"), &paths(dir.path(), None)), None, "no env file, no value");
+    }
+}

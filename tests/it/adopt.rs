@@ -372,6 +372,17 @@ fn a_local_image_needs_no_registry() {
     let kinds = steps(&plan);
     assert_eq!(kinds[..2], ["build", "verify"], "{kinds:?}");
     assert!(!kinds.iter().any(|k| k == "push"), "{kinds:?}");
+    // Secrets are checked at plan time: a warning (pull-request CI has none), not an error.
+    let text = d.benchform(&["plan"]);
+    assert_eq!(text.code, 0, "{}", text.all());
+    assert!(
+        text.stderr.contains("warning: DB_ROOT_PASSWORD is not set (creating a new site needs it): apply will stop"),
+        "{}",
+        text.stderr
+    );
+    let refused = d.benchform(&["apply", "--auto-approve"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(refused.stderr.contains("DB_ROOT_PASSWORD is not set"), "{}", refused.stderr);
     let status: Value = serde_json::from_str(&d.benchform(&["status", "--format", "json"]).stdout).unwrap();
     assert_eq!(status["image"]["registry"]["state"], "unused");
 

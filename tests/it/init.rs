@@ -16,6 +16,12 @@ fn inputs(dir: &std::path::Path) {
     ] {
         std::fs::write(dir.join("frappe_docker").join(f), "services: {}\n").unwrap();
     }
+    // Like upstream's, the base file's services run ${CUSTOM_IMAGE}:${CUSTOM_TAG}.
+    std::fs::write(
+        dir.join("frappe_docker/compose.yaml"),
+        "services:\n  backend:\n    image: ${CUSTOM_IMAGE}:${CUSTOM_TAG}\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(dir.join("frappe_docker/images/layered")).unwrap();
     std::fs::write(dir.join("frappe_docker/images/layered/Containerfile"), "FROM scratch\n").unwrap();
     std::fs::write(

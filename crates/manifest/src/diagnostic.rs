@@ -77,6 +77,7 @@ codes! {
     SecretLikeBuildArg => "secret-like-build-arg", "A build argument whose name suggests a secret: build arguments are kept in image history.";
     InvalidServiceName => "invalid-service-name", "A compose service name that is not valid.";
     NoComposeFiles => "no-compose-files", "deploy.compose.files is empty.";
+    ComposeWithoutImage => "compose-without-image", "No compose file takes its image from ${CUSTOM_IMAGE} or names image.repository (a rendered file, pwd.yml).";
     UnsupportedOverride => "unsupported-override", "A frappe_docker override benchform cannot deploy with (the migrator, Postgres).";
     EmptyPath => "empty-path", "A file or folder path is empty.";
     InvalidSiteName => "invalid-site-name", "A site name that is not a lowercase DNS name.";

@@ -99,6 +99,40 @@ impl Validation {
         sort(&mut self.diagnostics);
     }
 
+    /// Check that the compose files can run the manifest's image: some file must take it from
+    /// `${CUSTOM_IMAGE}` (as frappe_docker's compose.yaml does) or name `image.repository`. A
+    /// file rendered with `docker compose config`, or `pwd.yml`, names fixed images: a deploy
+    /// would change nothing. `read` returns a file's text (`None`: unreadable, not judged).
+    pub fn check_compose_image(&mut self, base: &Path, read: impl Fn(&Path) -> Option<String>) {
+        let Some(m) = &self.manifest else { return };
+        let compose_dir = base.join(m.deploy.compose.dir.as_deref().unwrap_or(&m.image.context));
+        let texts: Option<Vec<String>> =
+            m.deploy.compose.files.iter().map(|f| read(&normalize(&compose_dir.join(f)))).collect();
+        let Some(texts) = texts else { return };
+        if texts.is_empty() || texts.iter().any(|t| t.contains("CUSTOM_IMAGE") || t.contains(&m.image.repository)) {
+            return;
+        }
+        let field = path!["deploy", "compose", "files"];
+        let d = self.doc.diagnostic(
+            Severity::Error,
+            Code::ComposeWithoutImage,
+            &field,
+            Target::Value,
+            format!(
+                "no compose file runs `image.repository` ({}): none takes its image from ${{CUSTOM_IMAGE}} or names \
+                 it, so a deploy would change nothing",
+                m.image.repository
+            ),
+            Some(
+                "list frappe_docker's compose.yaml and overrides (their services run ${CUSTOM_IMAGE}:${CUSTOM_TAG}), \
+                 not a file rendered with `docker compose config` or pwd.yml"
+                    .to_string(),
+            ),
+        );
+        self.diagnostics.push(d);
+        sort(&mut self.diagnostics);
+    }
+
     /// The manifest file as the user named it.
     pub fn file(&self) -> &str {
         &self.doc.file
