@@ -303,17 +303,20 @@ pub struct InitArgs {
     /// frappe_docker's apps.json: `[{"url": …, "branch": …}, …]`.
     #[arg(long, value_name = "FILE")]
     pub from_apps_json: PathBuf,
-    /// The env file given to compose: CUSTOM_IMAGE, SITES and FRAPPE_SITE_NAME_HEADER are read,
+    /// The env file given to compose: CUSTOM_IMAGE, ERPNEXT_VERSION, COMPOSE_PROJECT_NAME, SITES,
+    /// SITES_RULE and FRAPPE_SITE_NAME_HEADER are read (DB_PASSWORD only by name),
     /// nothing else is copied.
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
-    /// Compose project name. Default: derived from the manifest's folder name.
+    /// Compose project name: the `-p` the deployment runs under. Default: the env file's
+    /// COMPOSE_PROJECT_NAME, else the manifest's folder name, marked TODO.
     #[arg(long, value_name = "NAME")]
     pub project: Option<String>,
     /// The frappe_docker checkout (build context and compose folder), relative to the manifest.
     #[arg(long, value_name = "DIR", default_value = "../frappe_docker")]
     pub context: PathBuf,
-    /// The frappe tag to pin (the FRAPPE_BRANCH you build with). Default: a branch marked TODO.
+    /// The frappe tag to pin. Default: frappe's apps.json entry, else the env file's
+    /// ERPNEXT_VERSION, else a branch; a guess is marked TODO.
     #[arg(long, value_name = "REF")]
     pub frappe_ref: Option<String>,
     /// Replace an existing manifest.
