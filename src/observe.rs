@@ -364,7 +364,7 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
     // Nothing of this project exists: is the deployment running under another name?
     let other_projects = match p.paths.compose_files.first() {
         Some(file) if containers.is_empty() && !has_volumes => engine
-            .projects_using(file, &manifest.project)
+            .projects_using(file, &manifest.image.repository, &manifest.project)
             .await
             .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?,
         _ => Vec::new(),

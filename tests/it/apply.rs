@@ -248,15 +248,29 @@ fn refused_or_stopped_cleanly_migrator_full_disk_and_compose_failure() {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
 
-    // frappe_docker's migrator override: refused with the reason, nothing built or started.
+    // frappe_docker's migrator override: refused with the reason, nothing built or started —
+    // by validate under its own file name, by plan (so apply too) under any other.
     edit_manifest(&d, "files: [compose.yaml]", "files: [compose.yaml, overrides/compose.migrator.yaml]");
     let migrator = d.apply(&["--auto-approve"]);
     assert_eq!(migrator.code, 1, "{}", migrator.all());
+    assert!(migrator.stderr.contains("error[unsupported-override]"), "{}", migrator.stderr);
     assert!(migrator.stderr.contains("frappe_docker's `migrator` service"), "{}", migrator.stderr);
-    assert!(migrator.stderr.contains("Nothing was changed."), "{}", migrator.stderr);
+    edit_manifest(&d, ", overrides/compose.migrator.yaml", "");
+    let renamed = tempfile::tempdir().unwrap();
+    let copy = renamed.path().join("extra.yaml");
+    std::fs::copy(crate::support::root().join("tests/fixtures/compose/overrides/compose.migrator.yaml"), &copy)
+        .unwrap();
+    edit_manifest(&d, "files: [compose.yaml]", &format!("files: [compose.yaml, {}]", copy.display()));
+    let migrator = d.apply(&["--auto-approve"]);
+    assert_eq!(migrator.code, 1, "{}", migrator.all());
+    assert!(
+        migrator.stderr.contains("the compose files define frappe_docker's `migrator` service"),
+        "{}",
+        migrator.stderr
+    );
     assert!(!image_exists(&d, &reference));
     assert_eq!(containers(), "");
-    edit_manifest(&d, ", overrides/compose.migrator.yaml", "");
+    edit_manifest(&d, &format!(", {}", copy.display()), "");
 
     // A build that fills the disk (a RUN writing to /dev/full): the build step fails with the
     // builder's words, and no image, push or container follows.

@@ -29,6 +29,12 @@ fn run_block(script: &str, work: &std::path::Path) -> std::process::Output {
         .unwrap()
 }
 
+/// The project of the manifest a doc block wrote in `work` (empty if it wrote none).
+fn project_in(work: &std::path::Path) -> String {
+    let manifest = std::fs::read_to_string(work.join("benchform.yaml")).unwrap_or_default();
+    manifest.lines().find_map(|l| l.strip_prefix("project: ")).unwrap_or_default().trim().to_string()
+}
+
 #[test]
 fn adopting_a_frappe_docker_deployment_on_the_local_world_converges() {
     let world = World::get();
@@ -40,8 +46,7 @@ fn adopting_a_frappe_docker_deployment_on_the_local_world_converges() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
 
     // Clean up whatever it made (upstream's files, the project init wrote), then judge.
-    let manifest = std::fs::read_to_string(work.path().join("benchform.yaml")).unwrap_or_default();
-    let project = manifest.lines().find_map(|l| l.strip_prefix("project: ")).unwrap_or_default().trim().to_string();
+    let project = project_in(work.path());
     if !project.is_empty() {
         let upstream = crate::support::frappe_docker();
         let mut down = std::process::Command::new(world.docker_cli());
@@ -79,8 +84,7 @@ fn getting_started_on_the_local_world_converges() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
 
     // Clean up whatever it made, then judge.
-    let manifest = std::fs::read_to_string(work.path().join("benchform.yaml")).unwrap_or_default();
-    let project = manifest.lines().find_map(|l| l.strip_prefix("project: ")).unwrap_or_default().trim().to_string();
+    let project = project_in(work.path());
     if !project.is_empty() {
         let _ = crate::world::compose_command()
             .args(["-p", &project, "-f"])

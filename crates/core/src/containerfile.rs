@@ -61,7 +61,7 @@ impl ContextReads {
                     let pattern: Vec<&str> = p.split('/').collect();
                     // A pattern names a file or a folder taken with everything under it.
                     pattern.len() <= parts.len()
-                        && pattern.iter().zip(&parts).all(|(p, s)| glob(p.as_bytes(), s.as_bytes()))
+                        && pattern.iter().zip(&parts).all(|(p, s)| glob_segment(p.as_bytes(), s.as_bytes()))
                 })
             }
         }
@@ -494,12 +494,13 @@ fn clean(path: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-/// One path segment against a pattern segment: `*`, `?`, `[…]` (Go's filepath.Match).
-fn glob(p: &[u8], s: &[u8]) -> bool {
+/// One path segment against a pattern segment: `*`, `?`, `[…]`, `\\` escapes (Go's
+/// filepath.Match, which both `COPY` sources and `.dockerignore` patterns follow).
+pub fn glob_segment(p: &[u8], s: &[u8]) -> bool {
     match (p.first(), s.first()) {
         (None, None) => true,
-        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
-        (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
+        (Some(b'*'), _) => glob_segment(&p[1..], s) || (!s.is_empty() && glob_segment(p, &s[1..])),
+        (Some(b'?'), Some(_)) => glob_segment(&p[1..], &s[1..]),
         (Some(b'['), Some(c)) => match p.iter().position(|b| *b == b']') {
             Some(end) => {
                 let class = &p[1..end];
@@ -518,12 +519,12 @@ fn glob(p: &[u8], s: &[u8]) -> bool {
                         i += 1;
                     }
                 }
-                hit != negate && glob(&p[end + 1..], &s[1..])
+                hit != negate && glob_segment(&p[end + 1..], &s[1..])
             }
-            None => *c == b'[' && glob(&p[1..], &s[1..]),
+            None => *c == b'[' && glob_segment(&p[1..], &s[1..]),
         },
-        (Some(b'\\'), Some(c)) if p.len() > 1 => p[1] == *c && glob(&p[2..], &s[1..]),
-        (Some(a), Some(b)) => a == b && glob(&p[1..], &s[1..]),
+        (Some(b'\\'), Some(c)) if p.len() > 1 => p[1] == *c && glob_segment(&p[2..], &s[1..]),
+        (Some(a), Some(b)) => a == b && glob_segment(&p[1..], &s[1..]),
         _ => false,
     }
 }

@@ -151,12 +151,13 @@ pub enum PlanError {
     )]
     NoServiceRunsImage { repository: String, services: String },
     #[error(
-        "project {project} has no container and no volume, but the same compose files run as project {others}: \
+        "project {project} has no container and no volume, but the same compose files run {repository} as \
+         project {others}: \
          with `project: {project}` apply would start a second, empty stack next to it and create sites that \
          exist there. Set `project:` in the manifest to the running one to adopt it (the name of `docker compose \
          -p`, listed by `docker compose ls`), or pass --allow-new-project to start a separate stack"
     )]
-    AnotherProjectRuns { project: String, others: String },
+    AnotherProjectRuns { project: String, repository: String, others: String },
     #[error("{detail}; {fix}")]
     BaseImageMissing { image: String, detail: String, fix: String },
     #[error(
@@ -254,6 +255,7 @@ pub fn plan(
     {
         errors.push(PlanError::AnotherProjectRuns {
             project: desired.project.clone(),
+            repository: desired.repository.clone(),
             others: observed.other_projects.join(", "),
         });
     }

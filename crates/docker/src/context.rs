@@ -78,40 +78,10 @@ fn glob_parts(pattern: &[String], path: &[&str]) -> bool {
         (None, Some(_)) => false,
         (Some(p), _) if p == "**" => (0..=path.len()).any(|skip| glob_parts(&pattern[1..], &path[skip..])),
         (Some(_), None) => false,
-        (Some(p), Some(s)) => glob_segment(p.as_bytes(), s.as_bytes()) && glob_parts(&pattern[1..], &path[1..]),
-    }
-}
-
-fn glob_segment(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob_segment(&p[1..], s) || (!s.is_empty() && glob_segment(p, &s[1..])),
-        (Some(b'?'), Some(_)) => glob_segment(&p[1..], &s[1..]),
-        (Some(b'['), Some(c)) => match p.iter().position(|b| *b == b']') {
-            Some(end) => {
-                let class = &p[1..end];
-                let (negate, class) = match class.first() {
-                    Some(b'^') | Some(b'!') => (true, &class[1..]),
-                    _ => (false, class),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == b'-' {
-                        hit |= class[i] <= *c && *c <= class[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= class[i] == *c;
-                        i += 1;
-                    }
-                }
-                hit != negate && glob_segment(&p[end + 1..], &s[1..])
-            }
-            None => *c == b'[' && glob_segment(&p[1..], &s[1..]),
-        },
-        (Some(b'\\'), Some(c)) if p.len() > 1 => p[1] == *c && glob_segment(&p[2..], &s[1..]),
-        (Some(a), Some(b)) => a == b && glob_segment(&p[1..], &s[1..]),
-        _ => false,
+        (Some(p), Some(s)) => {
+            benchform_core::containerfile::glob_segment(p.as_bytes(), s.as_bytes())
+                && glob_parts(&pattern[1..], &path[1..])
+        }
     }
 }
 

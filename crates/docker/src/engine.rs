@@ -330,8 +330,15 @@ impl Engine {
     }
 
     /// The other compose projects on the engine started from `file` (an absolute path, compared
-    /// with the paths compose records on every container), sorted.
-    pub async fn projects_using(&self, file: &std::path::Path, except: &str) -> Result<Vec<String>, EngineError> {
+    /// with the paths compose records on every container) that run an image of `repository`,
+    /// sorted. (Two stacks of one checkout with their own images, as tests make, are not one
+    /// deployment under two names.)
+    pub async fn projects_using(
+        &self,
+        file: &std::path::Path,
+        repository: &str,
+        except: &str,
+    ) -> Result<Vec<String>, EngineError> {
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
         filters.insert("label".to_string(), vec![labels::CONFIG_FILES.to_string()]);
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
@@ -353,7 +360,10 @@ impl Engine {
                 let project = labels.get(labels::PROJECT)?.clone();
                 let files = labels.get(labels::CONFIG_FILES)?;
                 let dir = labels.get(labels::WORKING_DIR);
-                (project != except && files.split(',').any(|f| same(dir, f))).then_some(project)
+                let image = c.image.as_deref().unwrap_or_default();
+                let ours =
+                    image.strip_prefix(repository).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '@']));
+                (project != except && ours && files.split(',').any(|f| same(dir, f))).then_some(project)
             })
             .collect();
         out.sort();
