@@ -309,7 +309,7 @@ pub struct InitArgs {
     #[arg(long, value_name = "FILE")]
     pub env_file: Option<PathBuf>,
     /// Compose project name: the `-p` the deployment runs under. Default: the env file's
-    /// COMPOSE_PROJECT_NAME, else the manifest's folder name, marked TODO.
+    /// COMPOSE_PROJECT_NAME, else compose's own default (the compose folder's name), marked TODO.
     #[arg(long, value_name = "NAME")]
     pub project: Option<String>,
     /// The frappe_docker checkout (build context and compose folder), relative to the manifest.

@@ -171,7 +171,7 @@ pub fn image_inputs(
         )
     })?;
     let reads = &resolved.reads;
-    let context_sha256 = benchform_docker::context::context_digest(&paths.context, &|rel| reads.context.takes(rel))
+    let context_sha256 = benchform_docker::context::context_digest(&paths.context, &reads.context)
         .map_err(|e| ObserveError::new("build context", e, "check image.context"))?;
     let inputs = ImageInputs {
         build_args: resolved.build_args.clone(),
@@ -363,10 +363,7 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
         .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?;
     // Nothing of this project exists: is the deployment running under another name?
     let other_projects = match p.paths.compose_files.first() {
-        Some(file) if containers.is_empty() && !has_volumes => engine
-            .projects_using(file, &manifest.image.repository, &manifest.project)
-            .await
-            .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?,
+        Some(file) if containers.is_empty() && !has_volumes => other_projects(engine, file, manifest).await?,
         _ => Vec::new(),
     };
     Ok(Observed {
@@ -397,6 +394,29 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
         missing_bases,
         other_projects,
     })
+}
+
+/// Other projects started from the same compose file that are this deployment under another
+/// name: those whose backend runs an image benchform did not build for a different project (a
+/// hand-built, stock or foreign image, or one built for this project). Stacks benchform built for
+/// other projects from one checkout (staging next to production, tests side by side) are not.
+async fn other_projects(engine: &Engine, file: &Path, manifest: &Manifest) -> Result<Vec<String>, ObserveError> {
+    let project = manifest.project.as_str();
+    let engine_error = |e| ObserveError::new("engine", e, "check the engine's health (`docker info`)");
+    let found = engine.projects_using(file, project).await.map_err(engine_error)?;
+    let mut built_for: HashMap<String, Option<String>> = HashMap::new();
+    let mut out: Vec<String> = Vec::new();
+    for (other, _, image) in found.into_iter().filter(|(_, service, _)| *service == manifest.deploy.backend_service) {
+        if !built_for.contains_key(&image) {
+            let labels = engine.image(&image).await.map_err(engine_error)?.map(|i| i.labels).unwrap_or_default();
+            built_for.insert(image.clone(), labels.get(LABEL_PROJECT).cloned());
+        }
+        let foreign = built_for.get(&image).cloned().flatten().is_some_and(|p| p != project);
+        if !foreign && !out.contains(&other) {
+            out.push(other);
+        }
+    }
+    Ok(out)
 }
 
 /// The images the build starts from that the engine lacks and cannot pull: their registry has no

@@ -69,7 +69,9 @@ impl Applier<'_> {
 /// variables: the environment first, then the compose env file (`deploy.compose.env_file`, as
 /// frappe_docker keeps `DB_PASSWORD`); in either, `VAR_FILE` or frappe_docker's
 /// `VAR_SECRETS_FILE` may name a file holding it instead (relative to the compose folder, one
-/// trailing newline dropped). Empty values count as unset.
+/// trailing newline dropped) — and when one does, it wins over `VAR` itself: frappe_docker's
+/// secrets override makes MariaDB read the file, whatever `DB_PASSWORD` (upstream's example.env
+/// keeps `123`) still says. Empty values count as unset.
 pub(crate) fn lookup_secret(var: Option<&str>, paths: &observe::Paths) -> Option<String> {
     let var = var?;
     let file_vars = [var.to_string(), format!("{var}_FILE"), format!("{var}_SECRETS_FILE")];
@@ -84,15 +86,25 @@ pub(crate) fn lookup_secret(var: Option<&str>, paths: &observe::Paths) -> Option
             env_file.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
         })
     };
-    if let Some(v) = value(&file_vars[0]) {
-        return Some(v);
-    }
-    file_vars[1..].iter().find_map(|name| {
+    let from_file = file_vars[1..].iter().find_map(|name| {
         let path = paths.compose_dir.join(value(name)?);
         let text = std::fs::read_to_string(path).ok()?;
         let text = text.strip_suffix('\n').unwrap_or(&text);
         (!text.is_empty()).then(|| text.to_string())
-    })
+    });
+    from_file.or_else(|| value(&file_vars[0]))
+}
+
+/// Why the compose env file cannot be read for secrets (it exists but is not an env file
+/// compose would take), by line number — never its text.
+fn env_file_problem(paths: &observe::Paths) -> Option<(String, String)> {
+    let file = paths.env_file.as_ref()?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let e = benchform_core::envfile::parse(&text, &|k| std::env::var(k).ok()).err()?;
+    Some((
+        format!("the compose env file {} cannot be read for secrets: {e}", file.display()),
+        "fix that line (compose reads the file by the same rules)".to_string(),
+    ))
 }
 
 /// The secrets a plan's steps need that cannot be found, each as (what, how to fix): tokens for a
@@ -102,7 +114,7 @@ pub(crate) fn missing_secrets(plan: &benchform_core::plan::Plan, p: &Prepared) -
     use benchform_manifest::model::OnMigrateFailure;
     let deploy = &p.manifest.deploy;
     let found = |var: Option<&str>| lookup_secret(var, &p.paths).is_some();
-    let mut out = Vec::new();
+    let mut out: Vec<(String, String)> = env_file_problem(&p.paths).into_iter().collect();
     if plan.steps.iter().any(|s| s.kind == StepKind::Build) {
         for a in p.manifest.apps.iter().filter(|a| a.token_env.is_some() && !found(a.token_env.as_deref())) {
             let var = a.token_env.as_deref().unwrap_or_default();
@@ -200,7 +212,7 @@ mod lookup_tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("production.env"),
-            "BF_LOOKUP_A=from-the-env-file\nBF_LOOKUP_B_SECRETS_FILE=secrets/db.txt\nBF_LOOKUP_C_FILE=c.txt\nBF_LOOKUP_E=\n",
+            "BF_LOOKUP_A=from-the-env-file\nBF_LOOKUP_B=123\nBF_LOOKUP_B_SECRETS_FILE=secrets/db.txt\nBF_LOOKUP_C_FILE=c.txt\nBF_LOOKUP_E=\n",
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
@@ -208,7 +220,7 @@ mod lookup_tests {
         std::fs::write(dir.path().join("c.txt"), "from-a-file").unwrap();
         let p = paths(dir.path(), Some("production.env"));
         assert_eq!(lookup_secret(Some("BF_LOOKUP_A"), &p).as_deref(), Some("from-the-env-file"));
-        assert_eq!(lookup_secret(Some("BF_LOOKUP_B"), &p).as_deref(), Some("from-a-secrets-file"));
+        assert_eq!(lookup_secret(Some("BF_LOOKUP_B"), &p).as_deref(), Some("from-a-secrets-file"), "the file wins");
         assert_eq!(lookup_secret(Some("BF_LOOKUP_C"), &p).as_deref(), Some("from-a-file"));
         assert_eq!(lookup_secret(Some("BF_LOOKUP_E"), &p), None, "empty is unset");
         assert_eq!(lookup_secret(Some("BF_LOOKUP_MISSING"), &p), None);

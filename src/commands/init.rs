@@ -84,7 +84,12 @@ fn draft(shell: &Shell, args: &InitArgs) -> Result<Status, Refusal> {
         (Some(p), _) => (p.clone(), false),
         (None, Some(p)) => (p.to_string(), false),
         (None, None) => {
-            let here = std::path::absolute(&dir).map_err(|e| format!("cannot resolve {}: {e}", dir.display()))?;
+            // Compose's own default: the name of the folder holding the compose files (the
+            // frappe_docker checkout), normalised.
+            let compose_dir = dir.join(&args.context);
+            let here = std::path::absolute(&compose_dir)
+                .map_err(|e| format!("cannot resolve {}: {e}", compose_dir.display()))?;
+            let here = here.canonicalize().unwrap_or(here);
             let folder = here.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
             (names::suggest_project_name(&folder).unwrap_or_else(|| "erp".to_string()), true)
         }

@@ -68,6 +68,25 @@ impl ContextReads {
     }
 }
 
+impl ContextReads {
+    /// Could the build read something through `rel` — a path it takes, or a folder on the way
+    /// to one? (A symlink there points elsewhere, and BuildKit follows it.)
+    pub fn reaches(&self, rel: &str) -> bool {
+        match self {
+            ContextReads::Whole => true,
+            ContextReads::Paths(patterns) => {
+                let parts: Vec<&str> = rel.split('/').collect();
+                self.takes(rel)
+                    || patterns.iter().any(|p| {
+                        let pattern: Vec<&str> = p.split('/').collect();
+                        pattern.len() > parts.len()
+                            && pattern.iter().zip(&parts).all(|(p, s)| glob_segment(p.as_bytes(), s.as_bytes()))
+                    })
+            }
+        }
+    }
+}
+
 /// A Containerfile benchform cannot read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {message}")]
@@ -166,10 +185,10 @@ pub fn reads(text: &str, build_args: &BTreeMap<String, String>) -> Result<BuildR
                     let n = words.iter().take_while(|w| w.starts_with("--")).count();
                     (words[..n].to_vec(), words[n..].to_vec())
                 };
-                if let Some(from) = flags.iter().find_map(|f| f.strip_prefix("--from=")) {
-                    let from = expand(from, vars);
+                if let Some(written) = flags.iter().find_map(|f| f.strip_prefix("--from=")) {
+                    let from = expand(written, vars);
                     if from.parse::<usize>().is_err() {
-                        add_base(&mut bases, &stages, &from.clone(), from, ins.line);
+                        add_base(&mut bases, &stages, written, from, ins.line);
                     }
                     continue;
                 }
@@ -177,10 +196,13 @@ pub fn reads(text: &str, build_args: &BTreeMap<String, String>) -> Result<BuildR
                     continue;
                 }
                 for source in &args[..args.len() - 1] {
-                    let source = expand(source, vars);
                     if source.starts_with("<<") {
                         continue; // a here-document: inline text, already in the Containerfile's bytes
                     }
+                    let Some(source) = expand_known(source, vars) else {
+                        whole = true;
+                        continue;
+                    };
                     if ins.keyword == "ADD" && (source.contains("://") || source.starts_with("git@")) {
                         remote.push(source);
                         continue;
@@ -198,11 +220,19 @@ pub fn reads(text: &str, build_args: &BTreeMap<String, String>) -> Result<BuildR
                     let fields: BTreeMap<&str, &str> =
                         mount.split(',').map(|kv| kv.split_once('=').unwrap_or((kv, ""))).collect();
                     let kind = fields.get("type").copied().unwrap_or("bind");
-                    if kind != "bind" || fields.contains_key("from") {
+                    if let Some(from) = fields.get("from") {
+                        // A mount from an image (not a stage) is an image the build reads.
+                        let image = expand(from, &vars);
+                        if image.parse::<usize>().is_err() {
+                            add_base(&mut bases, &stages, from, image, ins.line);
+                        }
+                        continue;
+                    }
+                    if kind != "bind" {
                         continue;
                     }
                     let source = fields.get("source").or_else(|| fields.get("src")).copied().unwrap_or(".");
-                    match clean(&expand(source, &vars)) {
+                    match expand_known(source, &vars).as_deref().and_then(clean) {
                         Some(p) if !p.is_empty() => paths.push(p),
                         _ => whole = true,
                     }
@@ -276,7 +306,7 @@ pub fn resolve(
         return Ok(Resolved { reads: plain, bases, build_args: build_args.clone() });
     };
     let tagged = |b: &BaseImage| b.written.contains(PREFIX_ARG) && b.written.contains(BRANCH_ARG);
-    if !plain.bases.iter().any(tagged) {
+    if !plain.bases.iter().any(&tagged) {
         return Err(ContainerfileError {
             line: plain.bases.first().map_or(1, |b| b.line),
             message: format!(
@@ -297,8 +327,15 @@ pub fn resolve(
         .bases
         .iter()
         .map(|a| {
+            // Every base named through the prefix moves under the aliases: from the branch's tag
+            // when it names the branch too, else as it was.
+            let twin = |list: &[BaseImage]| {
+                list.iter().find(|r| r.line == a.line && r.written == a.written).map(|r| r.reference.clone())
+            };
             let source = if tagged(a) {
-                real.bases.iter().find(|r| r.line == a.line && r.written == a.written).map(|r| r.reference.clone())
+                twin(&real.bases)
+            } else if a.written.contains(PREFIX_ARG) {
+                twin(&plain.bases)
             } else {
                 None
             };
@@ -324,6 +361,7 @@ fn add_base(bases: &mut Vec<BaseImage>, stages: &[String], written: &str, refere
 /// The logical instructions: directives honoured, comments dropped, continuations joined.
 fn instructions(text: &str) -> Vec<Instruction> {
     let mut escape = '\\';
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines().enumerate().peekable();
     // Parser directives: `# key=value` lines at the very top.
     while let Some((_, line)) = lines.peek() {
@@ -338,9 +376,18 @@ fn instructions(text: &str) -> Vec<Instruction> {
         }
         lines.next();
     }
-    let mut out = Vec::new();
+    let mut out: Vec<Instruction> = Vec::new();
     let mut current: Option<(usize, String)> = None;
+    // Here-documents still to skip (their bodies are data, not instructions): (word, `<<-`).
+    let mut heredocs: std::collections::VecDeque<(String, bool)> = std::collections::VecDeque::new();
     for (i, raw) in lines {
+        if let Some((word, dash)) = heredocs.front() {
+            let line = if *dash { raw.trim_start_matches('\t') } else { raw };
+            if line == word {
+                heredocs.pop_front();
+            }
+            continue;
+        }
         let trimmed = raw.trim();
         if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_some()) {
             continue;
@@ -357,6 +404,7 @@ fn instructions(text: &str) -> Vec<Instruction> {
         if continues {
             current = Some((start, text));
         } else if !text.trim().is_empty() {
+            heredocs.extend(heredoc_words(&text));
             out.push(split_instruction(start, &text));
         }
     }
@@ -366,6 +414,25 @@ fn instructions(text: &str) -> Vec<Instruction> {
         out.push(split_instruction(start, &text));
     }
     out
+}
+
+/// The here-documents an instruction opens (`<<EOF`, `<<-"EOF"`), in order: their terminators,
+/// and whether leading tabs are stripped before comparing.
+fn heredoc_words(text: &str) -> Vec<(String, bool)> {
+    split_words(text)
+        .iter()
+        .filter_map(|w| {
+            let at = w.find("<<")?;
+            let rest = &w[at + 2..];
+            let (dash, rest) = match rest.strip_prefix('-') {
+                Some(r) => (true, r),
+                None => (false, rest),
+            };
+            let word = rest.trim_matches(['"', '\'']);
+            let ok = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            ok.then(|| (word.to_string(), dash))
+        })
+        .collect()
 }
 
 fn split_instruction(line: usize, text: &str) -> Instruction {
@@ -414,9 +481,9 @@ fn arguments(rest: &str) -> Result<Vec<String>, String> {
         after = after.get(w.len()..).unwrap_or_default().trim_start();
     }
     let mut out: Vec<String> = words[..n].to_vec();
-    if after.starts_with('[') {
-        let list: Vec<String> =
-            serde_json::from_str(after).map_err(|e| format!("cannot read the JSON form {after}: {e}"))?;
+    // The JSON form when it parses as a list of strings; else, as the frontend does, words
+    // (`COPY [ab]*.txt /x/`).
+    if let Some(list) = after.starts_with('[').then(|| serde_json::from_str::<Vec<String>>(after).ok()).flatten() {
         out.extend(list);
     } else {
         out.extend(split_words(after).into_iter().map(|w| unquote(&w)));
@@ -431,6 +498,40 @@ fn unquote(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// [`expand`], or `None` when `text` names a variable that is not defined here (the base image's
+/// `ENV`, `TARGETARCH`, an earlier stage's `ENV`…) or uses an operator this reader does not know:
+/// the build may read another path than this reader would say.
+fn expand_known(text: &str, vars: &BTreeMap<String, String>) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match (chars[i], chars.get(i + 1)) {
+            ('\\', Some('$')) => i += 2,
+            ('$', Some('{')) => {
+                let end = chars[i + 2..].iter().position(|c| *c == '}')?;
+                let inner: String = chars[i + 2..i + 2 + end].iter().collect();
+                let name_len = inner.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').count();
+                let (name, op) = inner.split_at(name_len);
+                let defaulted = op.starts_with(":-") || op.starts_with(":+");
+                if !(op.is_empty() || defaulted) || (op.is_empty() && !vars.contains_key(name)) {
+                    return None;
+                }
+                i += end + 3;
+            }
+            ('$', Some(c)) if c.is_ascii_alphabetic() || *c == '_' => {
+                let len = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').count();
+                let name: String = chars[i + 1..i + 1 + len].iter().collect();
+                if !vars.contains_key(&name) {
+                    return None;
+                }
+                i += len + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    Some(expand(text, vars))
 }
 
 /// Expand `$VAR`, `${VAR}`, `${VAR:-word}`, `${VAR:+word}` (`\$` is a literal `$`); unknown
@@ -504,8 +605,9 @@ pub fn glob_segment(p: &[u8], s: &[u8]) -> bool {
         (Some(b'['), Some(c)) => match p.iter().position(|b| *b == b']') {
             Some(end) => {
                 let class = &p[1..end];
+                // Go's filepath.Match negates with `^` only.
                 let (negate, class) = match class.first() {
-                    Some(b'^') | Some(b'!') => (true, &class[1..]),
+                    Some(b'^') => (true, &class[1..]),
                     _ => (false, class),
                 };
                 let mut hit = false;
@@ -622,6 +724,30 @@ COPY ./resources/core/start.sh /usr/local/bin/start.sh
         assert!(!r.context.takes("res/core/nginx/x.conf"));
         assert!(!r.context.takes("docs/index.md"));
         assert!(!r.context.takes("res"), "a parent of a pattern is not taken");
+    }
+
+    #[test]
+    fn what_this_reader_cannot_know_takes_the_whole_context() {
+        let context = |text: &str| reads(text, &BTreeMap::new()).unwrap().context;
+        // TARGETARCH, the base image's ENV: the build may read another path.
+        assert_eq!(context("FROM a\nCOPY bin/${TARGETARCH}/tool /x\n"), ContextReads::Whole);
+        assert_eq!(context("FROM a\nCOPY $HOME/x /x\n"), ContextReads::Whole);
+        assert_eq!(context("FROM a\nCOPY ${X#p} /x\n"), ContextReads::Whole);
+        assert_eq!(
+            context("FROM a\nARG D=src\nCOPY ${D}/ ${U:-u}/ /x\n"),
+            ContextReads::Paths(vec!["src".into(), "u".into()])
+        );
+        // Not JSON after all: words, as the frontend falls back to.
+        assert_eq!(context("FROM a\nCOPY [ab]*.txt /x/\n"), ContextReads::Paths(vec!["[ab]*.txt".into()]));
+        assert!(ContextReads::Paths(vec!["[!a]".into()]).takes("!"), "`!` is no negation in Go's match");
+    }
+
+    #[test]
+    fn here_documents_are_data_and_mounts_from_images_are_bases() {
+        let text = "\u{feff}FROM a AS build\nCOPY <<EOF /app/conf.py\nfrom os import path\nCOPY secret /x\nEOF\nRUN <<-END\n\tFROM nothing\n\tEND\nRUN --mount=type=bind,from=tools:1,target=/t make\nCOPY real /y\n";
+        let r = reads(text, &BTreeMap::new()).unwrap();
+        assert_eq!(r.bases.iter().map(|b| b.reference.as_str()).collect::<Vec<_>>(), ["a", "tools:1"]);
+        assert_eq!(r.context, ContextReads::Paths(vec!["real".into()]));
     }
 
     #[test]

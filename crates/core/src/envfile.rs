@@ -42,8 +42,9 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
         let key = line[..eq].trim();
         check_key(key, number)?;
         let rest = line[eq + 1..].trim_start();
+        // As compose: the environment first, then the keys read before.
         let known =
-            |name: &str| out.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).or_else(|| lookup(name));
+            |name: &str| lookup(name).or_else(|| out.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()));
         let value = match rest.chars().next() {
             Some(q @ ('\'' | '"')) => {
                 // The value runs to the closing quote, over several lines if need be.
@@ -66,7 +67,12 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
                         problem: format!("{key} has text after its closing quote"),
                     });
                 }
-                if q == '\'' { inner.to_string() } else { expand(&unescape(inner), &known) }
+                if q == '\'' {
+                    inner.to_string()
+                } else {
+                    expand(&unescape(inner), &known)
+                        .map_err(|p| EnvFileError { line: number, problem: format!("{key}: {p}") })?
+                }
             }
             _ => {
                 let value = match rest.find(" #").or_else(|| rest.find("\t#")) {
@@ -74,6 +80,7 @@ pub fn parse(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Vec<
                     None => rest,
                 };
                 expand(value.trim_end(), &known)
+                    .map_err(|p| EnvFileError { line: number, problem: format!("{key}: {p}") })?
             }
         };
         out.push((key.to_string(), value));
@@ -137,8 +144,10 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// `$VAR`, `${VAR}`, `${VAR:-d}`, `${VAR-d}`; `\$` and `$$` are a literal `$`.
-fn expand(s: &str, known: &dyn Fn(&str) -> Option<String>) -> String {
+/// `$VAR`, `${VAR}`, `${VAR:-d}`, `${VAR-d}`, `${VAR:+a}`, `${VAR+a}`, `${VAR:?msg}`,
+/// `${VAR?msg}` (braces may nest); `\$` and `$$` are a literal `$`. A `?` form whose variable is
+/// missing is an error naming the variable, as compose stops there.
+fn expand(s: &str, known: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::new();
     let mut i = 0;
@@ -148,32 +157,49 @@ fn expand(s: &str, known: &dyn Fn(&str) -> Option<String>) -> String {
                 out.push('$');
                 i += 2;
             }
-            ('$', Some('{')) => match chars[i + 2..].iter().position(|c| *c == '}') {
-                Some(len) => {
-                    let inner: String = chars[i + 2..i + 2 + len].iter().collect();
-                    let (name, default, empty_too) = if let Some((n, d)) = inner.split_once(":-") {
-                        (n, Some(d), true)
-                    } else if let Some((n, d)) = inner.split_once('-') {
-                        (n, Some(d), false)
-                    } else {
-                        (inner.as_str(), None, false)
-                    };
-                    let value = known(name);
-                    let use_default = match &value {
-                        None => true,
-                        Some(v) => empty_too && v.is_empty(),
-                    };
-                    match (use_default, default) {
-                        (true, Some(d)) => out.push_str(&expand(d, known)),
-                        _ => out.push_str(&value.unwrap_or_default()),
+            ('$', Some('{')) => {
+                // The matching brace, nested ones counted.
+                let mut depth = 0;
+                let mut end = None;
+                for (j, c) in chars.iter().enumerate().skip(i + 2) {
+                    match c {
+                        '{' => depth += 1,
+                        '}' if depth == 0 => {
+                            end = Some(j);
+                            break;
+                        }
+                        '}' => depth -= 1,
+                        _ => {}
                     }
-                    i += len + 3;
                 }
-                None => {
+                let Some(end) = end else {
                     out.extend(&chars[i..]);
                     break;
+                };
+                let inner: String = chars[i + 2..end].iter().collect();
+                let name_len = inner.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').count();
+                let (name, op) = inner.split_at(name_len);
+                let value = known(name);
+                let set = value.is_some();
+                let non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
+                let (colon, op) = match op.strip_prefix(':') {
+                    Some(rest) => (true, rest),
+                    None => (false, op),
+                };
+                let present = if colon { non_empty } else { set };
+                let word = op.get(1..).unwrap_or_default();
+                match op.chars().next() {
+                    None => out.push_str(&value.unwrap_or_default()),
+                    Some('-') if present => out.push_str(&value.unwrap_or_default()),
+                    Some('-') => out.push_str(&expand(word, known)?),
+                    Some('+') if present => out.push_str(&expand(word, known)?),
+                    Some('+') => {}
+                    Some('?') if present => out.push_str(&value.unwrap_or_default()),
+                    Some('?') => return Err(format!("${{{name}}} is required and not set")),
+                    Some(_) => return Err(format!("`${{{name}…}}` is not a substitution compose knows")),
                 }
-            },
+                i = end + 1;
+            }
             ('$', Some(c)) if c.is_ascii_alphabetic() || *c == '_' => {
                 let len = chars[i + 1..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == '_').count();
                 let name: String = chars[i + 1..i + 1 + len].iter().collect();
@@ -186,7 +212,7 @@ fn expand(s: &str, known: &dyn Fn(&str) -> Option<String>) -> String {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -220,6 +246,14 @@ mod tests {
         assert_eq!(get(&vars, "E"), Some("multi\nline"));
         assert_eq!(get(&vars, "HOME_X"), Some("/home/x"), "a key alone comes from the environment");
         assert_eq!(get(&vars, "NOPE"), None);
+        let more = read(
+            "A=1\nE=\nB=${A:+set}${E:+no}${E+empty-but-set}${A:-${NOPE:-deep}}${U:-${A}}\nHOME_X=file\nC=$HOME_X\n",
+        );
+        assert_eq!(get(&more, "B"), Some("setempty-but-set11"));
+        assert_eq!(get(&more, "C"), Some("/home/x"), "the environment comes before the file, as in compose");
+        let e = parse("A=${MISSING:?set it}\n", &|_| None).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.problem.contains("MISSING"), "{e}");
     }
 
     #[test]

@@ -151,13 +151,13 @@ pub enum PlanError {
     )]
     NoServiceRunsImage { repository: String, services: String },
     #[error(
-        "project {project} has no container and no volume, but the same compose files run {repository} as \
-         project {others}: \
+        "project {project} has no container and no volume, but the same compose files run as project {others} \
+         (its backend on an image not built by benchform for another project): \
          with `project: {project}` apply would start a second, empty stack next to it and create sites that \
          exist there. Set `project:` in the manifest to the running one to adopt it (the name of `docker compose \
          -p`, listed by `docker compose ls`), or pass --allow-new-project to start a separate stack"
     )]
-    AnotherProjectRuns { project: String, repository: String, others: String },
+    AnotherProjectRuns { project: String, others: String },
     #[error("{detail}; {fix}")]
     BaseImageMissing { image: String, detail: String, fix: String },
     #[error(
@@ -255,7 +255,6 @@ pub fn plan(
     {
         errors.push(PlanError::AnotherProjectRuns {
             project: desired.project.clone(),
-            repository: desired.repository.clone(),
             others: observed.other_projects.join(", "),
         });
     }
@@ -330,6 +329,18 @@ pub fn plan(
     // is built and verified when the engine lacks it, and never pushed.
     let local = observed.registry == TagObservation::Unused;
     let mut image_ready: Vec<String> = Vec::new();
+    // An image only the engine has and nothing runs yet may be one an interrupted apply built
+    // but never verified: verified again before it is deployed.
+    let deployed = observed.containers.iter().any(|c| c.image == reference);
+    if local && observed.engine_image.is_some() && !deployed {
+        image_ready.push(b.add(
+            StepKind::Verify,
+            None,
+            None,
+            format!("{} is in the engine but runs nowhere yet: check it before deploying", desired.tag),
+            vec![],
+        ));
+    }
     if local && observed.engine_image.is_none() {
         let build = b.add(
             StepKind::Build,

@@ -11,6 +11,7 @@ use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use benchform_core::containerfile::ContextReads;
 use sha2::{Digest, Sha256};
 
 /// Why the context could not be read.
@@ -85,9 +86,10 @@ fn glob_parts(pattern: &[String], path: &[&str]) -> bool {
     }
 }
 
-/// The hex SHA-256 digest of the context files `takes` selects (relative, `/`-separated paths)
-/// among those `.dockerignore` lets through.
-pub fn context_digest(dir: &Path, takes: &dyn Fn(&str) -> bool) -> Result<String, ContextError> {
+/// The hex SHA-256 digest of the context files the build reads (`reads`) among those
+/// `.dockerignore` lets through. A symlink on the way to what it reads points somewhere this walk
+/// does not follow: then the whole context counts, as a missed input is never safe.
+pub fn context_digest(dir: &Path, reads: &ContextReads) -> Result<String, ContextError> {
     let err = |path: &Path, e: std::io::Error| ContextError { path: path.display().to_string(), detail: e.to_string() };
     let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(text) => Ignore::parse(&text),
@@ -95,6 +97,7 @@ pub fn context_digest(dir: &Path, takes: &dyn Fn(&str) -> bool) -> Result<String
         Err(e) => return Err(err(&dir.join(".dockerignore"), e)),
     };
     let mut files: Vec<String> = Vec::new();
+    let mut through_link = false;
     let mut stack = vec![String::new()];
     while let Some(rel) = stack.pop() {
         let full = if rel.is_empty() { dir.to_path_buf() } else { dir.join(&rel) };
@@ -106,10 +109,16 @@ pub fn context_digest(dir: &Path, takes: &dyn Fn(&str) -> bool) -> Result<String
             // An excluded folder may hold re-included files (`!`), so folders are always walked.
             if kind.is_dir() {
                 stack.push(child);
-            } else if takes(&child) && !ignore.excluded(&child) {
+            } else if !ignore.excluded(&child) {
+                if kind.is_symlink() && reads.reaches(&child) {
+                    through_link = true;
+                }
                 files.push(child);
             }
         }
+    }
+    if !through_link {
+        files.retain(|rel| reads.takes(rel));
     }
     files.sort();
     let mut hasher = Sha256::new();
@@ -166,14 +175,36 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("images")).unwrap();
         std::fs::write(dir.path().join("images/Containerfile"), "FROM scratch\n").unwrap();
         std::fs::write(dir.path().join(".dockerignore"), "notes.txt\n").unwrap();
-        let base = context_digest(dir.path(), &|_| true).unwrap();
+        let base = context_digest(dir.path(), &ContextReads::Whole).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
-        assert_eq!(context_digest(dir.path(), &|_| true).unwrap(), base, "ignored files do not count");
+        assert_eq!(context_digest(dir.path(), &ContextReads::Whole).unwrap(), base, "ignored files do not count");
         std::fs::write(dir.path().join("images/Containerfile"), "FROM busybox\n").unwrap();
-        let changed = context_digest(dir.path(), &|_| true).unwrap();
+        let changed = context_digest(dir.path(), &ContextReads::Whole).unwrap();
         assert_ne!(changed, base);
         let f = dir.path().join("images/Containerfile");
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_ne!(context_digest(dir.path(), &|_| true).unwrap(), changed, "the executable bit counts");
+        assert_ne!(context_digest(dir.path(), &ContextReads::Whole).unwrap(), changed, "the executable bit counts");
+    }
+
+    #[test]
+    fn only_what_the_build_reads_counts_unless_a_symlink_leads_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("res")).unwrap();
+        std::fs::create_dir_all(dir.path().join("scripts")).unwrap();
+        std::fs::write(dir.path().join("res/start.sh"), "a").unwrap();
+        std::fs::write(dir.path().join("docs.md"), "a").unwrap();
+        let reads = ContextReads::Paths(vec!["res/start.sh".into()]);
+        let base = context_digest(dir.path(), &reads).unwrap();
+        std::fs::write(dir.path().join("docs.md"), "b").unwrap();
+        assert_eq!(context_digest(dir.path(), &reads).unwrap(), base, "a file the build does not read");
+        std::fs::write(dir.path().join("res/start.sh"), "b").unwrap();
+        assert_ne!(context_digest(dir.path(), &reads).unwrap(), base);
+        // A link the build follows: its target must count too.
+        std::fs::remove_file(dir.path().join("res/start.sh")).unwrap();
+        std::fs::write(dir.path().join("scripts/start.sh"), "c").unwrap();
+        std::os::unix::fs::symlink("../scripts/start.sh", dir.path().join("res/start.sh")).unwrap();
+        let linked = context_digest(dir.path(), &reads).unwrap();
+        std::fs::write(dir.path().join("scripts/start.sh"), "d").unwrap();
+        assert_ne!(context_digest(dir.path(), &reads).unwrap(), linked, "the link's target counts");
     }
 }

@@ -329,16 +329,14 @@ impl Engine {
         Ok(out)
     }
 
-    /// The other compose projects on the engine started from `file` (an absolute path, compared
-    /// with the paths compose records on every container) that run an image of `repository`,
-    /// sorted. (Two stacks of one checkout with their own images, as tests make, are not one
-    /// deployment under two names.)
+    /// The containers of other compose projects on the engine started from `file` (an absolute
+    /// path, compared with the paths compose records on every container): (project, service,
+    /// image id), sorted, one per triple.
     pub async fn projects_using(
         &self,
         file: &std::path::Path,
-        repository: &str,
         except: &str,
-    ) -> Result<Vec<String>, EngineError> {
+    ) -> Result<Vec<(String, String, String)>, EngineError> {
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
         filters.insert("label".to_string(), vec![labels::CONFIG_FILES.to_string()]);
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
@@ -353,17 +351,16 @@ impl Engine {
             };
             f == file || std::fs::canonicalize(&f).is_ok_and(|f| f == wanted)
         };
-        let mut out: Vec<String> = list
+        let mut out: Vec<(String, String, String)> = list
             .into_iter()
             .filter_map(|c| {
                 let labels = c.labels?;
                 let project = labels.get(labels::PROJECT)?.clone();
                 let files = labels.get(labels::CONFIG_FILES)?;
                 let dir = labels.get(labels::WORKING_DIR);
-                let image = c.image.as_deref().unwrap_or_default();
-                let ours =
-                    image.strip_prefix(repository).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '@']));
-                (project != except && ours && files.split(',').any(|f| same(dir, f))).then_some(project)
+                let service = labels.get(labels::SERVICE).cloned().unwrap_or_default();
+                let image = c.image_id.clone().unwrap_or_default();
+                (project != except && files.split(',').any(|f| same(dir, f))).then_some((project, service, image))
             })
             .collect();
         out.sort();
