@@ -29,6 +29,8 @@ pub struct Prepared {
     pub image: ImageInputs,
     /// The images the build starts from (and the local aliases `image.base_tag` needs).
     pub bases: Vec<benchform_core::containerfile::Base>,
+    /// The compose env file, read once: where secrets are looked up after the environment.
+    pub env_file: crate::apply::EnvFile,
     pub desired: Desired,
 }
 
@@ -62,7 +64,8 @@ pub fn prepare(shell: &Shell, file: Option<&Path>, strict: bool) -> Result<Prepa
     let paths = Paths::new(&manifest, &loaded.dir);
     let (image, bases) = image_inputs(&manifest, &lock, &paths).map_err(|e| failed(shell, &e))?;
     let desired = benchform_core::status::desired(&manifest, &lock, &image.tag());
-    Ok(Prepared { loaded, manifest, lock, lock_bytes, paths, image, bases, desired })
+    let env_file = crate::apply::EnvFile::read(&paths);
+    Ok(Prepared { loaded, manifest, lock, lock_bytes, paths, image, bases, env_file, desired })
 }
 
 impl Prepared {
@@ -403,10 +406,10 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
 async fn other_projects(engine: &Engine, file: &Path, manifest: &Manifest) -> Result<Vec<String>, ObserveError> {
     let project = manifest.project.as_str();
     let engine_error = |e| ObserveError::new("engine", e, "check the engine's health (`docker info`)");
-    let found = engine.projects_using(file, project).await.map_err(engine_error)?;
+    let found = engine.projects_using(file, &manifest.deploy.backend_service, project).await.map_err(engine_error)?;
     let mut built_for: HashMap<String, Option<String>> = HashMap::new();
     let mut out: Vec<String> = Vec::new();
-    for (other, _, image) in found.into_iter().filter(|(_, service, _)| *service == manifest.deploy.backend_service) {
+    for (other, image) in found {
         if !built_for.contains_key(&image) {
             let labels = engine.image(&image).await.map_err(engine_error)?.map(|i| i.labels).unwrap_or_default();
             built_for.insert(image.clone(), labels.get(LABEL_PROJECT).cloned());

@@ -30,6 +30,7 @@ use gate::DEPLOY_WAIT;
 pub use migrate::Recovery;
 pub use report::{ApplyReport, RecoveryOutcome, RunOutcome, SiteRecovery, Summary, recover};
 pub use schedule::{Interrupt, StepState};
+pub use secrets::EnvFile;
 use secrets::SecretFile;
 pub(crate) use secrets::missing_secrets;
 use site::UNFINISHED;

@@ -2,7 +2,7 @@
 //! manifest names, their redaction, and the in-memory file that hands the app list to BuildKit.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use benchform_manifest::mask::Masker;
 
@@ -11,7 +11,7 @@ use super::*;
 impl Applier<'_> {
     /// A secret the manifest names by variable (see [`lookup_secret`]).
     pub(super) fn secret(&self, var: Option<&str>) -> Option<String> {
-        lookup_secret(var, &self.p.paths)
+        lookup_secret(var, &self.p.env_file, &self.p.paths.compose_dir)
     }
 
     /// Tokens of the apps' repositories, from the variables the manifest names.
@@ -72,22 +72,16 @@ impl Applier<'_> {
 /// trailing newline dropped) — and when one does, it wins over `VAR` itself: frappe_docker's
 /// secrets override makes MariaDB read the file, whatever `DB_PASSWORD` (upstream's example.env
 /// keeps `123`) still says. Empty values count as unset.
-pub(crate) fn lookup_secret(var: Option<&str>, paths: &observe::Paths) -> Option<String> {
+pub(crate) fn lookup_secret(var: Option<&str>, env_file: &EnvFile, compose_dir: &Path) -> Option<String> {
     let var = var?;
     let file_vars = [var.to_string(), format!("{var}_FILE"), format!("{var}_SECRETS_FILE")];
-    let env_file: Vec<(String, String)> = paths
-        .env_file
-        .as_ref()
-        .and_then(|f| std::fs::read_to_string(f).ok())
-        .and_then(|text| benchform_core::envfile::parse(&text, &|k| std::env::var(k).ok()).ok())
-        .unwrap_or_default();
     let value = |name: &str| {
         std::env::var(name).ok().filter(|v| !v.is_empty()).or_else(|| {
-            env_file.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty())
+            benchform_core::envfile::get(&env_file.vars, name).filter(|v| !v.is_empty()).map(str::to_string)
         })
     };
     let from_file = file_vars[1..].iter().find_map(|name| {
-        let path = paths.compose_dir.join(value(name)?);
+        let path = compose_dir.join(value(name)?);
         let text = std::fs::read_to_string(path).ok()?;
         let text = text.strip_suffix('\n').unwrap_or(&text);
         (!text.is_empty()).then(|| text.to_string())
@@ -95,16 +89,37 @@ pub(crate) fn lookup_secret(var: Option<&str>, paths: &observe::Paths) -> Option
     from_file.or_else(|| value(&file_vars[0]))
 }
 
-/// Why the compose env file cannot be read for secrets (it exists but is not an env file
-/// compose would take), by line number — never its text.
-fn env_file_problem(paths: &observe::Paths) -> Option<(String, String)> {
-    let file = paths.env_file.as_ref()?;
-    let text = std::fs::read_to_string(file).ok()?;
-    let e = benchform_core::envfile::parse(&text, &|k| std::env::var(k).ok()).err()?;
-    Some((
-        format!("the compose env file {} cannot be read for secrets: {e}", file.display()),
-        "fix that line (compose reads the file by the same rules)".to_string(),
-    ))
+/// The compose env file (`deploy.compose.env_file`), read once per command: its variables, or
+/// why it cannot be read for secrets (it exists but is not an env file compose would take), by
+/// line number — never its text. No env file, or none on disk, has no variables.
+#[derive(Default)]
+pub struct EnvFile {
+    vars: Vec<(String, String)>,
+    problem: Option<String>,
+}
+
+/// Keys only: the values may be passwords.
+impl std::fmt::Debug for EnvFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvFile")
+            .field("keys", &self.vars.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())
+            .field("problem", &self.problem)
+            .finish()
+    }
+}
+
+impl EnvFile {
+    pub fn read(paths: &observe::Paths) -> EnvFile {
+        let Some(file) = &paths.env_file else { return EnvFile::default() };
+        let Ok(text) = std::fs::read_to_string(file) else { return EnvFile::default() };
+        match benchform_core::envfile::parse(&text, &|k| std::env::var(k).ok()) {
+            Ok(vars) => EnvFile { vars, problem: None },
+            Err(e) => EnvFile {
+                vars: Vec::new(),
+                problem: Some(format!("the compose env file {} cannot be read for secrets: {e}", file.display())),
+            },
+        }
+    }
 }
 
 /// The secrets a plan's steps need that cannot be found, each as (what, how to fix): tokens for a
@@ -113,8 +128,9 @@ fn env_file_problem(paths: &observe::Paths) -> Option<(String, String)> {
 pub(crate) fn missing_secrets(plan: &benchform_core::plan::Plan, p: &Prepared) -> Vec<(String, String)> {
     use benchform_manifest::model::OnMigrateFailure;
     let deploy = &p.manifest.deploy;
-    let found = |var: Option<&str>| lookup_secret(var, &p.paths).is_some();
-    let mut out: Vec<(String, String)> = env_file_problem(&p.paths).into_iter().collect();
+    let found = |var: Option<&str>| lookup_secret(var, &p.env_file, &p.paths.compose_dir).is_some();
+    let fix = || "fix that line (compose reads the file by the same rules)".to_string();
+    let mut out: Vec<(String, String)> = p.env_file.problem.iter().map(|what| (what.clone(), fix())).collect();
     if plan.steps.iter().any(|s| s.kind == StepKind::Build) {
         for a in p.manifest.apps.iter().filter(|a| a.token_env.is_some() && !found(a.token_env.as_deref())) {
             let var = a.token_env.as_deref().unwrap_or_default();
@@ -218,15 +234,17 @@ mod lookup_tests {
         std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
         std::fs::write(dir.path().join("secrets/db.txt"), "from-a-secrets-file\n").unwrap();
         std::fs::write(dir.path().join("c.txt"), "from-a-file").unwrap();
-        let p = paths(dir.path(), Some("production.env"));
-        assert_eq!(lookup_secret(Some("BF_LOOKUP_A"), &p).as_deref(), Some("from-the-env-file"));
-        assert_eq!(lookup_secret(Some("BF_LOOKUP_B"), &p).as_deref(), Some("from-a-secrets-file"), "the file wins");
-        assert_eq!(lookup_secret(Some("BF_LOOKUP_C"), &p).as_deref(), Some("from-a-file"));
-        assert_eq!(lookup_secret(Some("BF_LOOKUP_E"), &p), None, "empty is unset");
-        assert_eq!(lookup_secret(Some("BF_LOOKUP_MISSING"), &p), None);
-        assert_eq!(lookup_secret(None, &p), None);
+        let env = EnvFile::read(&paths(dir.path(), Some("production.env")));
+        let lookup = |var: Option<&str>, env: &EnvFile| lookup_secret(var, env, dir.path());
+        assert_eq!(lookup(Some("BF_LOOKUP_A"), &env).as_deref(), Some("from-the-env-file"));
+        assert_eq!(lookup(Some("BF_LOOKUP_B"), &env).as_deref(), Some("from-a-secrets-file"), "the file wins");
+        assert_eq!(lookup(Some("BF_LOOKUP_C"), &env).as_deref(), Some("from-a-file"));
+        assert_eq!(lookup(Some("BF_LOOKUP_E"), &env), None, "empty is unset");
+        assert_eq!(lookup(Some("BF_LOOKUP_MISSING"), &env), None);
+        assert_eq!(lookup(None, &env), None);
         // The process environment comes first (PATH stands in for any variable that is set).
-        assert_eq!(lookup_secret(Some("PATH"), &p), std::env::var("PATH").ok());
-        assert_eq!(lookup_secret(Some("BF_LOOKUP_A"), &paths(dir.path(), None)), None, "no env file, no value");
+        assert_eq!(lookup(Some("PATH"), &env), std::env::var("PATH").ok());
+        let none = EnvFile::read(&paths(dir.path(), None));
+        assert_eq!(lookup(Some("BF_LOOKUP_A"), &none), None, "no env file, no value");
     }
 }

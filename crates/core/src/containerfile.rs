@@ -51,37 +51,30 @@ pub enum ContextReads {
 }
 
 impl ContextReads {
-    /// Does the build take this context file (`a/b/c`, relative)?
+    /// Does the build take this context file (`a/b/c`, relative)? A pattern names a file or a
+    /// folder taken with everything under it.
     pub fn takes(&self, rel: &str) -> bool {
+        self.agrees(rel, |pattern, path| pattern <= path)
+    }
+
+    /// Could the build read something through `rel` — a path it takes, or a folder on the way
+    /// to one? (A symlink there points elsewhere, and BuildKit follows it.)
+    pub fn reaches(&self, rel: &str) -> bool {
+        self.agrees(rel, |_, _| true)
+    }
+
+    /// Some pattern matches `rel` segment by segment over the length they share, and `lengths`
+    /// holds for (the pattern's segments, `rel`'s segments).
+    fn agrees(&self, rel: &str, lengths: impl Fn(usize, usize) -> bool) -> bool {
         match self {
             ContextReads::Whole => true,
             ContextReads::Paths(patterns) => {
                 let parts: Vec<&str> = rel.split('/').collect();
                 patterns.iter().any(|p| {
                     let pattern: Vec<&str> = p.split('/').collect();
-                    // A pattern names a file or a folder taken with everything under it.
-                    pattern.len() <= parts.len()
+                    lengths(pattern.len(), parts.len())
                         && pattern.iter().zip(&parts).all(|(p, s)| glob_segment(p.as_bytes(), s.as_bytes()))
                 })
-            }
-        }
-    }
-}
-
-impl ContextReads {
-    /// Could the build read something through `rel` — a path it takes, or a folder on the way
-    /// to one? (A symlink there points elsewhere, and BuildKit follows it.)
-    pub fn reaches(&self, rel: &str) -> bool {
-        match self {
-            ContextReads::Whole => true,
-            ContextReads::Paths(patterns) => {
-                let parts: Vec<&str> = rel.split('/').collect();
-                self.takes(rel)
-                    || patterns.iter().any(|p| {
-                        let pattern: Vec<&str> = p.split('/').collect();
-                        pattern.len() > parts.len()
-                            && pattern.iter().zip(&parts).all(|(p, s)| glob_segment(p.as_bytes(), s.as_bytes()))
-                    })
             }
         }
     }

@@ -325,62 +325,38 @@ pub fn plan(
     let mut b = Builder { steps: Vec::new() };
     let reference = desired.reference();
 
-    // 1. The image. Without a registry (`image.push: false`) the engine's copy is the image: it
-    // is built and verified when the engine lacks it, and never pushed.
+    // 1. The image: built when the engine lacks it and no registry holds it, and verified when
+    // built — or when only the engine has it and nothing vouches for it yet, as an interrupted
+    // apply may have built it and never verified it (nothing unverified is pushed or deployed).
+    // With a registry, the verified image is pushed; without one (`image.push: false`) the
+    // engine's copy is the image, vouched for once something runs it.
     let local = observed.registry == TagObservation::Unused;
+    let needed = if local {
+        observed.engine_image.is_none() || !observed.containers.iter().any(|c| c.image == reference)
+    } else {
+        !matches!(observed.registry, TagObservation::Present { .. })
+    };
     let mut image_ready: Vec<String> = Vec::new();
-    // An image only the engine has and nothing runs yet may be one an interrupted apply built
-    // but never verified: verified again before it is deployed.
-    let deployed = observed.containers.iter().any(|c| c.image == reference);
-    if local && observed.engine_image.is_some() && !deployed {
-        image_ready.push(b.add(
-            StepKind::Verify,
-            None,
-            None,
-            format!("{} is in the engine but runs nowhere yet: check it before deploying", desired.tag),
-            vec![],
-        ));
-    }
-    if local && observed.engine_image.is_none() {
-        let build = b.add(
-            StepKind::Build,
-            None,
-            None,
-            format!("the engine has no {} (image.push: false: no registry)", desired.tag),
-            vec![],
-        );
-        image_ready.push(b.add(
-            StepKind::Verify,
-            None,
-            None,
-            "check the built image holds every app at its locked commit, and no secret".to_string(),
-            vec![build],
-        ));
-    }
-    let in_registry = matches!(observed.registry, TagObservation::Present { .. });
-    if !in_registry && !local {
-        // Nothing unverified is pushed: an image only the engine has may be one an interrupted
-        // apply built but never verified, so it is verified again.
+    if needed {
         let (verify_reason, verify_deps) = if observed.engine_image.is_none() {
-            let build = b.add(
-                StepKind::Build,
-                None,
-                None,
-                format!("{} is in neither the registry nor the engine", desired.tag),
-                vec![],
-            );
+            let why = if local {
+                format!("the engine has no {} (image.push: false: no registry)", desired.tag)
+            } else {
+                format!("{} is in neither the registry nor the engine", desired.tag)
+            };
+            let build = b.add(StepKind::Build, None, None, why, vec![]);
             ("check the built image holds every app at its locked commit, and no secret".to_string(), vec![build])
+        } else if local {
+            (format!("{} is in the engine but runs nowhere yet: check it before deploying", desired.tag), vec![])
         } else {
             (format!("{} is in the engine but not the registry: check it before pushing", desired.tag), vec![])
         };
         let verify = b.add(StepKind::Verify, None, None, verify_reason, verify_deps);
-        image_ready.push(b.add(
-            StepKind::Push,
-            None,
-            None,
-            format!("the registry has no {}", desired.tag),
-            vec![verify],
-        ));
+        image_ready.push(if local {
+            verify
+        } else {
+            b.add(StepKind::Push, None, None, format!("the registry has no {}", desired.tag), vec![verify])
+        });
     }
 
     // 2. Maintenance and backups for existing sites that will migrate; 3. uninstalls.

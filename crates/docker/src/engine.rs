@@ -329,16 +329,21 @@ impl Engine {
         Ok(out)
     }
 
-    /// The containers of other compose projects on the engine started from `file` (an absolute
-    /// path, compared with the paths compose records on every container): (project, service,
-    /// image id), sorted, one per triple.
+    /// The `service` containers of other compose projects on the engine started from `file` (an
+    /// absolute path, compared with the paths compose records on every container): (project,
+    /// image id), sorted, one per pair.
     pub async fn projects_using(
         &self,
         file: &std::path::Path,
+        service: &str,
         except: &str,
-    ) -> Result<Vec<(String, String, String)>, EngineError> {
+    ) -> Result<Vec<(String, String)>, EngineError> {
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
-        filters.insert("label".to_string(), vec![labels::CONFIG_FILES.to_string()]);
+        // Label filters all hold (the engine ANDs them).
+        filters.insert(
+            "label".to_string(),
+            vec![labels::CONFIG_FILES.to_string(), format!("{}={service}", labels::SERVICE)],
+        );
         let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
         let list =
             self.docker.list_containers(Some(options)).await.map_err(|e| Self::request_error("list containers", e))?;
@@ -351,16 +356,15 @@ impl Engine {
             };
             f == file || std::fs::canonicalize(&f).is_ok_and(|f| f == wanted)
         };
-        let mut out: Vec<(String, String, String)> = list
+        let mut out: Vec<(String, String)> = list
             .into_iter()
             .filter_map(|c| {
                 let labels = c.labels?;
                 let project = labels.get(labels::PROJECT)?.clone();
                 let files = labels.get(labels::CONFIG_FILES)?;
                 let dir = labels.get(labels::WORKING_DIR);
-                let service = labels.get(labels::SERVICE).cloned().unwrap_or_default();
                 let image = c.image_id.clone().unwrap_or_default();
-                (project != except && files.split(',').any(|f| same(dir, f))).then_some((project, service, image))
+                (project != except && files.split(',').any(|f| same(dir, f))).then_some((project, image))
             })
             .collect();
         out.sort();
