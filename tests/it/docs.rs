@@ -15,12 +15,13 @@ fn block(doc: &str, name: &str) -> String {
 }
 
 /// Run a doc block with bash in the repository's root, `WORK` set to a fresh folder and the
-/// binary under test first on PATH.
+/// binary under test first on PATH. A block that hangs is killed after 20 minutes and fails with
+/// what it printed, instead of stalling the suite.
 fn run_block(script: &str, work: &std::path::Path) -> std::process::Output {
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_benchform")).parent().unwrap().to_path_buf();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    std::process::Command::new("bash")
-        .args(["-euo", "pipefail", "-c", script])
+    std::process::Command::new("timeout")
+        .args(["--kill-after=10", "1200", "bash", "-euo", "pipefail", "-c", script])
         .current_dir(root())
         .env("WORK", work)
         .env("PATH", path)
