@@ -8,6 +8,7 @@ mod load;
 mod observe;
 pub mod output;
 mod plan_file;
+mod preview;
 mod render;
 mod shell;
 mod views;

@@ -297,6 +297,7 @@ mod fuzz {
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             services: vec![],
             service_changes: vec![],
+            preview: None,
         };
         let p = Plan {
             project: "acme".into(),

@@ -21,8 +21,10 @@ pub fn run(shell: &Shell, args: &PlanArgs) -> Status {
     // Every site's database is read either way (the installed set Frappe uses); `--refresh full`
     // asks bench itself, site by site.
     let refresh = if args.refresh.is_some() { Refresh::Full } else { Refresh::Cheap };
-    let observed = match crate::runtime().block_on(p.observe(refresh)) {
-        Ok((_, o)) => o,
+    // One runtime for the session's whole life: its engine connection belongs to it.
+    let runtime = crate::runtime();
+    let (session, observed) = match runtime.block_on(p.observe(refresh)) {
+        Ok(observed) => observed,
         Err(e) => return observe::failed(shell, &e),
     };
     let inputs = PlanInputs {
@@ -31,13 +33,15 @@ pub fn run(shell: &Shell, args: &PlanArgs) -> Status {
         release_maintenance: args.release_maintenance.clone(),
         allow_new_project: args.allow_new_project,
     };
-    let plan = match plan_for(shell, &p, &observed, &inputs) {
+    let mut plan = match plan_for(shell, &p, &observed, &inputs) {
         Ok(plan) => plan,
         Err(problems) => {
             shell.err_line(&format!("\nNo plan: {problems} problem(s) make the deployment unsafe to change."));
             return Status::Failure;
         }
     };
+    // What each migrate will run: informs, never changes a step.
+    crate::preview::attach(&runtime, &session, &p, &observed, &mut plan);
     if let Some(out) = &args.out {
         let fingerprint = WorldFingerprint::of(&p.loaded.bytes, &p.lock_bytes, &p.desired.reference(), &observed);
         if let Err(e) = std::fs::write(out, render::json(&document(&plan, &inputs, Some(fingerprint)))) {

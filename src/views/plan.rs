@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 
+use benchform_core::patches::{PatchPhase, Preview};
 use benchform_core::plan::{Plan, Step};
 use benchform_core::schedule::{Phase, Schedule};
 
@@ -158,6 +159,12 @@ pub fn text(p: &Plan, parallelism: u16, colour: bool) -> String {
             output::escape(&target(s)),
             output::escape(&reason)
         ));
+        if let Some(pv) = &s.preview {
+            out.push_str(&format!("      {}\n", output::escape(&preview_summary(pv))));
+            for why in &pv.unknown {
+                out.push_str(&format!("        unknown: {}\n", output::escape(why)));
+            }
+        }
         for c in &s.service_changes {
             let (mark, code) = if c.disruptive { ("!", "31") } else { ("~", "33") };
             let note = if c.disruptive { " — disruptive: every site loses its connections" } else { "" };
@@ -179,6 +186,58 @@ pub fn text(p: &Plan, parallelism: u16, colour: bool) -> String {
     out.push_str(&blocked_lines(p));
     out.push_str(&drift_lines(p));
     out.push_str(&format!("\n{}\n", summary_line(p)));
+    out
+}
+
+/// How many patches a migrate preview lists by name in text.
+const PREVIEW_NAMES: usize = 3;
+
+/// One line of a migrate step's preview: the patches to run (the first few by name) and the
+/// DocTypes changing schema; "unknown" where the plan could not know.
+fn preview_summary(pv: &Preview) -> String {
+    let patches = match &pv.patches {
+        None => "patches: unknown".to_string(),
+        Some(list) if list.is_empty() => "patches: none pending (migrate still syncs schema and fixtures)".to_string(),
+        Some(list) => {
+            let names: Vec<&str> = list.iter().take(PREVIEW_NAMES).map(|p| p.patch.as_str()).collect();
+            let more = list.len().saturating_sub(PREVIEW_NAMES);
+            let more = if more > 0 { format!(", and {more} more") } else { String::new() };
+            format!("patches: {} to run: {}{more}", list.len(), names.join(", "))
+        }
+    };
+    let doctypes = match pv.doctypes_changed {
+        None => "DocTypes changed: unknown".to_string(),
+        Some(n) => format!("DocTypes changed: {n}"),
+    };
+    format!("{patches}; {doctypes}")
+}
+
+/// A migrate preview for markdown: every patch, grouped by app and phase.
+fn preview_markdown(site: &str, pv: &Preview) -> String {
+    let patches = match &pv.patches {
+        None => "patches *unknown*".to_string(),
+        Some(list) => format!("{} patch(es)", list.len()),
+    };
+    let doctypes = pv.doctypes_changed.map_or_else(|| "*unknown*".to_string(), |n| n.to_string());
+    let mut out = format!("- `{}`: {patches}; DocTypes changed: {doctypes}\n", cell(site));
+    if let Some(list) = &pv.patches {
+        let mut groups: Vec<(&str, PatchPhase, Vec<&str>)> = Vec::new();
+        for p in list {
+            match groups.last_mut() {
+                Some((app, phase, names)) if *app == p.app && *phase == p.phase => names.push(&p.patch),
+                _ => groups.push((&p.app, p.phase, vec![&p.patch])),
+            }
+        }
+        for (app, phase, names) in groups {
+            out.push_str(&format!("  - {} ({}):\n", cell(app), phase.as_str()));
+            for n in names {
+                out.push_str(&format!("    - `{}`\n", cell(n).replace('`', "'")));
+            }
+        }
+    }
+    for why in &pv.unknown {
+        out.push_str(&format!("  - unknown: {}\n", cell(why)));
+    }
     out
 }
 
@@ -207,6 +266,19 @@ pub fn markdown(p: &Plan, parallelism: u16) -> String {
             for (site, span) in &windows {
                 out.push_str(&format!("- `{}`: {}\n", cell(site), cell(span)));
             }
+        }
+        let previews: Vec<(&str, &Preview)> =
+            p.steps.iter().filter_map(|s| Some((s.site.as_deref()?, s.preview.as_ref()?))).collect();
+        if !previews.is_empty() {
+            let count: usize = previews.iter().filter_map(|(_, pv)| pv.patches.as_ref().map(Vec::len)).sum();
+            out.push_str(&format!(
+                "\n<details><summary>What migrate will run ({count} patch(es) on {} site(s))</summary>\n\n",
+                previews.len()
+            ));
+            for (site, pv) in previews {
+                out.push_str(&preview_markdown(site, pv));
+            }
+            out.push_str("\n</details>\n");
         }
         out.push_str("\n<details><summary>Schedule</summary>\n\n");
         for (n, phase) in benchform_core::schedule::phases(&p.steps).iter().enumerate() {
@@ -243,4 +315,79 @@ pub fn markdown(p: &Plan, parallelism: u16) -> String {
         out.push_str("\n</details>\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use benchform_core::patches::{PatchPhase, PendingPatch, Preview};
+    use benchform_core::plan::{Plan, Step, StepKind, step_id};
+
+    fn step(kind: StepKind, site: &str, reason: &str, preview: Option<Preview>) -> Step {
+        Step {
+            id: step_id(kind, Some(site), None),
+            kind,
+            site: Some(site.to_string()),
+            app: None,
+            reason: reason.to_string(),
+            destructive: false,
+            depends_on: Vec::new(),
+            services: Vec::new(),
+            service_changes: Vec::new(),
+            preview,
+        }
+    }
+
+    fn pending(app: &str, phase: PatchPhase, patch: &str) -> PendingPatch {
+        PendingPatch { app: app.to_string(), phase, patch: patch.to_string() }
+    }
+
+    /// A release migrating three sites: one whose patches are known, one with none pending (it
+    /// still migrates), one whose preview could not be read.
+    fn release() -> Plan {
+        let source = "patches.txt of each app at its locked commit (app repositories), the site's Patch Log";
+        let known = Preview {
+            patches: Some(vec![
+                pending("erpnext", PatchPhase::PreModelSync, "erpnext.patches.v15_0.rename_field"),
+                pending("erpnext", PatchPhase::PreModelSync, "execute:frappe.delete_doc('Page', 'x') #2024"),
+                pending("erpnext", PatchPhase::PostModelSync, "erpnext.patches.v15_0.backfill"),
+                pending("acme_app", PatchPhase::PostModelSync, "acme_app.patches.v1_1.tier"),
+            ]),
+            doctypes_changed: Some(7),
+            source: source.to_string(),
+            unknown: Vec::new(),
+        };
+        let none = Preview { patches: Some(Vec::new()), doctypes_changed: Some(0), ..known.clone() };
+        let unknown = Preview {
+            patches: None,
+            doctypes_changed: None,
+            source: source.to_string(),
+            unknown: vec![
+                "acme_app's patches.txt: https://git.example.com/acme_app.git asks for credentials and none were given (at v1.1.0; ACME_APP_TOKEN is not set)".to_string(),
+                "DocTypes changed: benchform has no record of the code the site last migrated to".to_string(),
+            ],
+        };
+        let reason = "its apps' code changed (erpnext v15.1.0 → v15.2.0)";
+        Plan {
+            project: "erp".to_string(),
+            repository: "registry.example.com/erp".to_string(),
+            tag: "bf1-0123456789ab".to_string(),
+            steps: vec![
+                step(StepKind::Migrate, "a.example.com", reason, Some(known)),
+                step(StepKind::Migrate, "b.example.com", reason, Some(none)),
+                step(StepKind::Migrate, "c.example.com", reason, Some(unknown)),
+            ],
+            blocked: Vec::new(),
+            drift: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn migrate_previews_render_in_text() {
+        insta::assert_snapshot!(super::text(&release(), 1, false));
+    }
+
+    #[test]
+    fn migrate_previews_render_in_markdown() {
+        insta::assert_snapshot!(super::markdown(&release(), 1));
+    }
 }

@@ -16,6 +16,7 @@ mod hostile;
 mod init;
 mod lock;
 mod mariadb;
+mod preview;
 mod schema;
 mod status;
 mod support;

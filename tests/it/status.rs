@@ -52,7 +52,8 @@ impl Deployment {
         for (name, tag) in [("frappe", "v15.1.0"), ("erpnext", "v15.1.0"), ("hrms", "v1.0.0")] {
             let path = if name == "hrms" { hrms_path.clone() } else { format!("{project}/{name}.git") };
             let repo = TestRepo::create(&world.git_root(), &path).unwrap();
-            let c = repo.commit("first").unwrap();
+            // Each app's module folder with the patches.txt Frappe reads, as in real apps.
+            let c = repo.commit_files("first", &[(&format!("{name}/patches.txt"), &patches_txt(name, None))]).unwrap();
             repo.tag_annotated(tag, &c).unwrap();
             repos.push(repo);
         }
@@ -94,9 +95,24 @@ impl Deployment {
 
     /// Release `to` of the app whose repository is `repo` (index into the repositories: 1 erpnext,
     /// 2 hrms), pin it in the manifest instead of `from`, and relock.
+    /// The release adds a pre- and a post-model-sync patch to the app's patches.txt and changes
+    /// one DocType definition (`<app>/core/doctype/release_note/release_note.json`).
     pub(crate) fn release(&self, repo: usize, from: &str, to: &str) {
         let r = &self._repos[repo];
-        let c = r.commit(&format!("release {to}")).unwrap();
+        let app = ["frappe", "erpnext", "hrms"][repo];
+        let doctype = format!("{app}/core/doctype/release_note/release_note.json");
+        let c = r
+            .commit_files(
+                &format!("release {to}"),
+                &[
+                    (&format!("{app}/patches.txt"), &patches_txt(app, Some(to))),
+                    (
+                        &doctype,
+                        &format!("{{\"doctype\": \"DocType\", \"name\": \"Release Note\", \"release\": \"{to}\"}}"),
+                    ),
+                ],
+            )
+            .unwrap();
         r.tag_annotated(to, &c).unwrap();
         let path = self.dir.path().join("benchform.yaml");
         let text =
@@ -864,6 +880,19 @@ fn verification_checks_commits_and_finds_leaked_tokens() {
 fn rev_parse(repo: &std::path::Path, rev: &str) -> String {
     let out = std::process::Command::new("git").arg("--git-dir").arg(repo).args(["rev-parse", rev]).output().unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// An app's patches.txt in the test repositories: one patch from the first release on, and for
+/// `release` one more before and one after the schema sync.
+pub(crate) fn patches_txt(app: &str, release: Option<&str>) -> String {
+    let mut pre = vec![format!("{app}.patches.v1_0.initial")];
+    let mut post = Vec::new();
+    if let Some(to) = release {
+        let to = to.replace(['.', '-'], "_");
+        pre.push(format!("{app}.patches.{to}.before_sync"));
+        post.push(format!("{app}.patches.{to}.after_sync"));
+    }
+    format!("[pre_model_sync]\n{}\n\n[post_model_sync]\n{}\n", pre.join("\n"), post.join("\n"))
 }
 
 pub(crate) fn apply_env() -> [(&'static str, &'static str); 2] {

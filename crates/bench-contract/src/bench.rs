@@ -79,12 +79,6 @@ impl Bench {
         self.app_file(app, "VERSION").unwrap_or_else(|| "0.0.1".to_owned())
     }
 
-    /// The commit id `bench init` recorded (the tag object for annotated
-    /// tags). Falls back to the version so patch names stay stable.
-    pub fn app_commit(&self, app: &str) -> String {
-        self.app_file(app, "COMMIT").unwrap_or_else(|| self.app_version(app))
-    }
-
     /// Major version of the frappe in the image, which decides the few
     /// behaviours that differ between v15 and v16 (new-site flags, `version`
     /// default format, site named like an app). Read from `VERSION`, else

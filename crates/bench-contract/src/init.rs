@@ -255,6 +255,23 @@ fn get_app(root: &Path, path_arg: &str, entry: &Entry, log: &Log, leak: bool) ->
     let is_tag = advert.get(&format!("refs/heads/{git_ref}")).is_none();
     let version = app_version(&git_ref, is_tag);
 
+    // The app's files, as bench gets them: the real git client, shallow, at the ref (the image
+    // then holds each app's `patches.txt`, DocTypes and hooks as a real image does).
+    let clone = std::process::Command::new("git")
+        .args(["-c", "advice.detachedHead=false", "clone", "--quiet", "--depth", "1", "--branch", &git_ref])
+        .args(["--origin", "upstream", &entry.url])
+        .arg(&app_dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .output();
+    match clone {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => {
+            let said = String::from_utf8_lossy(&out.stderr).replace(&entry.url, &shown_url);
+            return Err(git_failed(said.lines().map(str::to_owned).collect()));
+        }
+        Err(e) => return Err(git_failed(vec![format!("git: {e}")])),
+    }
     std::fs::create_dir_all(&app_dir).map_err(|e| os_error(&app_dir.display().to_string(), &e))?;
     write_file(&app_dir.join("VERSION"), &format!("{version}\n"))?;
     write_file(&app_dir.join("REF"), &format!("{git_ref}\n"))?;

@@ -536,18 +536,43 @@ fn site_lifecycle_apps_and_migrate() {
         "{\n \"s1.test\": [\n  \"frappe\",\n  \"erpnext\",\n  \"hrms\"\n ]\n}\n"
     );
 
-    // A new image: patches run once, versions follow.
+    // A new image: the patches its patches.txt adds run once, in Frappe's order (pre-model-sync,
+    // `finally:` at the end of their phase, post-model-sync), versions follow.
     fs::write(b.root().join("apps/erpnext/VERSION"), "15.39.0\n").unwrap();
-    fs::write(b.root().join("apps/erpnext/COMMIT"), "abcdef0123456789\n").unwrap();
+    let patches = b.root().join("apps/erpnext/erpnext/patches.txt");
+    fs::create_dir_all(patches.parent().unwrap()).unwrap();
+    fs::write(
+        &patches,
+        "# erpnext\n[pre_model_sync]\nfinally:erpnext.patches.v15_0.last\nerpnext.patches.v15_0.a #2024-01-01\n\n\
+         [post_model_sync]\n; comment\nerpnext.patches.v15_0.b\n",
+    )
+    .unwrap();
     let run = b.site("s1.test", &["migrate", "--skip-search-index"]);
     let db_name = b.json("sites/s1.test/site_config.json")["db_name"].as_str().unwrap().to_owned();
-    let executing = format!(
-        "Executing erpnext.patches.bench_contract.pre_model_sync_abcdef0123 in s1.test ({db_name})\nSuccess: Done in "
+    let executed: Vec<&str> = run.ok().stdout.lines().filter(|l| l.starts_with("Executing ")).collect();
+    assert_eq!(
+        executed,
+        [
+            format!("Executing erpnext.patches.v15_0.a #2024-01-01 in s1.test ({db_name})"),
+            format!("Executing finally:erpnext.patches.v15_0.last in s1.test ({db_name})"),
+            format!("Executing erpnext.patches.v15_0.b in s1.test ({db_name})"),
+        ],
+        "{}",
+        run.stdout
     );
-    assert!(run.ok().stdout.contains(&executing), "{}", run.stdout);
     assert!(!run.stdout.contains("Queued rebuilding"));
     assert!(b.site("s1.test", &["list-apps"]).stdout.contains("erpnext 15.39.0"));
     assert!(!b.site("s1.test", &["migrate"]).ok().stdout.contains("Executing"));
+    // An old-format file (no sections) runs before the sync; a sectioned one without both
+    // sections fails migrate as Frappe does.
+    fs::write(&patches, "erpnext.patches.v15_0.a #2024-01-01\nerpnext.patches.v15_0.c\n").unwrap();
+    let run = b.site("s1.test", &["migrate"]);
+    assert!(run.ok().stdout.contains("Executing erpnext.patches.v15_0.c in"), "{}", run.stdout);
+    fs::write(&patches, "[pre_model_sync]\nerpnext.patches.v15_0.d\n").unwrap();
+    let run = b.site("s1.test", &["migrate"]);
+    run.fails(1);
+    assert!(run.stderr.contains("Patch type post_model_sync not found in patches.txt"), "{}", run.stderr);
+    fs::remove_file(&patches).unwrap();
 
     // An installed app missing from the image breaks migrate.
     fs::remove_dir_all(b.root().join("apps/hrms")).unwrap();
@@ -591,7 +616,13 @@ fn migrate_lock_and_faults() {
     let git = Git::start();
     let b = Bench::with_site(&git);
     let _redis = b.with_redis();
-    fs::write(b.root().join("apps/erpnext/COMMIT"), "feedface00\n").unwrap();
+    let patches = b.root().join("apps/erpnext/erpnext/patches.txt");
+    fs::create_dir_all(patches.parent().unwrap()).unwrap();
+    fs::write(
+        &patches,
+        "[pre_model_sync]\nerpnext.patches.pre_feedface00\n[post_model_sync]\nerpnext.patches.post_feedface00\n",
+    )
+    .unwrap();
 
     b.fault("s1.test", "migrate=hang\n");
     let mut holder = b.spawn(&["--site", "s1.test", "migrate"]);
@@ -622,11 +653,7 @@ fn migrate_lock_and_faults() {
     b.fault("s1.test", "migrate=fail\n");
     let run = b.site("s1.test", &["migrate"]);
     run.fails(1);
-    assert!(
-        run.stdout.contains("Executing erpnext.patches.bench_contract.post_model_sync_feedface00"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("Executing erpnext.patches.post_feedface00"), "{}", run.stdout);
     assert!(run.stderr.contains("frappe.exceptions.ValidationError: bench-contract fault injection: migrate=fail"));
     assert_eq!(b.site("s1.test", &["list-apps", "-f", "json"]).ok().stdout, "{\n \"s1.test\": []\n}\n");
     let run = b.site("s1.test", &["migrate", "--skip-failing"]);

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use benchform_core::bench::{self, DbApps, OutputError};
 use benchform_core::status::{AppsSource, ObservedSite};
@@ -171,7 +171,7 @@ impl Bench<'_> {
                 let dbs: Vec<&bench::SiteDb> = readable.iter().map(|(_, db)| *db).collect();
                 // The passwords go on standard input, which neither the engine's events nor the
                 // engine client's debug log records.
-                let (argv, passwords) = bench::read_apps_exec(&dbs);
+                let (argv, passwords) = bench::db_query_exec(bench::DbQuery::InstalledApps, &dbs);
                 // Each site may wait out the client's 5 s connect timeout.
                 let timeout = OBSERVE_TIMEOUT + Duration::from_secs(6 * dbs.len() as u64);
                 let out = self.run_with_input(&argv, Some(passwords.as_bytes()), Some(timeout)).await?;
@@ -222,6 +222,52 @@ impl Bench<'_> {
             });
         }
         Ok(SitesRead { sites, apps_source })
+    }
+
+    /// The patches that ran on each of `sites` (their `Patch Log` rows with `skipped = 0`), or
+    /// per site why they could not be read: two execs for any number of sites (the configs, then
+    /// every site's database through the image's `mariadb` client, as for installed apps).
+    pub async fn patch_logs(
+        &self,
+        sites: &[String],
+    ) -> Result<BTreeMap<String, Result<BTreeSet<String>, String>>, BenchError> {
+        let mut out = BTreeMap::new();
+        if sites.is_empty() {
+            return Ok(out);
+        }
+        let configs = self.site_configs().await?;
+        let mut readable: Vec<(&str, &bench::SiteDb)> = Vec::new();
+        for site in sites {
+            let why = match configs.iter().find(|c| &c.site == site) {
+                None => Some("the site does not exist".to_string()),
+                Some(c) => match (&c.damaged, &c.db) {
+                    (Some(d), _) => Some(d.clone()),
+                    (None, _) if c.read_with_bench => {
+                        Some("its database is not MariaDB: benchform reads the Patch Log of MariaDB sites".to_string())
+                    }
+                    (None, None) => Some(format!("sites/{site}/site_config.json names no database (db_name)")),
+                    (None, Some(db)) => match bench::db_argv_problem(db) {
+                        Some(p) => Some(p),
+                        None => {
+                            readable.push((c.site.as_str(), db));
+                            None
+                        }
+                    },
+                },
+            };
+            if let Some(why) = why {
+                out.insert(site.clone(), Err(why));
+            }
+        }
+        if !readable.is_empty() {
+            let dbs: Vec<&bench::SiteDb> = readable.iter().map(|(_, db)| *db).collect();
+            let (argv, passwords) = bench::db_query_exec(bench::DbQuery::PatchLog, &dbs);
+            let timeout = OBSERVE_TIMEOUT + Duration::from_secs(6 * dbs.len() as u64);
+            let run = self.run_with_input(&argv, Some(passwords.as_bytes()), Some(timeout)).await?;
+            let answers = bench::parse_patch_logs(&run.stdout, dbs.len())?;
+            out.extend(readable.iter().map(|(site, _)| site.to_string()).zip(answers));
+        }
+        Ok(out)
     }
 
     /// `bench --site S execute frappe.get_installed_apps`: the apps, or why bench could not say.

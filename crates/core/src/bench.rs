@@ -104,19 +104,46 @@ impl std::fmt::Debug for SiteDb {
     }
 }
 
-/// The script of exec 2, constant: for each group of four arguments (host, port, user,
-/// database) the `mariadb` client reads that site's installed apps with the password read from
-/// the next line of standard input — never argv (the engine's events record it) nor the exec's
-/// environment (the engine client logs request bodies at debug level). `FRAPPE_DB_HOST` /
-/// `FRAPPE_DB_PORT` in the container win over the configs, as in Frappe. Each site's answer is
-/// framed by `\x1e<n>` and `\x1erc <code>`. One line, so that the engine's events show it whole.
-const READ_APPS_SCRIPT: &str = concat!(
-    "n=0; while [ \"$#\" -ge 4 ]; do n=$((n + 1)); IFS= read -r pw; printf '\\036%s\\n' \"$n\"; ",
+/// The script of exec 2, constant: the query comes first, then for each group of four arguments
+/// (host, port, user, database) the `mariadb` client runs it on that site's database with the
+/// password read from the next line of standard input — never argv (the engine's events record
+/// it) nor the exec's environment (the engine client logs request bodies at debug level).
+/// `FRAPPE_DB_HOST` / `FRAPPE_DB_PORT` in the container win over the configs, as in Frappe. Each
+/// site's answer is framed by `\x1e<n>` and `\x1erc <code>`. One line, so that the engine's events
+/// show it whole.
+const READ_DB_SCRIPT: &str = concat!(
+    "q=$1; shift; n=0; while [ \"$#\" -ge 4 ]; do n=$((n + 1)); IFS= read -r pw; printf '\\036%s\\n' \"$n\"; ",
     "MYSQL_PWD=$pw mariadb --no-defaults --protocol=TCP --connect-timeout=5 ",
     "-h \"${FRAPPE_DB_HOST:-$1}\" -P \"${FRAPPE_DB_PORT:-$2}\" -u \"$3\" --batch --skip-column-names ",
-    "-e \"SELECT defvalue FROM tabDefaultValue WHERE parent = '__global' AND defkey = 'installed_apps'\" ",
-    "\"$4\" </dev/null 2>&1; printf '\\036rc %s\\n' \"$?\"; shift 4; done"
+    "-e \"$q\" \"$4\" </dev/null 2>&1; printf '\\036rc %s\\n' \"$?\"; shift 4; done"
 );
+
+/// What exec 2 asks each site's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbQuery {
+    /// The `__global` default `installed_apps`: what `frappe.get_installed_apps()` returns.
+    InstalledApps,
+    /// The patches that ran (`Patch Log` rows with `skipped = 0`), for the migrate preview.
+    PatchLog,
+}
+
+impl DbQuery {
+    fn sql(self) -> &'static str {
+        match self {
+            DbQuery::InstalledApps => {
+                "SELECT defvalue FROM tabDefaultValue WHERE parent = '__global' AND defkey = 'installed_apps'"
+            }
+            DbQuery::PatchLog => "SELECT patch FROM `tabPatch Log` WHERE skipped = 0",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            DbQuery::InstalledApps => "mariadb (installed apps of every site)",
+            DbQuery::PatchLog => "mariadb (the Patch Log of every site)",
+        }
+    }
+}
 
 /// What stands between a site's config and exec 2's argv: a value that is not a plain database
 /// identifier, host or port is refused, never quoted (it could otherwise pass for an option).
@@ -144,10 +171,10 @@ pub fn db_argv_problem(db: &SiteDb) -> Option<String> {
     }
 }
 
-/// argv and standard input (one password per line) of exec 2 for `dbs`, each of which passed
-/// [`db_argv_problem`].
-pub fn read_apps_exec(dbs: &[&SiteDb]) -> (Vec<String>, String) {
-    let mut argv: Vec<String> = ["sh", "-c", READ_APPS_SCRIPT, "sh"].map(String::from).to_vec();
+/// argv and standard input (one password per line) of exec 2 asking `query` of `dbs`, each of
+/// which passed [`db_argv_problem`].
+pub fn db_query_exec(query: DbQuery, dbs: &[&SiteDb]) -> (Vec<String>, String) {
+    let mut argv: Vec<String> = ["sh", "-c", READ_DB_SCRIPT, "sh", query.sql()].map(String::from).to_vec();
     let mut stdin = String::new();
     for db in dbs {
         argv.extend([db.host.clone(), db.port.clone(), db.user.clone(), db.name.clone()]);
@@ -167,34 +194,24 @@ pub enum DbApps {
     NoClient,
 }
 
-/// Read exec 2's output: one answer per database, in the order they were given. One site's odd
-/// answer (a warning, a value that is not a list) is that site's failure, never the others'.
-pub fn parse_read_apps(stdout: &str, count: usize) -> Result<Vec<DbApps>, OutputError> {
-    let err = |detail: String| OutputError { command: "mariadb (installed apps of every site)".to_string(), detail };
-    let mut answers = Vec::new();
+/// One site's raw answer: the client's exit code and its output lines.
+struct Frame<'a> {
+    code: &'a str,
+    lines: Vec<&'a str>,
+}
+
+/// Split exec 2's output into one frame per database, in the order they were given.
+fn frames<'a>(stdout: &'a str, count: usize, query: DbQuery) -> Result<Vec<Frame<'a>>, OutputError> {
+    let err = |detail: String| OutputError { command: query.what().to_string(), detail };
+    let mut out = Vec::new();
     let mut body: Option<Vec<&str>> = None;
     for line in stdout.lines() {
         if let Some(code) = line.strip_prefix("\u{1e}rc ") {
             let lines = body.take().ok_or_else(|| err("an answer without a site".to_string()))?;
-            answers.push(match code.trim() {
-                "0" => match lines.iter().find(|l| l.trim_start().starts_with('[')) {
-                    // `--batch` escapes a backslash as two.
-                    Some(value) => match serde_json::from_str::<Vec<String>>(&value.trim().replace("\\\\", "\\")) {
-                        Ok(apps) => DbApps::Installed(apps),
-                        Err(e) => DbApps::Failed(format!("installed_apps is not a JSON list of names: {e}")),
-                    },
-                    // No row: Frappe's `get_global` gives None, `get_installed_apps` an empty list.
-                    None if lines.iter().all(|l| l.trim().is_empty()) => DbApps::Installed(Vec::new()),
-                    None => DbApps::Failed(format!("installed_apps is not a JSON list of names: {}", lines.join(" "))),
-                },
-                "127" => DbApps::NoClient,
-                _ => {
-                    DbApps::Failed(lines.iter().rev().find(|l| !l.trim().is_empty()).unwrap_or(&"").trim().to_string())
-                }
-            });
+            out.push(Frame { code: code.trim(), lines });
         } else if let Some(n) = line.strip_prefix('\u{1e}') {
             // Frames come in order; a number out of place is a forged or torn answer.
-            if n.trim() != (answers.len() + 1).to_string() || body.is_some() {
+            if n.trim() != (out.len() + 1).to_string() || body.is_some() {
                 return Err(err(format!("answer {} out of order", n.trim())));
             }
             body = Some(Vec::new());
@@ -202,10 +219,74 @@ pub fn parse_read_apps(stdout: &str, count: usize) -> Result<Vec<DbApps>, Output
             b.push(line);
         }
     }
-    if answers.len() != count {
-        return Err(err(format!("{} answers for {count} sites", answers.len())));
+    if out.len() != count {
+        return Err(err(format!("{} answers for {count} sites", out.len())));
     }
-    Ok(answers)
+    Ok(out)
+}
+
+/// The client's last words when it failed.
+fn failure(lines: &[&str]) -> String {
+    lines.iter().rev().find(|l| !l.trim().is_empty()).unwrap_or(&"").trim().to_string()
+}
+
+/// Read exec 2's installed-apps output: one answer per database, in the order they were given.
+/// One site's odd answer (a warning, a value that is not a list) is that site's failure, never
+/// the others'.
+pub fn parse_read_apps(stdout: &str, count: usize) -> Result<Vec<DbApps>, OutputError> {
+    Ok(frames(stdout, count, DbQuery::InstalledApps)?
+        .into_iter()
+        .map(|Frame { code, lines }| match code {
+            "0" => match lines.iter().find(|l| l.trim_start().starts_with('[')) {
+                // `--batch` escapes a backslash as two.
+                Some(value) => match serde_json::from_str::<Vec<String>>(&value.trim().replace("\\\\", "\\")) {
+                    Ok(apps) => DbApps::Installed(apps),
+                    Err(e) => DbApps::Failed(format!("installed_apps is not a JSON list of names: {e}")),
+                },
+                // No row: Frappe's `get_global` gives None, `get_installed_apps` an empty list.
+                None if lines.iter().all(|l| l.trim().is_empty()) => DbApps::Installed(Vec::new()),
+                None => DbApps::Failed(format!("installed_apps is not a JSON list of names: {}", lines.join(" "))),
+            },
+            "127" => DbApps::NoClient,
+            _ => DbApps::Failed(failure(&lines)),
+        })
+        .collect())
+}
+
+/// Read exec 2's Patch Log output: per database the patches that ran, or why they could not be
+/// read (`Err`). A client the image lacks says so.
+pub fn parse_patch_logs(
+    stdout: &str,
+    count: usize,
+) -> Result<Vec<Result<std::collections::BTreeSet<String>, String>>, OutputError> {
+    Ok(frames(stdout, count, DbQuery::PatchLog)?
+        .into_iter()
+        .map(|Frame { code, lines }| match code {
+            "0" => Ok(lines.iter().filter(|l| !l.is_empty()).map(|l| unescape_batch(l)).collect()),
+            "127" => Err("the image has no `mariadb` client".to_string()),
+            _ => Err(failure(&lines)),
+        })
+        .collect())
+}
+
+/// A value as `mariadb --batch` printed it: `\\`, `\t`, `\n` and `\0` escaped.
+fn unescape_batch(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('0') => out.push('\0'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
 }
 
 /// argv of the authoritative read for one site.
@@ -468,8 +549,8 @@ mod tests {
         assert!(!format!("{sites:?}").contains("pw-a"), "passwords never in Debug");
 
         // Into exec 2: identifiers in argv, passwords only in the environment.
-        let (argv, stdin) = read_apps_exec(&[a, b]);
-        assert_eq!(&argv[4..], ["db", "3306", "_a1", "_a1", "other", "3307", "bee", "_b1"]);
+        let (argv, stdin) = db_query_exec(DbQuery::InstalledApps, &[a, b]);
+        assert_eq!(&argv[5..], ["db", "3306", "_a1", "_a1", "other", "3307", "bee", "_b1"]);
         assert!(!argv.iter().any(|x| x.contains("pw-")));
         assert_eq!(stdin, "pw-a\npw-b\n", "passwords only on standard input, one per line");
 
@@ -511,6 +592,19 @@ mod tests {
         assert_eq!(odd[1], DbApps::Installed(vec!["frappe".into()]));
         // A value cannot forge another site's frame.
         assert!(parse_read_apps("\u{1e}1\n\u{1e}2\n[]\n\u{1e}rc 0\n", 1).is_err());
+    }
+
+    #[test]
+    fn patch_logs_are_read_per_site() {
+        let out = "\u{1e}1\napp.patches.a\nexecute:frappe.db.sql(\"x\\\\ty\") #1\n\u{1e}rc 0\n\u{1e}2\nERROR 1146 (42S02): Table '_b.tabPatch Log' doesn't exist\n\u{1e}rc 1\n\u{1e}3\n\u{1e}rc 127\n";
+        let logs = parse_patch_logs(out, 3).unwrap();
+        let a = logs[0].as_ref().unwrap();
+        assert!(a.contains("app.patches.a") && a.contains("execute:frappe.db.sql(\"x\\ty\") #1"), "{a:?}");
+        assert!(logs[1].as_ref().unwrap_err().contains("doesn't exist"));
+        assert!(logs[2].as_ref().unwrap_err().contains("no `mariadb` client"));
+        assert!(parse_patch_logs(out, 2).is_err());
+        let (argv, _) = db_query_exec(DbQuery::PatchLog, &[]);
+        assert!(argv[4].contains("`tabPatch Log`"), "{argv:?}");
     }
 
     #[test]

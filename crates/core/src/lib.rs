@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod diff;
 pub mod envfile;
 pub mod fingerprint;
+pub mod patches;
 pub mod plan;
 pub mod record;
 pub mod recovery;

@@ -226,6 +226,7 @@ impl Builder {
             depends_on,
             services: Vec::new(),
             service_changes: Vec::new(),
+            preview: None,
         });
         id
     }

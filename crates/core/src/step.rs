@@ -191,6 +191,10 @@ pub struct Step {
     /// orphans it removes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_changes: Vec<ServiceChange>,
+    /// For `migrate`: the patches it will run and the DocTypes whose schema changes, as far as
+    /// known when the plan was made (`plan` only; informs, never decides).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<crate::patches::Preview>,
 }
 
 /// One service a deploy touches.
@@ -278,6 +282,7 @@ mod tests {
             depends_on: deps.iter().map(|d| d.to_string()).collect(),
             services: vec![],
             service_changes: vec![],
+            preview: None,
         }
     }
 

@@ -21,6 +21,7 @@ fn step(kind: StepKind, site: Option<&str>) -> Step {
         depends_on: vec![],
         services: vec![],
         service_changes: vec![],
+        preview: None,
     }
 }
 

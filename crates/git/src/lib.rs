@@ -1,9 +1,13 @@
-//! Ask a git remote which refs it has, without cloning (`git ls-remote` through libgit2).
+//! Ask a git remote which refs it has, without cloning (`git ls-remote` through libgit2), and read
+//! an app's files at a locked commit through a cache of shallow fetches (`code`).
 //!
 //! The URL handed in never carries credentials (the manifest rejects those); a token travels only
 //! through the credentials callback, so no error or log line can contain it.
 
 use std::cell::Cell;
+
+mod code;
+pub use code::{CachedRepo, CodeCache};
 
 use benchform_manifest::lock::RemoteRef;
 use git2::{Direction, ErrorClass, ErrorCode, Remote, RemoteCallbacks};

@@ -79,6 +79,27 @@ impl TestRepo {
         Ok(id)
     }
 
+    /// Commits `files` (paths relative to the repository's root, with their contents) on `main`
+    /// together with the changing `content.txt`, and pushes; returns the commit id. An app's
+    /// `patches.txt` and DocType definitions are written this way.
+    pub fn commit_files(&self, message: &str, files: &[(&str, &str)]) -> io::Result<String> {
+        for (path, content) in files {
+            let rel = Path::new(path);
+            if path.is_empty() || rel.is_absolute() || path.split('/').any(|s| s == ".." || s == ".git") {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("file path must stay in the work tree: {path:?}"),
+                ));
+            }
+            let target = self.work.join(rel);
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(target, content)?;
+        }
+        self.commit(message)
+    }
+
     /// Creates a lightweight tag at `commit` and pushes it.
     pub fn tag_lightweight(&self, name: &str, commit: &str) -> io::Result<()> {
         check_arg(name)?;

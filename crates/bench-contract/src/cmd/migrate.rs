@@ -8,8 +8,9 @@
 //! 4. hooks of every installed app (an app missing from the image →
 //!    `ModuleNotFoundError` → 1);
 //! 5. pre-model-sync patches, schema sync (`Updating DocTypes for app`
-//!    progress bars), post-model-sync patches — each patch `Executing … in S
-//!    (db)` / `Success: Done in …s` and committed to the patch log on its own;
+//!    progress bars), post-model-sync patches — the entries of each installed
+//!    app's `patches.txt` in the image that the `Patch Log` does not hold, each
+//!    `Executing … in S (db)` / `Success: Done in …s` and logged on its own;
 //! 6. `Installed Applications.update_versions()`;
 //! 7. `Queued rebuilding of search index for S` (unless `--skip-search-index`),
 //!    then a blank line. `--site all` stops at the first failing site.
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Ctx, Phase, patches, refresh_versions, site_not_specified};
+use super::{Ctx, Phase, logged_name, patches, refresh_versions, site_not_specified};
 use crate::args::{Spec, flag};
 use crate::db::Db;
 use crate::lock;
@@ -124,17 +125,36 @@ fn run_phases(ctx: &Ctx, site: &str, db: &Db, skip_failing: bool) -> Res<()> {
         }
     }
     let faults = bench.faults(site);
-    let executed = db.executed_patches()?;
-    let pending = |phase: Phase| -> Vec<String> {
-        installed
-            .iter()
-            .flat_map(|app| patches(bench, app))
-            .filter(|(name, ph)| *ph == phase && !executed.contains(name))
-            .map(|(name, _)| name)
-            .collect()
+    let mut listed = Vec::new();
+    for app in &installed {
+        match patches(bench, app) {
+            Ok(p) => listed.extend(p),
+            Err(exc) => {
+                return Err(traceback(
+                    &[(
+                        "/home/frappe/frappe-bench/apps/frappe/frappe/modules/patch_handler.py",
+                        1,
+                        "parse_as_configfile",
+                        "frappe.throw(frappe._(\"Patch type {} not found in patches.txt\").format(patch_type))",
+                    )],
+                    &exc,
+                ));
+            }
+        }
+    }
+    // `run_all`: what is not logged as run, in order; `finally:` patches at the end of their phase.
+    let pending = |phase: Phase| -> Res<Vec<String>> {
+        let executed = db.executed_patches()?;
+        let (mut now, mut last) = (Vec::new(), Vec::new());
+        for (name, ph) in &listed {
+            if *ph == phase && !executed.contains(logged_name(name)) {
+                if name.starts_with("finally:") { last.push(name.clone()) } else { now.push(name.clone()) }
+            }
+        }
+        now.extend(last);
+        Ok(now)
     };
-
-    for patch in pending(Phase::PreModelSync) {
+    for patch in pending(Phase::PreModelSync)? {
         execute_patch(site, db, &patch)?;
     }
     match faults.get("migrate").map(String::as_str) {
@@ -154,7 +174,7 @@ fn run_phases(ctx: &Ctx, site: &str, db: &Db, skip_failing: bool) -> Res<()> {
     for app in &installed {
         progress(&format!("Updating DocTypes for {app}"), 4);
     }
-    for patch in pending(Phase::PostModelSync) {
+    for patch in pending(Phase::PostModelSync)? {
         execute_patch(site, db, &patch)?;
     }
     if faults.get("migrate").is_some_and(|f| f == "fail") {
@@ -194,8 +214,12 @@ fn run_phases(ctx: &Ctx, site: &str, db: &Db, skip_failing: bool) -> Res<()> {
 /// `patch_handler.execute_patch`: announce, run, log, time.
 fn execute_patch(site: &str, db: &Db, patch: &str) -> Res<()> {
     let start = Instant::now();
+    // A patch listed twice (by two apps) runs once: `run_single` asks the log again.
+    if db.executed_patches()?.contains(logged_name(patch)) {
+        return Ok(());
+    }
     println!("Executing {patch} in {site} ({})", db.name);
-    db.log_patch(patch, false)?;
+    db.log_patch(logged_name(patch), false)?;
     println!("Success: Done in {}s", py_round3(start.elapsed().as_secs_f64()));
     Ok(())
 }

@@ -146,7 +146,9 @@ pub fn install_app(bench: &Bench, db: &Db, app: &str, set_as_patched: bool, forc
     }
     if set_as_patched {
         let executed = db.executed_patches().map_err(InstallError::Failed)?;
-        for patch in patches(bench, app).iter().map(|(p, _)| p) {
+        // `set_all_patches_as_completed`: every entry as written (a `finally:` one keeps its
+        // prefix, so it still runs at the next migrate, as in Frappe).
+        for patch in patches(bench, app).unwrap_or_default().iter().map(|(p, _)| p) {
             if !executed.contains(patch) {
                 db.log_patch(patch, false).map_err(InstallError::Failed)?;
             }
@@ -186,13 +188,48 @@ pub enum Phase {
     PostModelSync,
 }
 
-/// The fixture's stand-in for an app's `patches.txt`: one pre- and one
-/// post-model-sync patch per built commit, so a migrate after an image
-/// change runs (and logs) patches, and a repeated migrate runs none.
-pub fn patches(bench: &Bench, app: &str) -> Vec<(String, Phase)> {
-    let commit: String = bench.app_commit(app).chars().filter(char::is_ascii_alphanumeric).take(10).collect();
-    vec![
-        (format!("{app}.patches.bench_contract.pre_model_sync_{commit}"), Phase::PreModelSync),
-        (format!("{app}.patches.bench_contract.post_model_sync_{commit}"), Phase::PostModelSync),
-    ]
+/// An app's `patches.txt` in the image (`apps/<app>/<app>/patches.txt`), read as
+/// `frappe.modules.patch_handler` reads it: with a `[section]` header first it is an INI file
+/// (Python's `configparser`: `#`/`;` comment lines, keys kept as written) whose
+/// `[pre_model_sync]` and `[post_model_sync]` entries run before and after the schema sync;
+/// without one, every line that is not blank and does not start with `#` runs before it. No file:
+/// no patches. `Err` is the exception Frappe raises in `migrate` (a missing section).
+pub fn patches(bench: &Bench, app: &str) -> Result<Vec<(String, Phase)>, String> {
+    let path = bench.apps_dir().join(app).join(app).join("patches.txt");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let is_comment = |l: &str| l.starts_with('#') || l.starts_with(';');
+    let is_header = |l: &str| l.len() > 2 && l.starts_with('[') && l.ends_with(']');
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !is_comment(l));
+    match first {
+        None => return Ok(Vec::new()),
+        Some(l) if !is_header(l) => {
+            return Ok(text
+                .lines()
+                .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                .map(|l| (l.trim().to_owned(), Phase::PreModelSync))
+                .collect());
+        }
+        Some(_) => {}
+    }
+    let mut sections: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !is_comment(l)) {
+        if is_header(line) {
+            sections.push((line[1..line.len() - 1].to_owned(), Vec::new()));
+        } else if let Some((_, entries)) = sections.last_mut() {
+            entries.push(line.to_owned());
+        }
+    }
+    let mut out = Vec::new();
+    for (phase, name) in [(Phase::PreModelSync, "pre_model_sync"), (Phase::PostModelSync, "post_model_sync")] {
+        let Some((_, entries)) = sections.iter().find(|(s, _)| s == name) else {
+            return Err(format!("frappe.exceptions.ValidationError: Patch type {name} not found in patches.txt"));
+        };
+        out.extend(entries.iter().map(|e| (e.clone(), phase)));
+    }
+    Ok(out)
+}
+
+/// The name a patch is logged under (`finally:` patches without the prefix).
+pub fn logged_name(patch: &str) -> &str {
+    patch.strip_prefix("finally:").unwrap_or(patch)
 }
