@@ -181,6 +181,11 @@ pub struct PlanArgs {
     /// second, separate stack). A plan input: saved with `-o`, used by `apply FILE`.
     #[arg(long)]
     pub allow_new_project: bool,
+    /// Roll back by revert, data included: bring sites migrated to newer code back to the backup
+    /// benchform took before that migrate (data written since is lost), then run the older code.
+    /// A plan input: saved with `-o`, used by `apply FILE`.
+    #[arg(long)]
+    pub allow_restore: bool,
     /// How many sites `apply` migrates at the same time (each site's own steps stay in order).
     /// A plan input: saved with `-o`, used by `apply FILE`.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -240,6 +245,10 @@ pub struct ApplyArgs {
     /// second, separate stack). Not with PLAN_FILE.
     #[arg(long)]
     pub allow_new_project: bool,
+    /// Roll back by revert, data included: bring sites migrated to newer code back to the backup
+    /// benchform took before that migrate (data written since is lost). Not with PLAN_FILE.
+    #[arg(long)]
+    pub allow_restore: bool,
     /// Wait this long for another apply of the project to finish (default: fail at once). Seconds,
     /// or a duration such as `10s`, `5m`, `1h30m` (at most a week).
     #[arg(long, value_name = "DURATION", default_value_t = 0, value_parser = seconds_up_to_a_week)]

@@ -396,7 +396,36 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
         sites_observed,
         missing_bases,
         other_projects,
+        backups: host_backups(&p.paths.backups, desired.sites.iter().map(|d| d.name.as_str())),
     })
+}
+
+/// The backups benchform keeps on the host for each of `sites` (`<backups>/<site>/<stamp>/`),
+/// oldest first, each with what it says it is of. A folder without benchform's note (copied by
+/// hand, or from before benchform wrote one) is no restore point.
+pub fn host_backups<'s>(
+    dir: &Path,
+    sites: impl Iterator<Item = &'s str>,
+) -> BTreeMap<String, Vec<benchform_core::status::HostBackup>> {
+    use benchform_core::status::{BACKUP_META_FILE, BackupMeta, HostBackup};
+    let mut out = BTreeMap::new();
+    for site in sites {
+        let Ok(entries) = std::fs::read_dir(dir.join(site)) else { continue };
+        let mut found: Vec<HostBackup> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                let meta: BackupMeta =
+                    serde_json::from_slice(&std::fs::read(e.path().join(BACKUP_META_FILE)).ok()?).ok()?;
+                (meta.site == site).then_some(HostBackup { name, taken_at: meta.taken_at, record: meta.record })
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        if !found.is_empty() {
+            out.insert(site.to_string(), found);
+        }
+    }
+    out
 }
 
 /// Other projects started from the same compose file that are this deployment under another

@@ -81,11 +81,21 @@ pub struct PlanInputs {
     /// another name. Left out when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_new_project: bool,
+    /// `--allow-restore`: bring sites migrated to newer code back to the backup benchform took
+    /// before that migrate (a rollback by revert, data included). Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_restore: bool,
 }
 
 impl Default for PlanInputs {
     fn default() -> PlanInputs {
-        PlanInputs { allow_downgrade: false, parallelism: 1, release_maintenance: Vec::new(), allow_new_project: false }
+        PlanInputs {
+            allow_downgrade: false,
+            parallelism: 1,
+            release_maintenance: Vec::new(),
+            allow_new_project: false,
+            allow_restore: false,
+        }
     }
 }
 
@@ -95,6 +105,7 @@ impl PlanInputs {
             allow_downgrade: self.allow_downgrade,
             release_maintenance: self.release_maintenance.clone(),
             allow_new_project: self.allow_new_project,
+            allow_restore: self.allow_restore,
         }
     }
 }
@@ -298,6 +309,7 @@ mod fuzz {
             services: vec![],
             service_changes: vec![],
             preview: None,
+            restore: None,
         };
         let p = Plan {
             project: "acme".into(),

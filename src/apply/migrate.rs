@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use benchform_bench::BENCH_DIR;
+use benchform_core::plan::RestoreFrom;
 use benchform_core::record::SiteRecord;
+use benchform_core::status::BACKUP_META_FILE;
 use benchform_docker::TagState;
 
 use super::*;
@@ -140,6 +142,13 @@ impl Applier<'_> {
                 "{site} left as the failed migrate left it, in maintenance mode (policy: stop)"
             )));
         }
+        if self.restored.lock().is_ok_and(|s| s.contains(site)) {
+            return Ok(Recovery::Left(format!(
+                "{site} is left in maintenance mode: this run brought its data back to an older backup (the \
+                 rollback) before the migrate failed, and this run's own backup is of the newer data. Fix the \
+                 cause and run apply again: it restores and migrates again"
+            )));
+        }
         // Frappe's restore drops the database before it loads the backup: on a server that refuses
         // writes it would load nothing, and the site would be left empty.
         if self.refused_writes.lock().is_ok_and(|s| s.contains(site)) {
@@ -165,8 +174,21 @@ impl Applier<'_> {
                 "restore it by hand from backups.dir",
             ));
         };
+        self.restore_from(site, &dir).await?;
+        let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
+        let which = if earlier.is_some() {
+            "the backup its first unfinished migrate started from"
+        } else {
+            "the backup taken in this run"
+        };
+        Ok(Recovery::Restored(format!("{site} restored from {which} ({dir}) and left in maintenance mode")))
+    }
+
+    /// `bench restore` of the backup in folder `dir` inside the bench: database, public and
+    /// private files, the root password on standard input.
+    async fn restore_from(&self, site: &str, dir: &str) -> Result<(), StepError> {
         let bench = self.bench().await?;
-        let find = |pattern: &str| vec!["find".to_string(), dir.clone(), "-name".to_string(), pattern.to_string()];
+        let find = |pattern: &str| vec!["find".to_string(), dir.to_string(), "-name".to_string(), pattern.to_string()];
         let first = |out: String| out.lines().next().map(str::to_string);
         let run = |argv: Vec<String>| {
             let bench = &bench;
@@ -200,13 +222,58 @@ impl Applier<'_> {
         let root = self.secret(self.p.manifest.deploy.db_root_password_env.as_deref()).unwrap_or_default();
         let answer = format!("{root}\n");
         self.run_bench(restore, Some(answer.as_bytes())).await?;
-        let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
-        let which = if earlier.is_some() {
-            "the backup its first unfinished migrate started from"
-        } else {
-            "the backup taken in this run"
-        };
-        Ok(Recovery::Restored(format!("{site} restored from {which} ({dir}) and left in maintenance mode")))
+        Ok(())
+    }
+
+    /// The `restore` step of a rollback by revert: the site's data goes back to the backup
+    /// benchform kept on the host (copied back into the volume when the volume no longer holds
+    /// it), database and files.
+    pub(super) async fn restore(&self, site: &str, from: &RestoreFrom) -> Result<Outcome, StepError> {
+        if from.backup.is_empty() || from.backup.contains(['/', '.']) {
+            return Err(err(format!("backup name {:?} is not a folder name", from.backup), "make the plan again"));
+        }
+        let host = self.host_backups(site).join(&from.backup);
+        if !host.join(BACKUP_META_FILE).is_file() {
+            return Err(err(
+                format!("the backup {} is gone from {}", from.backup, self.host_backups(site).display()),
+                "put it back, or make the plan again (it names what it needs)",
+            ));
+        }
+        // A restore under a running migrate would load data under a half-written schema.
+        self.no_migrate_running(site, "restore").await?;
+        let inside = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups/{}", from.backup);
+        let bench = self.bench().await?;
+        let argv = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<String>>();
+        let check = |e| err(e, "check the backend");
+        let present = bench.run(&argv(&["test", "-d", &inside]), Some(Duration::from_secs(30))).await.map_err(check)?;
+        if present.exit_code != 0 {
+            let parent = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups");
+            bench.run(&argv(&["mkdir", "-p", &parent]), Some(Duration::from_secs(30))).await.map_err(check)?;
+            let out = tokio::process::Command::new(&self.cli.program)
+                .args(["cp", &host.display().to_string(), &format!("{}:{inside}", bench.container)])
+                .output()
+                .await
+                .map_err(|e| err(e, "check the docker CLI"))?;
+            if !out.status.success() {
+                return Err(err(
+                    format!(
+                        "copying the backup back into the volume failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                    "check the backend container and backups.dir",
+                ));
+            }
+        }
+        if let Ok(mut restored) = self.restored.lock() {
+            restored.insert(site.to_string());
+        }
+        self.restore_from(site, &inside).await?;
+        Ok(Outcome::Done(format!(
+            "{site} restored from its backup of {} ({}); what was written since then is gone (the backup taken \
+             just before holds it)",
+            from.taken_at,
+            host.display()
+        )))
     }
 }
 

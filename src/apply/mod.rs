@@ -56,6 +56,9 @@ pub struct Options {
     pub hold_maintenance: std::collections::BTreeSet<String>,
     /// Sites released by `--release-maintenance`: back in service fully, their scheduler too.
     pub release_maintenance: std::collections::BTreeSet<String>,
+    /// Sites the plan brings back to an older backup (its `restore` steps): the backup folder
+    /// each goes back to, which no pruning in this run may remove.
+    pub restore_points: BTreeMap<String, String>,
 }
 
 impl Default for Options {
@@ -68,6 +71,7 @@ impl Default for Options {
             migrate_timeout: None,
             hold_maintenance: Default::default(),
             release_maintenance: Default::default(),
+            restore_points: Default::default(),
         }
     }
 }
@@ -152,6 +156,9 @@ pub struct Applier<'a> {
     pub refused_writes: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Set once any site migrated in this run: from then on the new image must stay.
     pub migrated: std::sync::atomic::AtomicBool,
+    /// Sites whose data a `restore` step brought back to an older backup in this run: a failed
+    /// migrate after it is not restored again from this run's (newer) backup.
+    pub restored: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Sites this run took out of service (maintenance mode was off before it), each with
     /// whether its scheduler was paused already (then it stays paused when the site is released).
     pub entered_maintenance: std::sync::Mutex<Vec<(String, bool)>>,
@@ -183,6 +190,7 @@ impl<'a> Applier<'a> {
             backups: Default::default(),
             copied: Default::default(),
             refused_writes: Default::default(),
+            restored: Default::default(),
             migrated: Default::default(),
             entered_maintenance: Default::default(),
             digest: Default::default(),
@@ -358,6 +366,10 @@ impl Applier<'_> {
             StepKind::Push => self.push().await,
             StepKind::MaintenanceOn => self.maintenance_on(site).await,
             StepKind::Backup => self.backup(site).await,
+            StepKind::Restore => match &s.restore {
+                Some(from) => self.restore(site, from).await,
+                None => Err(err(format!("step {} names no backup to restore", s.id), "make the plan again")),
+            },
             StepKind::UninstallApp => self.uninstall_app(site, app).await,
             StepKind::Deploy => self.deploy(&s.services).await,
             StepKind::RefreshAssets => self.refresh_assets().await,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use benchform_bench::BENCH_DIR;
+use benchform_core::status::{BACKUP_META_FILE, BackupMeta};
 
 use super::*;
 
@@ -118,7 +119,10 @@ impl Applier<'_> {
     pub(super) async fn backup(&self, site: &str) -> Result<Outcome, StepError> {
         // A backup taken under a running migrate is a half-migrated site, not a restore point.
         self.no_migrate_running(site, "backup").await?;
-        let stamp = now_utc().replace([':', '-'], "");
+        let taken_at = now_utc();
+        let stamp = taken_at.replace([':', '-'], "");
+        // What code the site's schema matches now: the backup is a restore point for that code.
+        let record = self.bench().await?.site_config(site).await.ok().flatten().and_then(|c| c.record);
         let inside = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups/{stamp}");
         self.run_bench(BenchCommand::Backup { site, path: &inside }, None).await?;
         // Copy off the volume: Frappe prunes backups, and losing the volume must not lose them.
@@ -138,7 +142,16 @@ impl Applier<'_> {
                 "check backups.dir",
             ));
         }
-        prune(&host_root, self.p.manifest.backups.keep as usize, protected.as_deref());
+        let meta = BackupMeta { format_version: 1, site: site.to_string(), taken_at, record };
+        let meta_path = host_root.join(&stamp).join(BACKUP_META_FILE);
+        if let Err(e) =
+            serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other).and_then(|b| std::fs::write(&meta_path, b))
+        {
+            return Err(err(format!("{}: {e}", meta_path.display()), "check backups.dir"));
+        }
+        let mut spare: Vec<&str> = protected.iter().map(String::as_str).collect();
+        spare.extend(self.options.restore_points.get(site).map(String::as_str));
+        prune(&host_root, self.p.manifest.backups.keep as usize, &spare);
         // Inside the volume, only this run's backup stays (a restore needs it), and the one an
         // unfinished migrate started from; the host keeps `backups.keep` of them, and that one.
         let folder = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups");
@@ -232,16 +245,88 @@ pub(super) fn frappe_major(git_ref: &str) -> u32 {
 /// from: written when a migrate starts, removed when it is recorded or restored.
 pub(super) const UNFINISHED: &str = ".unfinished-migrate";
 
-/// Keep the newest `keep` backup folders under `dir` (names sort by time), and `protected`.
-pub(super) fn prune(dir: &std::path::Path, keep: usize, protected: Option<&str>) {
+/// Keep `keep` backup folders under `dir` (names sort by time), and those `protected` names:
+/// rollback points first — the newest backup of each code the site's schema matched (a rollback
+/// by revert to that code needs it) — newest first, then the newest of the rest. What goes is
+/// the oldest backup no rollback or unfinished migrate needs.
+pub(super) fn prune(dir: &std::path::Path, keep: usize, protected: &[&str]) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut names: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()) != protected)
-        .collect();
+    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
     names.sort();
-    let excess = names.len().saturating_sub(keep);
-    for old in names.into_iter().take(excess) {
-        let _ = std::fs::remove_dir_all(old);
+    let name = |p: &PathBuf| p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+    let code = |p: &PathBuf| -> Option<std::collections::BTreeMap<String, String>> {
+        let bytes = std::fs::read(p.join(BACKUP_META_FILE)).ok()?;
+        serde_json::from_slice::<BackupMeta>(&bytes).ok()?.record.map(|r| r.commits)
+    };
+    let mut kept: std::collections::BTreeSet<String> = protected.iter().map(|s| s.to_string()).collect();
+    let mut slots = keep;
+    let mut codes = Vec::new();
+    for p in names.iter().rev() {
+        if slots == 0 {
+            break;
+        }
+        if let Some(c) = code(p)
+            && !codes.contains(&c)
+        {
+            codes.push(c);
+            if kept.insert(name(p)) {
+                slots -= 1;
+            }
+        }
+    }
+    for p in names.iter().rev() {
+        if slots == 0 {
+            break;
+        }
+        if kept.insert(name(p)) {
+            slots -= 1;
+        }
+    }
+    for p in names.iter().filter(|p| !kept.contains(&name(p))) {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use benchform_core::record::SiteRecord;
+    use benchform_core::status::{BACKUP_META_FILE, BackupMeta};
+
+    /// Backups of two releases' code, oldest first; keep 2: the newest of each code stays (a
+    /// revert to either needs it), then what a protected name adds.
+    #[test]
+    fn pruning_keeps_a_rollback_point_for_each_code_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let code = |c: &str| -> BTreeMap<String, String> { [("erpnext".to_string(), c.repeat(40))].into() };
+        let backups = [
+            ("20261201T000000Z", "a"),
+            ("20261202T000000Z", "a"),
+            ("20261203T000000Z", "b"),
+            ("20261204T000000Z", "b"),
+        ];
+        for (name, c) in backups {
+            let folder = dir.path().join(name);
+            std::fs::create_dir_all(&folder).unwrap();
+            let record = SiteRecord::new("p", code(c), BTreeMap::new(), "img", None, "t");
+            let meta = BackupMeta { format_version: 1, site: "s".into(), taken_at: name.into(), record: Some(record) };
+            std::fs::write(folder.join(BACKUP_META_FILE), serde_json::to_vec(&meta).unwrap()).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("20261130T000000Z")).unwrap(); // no note: no rollback point
+        let left = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        super::prune(dir.path(), 3, &["20261130T000000Z"]);
+        assert_eq!(left(), ["20261130T000000Z", "20261202T000000Z", "20261203T000000Z", "20261204T000000Z"]);
+        super::prune(dir.path(), 2, &[]);
+        assert_eq!(left(), ["20261202T000000Z", "20261204T000000Z"], "the newest of each code");
+        super::prune(dir.path(), 1, &[]);
+        assert_eq!(left(), ["20261204T000000Z"]);
     }
 }

@@ -32,6 +32,7 @@ pub fn run(shell: &Shell, args: &PlanArgs) -> Status {
         parallelism: args.parallelism,
         release_maintenance: args.release_maintenance.clone(),
         allow_new_project: args.allow_new_project,
+        allow_restore: args.allow_restore,
     };
     let mut plan = match plan_for(shell, &p, &observed, &inputs) {
         Ok(plan) => plan,

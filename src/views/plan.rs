@@ -334,6 +334,7 @@ mod tests {
             services: Vec::new(),
             service_changes: Vec::new(),
             preview,
+            restore: None,
         }
     }
 

@@ -18,6 +18,11 @@ fn block(doc: &str, name: &str) -> String {
 /// binary under test first on PATH. A block that hangs is killed after 20 minutes and fails with
 /// what it printed, instead of stalling the suite.
 fn run_block(script: &str, work: &std::path::Path) -> std::process::Output {
+    run_block_with(script, work, &[])
+}
+
+/// The same, with more variables in the block's environment.
+fn run_block_with(script: &str, work: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
     let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_benchform")).parent().unwrap().to_path_buf();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     std::process::Command::new("timeout")
@@ -26,6 +31,7 @@ fn run_block(script: &str, work: &std::path::Path) -> std::process::Output {
         .env("WORK", work)
         .env("PATH", path)
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -103,4 +109,51 @@ fn getting_started_on_the_local_world_converges() {
         "the last plan is converged:\n{stdout}"
     );
     assert!(stdout.contains("success"), "history lists the apply:\n{stdout}");
+}
+
+/// operations.md's rollback recipe, run as written on a deployment whose manifest lives in git:
+/// release, write rows, `git revert`, plan with `--allow-restore`, apply: the site's data is what
+/// it was before the release, and the plan converges.
+#[test]
+fn rolling_back_a_release_as_operations_md_says_brings_the_data_back() {
+    let mut d = crate::status::Deployment::new(&[("a.localhost", &["erpnext"])]);
+    d.deployed = true; // apply deploys; Drop takes the project down
+    let first = d.apply(&["--auto-approve"]);
+    assert_eq!(first.code, 0, "{}", first.all());
+    let ident = [
+        ("GIT_AUTHOR_NAME", "ops"),
+        ("GIT_AUTHOR_EMAIL", "ops@localhost"),
+        ("GIT_COMMITTER_NAME", "ops"),
+        ("GIT_COMMITTER_EMAIL", "ops@localhost"),
+    ];
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .current_dir(d.dir.path())
+            .envs(ident.iter().copied())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "benchform.yaml", "benchform.lock"]);
+    git(&["commit", "--quiet", "-m", "erpnext v15.1.0"]);
+    d.write_rows("a.localhost", 4);
+    let before = d.rows("a.localhost");
+    d.release(1, "v15.1.0", "v15.2.0");
+    git(&["commit", "--quiet", "-am", "erpnext v15.2.0"]);
+    let upgrade = d.apply(&["--auto-approve"]);
+    assert_eq!(upgrade.code, 0, "{}", upgrade.all());
+    d.write_rows("a.localhost", 2);
+
+    let script = block("docs/operations.md", "rollback");
+    assert!(script.contains("--allow-restore"), "{script}");
+    let mut env: Vec<(&str, &str)> = crate::status::apply_env().to_vec();
+    env.extend(ident);
+    let out = run_block_with(&script, d.dir.path(), &env);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "the rollback recipe failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("restored from its backup of"), "{stdout}");
+    assert_eq!(d.rows("a.localhost"), before, "the site's data is what it was before the release");
 }

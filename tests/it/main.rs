@@ -17,6 +17,7 @@ mod init;
 mod lock;
 mod mariadb;
 mod preview;
+mod rollback;
 mod schema;
 mod status;
 mod support;

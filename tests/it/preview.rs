@@ -22,7 +22,8 @@ fn patch_names(preview: &Value) -> Vec<String> {
 
 #[test]
 fn a_plan_previews_the_patches_each_migrate_runs_and_says_when_it_cannot() {
-    let d = Deployment::with_private_hrms(&[("a.localhost", &["erpnext"]), ("b.localhost", &["erpnext", "hrms"])]);
+    let mut d = Deployment::with_private_hrms(&[("a.localhost", &["erpnext"]), ("b.localhost", &["erpnext", "hrms"])]);
+    d.deployed = true; // apply deploys; Drop takes the project down
     let first = d.apply(&["--auto-approve"]);
     assert_eq!(first.code, 0, "{}", first.all());
 

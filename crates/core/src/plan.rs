@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::status::{Desired, DesiredSite, Drift, Observed, ObservedSite, TagObservation};
-pub use crate::step::{ServiceChange, Step, StepKind, first_difference, step_id};
+use crate::status::{Desired, DesiredSite, Drift, HostBackup, Observed, ObservedSite, TagObservation};
+pub use crate::step::{RestoreFrom, ServiceChange, Step, StepKind, first_difference, step_id};
 
 /// A plan: steps in order, the sites it cannot plan for, and what changed outside benchform.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -78,6 +78,9 @@ impl Plan {
 pub struct PlanOptions {
     /// Run older code on a site migrated to newer code (refused by default).
     pub allow_downgrade: bool,
+    /// Bring a site migrated to newer code back to the backup benchform took before that migrate,
+    /// then run the older code on it (`--allow-restore`: a rollback by revert, data included).
+    pub allow_restore: bool,
     /// Sites put in maintenance by someone else that this plan puts back in service
     /// (`--release-maintenance`).
     pub release_maintenance: Vec<String>,
@@ -118,10 +121,18 @@ pub enum PlanError {
     )]
     UninstallNotAllowed { site: String, app: String },
     #[error(
-        "site {site}: {app} would go from {from} down to {to}; older code on a newer schema corrupts data. Pin \
-         {from} or newer, or pass --allow-downgrade if you have restored a matching backup"
+        "site {site}: {app} would go from {from} down to {to}; older code on a newer schema corrupts data, and \
+         Frappe has no down-migrations. Pin {from} or newer; or pass --allow-restore to bring the site back to \
+         the backup benchform took before it migrated to {from} (data written since is lost; the plan says \
+         since when); or --allow-downgrade if you have restored a matching backup yourself"
     )]
     Downgrade { site: String, app: String, from: String, to: String },
+    #[error(
+        "site {site}: --allow-restore needs the backup benchform took of it while its schema matched the code \
+         this plan deploys ({code}), and {backups_dir} holds none{seen}. Restore one by hand and pass \
+         --allow-downgrade, or pin the newer code again"
+    )]
+    NoRestorePoint { site: String, code: String, backups_dir: String, seen: String },
     #[error(
         "site {site} was last migrated by benchform for project {other}, not {project}: two manifests must not \
          manage one site. Fix the project name, or remove the site from one manifest"
@@ -227,6 +238,7 @@ impl Builder {
             services: Vec::new(),
             service_changes: Vec::new(),
             preview: None,
+            restore: None,
         });
         id
     }
@@ -239,6 +251,9 @@ struct SiteWork<'a> {
     install: Vec<String>,
     uninstall: Vec<String>,
     migrate_reason: Option<String>,
+    /// A rollback by revert: the backup the site's data goes back to before it migrates, and the
+    /// newer code its schema was migrated to (`erpnext v15.2.0`).
+    restore: Option<(&'a HostBackup, String)>,
 }
 
 /// Plan the steps that take `observed` to `desired`. Every guard that fails is returned.
@@ -316,7 +331,7 @@ pub fn plan(
         })
         .map(|d| {
             let o = observed_sites.get(d.name.as_str()).copied();
-            site_work(desired, d, o, options, image_changes, &mut errors)
+            site_work(desired, observed, d, o, options, image_changes, &mut errors)
         })
         .collect();
     if !errors.is_empty() {
@@ -380,9 +395,36 @@ pub fn plan(
             // Only once the image is pushed: builds take minutes, downtime should not.
             image_ready.clone(),
         );
-        let backup =
-            b.add(StepKind::Backup, Some(site), None, format!("restore point before {site} migrates"), vec![on]);
+        let backup = match &w.restore {
+            Some(_) => b.add(
+                StepKind::Backup,
+                Some(site),
+                None,
+                format!("safety copy of {site} as it is now, before its data goes back to an older backup"),
+                vec![on],
+            ),
+            None => {
+                b.add(StepKind::Backup, Some(site), None, format!("restore point before {site} migrates"), vec![on])
+            }
+        };
         let mut last = backup;
+        if let Some((point, from)) = &w.restore {
+            last = b.add(
+                StepKind::Restore,
+                Some(site),
+                None,
+                format!(
+                    "rollback: its schema was migrated to newer code ({from}), which Frappe cannot migrate back; \
+                     its data goes back to the backup benchform took on {} before that migrate — everything \
+                     written since then is lost",
+                    point.taken_at
+                ),
+                vec![last],
+            );
+            if let Some(step) = b.steps.last_mut() {
+                step.restore = Some(RestoreFrom { backup: point.name.clone(), taken_at: point.taken_at.clone() });
+            }
+        }
         for app in &w.uninstall {
             let in_image = desired.image_apps.contains(app);
             let why = if in_image {
@@ -651,6 +693,7 @@ fn touched_by_up(observed: &Observed, services: &[(String, String)]) -> Vec<Serv
 
 fn site_work<'a>(
     desired: &Desired,
+    observed_all: &'a Observed,
     d: &'a DesiredSite,
     o: Option<&'a ObservedSite>,
     options: &PlanOptions,
@@ -665,6 +708,7 @@ fn site_work<'a>(
             install,
             uninstall: vec![],
             migrate_reason: Some(format!("{} is new: bring its schema to the desired code", d.name)),
+            restore: None,
         };
     };
     if let Some(r) = o.record.as_ref().filter(|r| r.project != desired.project) {
@@ -696,13 +740,16 @@ fn site_work<'a>(
             }
         }
     }
+    let mut restore = None;
     if let Some(r) = &o.record {
-        for (app, to) in &desired.site_code(d, &o.installed).refs {
+        let code = desired.site_code(d, &o.installed);
+        let mut downgrades = Vec::new();
+        for (app, to) in &code.refs {
             let Some(from) = r.refs.get(app) else { continue };
             let both_versions =
                 benchform_manifest::version::is_version_like(from) && benchform_manifest::version::is_version_like(to);
-            if both_versions && benchform_manifest::version::compare(to, from).is_lt() && !options.allow_downgrade {
-                errors.push(PlanError::Downgrade {
+            if both_versions && benchform_manifest::version::compare(to, from).is_lt() {
+                downgrades.push(PlanError::Downgrade {
                     site: d.name.clone(),
                     app: app.clone(),
                     from: from.clone(),
@@ -710,9 +757,46 @@ fn site_work<'a>(
                 });
             }
         }
+        if !downgrades.is_empty() && !options.allow_downgrade {
+            if options.allow_restore {
+                // The newest backup taken while the site's schema matched the code it goes back
+                // to, before it migrated away from it.
+                let points = observed_all.backups.get(&d.name).map(Vec::as_slice).unwrap_or(&[]);
+                let newer = downgrades
+                    .iter()
+                    .filter_map(|e| match e {
+                        PlanError::Downgrade { app, from, .. } => Some(format!("{app} {from}")),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                restore = points
+                    .iter()
+                    .rev()
+                    .filter(|b| b.taken_at.as_str() <= r.migrated_at.as_str())
+                    .find(|b| b.record.as_ref().is_some_and(|br| br.commits == code.commits))
+                    .map(|b| (b, newer));
+                if restore.is_none() {
+                    let code_text =
+                        code.refs.iter().map(|(app, to)| format!("{app} {to}")).collect::<Vec<_>>().join(", ");
+                    let seen = match points.len() {
+                        0 => String::new(),
+                        n => format!(" ({n} backup(s) of it, none of that code)"),
+                    };
+                    errors.push(PlanError::NoRestorePoint {
+                        site: d.name.clone(),
+                        code: code_text,
+                        backups_dir: format!("backups.dir/{}/{}", desired.project, d.name),
+                        seen,
+                    });
+                }
+            } else {
+                errors.extend(downgrades);
+            }
+        }
     }
     let migrate_reason = migrate_reason(desired, d, o, image_changes, &install, &uninstall);
-    SiteWork { desired: d, observed: Some(o), install, uninstall, migrate_reason }
+    SiteWork { desired: d, observed: Some(o), install, uninstall, migrate_reason, restore }
 }
 
 fn migrate_reason(

@@ -9,6 +9,8 @@
 //!   the deploy failed its health gate and the previous image was redeployed (all of them), or
 //!   when the run stopped before any deploy changed anything (those whose own steps never went past
 //!   maintenance and backup). Otherwise they stay in maintenance: they may already run new code.
+//!   A site whose data a rollback brought back to an older backup stays in maintenance whatever
+//!   happened: the image it ran before is newer than its schema now.
 
 use crate::plan::Plan;
 use crate::step::StepKind;
@@ -87,10 +89,19 @@ pub fn decide(plan: &Plan, end: &RunEnd, policy: OnMigrateFailure) -> Vec<Action
             .filter(|(s, _)| s.site.as_deref() == Some(site))
             .all(|(s, st)| s.kind.leaves_site_untouched() || st == StepEnd::NotStarted)
     };
+    // A site whose data went back to an older backup (a rollback by revert) never serves the
+    // previous, newer image again: its schema is older than that code.
+    let restored = |site: &str| {
+        steps().any(|(s, st)| {
+            s.kind == StepKind::Restore
+                && s.site.as_deref() == Some(site)
+                && !matches!(st, StepEnd::NotStarted | StepEnd::Failed { touched: false, .. })
+        })
+    };
     let release = rolled_back || (failed && !deployed);
     for (site, paused) in &end.entered_maintenance {
         let untouched = untouched(site);
-        if release && (rolled_back || untouched) {
+        if release && ((rolled_back && !restored(site)) || untouched) {
             out.push(Action::BackInService { site: site.clone(), scheduler_was_paused: *paused, untouched });
         }
     }

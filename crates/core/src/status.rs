@@ -188,6 +188,36 @@ pub struct Observed {
     /// Other compose projects running the same compose files (asked only when this project has
     /// neither containers nor volumes: a wrong `project` would start a second, empty stack).
     pub other_projects: Vec<String>,
+    /// The backups benchform copied off the volume, per site, oldest first (from the host's
+    /// backups folder): the restore points a rollback by revert can use.
+    pub backups: BTreeMap<String, Vec<HostBackup>>,
+}
+
+/// A backup benchform took of a site and keeps on the host (`backups.dir`), with the code the
+/// site's schema matched when it was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HostBackup {
+    /// Its folder under the site's backups folder (a UTC time stamp, `20261204T165814Z`).
+    pub name: String,
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
+    /// benchform's record of the site when it was taken: the commits its schema matched. `None`
+    /// for a site benchform had not migrated yet, or a backup from before benchform wrote this.
+    pub record: Option<crate::record::SiteRecord>,
+}
+
+/// The file benchform writes into each backup folder it keeps on the host: what the backup is of.
+pub const BACKUP_META_FILE: &str = "benchform-backup.json";
+
+/// The content of [`BACKUP_META_FILE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupMeta {
+    pub format_version: u32,
+    pub site: String,
+    /// When it was taken (RFC 3339).
+    pub taken_at: String,
+    /// benchform's record of the site at that time (`None`: benchform had not migrated it yet).
+    pub record: Option<SiteRecord>,
 }
 
 /// An image the build starts from that cannot be found.

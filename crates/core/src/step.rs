@@ -15,6 +15,7 @@ pub enum StepKind {
     Push,
     MaintenanceOn,
     Backup,
+    Restore,
     UninstallApp,
     Deploy,
     RefreshAssets,
@@ -32,6 +33,7 @@ impl StepKind {
             StepKind::Push => "push",
             StepKind::MaintenanceOn => "maintenance-on",
             StepKind::Backup => "backup",
+            StepKind::Restore => "restore",
             StepKind::UninstallApp => "uninstall-app",
             StepKind::Deploy => "deploy",
             StepKind::RefreshAssets => "refresh-assets",
@@ -46,7 +48,7 @@ impl StepKind {
     /// tables). Every property below is an exhaustive match: a new kind must decide each.
     pub fn destructive(self) -> bool {
         match self {
-            StepKind::UninstallApp => true,
+            StepKind::UninstallApp | StepKind::Restore => true,
             StepKind::Build
             | StepKind::Verify
             | StepKind::Push
@@ -70,6 +72,7 @@ impl StepKind {
             | StepKind::Push
             | StepKind::MaintenanceOn
             | StepKind::Backup
+            | StepKind::Restore
             | StepKind::UninstallApp
             | StepKind::Deploy
             | StepKind::RefreshAssets
@@ -86,6 +89,7 @@ impl StepKind {
             | StepKind::Push
             | StepKind::MaintenanceOn
             | StepKind::Backup
+            | StepKind::Restore
             | StepKind::UninstallApp
             | StepKind::Deploy
             | StepKind::RefreshAssets
@@ -103,6 +107,7 @@ impl StepKind {
             StepKind::Build
             | StepKind::Verify
             | StepKind::Push
+            | StepKind::Restore
             | StepKind::UninstallApp
             | StepKind::Deploy
             | StepKind::RefreshAssets
@@ -123,6 +128,7 @@ impl StepKind {
             | StepKind::Push
             | StepKind::MaintenanceOn
             | StepKind::Backup
+            | StepKind::Restore
             | StepKind::UninstallApp
             | StepKind::RefreshAssets
             | StepKind::NewSite
@@ -137,6 +143,8 @@ impl StepKind {
         match self {
             StepKind::Build | StepKind::Push | StepKind::Backup | StepKind::NewSite | StepKind::InstallApp => '+',
             StepKind::UninstallApp => '-',
+            // The site's data goes back to a backup: a change, marked destructive.
+            StepKind::Restore => '~',
             StepKind::Verify
             | StepKind::MaintenanceOn
             | StepKind::Deploy
@@ -147,12 +155,13 @@ impl StepKind {
     }
 
     /// Every kind, in the order summaries list them.
-    pub const ALL: [StepKind; 12] = [
+    pub const ALL: [StepKind; 13] = [
         StepKind::Build,
         StepKind::Verify,
         StepKind::Push,
         StepKind::MaintenanceOn,
         StepKind::Backup,
+        StepKind::Restore,
         StepKind::UninstallApp,
         StepKind::Deploy,
         StepKind::RefreshAssets,
@@ -195,6 +204,20 @@ pub struct Step {
     /// known when the plan was made (`plan` only; informs, never decides).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<crate::patches::Preview>,
+    /// For `restore`: the backup the site's data goes back to, and what is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreFrom>,
+}
+
+/// The backup a `restore` step brings a site back to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreFrom {
+    /// Its folder under the site's folder in `backups.dir` (a UTC time stamp).
+    pub backup: String,
+    /// When it was taken (RFC 3339): everything the site recorded after it, up to the restore,
+    /// is lost.
+    pub taken_at: String,
 }
 
 /// One service a deploy touches.
@@ -248,6 +271,9 @@ pub fn first_difference(saved: &[Step], now: &[Step]) -> Option<String> {
         if a.service_changes != b.service_changes {
             return Some(format!("step {n} `{}` names other service changes than the planner's", a.id));
         }
+        if a.restore != b.restore {
+            return Some(format!("step {n} `{}` restores another backup than the planner would", a.id));
+        }
         if a.reason != b.reason {
             return Some(format!("step {n} `{}` gives another reason than the planner's: {:?}", a.id, b.reason));
         }
@@ -283,6 +309,7 @@ mod tests {
             services: vec![],
             service_changes: vec![],
             preview: None,
+            restore: None,
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use benchform_core::plan::{Plan, PlanError, PlanOptions, plan};
 use benchform_core::record::SiteRecord;
 use benchform_core::status::{
-    Desired, DesiredSite, Observed, ObservedContainer, ObservedSite, ServiceSpec, TagObservation,
+    Desired, DesiredSite, HostBackup, Observed, ObservedContainer, ObservedSite, ServiceSpec, TagObservation,
 };
 
 const OLD: &str = "bf1-000000000000000000000old";
@@ -116,6 +116,7 @@ fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
         sites_observed: true,
         missing_bases: Vec::new(),
         other_projects: Vec::new(),
+        backups: BTreeMap::new(),
     }
 }
 
@@ -487,6 +488,58 @@ fn downgrade_is_refused_unless_allowed() {
     insta::assert_snapshot!(errs[0].to_string());
     let allowed = plan(&d, &o, &PlanOptions { allow_downgrade: true, ..Default::default() }, vec![]).unwrap();
     assert!(allowed.steps.iter().any(|s| s.id == "migrate:a.example.com"));
+}
+
+/// A backup benchform kept of `site` at `taken_at`, while its schema matched `apps` at `bumped`.
+fn kept_backup(site: &str, apps: &[&str], bumped: &[&str], taken_at: &str) -> HostBackup {
+    HostBackup {
+        name: taken_at.replace([':', '-'], ""),
+        taken_at: taken_at.to_string(),
+        record: migrated(site, apps, bumped).record,
+    }
+}
+
+#[test]
+fn a_revert_restores_each_site_from_the_backup_taken_before_it_migrated() {
+    // erpnext went v15.1.0 → v15.2.0 on both sites on 2 December; the manifest is reverted.
+    let d = desired(TWO_SITES, &["erpnext", "hrms"], &[]);
+    let mut o = observed(
+        OLD,
+        vec![
+            migrated("a.example.com", &["erpnext", "hrms"], &["erpnext"]),
+            migrated("b.example.com", &["erpnext"], &["erpnext"]),
+        ],
+    );
+    // The image of the reverted release is still in the registry: no build.
+    o.registry = TagObservation::Present { digest: "sha256:reverted".into() };
+    for s in &mut o.sites {
+        if let Some(r) = s.record.as_mut() {
+            r.migrated_at = "2026-12-02T10:05:00Z".into();
+        }
+    }
+    o.backups.insert(
+        "a.example.com".into(),
+        vec![
+            kept_backup("a.example.com", &["erpnext", "hrms"], &[], "2026-11-20T09:00:00Z"),
+            kept_backup("a.example.com", &["erpnext", "hrms"], &[], "2026-12-02T10:00:00Z"),
+            // Taken after the migrate (a later release's safety copy): of the newer code.
+            kept_backup("a.example.com", &["erpnext", "hrms"], &["erpnext"], "2026-12-03T08:00:00Z"),
+        ],
+    );
+    // Without --allow-restore: refused, naming both ways out.
+    let errs = errors(&d, &o, PlanOptions::default());
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].to_string().contains("--allow-restore") && errs[0].to_string().contains("--allow-downgrade"));
+    // b has no backup of the code it goes back to: the whole plan is refused for it.
+    let errs = errors(&d, &o, PlanOptions { allow_restore: true, ..Default::default() });
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    insta::assert_snapshot!("revert_without_a_restore_point", errs[0].to_string());
+    o.backups
+        .insert("b.example.com".into(), vec![kept_backup("b.example.com", &["erpnext"], &[], "2026-12-02T10:01:00Z")]);
+    let p = plan(&d, &o, &PlanOptions { allow_restore: true, ..Default::default() }, vec![]).unwrap();
+    let a = p.steps.iter().find(|s| s.id == "restore:a.example.com").unwrap();
+    assert_eq!(a.restore.as_ref().unwrap().backup, "20261202T100000Z", "the newest backup of the old code");
+    insta::assert_snapshot!(table(&p));
 }
 
 #[test]

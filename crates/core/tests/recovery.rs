@@ -22,6 +22,7 @@ fn step(kind: StepKind, site: Option<&str>) -> Step {
         services: vec![],
         service_changes: vec![],
         preview: None,
+        restore: None,
     }
 }
 

@@ -38,13 +38,14 @@ pub fn run(shell: &Shell, args: &ApplyArgs) -> Status {
     if let Some(file) = &args.plan_file
         && (args.allow_downgrade
             || args.allow_new_project
+            || args.allow_restore
             || args.parallelism.is_some()
             || !args.release_maintenance.is_empty())
     {
         return shell.error(
             &format!(
-                "--allow-downgrade, --allow-new-project, --parallelism and --release-maintenance change the plan, \
-                 so {} keeps the ones it was made with",
+                "--allow-downgrade, --allow-new-project, --allow-restore, --parallelism and --release-maintenance \
+                 change the plan, so {} keeps the ones it was made with",
                 file.display()
             ),
             "apply the file without them, or make the plan again with them: `benchform plan -o FILE \
@@ -157,6 +158,7 @@ async fn locked(
                 parallelism: args.parallelism.unwrap_or(1),
                 release_maintenance: args.release_maintenance.clone(),
                 allow_new_project: args.allow_new_project,
+                allow_restore: args.allow_restore,
             };
             match crate::commands::plan::plan_for(shell, p, &observed, &inputs) {
                 Ok(plan) => (plan, inputs),
@@ -189,6 +191,11 @@ async fn locked(
             .filter_map(|s| s.site.clone())
             .collect(),
         release_maintenance: inputs.release_maintenance.iter().cloned().collect(),
+        restore_points: plan
+            .steps
+            .iter()
+            .filter_map(|s| Some((s.site.clone()?, s.restore.as_ref()?.backup.clone())))
+            .collect(),
     };
     let mut applier = Applier::new(p, session, options);
     applier.interrupt = interrupt;
