@@ -197,12 +197,13 @@ fn every_contract_trap_is_mapped_to_tests_that_exist() {
 
 #[test]
 fn the_plans_in_operations_md_are_the_planner_s() {
-    const KINDS: [&str; 12] = [
+    const KINDS: [&str; 13] = [
         "build",
         "verify",
         "push",
         "maintenance-on",
         "backup",
+        "restore",
         "uninstall-app",
         "deploy",
         "refresh-assets",
