@@ -310,6 +310,7 @@ mod fuzz {
             service_changes: vec![],
             preview: None,
             restore: None,
+            canary: false,
         };
         let p = Plan {
             project: "acme".into(),

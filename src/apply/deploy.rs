@@ -13,6 +13,8 @@ impl Applier<'_> {
         // Until `compose up`, nothing has changed.
         let untouched = |e: StepError| StepError { touched: false, ..e };
         self.refuse_migrator().await.map_err(untouched)?;
+        // The canaries passed: their one-off container gives way to the new backend.
+        self.drop_canary().await;
         let backend = self.p.manifest.deploy.backend_service.clone();
         let reference = self.reference();
         let previous = self

@@ -176,6 +176,16 @@ impl Applier<'_> {
         };
         self.restore_from(site, &dir).await?;
         let _ = std::fs::remove_file(self.host_backups(site).join(UNFINISHED));
+        // A canary whose smoke test failed was recorded as migrated: its data is older again, so
+        // its record is marked pending and the next apply migrates it.
+        if let Ok(Some(o)) = self.site(site).await
+            && let Some(d) = self.p.desired.sites.iter().find(|d| d.name == site)
+            && o.record.as_ref().is_some_and(|r| {
+                r.fingerprint == benchform_core::record::fingerprint(&self.p.desired.site_code(d, &o.installed).commits)
+            })
+        {
+            self.mark_pending(site, Some(&o)).await?;
+        }
         let which = if earlier.is_some() {
             "the backup its first unfinished migrate started from"
         } else {

@@ -15,6 +15,7 @@ use benchform_docker::compose::Compose;
 use crate::observe::{self, Prepared};
 
 mod apps;
+mod canary;
 mod deploy;
 mod gate;
 mod image;
@@ -156,6 +157,8 @@ pub struct Applier<'a> {
     pub refused_writes: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Set once any site migrated in this run: from then on the new image must stay.
     pub migrated: std::sync::atomic::AtomicBool,
+    /// The canary container (`canary.rs`), once started: its name.
+    canary: tokio::sync::Mutex<Option<String>>,
     /// Sites whose data a `restore` step brought back to an older backup in this run: a failed
     /// migrate after it is not restored again from this run's (newer) backup.
     pub restored: std::sync::Mutex<std::collections::BTreeSet<String>>,
@@ -191,6 +194,7 @@ impl<'a> Applier<'a> {
             copied: Default::default(),
             refused_writes: Default::default(),
             restored: Default::default(),
+            canary: Default::default(),
             migrated: Default::default(),
             entered_maintenance: Default::default(),
             digest: Default::default(),
@@ -304,7 +308,7 @@ impl Applier<'_> {
         stdin: Option<&[u8]>,
         site: &str,
     ) -> Result<benchform_docker::ExecOutput, StepError> {
-        let bench = self.bench().await?;
+        let bench = if canary::in_canary() { self.canary_bench().await? } else { self.bench().await? };
         let streamed = bench
             .run_streamed(argv, stdin, &|line| {
                 if !line.starts_with('\u{1e}') {
@@ -356,10 +360,29 @@ impl Applier<'_> {
     /// Carry out one step.
     pub async fn step(&self, s: &Step) -> Result<Outcome, StepError> {
         let site = s.site.as_deref().unwrap_or_default();
-        let app = s.app.as_deref().unwrap_or_default();
+        if s.canary {
+            // Before any deploy, in the one-off container of the new image: no gate to pass.
+            let done = canary::IN_CANARY.scope(true, self.run_step(s)).await;
+            return match (done, s.kind) {
+                (Err(mut e), StepKind::Migrate) => {
+                    e.detail.push_str(
+                        "; it was the canary: the new image was not deployed, and every other site keeps serving on \
+                         the image it runs",
+                    );
+                    Err(e)
+                }
+                (done, _) => done,
+            };
+        }
         if s.kind.needs_gate() {
             self.ensure_gate(site).await?;
         }
+        self.run_step(s).await
+    }
+
+    async fn run_step(&self, s: &Step) -> Result<Outcome, StepError> {
+        let site = s.site.as_deref().unwrap_or_default();
+        let app = s.app.as_deref().unwrap_or_default();
         match s.kind {
             StepKind::Build => self.build().await,
             StepKind::Verify => self.verify().await,
@@ -376,6 +399,7 @@ impl Applier<'_> {
             StepKind::NewSite => self.new_site(site).await,
             StepKind::InstallApp => self.install_app(site, app).await,
             StepKind::Migrate => self.migrate(site).await,
+            StepKind::Smoke => self.smoke(site).await,
             StepKind::MaintenanceOff => self.maintenance_off(site).await,
         }
     }

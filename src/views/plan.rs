@@ -129,16 +129,31 @@ pub fn text(p: &Plan, parallelism: u16, colour: bool) -> String {
     out.push_str("  + create   ~ change   - destroy   ! destructive\n\n");
     let schedule = Schedule::of(&p.steps, parallelism);
     // Where a phase of several sites begins (its first step), and how many sites it has.
-    let headers: std::collections::BTreeMap<usize, usize> = benchform_core::schedule::phases(&p.steps)
+    let headers: std::collections::BTreeMap<usize, String> = benchform_core::schedule::phases(&p.steps)
         .into_iter()
         .filter_map(|ph| match ph {
-            Phase::Sites(groups) if groups.len() > 1 => Some((*groups.first()?.steps.first()?, groups.len())),
+            Phase::Sites(groups) => {
+                let first = *groups.first()?.steps.first()?;
+                let canary = groups.iter().flat_map(|g| &g.steps).any(|i| p.steps[*i].canary);
+                if canary {
+                    let sites: Vec<&str> = groups.iter().map(|g| g.site.as_str()).collect();
+                    Some((
+                        first,
+                        format!(
+                            "canary wave: {} first, on the new image; the other sites keep serving",
+                            sites.join(", ")
+                        ),
+                    ))
+                } else {
+                    (groups.len() > 1).then(|| (first, sites_at_a_time(groups.len(), parallelism)))
+                }
+            }
             _ => None,
         })
         .collect();
     for (i, s) in p.steps.iter().enumerate() {
-        if let Some(sites) = headers.get(&i) {
-            out.push_str(&format!("  -- {} --\n", sites_at_a_time(*sites, parallelism)));
+        if let Some(header) = headers.get(&i) {
+            out.push_str(&format!("  -- {} --\n", output::escape(header)));
         }
         let sym = s.kind.symbol();
         let mark = format!("{sym}{}", if s.destructive { "!" } else { " " });
@@ -335,6 +350,7 @@ mod tests {
             service_changes: Vec::new(),
             preview,
             restore: None,
+            canary: false,
         }
     }
 

@@ -7,6 +7,7 @@
 mod adapters;
 mod adopt;
 mod apply;
+mod canary;
 mod corpus;
 mod database;
 mod diff;

@@ -168,6 +168,8 @@ pub fn diff(base: Option<(&Manifest, &LockFile)>, head: (&Manifest, &LockFile)) 
             ("policy.on_migrate_failure", format!("{:?}", m.policy.on_migrate_failure).to_lowercase()),
             ("backups.dir", m.backups.dir.clone()),
             ("backups.keep", m.backups.keep.to_string()),
+            ("rollout.canary", format!("[{}]", m.rollout.canary.join(", "))),
+            ("rollout.smoke", format!("[{}]", m.rollout.smoke.join(" "))),
         ])
     };
     let (pb, ph) = (policy(bm), policy(hm));

@@ -239,6 +239,7 @@ impl Builder {
             service_changes: Vec::new(),
             preview: None,
             restore: None,
+            canary: false,
         });
         id
     }
@@ -375,11 +376,45 @@ pub fn plan(
         });
     }
 
-    // 2. Maintenance and backups for existing sites that will migrate; 3. uninstalls.
+    // 2. Maintenance and backups for existing sites that will migrate; 3. uninstalls. With
+    // `rollout.canary` and a release that changes the image, the canaries go first, each
+    // migrated (and smoke-tested) in a one-off container of the new image while every other
+    // site keeps serving; the others leave service only once every canary passed.
+    let deploy_services = services_to_deploy(desired, observed);
+    let canaries: Vec<&str> = if image_changes && !deploy_services.is_empty() {
+        desired
+            .canary
+            .iter()
+            .filter(|c| {
+                work.iter().any(|w| {
+                    w.desired.name == **c
+                        && w.observed.is_some()
+                        && w.migrate_reason.is_some()
+                        && w.install.is_empty()
+                        && w.restore.is_none()
+                })
+            })
+            .map(String::as_str)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut before_deploy: Vec<String> = image_ready.clone();
     let mut site_ready: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for w in work.iter().filter(|w| w.observed.is_some() && w.migrate_reason.is_some()) {
+    let mut canaries_passed: Vec<String> = Vec::new();
+    let migrating = |w: &&SiteWork<'_>| w.observed.is_some() && w.migrate_reason.is_some();
+    let ordered: Vec<&SiteWork<'_>> = canaries
+        .iter()
+        .filter_map(|c| work.iter().find(|w| w.desired.name == *c))
+        .chain(work.iter().filter(migrating).filter(|w| !canaries.contains(&w.desired.name.as_str())))
+        .collect();
+    for w in ordered {
         let site = w.desired.name.as_str();
+        let canary = canaries.contains(&site);
+        let mut leave_service_after = image_ready.clone();
+        if !canary {
+            leave_service_after.extend(canaries_passed.iter().cloned());
+        }
         let on = b.add(
             StepKind::MaintenanceOn,
             Some(site),
@@ -392,8 +427,9 @@ pub fn plan(
             } else {
                 format!("{site} will migrate: stop requests and pause the scheduler first")
             },
-            // Only once the image is pushed: builds take minutes, downtime should not.
-            image_ready.clone(),
+            // Only once the image is pushed: builds take minutes, downtime should not; and,
+            // with canaries, only once each of them passed.
+            leave_service_after,
         );
         let backup = match &w.restore {
             Some(_) => b.add(
@@ -434,12 +470,41 @@ pub fn plan(
             };
             last = b.add(StepKind::UninstallApp, Some(site), Some(app), format!("{app}: {why}"), vec![last]);
         }
+        if canary && let Some(reason) = &w.migrate_reason {
+            last = b.add(
+                StepKind::Migrate,
+                Some(site),
+                None,
+                format!(
+                    "canary: {reason} — in a one-off container of {}, while the other sites keep serving on \
+                     the image they run",
+                    desired.tag
+                ),
+                vec![last],
+            );
+            if let Some(step) = b.steps.last_mut() {
+                step.canary = true;
+            }
+            if !desired.smoke.is_empty() {
+                let argv = desired.smoke.iter().map(|a| a.replace("{site}", site)).collect::<Vec<_>>().join(" ");
+                last = b.add(
+                    StepKind::Smoke,
+                    Some(site),
+                    None,
+                    format!("canary: `{argv}` must succeed there before the new image goes out to the other sites"),
+                    vec![last],
+                );
+                if let Some(step) = b.steps.last_mut() {
+                    step.canary = true;
+                }
+            }
+            canaries_passed.push(last.clone());
+        }
         before_deploy.push(last.clone());
         site_ready.insert(site, vec![last]);
     }
 
     // 4. Deploy.
-    let deploy_services = services_to_deploy(desired, observed);
     let mut after_deploy: Vec<String> = image_ready.clone();
     if !deploy_services.is_empty() {
         let changes = touched_by_up(observed, &deploy_services);
@@ -536,7 +601,16 @@ pub fn plan(
         } else {
             ""
         };
-        if let Some(reason) = &w.migrate_reason {
+        if canaries.contains(&site) {
+            // Migrated (and smoke-tested) before the deploy; it serves again on the new image.
+            b.add(
+                StepKind::MaintenanceOff,
+                Some(site),
+                None,
+                format!("{site} passed as canary and now runs the new image: serve it again{release_note}"),
+                deps,
+            );
+        } else if let Some(reason) = &w.migrate_reason {
             let reason = if others {
                 format!(
                     "{reason}; {site} stays in maintenance mode afterwards (set outside benchform: \

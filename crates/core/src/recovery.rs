@@ -66,7 +66,8 @@ pub fn decide(plan: &Plan, end: &RunEnd, policy: OnMigrateFailure) -> Vec<Action
     let mut out = Vec::new();
     for (step, state) in steps() {
         let StepEnd::Failed { touched: true, .. } = state else { continue };
-        let (StepKind::Migrate, Some(site)) = (step.kind, step.site.clone()) else { continue };
+        // A canary whose smoke test failed migrated: it is restored as a failed migrate is.
+        let (StepKind::Migrate | StepKind::Smoke, Some(site)) = (step.kind, step.site.clone()) else { continue };
         let created_here = steps().any(|(s, st)| {
             s.kind == StepKind::NewSite && s.site.as_deref() == Some(&site) && st == StepEnd::Done { created: true }
         });

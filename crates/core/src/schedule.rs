@@ -36,7 +36,17 @@ pub fn phases(steps: &[Step]) -> Vec<Phase> {
             out.push(Phase::Step(i));
             continue;
         };
-        if !matches!(out.last(), Some(Phase::Sites(_))) {
+        // A step that waits for another site's step of the current phase (the other sites
+        // after the canaries) starts a phase of its own.
+        let waits_for_another_site = match out.last() {
+            Some(Phase::Sites(groups)) => groups
+                .iter()
+                .filter(|g| g.site != *site)
+                .flat_map(|g| g.steps.iter())
+                .any(|j| s.depends_on.contains(&steps[*j].id)),
+            _ => false,
+        };
+        if !matches!(out.last(), Some(Phase::Sites(_))) || waits_for_another_site {
             out.push(Phase::Sites(Vec::new()));
         }
         if let Some(Phase::Sites(groups)) = out.last_mut() {

@@ -29,6 +29,10 @@ pub struct Desired {
     pub image_refs: BTreeMap<String, String>,
     pub sites: Vec<DesiredSite>,
     pub allow_uninstall: bool,
+    /// `rollout.canary`: sites migrated first, in a one-off container of the new image.
+    pub canary: Vec<String>,
+    /// `rollout.smoke`: the argv run there after each canary migrates (`{site}` replaced).
+    pub smoke: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -155,6 +159,8 @@ pub fn desired(manifest: &Manifest, lock: &LockFile, tag: &str) -> Desired {
         image_apps,
         sites,
         allow_uninstall: manifest.policy.allow_uninstall,
+        canary: manifest.rollout.canary.clone(),
+        smoke: manifest.rollout.smoke.clone(),
     }
 }
 

@@ -22,6 +22,7 @@ pub enum StepKind {
     NewSite,
     InstallApp,
     Migrate,
+    Smoke,
     MaintenanceOff,
 }
 
@@ -40,6 +41,7 @@ impl StepKind {
             StepKind::NewSite => "new-site",
             StepKind::InstallApp => "install-app",
             StepKind::Migrate => "migrate",
+            StepKind::Smoke => "smoke",
             StepKind::MaintenanceOff => "maintenance-off",
         }
     }
@@ -59,6 +61,7 @@ impl StepKind {
             | StepKind::NewSite
             | StepKind::InstallApp
             | StepKind::Migrate
+            | StepKind::Smoke
             | StepKind::MaintenanceOff => false,
         }
     }
@@ -67,6 +70,8 @@ impl StepKind {
     pub fn needs_gate(self) -> bool {
         match self {
             StepKind::NewSite | StepKind::InstallApp | StepKind::Migrate => true,
+            // A canary's smoke runs in its own one-off container, before any deploy.
+            StepKind::Smoke => false,
             StepKind::Build
             | StepKind::Verify
             | StepKind::Push
@@ -95,7 +100,8 @@ impl StepKind {
             | StepKind::RefreshAssets
             | StepKind::NewSite
             | StepKind::InstallApp
-            | StepKind::Migrate => false,
+            | StepKind::Migrate
+            | StepKind::Smoke => false,
         }
     }
 
@@ -114,6 +120,7 @@ impl StepKind {
             | StepKind::NewSite
             | StepKind::InstallApp
             | StepKind::Migrate
+            | StepKind::Smoke
             | StepKind::MaintenanceOff => false,
         }
     }
@@ -134,6 +141,7 @@ impl StepKind {
             | StepKind::NewSite
             | StepKind::InstallApp
             | StepKind::Migrate
+            | StepKind::Smoke
             | StepKind::MaintenanceOff => false,
         }
     }
@@ -150,12 +158,13 @@ impl StepKind {
             | StepKind::Deploy
             | StepKind::RefreshAssets
             | StepKind::Migrate
+            | StepKind::Smoke
             | StepKind::MaintenanceOff => '~',
         }
     }
 
     /// Every kind, in the order summaries list them.
-    pub const ALL: [StepKind; 13] = [
+    pub const ALL: [StepKind; 14] = [
         StepKind::Build,
         StepKind::Verify,
         StepKind::Push,
@@ -168,6 +177,7 @@ impl StepKind {
         StepKind::NewSite,
         StepKind::InstallApp,
         StepKind::Migrate,
+        StepKind::Smoke,
         StepKind::MaintenanceOff,
     ];
 }
@@ -207,6 +217,10 @@ pub struct Step {
     /// For `restore`: the backup the site's data goes back to, and what is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreFrom>,
+    /// For `migrate` and `smoke`: a canary's, run in a one-off container of the new image before
+    /// the deploy, while the other sites keep serving on the old one. Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
 }
 
 /// The backup a `restore` step brings a site back to.
@@ -271,6 +285,9 @@ pub fn first_difference(saved: &[Step], now: &[Step]) -> Option<String> {
         if a.service_changes != b.service_changes {
             return Some(format!("step {n} `{}` names other service changes than the planner's", a.id));
         }
+        if a.canary != b.canary {
+            return Some(format!("step {n} `{}` has its canary mark changed", a.id));
+        }
         if a.restore != b.restore {
             return Some(format!("step {n} `{}` restores another backup than the planner would", a.id));
         }
@@ -310,6 +327,7 @@ mod tests {
             service_changes: vec![],
             preview: None,
             restore: None,
+            canary: false,
         }
     }
 

@@ -50,6 +50,8 @@ fn desired(sites: &[(&str, &[&str])], image_apps: &[&str], bumped: &[&str]) -> D
         image_apps: apps,
         sites: sites.iter().map(|(n, a)| desired_site(n, a, bumped)).collect(),
         allow_uninstall: false,
+        canary: Vec::new(),
+        smoke: Vec::new(),
     }
 }
 
@@ -196,6 +198,36 @@ fn app_repinned_used_by_two_of_five_sites() {
     let d = desired(sites, &["erpnext", "hrms"], &["hrms"]);
     let o = observed(OLD, sites.iter().map(|(n, a)| migrated(n, a, &[])).collect());
     insta::assert_snapshot!(ok(&d, &o));
+}
+
+#[test]
+fn a_canary_migrates_and_passes_its_smoke_test_before_the_other_sites_leave_service() {
+    let sites: &[(&str, &[&str])] =
+        &[("s1.example.com", &["erpnext"]), ("s2.example.com", &["erpnext"]), ("s3.example.com", &["erpnext"])];
+    let mut d = desired(sites, &["erpnext"], &["erpnext"]);
+    d.canary = vec!["s2.example.com".into()];
+    d.smoke = ["bench", "--site", "{site}", "execute", "frappe.ping"].map(String::from).to_vec();
+    let o = observed(OLD, sites.iter().map(|(n, a)| migrated(n, a, &[])).collect());
+    let p = plan(&d, &o, &PlanOptions::default(), vec![]).unwrap();
+    let canary: Vec<&str> = p.steps.iter().filter(|s| s.canary).map(|s| s.id.as_str()).collect();
+    assert_eq!(canary, ["migrate:s2.example.com", "smoke:s2.example.com"]);
+    // Two waves of sites: the canary, then the others (after its smoke test), then the deploy.
+    let phases = benchform_core::schedule::phases(&p.steps);
+    let waves: Vec<Vec<String>> = phases
+        .iter()
+        .filter_map(|ph| match ph {
+            benchform_core::schedule::Phase::Sites(g) => Some(g.iter().map(|g| g.site.clone()).collect()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waves[0], ["s2.example.com"]);
+    assert_eq!(waves[1], ["s1.example.com", "s3.example.com"]);
+    insta::assert_snapshot!(table(&p));
+    // Without an image change there is nothing to try first: the canary migrates as any site.
+    let (mut d, mut o) = converged();
+    d.canary = vec!["a.example.com".into()];
+    o.sites[0].installed.retain(|a| a != "hrms");
+    assert!(plan(&d, &o, &PlanOptions::default(), vec![]).unwrap().steps.iter().all(|s| !s.canary));
 }
 
 #[test]

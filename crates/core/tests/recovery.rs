@@ -23,6 +23,7 @@ fn step(kind: StepKind, site: Option<&str>) -> Step {
         service_changes: vec![],
         preview: None,
         restore: None,
+        canary: false,
     }
 }
 

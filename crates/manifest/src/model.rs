@@ -37,6 +37,33 @@ pub struct Manifest {
     /// Safety rules.
     #[serde(default)]
     pub policy: Policy,
+    /// How a release reaches the sites: a canary wave first, then the rest.
+    #[serde(default, skip_serializing_if = "Rollout::is_default")]
+    pub rollout: Rollout,
+}
+
+/// How a release that changes the image reaches the sites.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// Sites migrated first, one at a time, in a one-off container of the new image on the same
+    /// sites volume, while every other site keeps serving on the old image (the canaries stay in
+    /// maintenance). Only if each passes (its migrate, then `smoke`) does the new image go out to
+    /// the rest. Names from `sites`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canary: Vec<String>,
+    /// A command run in the canary's container after each canary site migrated, as an argv list
+    /// (no shell); `{site}` in an argument is replaced by the site's name. Exit 0 passes; anything
+    /// else fails the canary, which is then restored per `policy.on_migrate_failure`. E.g.
+    /// `[bench, --site, "{site}", execute, frappe.ping]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub smoke: Vec<String>,
+}
+
+impl Rollout {
+    pub fn is_default(&self) -> bool {
+        self == &Rollout::default()
+    }
 }
 
 /// The Frappe framework source.

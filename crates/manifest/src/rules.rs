@@ -51,6 +51,7 @@ pub(crate) fn check(value: &Value, doc: &mut Document) -> Vec<Diagnostic> {
     r.deploy(value);
     r.sites(value, &app_names);
     r.backups(value);
+    r.rollout(value);
     r.out
 }
 
@@ -443,6 +444,50 @@ impl Rules<'_> {
         }
         self.env_name(v, &path!["deploy", "db_root_password_env"]);
         self.env_name(v, &path!["deploy", "admin_password_env"]);
+    }
+
+    fn rollout(&mut self, v: &Value) {
+        let site_names: Vec<&str> =
+            items(v, "sites").iter().filter_map(|s| s.get("name").and_then(Value::as_str)).collect();
+        let rollout = v.get("rollout");
+        let list = |key: &str| rollout.and_then(|r| r.get(key)).and_then(Value::as_array).cloned().unwrap_or_default();
+        let mut seen: Vec<&str> = Vec::new();
+        let canary = list("canary");
+        for (i, site) in canary.iter().enumerate() {
+            let Some(site) = site.as_str() else { continue };
+            let at = path!["rollout", "canary", i];
+            if !site_names.contains(&site) {
+                let hint = match names::did_you_mean(site, site_names.iter().copied()) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "a canary is one of the manifest's sites: list it under `sites` first".to_string(),
+                };
+                self.error(
+                    Code::UnknownCanarySite,
+                    &at,
+                    format!("canary `{}` is not a site of the manifest", site.escape_default()),
+                    Some(hint),
+                );
+            } else if seen.contains(&site) {
+                self.error(
+                    Code::UnknownCanarySite,
+                    &at,
+                    format!("canary `{site}` is listed twice"),
+                    Some("list each canary once".to_string()),
+                );
+            }
+            seen.push(site);
+        }
+        for (i, arg) in list("smoke").iter().enumerate() {
+            let Some(arg) = arg.as_str() else { continue };
+            if arg.is_empty() || arg.chars().any(char::is_control) {
+                self.error(
+                    Code::InvalidSmokeCommand,
+                    &path!["rollout", "smoke", i],
+                    format!("smoke argument {} is {}", i + 1, if arg.is_empty() { "empty" } else { "not plain text (it holds a control character)" }),
+                    Some("write the command as a list of plain arguments, e.g. [bench, --site, \"{site}\", execute, frappe.ping]".to_string()),
+                );
+            }
+        }
     }
 
     fn sites(&mut self, v: &Value, app_names: &[String]) {

@@ -233,6 +233,8 @@ async fn locked(
         }
     };
     view.steps_end();
+    // A canary container still up (the run stopped before the deploy) goes before recovery.
+    applier.drop_canary().await;
 
     let recoveries = apply::recover(&applier, &plan, &report).await;
     let summary = applier.summarize(&plan, &report, &recoveries).await;
