@@ -147,7 +147,9 @@ fn every_manifest_field_is_documented() {
     assert!(checked >= 7, "only {checked} defaults checked");
     let undocumented: Vec<&String> = fields
         .iter()
-        .filter(|f| !["frappe", "image", "deploy", "deploy.compose", "backups", "policy", "rollout"].contains(&f.as_str()))
+        .filter(|f| {
+            !["frappe", "image", "deploy", "deploy.compose", "backups", "policy", "rollout"].contains(&f.as_str())
+        })
         .filter(|f| !doc.contains(&format!("| `{f}` |")))
         .collect();
     assert!(undocumented.is_empty(), "docs/manifest.md lacks rows for {undocumented:?}");

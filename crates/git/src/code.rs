@@ -11,10 +11,10 @@ use std::cell::Cell;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use git2::{FetchOptions, Oid, RemoteCallbacks, Repository};
+use git2::{FetchOptions, Oid, Repository};
 use sha2::{Digest, Sha256};
 
-use crate::{Auth, GitError, classify};
+use crate::{Auth, GitError, classify, credentials};
 
 /// Where fetched commits are kept.
 #[derive(Debug, Clone)]
@@ -88,15 +88,7 @@ impl CachedRepo {
 
     fn fetch(&self, auth: Option<&Auth>, refspecs: &[String]) -> Result<(), GitError> {
         let asked = Cell::new(0u32);
-        let mut callbacks = RemoteCallbacks::new();
-        callbacks.credentials(|_url, _user, _allowed| {
-            asked.set(asked.get() + 1);
-            // libgit2 asks again after a rejection; give up after one try or it loops forever.
-            match auth {
-                Some(a) if asked.get() == 1 => git2::Cred::userpass_plaintext(&a.user, &a.token),
-                _ => Err(git2::Error::from_str("credentials rejected")),
-            }
-        });
+        let callbacks = credentials(auth, &asked);
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks).depth(1).download_tags(git2::AutotagOption::None);
         let mut remote = self.repo.remote_anonymous(&self.url).map_err(|e| classify(&self.url, e, false, false))?;

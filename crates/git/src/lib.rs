@@ -82,8 +82,19 @@ pub fn read_at_revision(file: &std::path::Path, rev: &str) -> Result<Option<Vec<
 /// `refs/tags/*^{}` entries of annotated tags).
 pub fn ls_remote(url: &str, auth: Option<&Auth>) -> Result<Vec<RemoteRef>, GitError> {
     let asked = Cell::new(0u32);
+    let callbacks = credentials(auth, &asked);
+    let classify = |e: git2::Error| classify(url, e, auth.is_some(), asked.get() > 0);
+    let mut remote = Remote::create_detached(url).map_err(classify)?;
+    let connection = remote.connect_auth(Direction::Fetch, Some(callbacks), None).map_err(classify)?;
+    let heads = connection.list().map_err(classify)?;
+    Ok(heads.iter().map(|h| RemoteRef { name: h.name().to_string(), oid: h.oid().to_string() }).collect())
+}
+
+/// Callbacks that hand libgit2 the token once, counting in `asked` how often it asked (a
+/// second time means the token was rejected). The token goes nowhere else.
+fn credentials<'a>(auth: Option<&'a Auth>, asked: &'a Cell<u32>) -> RemoteCallbacks<'a> {
     let mut callbacks = RemoteCallbacks::new();
-    callbacks.credentials(|_url, _user_from_url, _allowed| {
+    callbacks.credentials(move |_url, _user_from_url, _allowed| {
         asked.set(asked.get() + 1);
         // libgit2 asks again after a rejection; give up after one try or it loops forever.
         match auth {
@@ -91,11 +102,7 @@ pub fn ls_remote(url: &str, auth: Option<&Auth>) -> Result<Vec<RemoteRef>, GitEr
             _ => Err(git2::Error::from_str("credentials rejected")),
         }
     });
-    let classify = |e: git2::Error| classify(url, e, auth.is_some(), asked.get() > 0);
-    let mut remote = Remote::create_detached(url).map_err(classify)?;
-    let connection = remote.connect_auth(Direction::Fetch, Some(callbacks), None).map_err(classify)?;
-    let heads = connection.list().map_err(classify)?;
-    Ok(heads.iter().map(|h| RemoteRef { name: h.name().to_string(), oid: h.oid().to_string() }).collect())
+    callbacks
 }
 
 fn classify(url: &str, e: git2::Error, had_auth: bool, asked_for_auth: bool) -> GitError {
