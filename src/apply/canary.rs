@@ -45,12 +45,11 @@ impl Applier<'_> {
         Ok(Bench { engine: &self.engine, container })
     }
 
-    /// Remove the canary container, if this run started one (before the deploy, and when the run
-    /// ends).
+    /// Remove the canary container (before the deploy, and when the run ends) — also one a
+    /// crashed run left behind.
     pub async fn drop_canary(&self) {
-        if let Some(name) = self.canary.lock().await.take() {
-            self.remove_container(&name).await;
-        }
+        self.canary.lock().await.take();
+        self.remove_container(&self.canary_name()).await;
     }
 
     async fn remove_container(&self, name: &str) {
@@ -91,6 +90,12 @@ impl Applier<'_> {
                     "fix the release (or the smoke test), then apply again: the canary goes first again",
                 )
             });
+        }
+        // Its migrate recorded it pending until now.
+        if let Some(record) = self.site(site).await?.and_then(|o| o.record).filter(|r| r.is_pending()) {
+            let value = record.settled().to_python_literal();
+            let command = BenchCommand::SetConfig { site, key: benchform_core::record::RECORD_KEY, value: &value };
+            self.run_bench(command, None).await.map_err(|e| StepError { touched: false, ..e })?;
         }
         Ok(Outcome::Done(format!("`{}` passed on {site} in the new image", argv.join(" "))))
     }

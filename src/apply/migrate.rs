@@ -104,6 +104,13 @@ impl Applier<'_> {
         let record =
             SiteRecord::new(&self.p.manifest.project, code.commits, code.refs, &self.reference(), digest, &now_utc())
                 .with_undeclared(code.undeclared);
+        // A canary with a smoke test to pass is recorded pending until it passes: if the run
+        // stops in between, the next one migrates it (nothing left for Frappe) and tests it again.
+        let record = if super::canary::in_canary() && !self.p.manifest.rollout.smoke.is_empty() {
+            record.pending()
+        } else {
+            record
+        };
         let value = record.to_python_literal();
         self.run_bench(BenchCommand::SetConfig { site, key: benchform_core::record::RECORD_KEY, value: &value }, None)
             .await

@@ -78,6 +78,9 @@ fn a_canary_goes_first_and_a_failed_one_leaves_the_others_on_the_old_image() {
     let failed = d.apply(&["--auto-approve"]);
     assert_eq!(failed.code, 1, "{}", failed.all());
     assert!(failed.all().contains("the smoke test of canary b.localhost failed"), "{}", failed.all());
+    let recorded = d.status(&[]);
+    let recorded = site(&recorded, "b.localhost")["recorded_fingerprint"].as_str().unwrap_or_default().to_string();
+    assert!(recorded.starts_with("pending:"), "a canary is recorded pending until its smoke test passes: {recorded}");
     assert_eq!(serving(&d, "a.localhost"), (old_image.clone(), false));
     assert_eq!(d.rows("b.localhost"), b_rows);
     touch(&["rm", marker]);

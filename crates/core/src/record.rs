@@ -131,6 +131,11 @@ impl SiteRecord {
     }
 
     /// Marked by [`SiteRecord::pending`].
+    /// The record with its pending mark taken off (a canary whose smoke test passed).
+    pub fn settled(&self) -> SiteRecord {
+        SiteRecord { fingerprint: self.fingerprint.trim_start_matches(PENDING).to_string(), ..self.clone() }
+    }
+
     pub fn is_pending(&self) -> bool {
         self.fingerprint.starts_with(PENDING)
     }
