@@ -60,8 +60,10 @@ pub fn attach(
         return;
     }
     let new: BTreeMap<String, String> = p.desired.image_commits.clone();
-    let sites: Vec<String> = requests.iter().map(|r| r.site.clone()).collect();
-    let (code, doctypes) = read_code(p, &requests);
+    // A site restored before its migrate gets no preview to read for (its data is the backup's).
+    let readable: Vec<PreviewRequest> = requests.iter().filter(|r| !r.restored_first).cloned().collect();
+    let sites: Vec<String> = readable.iter().map(|r| r.site.clone()).collect();
+    let (code, doctypes) = read_code(p, &readable);
     let mut inputs = PreviewInputs { source: SOURCE.to_string(), code, doctypes, ..Default::default() };
     inputs.logs = runtime.block_on(patch_logs(session, p, observed, &sites));
     patches::attach(plan, &requests, &new, &inputs);

@@ -27,7 +27,16 @@ impl Applier<'_> {
         let mut known = self.canary.lock().await;
         if known.is_none() {
             let name = self.canary_name();
-            // One left by a run that crashed: it may run an older image.
+            // One left by a run that crashed: it may run an older image — and still a migrate.
+            if let Some(argv) = self.migrate_in_canary(None).await {
+                return Err(StepError {
+                    touched: false,
+                    ..err(
+                        format!("`{argv}` still runs in the canary container {name}, left by an earlier apply"),
+                        "wait for it to end, then run apply again",
+                    )
+                });
+            }
             self.remove_container(&name).await;
             let backend = self.p.manifest.deploy.backend_service.clone();
             let args = ["run", "-d", "--no-deps", "--name", &name, &backend, "tail", "-f", "/dev/null"];
@@ -46,10 +55,30 @@ impl Applier<'_> {
     }
 
     /// Remove the canary container (before the deploy, and when the run ends) — also one a
-    /// crashed run left behind.
+    /// crashed run left behind — unless a migrate still runs in it (one that timed out, or was
+    /// interrupted): killing it would leave the site half-migrated. It is then left, and named.
     pub async fn drop_canary(&self) {
         self.canary.lock().await.take();
-        self.remove_container(&self.canary_name()).await;
+        let name = self.canary_name();
+        if let Some(argv) = self.migrate_in_canary(None).await {
+            tracing::warn!(
+                container = %name,
+                "`{argv}` still runs in the canary container: it is left running; remove it once that ends \
+                 (`docker rm -f {name}`)"
+            );
+            return;
+        }
+        self.remove_container(&name).await;
+    }
+
+    /// A `bench … migrate` running in the canary container (of `site`, or any), if the container
+    /// exists.
+    pub(super) async fn migrate_in_canary(&self, site: Option<&str>) -> Option<String> {
+        let execs = self.engine.running_execs(&self.canary_name()).await.ok()?;
+        execs.into_iter().map(|argv| argv.join(" ")).find(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.contains(&"migrate") && site.is_none_or(|s| words.contains(&s) || words.contains(&"all"))
+        })
     }
 
     async fn remove_container(&self, name: &str) {

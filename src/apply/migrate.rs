@@ -6,7 +6,7 @@ use std::time::Duration;
 use benchform_bench::BENCH_DIR;
 use benchform_core::plan::RestoreFrom;
 use benchform_core::record::SiteRecord;
-use benchform_core::status::BACKUP_META_FILE;
+use benchform_core::status::{BACKUP_META_FILE, BackupMeta};
 use benchform_docker::TagState;
 
 use super::*;
@@ -42,7 +42,11 @@ impl Applier<'_> {
                 .map_err(|e| StepError { touched: false, ..err(e, "check backups.dir") })?;
         }
         // From the first migrate on, a failed health gate must not take the image back.
-        self.migrated.store(true, std::sync::atomic::Ordering::SeqCst);
+        // (A canary's migrate does not count: the deploy after it may still take its image back,
+        // and the canary stays in maintenance then.)
+        if !super::canary::in_canary() {
+            self.migrated.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let migrate = self.run_bench(BenchCommand::Migrate { site }, None);
         let result = match self.options.migrate_timeout {
             None => migrate.await,
@@ -262,9 +266,10 @@ impl Applier<'_> {
         let bench = self.bench().await?;
         let argv = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<String>>();
         let check = |e| err(e, "check the backend");
-        let present = bench.run(&argv(&["test", "-d", &inside]), Some(Duration::from_secs(30))).await.map_err(check)?;
-        if present.exit_code != 0 {
+        // Always afresh from the host: a copy an interrupted run left in the volume may be partial.
+        {
             let parent = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups");
+            bench.run(&argv(&["rm", "-rf", &inside]), Some(Duration::from_secs(60))).await.map_err(check)?;
             bench.run(&argv(&["mkdir", "-p", &parent]), Some(Duration::from_secs(30))).await.map_err(check)?;
             let out = tokio::process::Command::new(&self.cli.program)
                 .args(["cp", &host.display().to_string(), &format!("{}:{inside}", bench.container)])
@@ -285,6 +290,15 @@ impl Applier<'_> {
             restored.insert(site.to_string());
         }
         self.restore_from(site, &inside).await?;
+        // The data matches the backup's code now: record that, pending, so that a run stopped
+        // before the migrate leaves a site the next plan only migrates (no second restore).
+        let meta: Option<BackupMeta> =
+            std::fs::read(host.join(BACKUP_META_FILE)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        if let Some(record) = meta.and_then(|m| m.record) {
+            let value = record.pending().to_python_literal();
+            let command = BenchCommand::SetConfig { site, key: benchform_core::record::RECORD_KEY, value: &value };
+            self.run_bench(command, None).await?;
+        }
         Ok(Outcome::Done(format!(
             "{site} restored from its backup of {} ({}); what was written since then is gone (the backup taken \
              just before holds it)",

@@ -42,7 +42,13 @@ impl Applier<'_> {
 
     /// Refuse to touch `site` while a migrate of it still runs.
     pub(super) async fn no_migrate_running(&self, site: &str, what: &str) -> Result<(), StepError> {
-        match self.running_migrate(site).await? {
+        // A canary's migrate runs in its own container (this run's, or one an earlier run left).
+        let in_canary = self.migrate_in_canary(Some(site)).await;
+        let running = match in_canary {
+            Some(argv) => Some(argv),
+            None => self.running_migrate(site).await?,
+        };
+        match running {
             None => Ok(()),
             Some(argv) => Err(StepError {
                 touched: false,
@@ -122,7 +128,13 @@ impl Applier<'_> {
         let taken_at = now_utc();
         let stamp = taken_at.replace([':', '-'], "");
         // What code the site's schema matches now: the backup is a restore point for that code.
-        let record = self.bench().await?.site_config(site).await.ok().flatten().and_then(|c| c.record);
+        // A site whose last migrate did not finish (or whose record is pending) matches no code
+        // for sure: its backup is kept, but is no restore point.
+        let record = match self.unfinished_migrate(site) {
+            Some(_) => None,
+            None => self.bench().await?.site_config(site).await.ok().flatten().and_then(|c| c.record),
+        }
+        .filter(|r| !r.is_pending());
         let inside = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups/{stamp}");
         self.run_bench(BenchCommand::Backup { site, path: &inside }, None).await?;
         // Copy off the volume: Frappe prunes backups, and losing the volume must not lose them.

@@ -51,9 +51,14 @@ pub struct PatchesFile {
 /// Read `patches.txt` as Frappe does; `Err` says why `bench migrate` would fail on it.
 pub fn parse_patches_txt(text: &str) -> Result<PatchesFile, String> {
     let comment = |l: &str| l.starts_with('#') || l.starts_with(';');
+    // configparser's `\[(?P<header>.+)\]` matched at the line's start: up to its last `]`.
+    let header = |l: &str| -> Option<String> {
+        let close = l.rfind(']')?;
+        (l.starts_with('[') && close > 1).then(|| l[1..close].to_string())
+    };
     let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !comment(l));
     let Some(first) = first else { return Ok(PatchesFile::default()) };
-    if !(first.starts_with('[') && first.ends_with(']') && first.len() > 2) {
+    if header(first).is_none() {
         // The old format: `frappe.get_file_items`, which only skips lines starting with `#`.
         let entries = text
             .lines()
@@ -69,8 +74,7 @@ pub fn parse_patches_txt(text: &str) -> Result<PatchesFile, String> {
         if l.is_empty() || comment(l) {
             continue;
         }
-        if l.starts_with('[') && l.ends_with(']') && l.len() > 2 {
-            let name = l[1..l.len() - 1].to_string();
+        if let Some(name) = header(l) {
             if sections.contains_key(&name) {
                 return Err(format!("section [{name}] appears twice (line {})", n + 1));
             }
@@ -167,31 +171,45 @@ pub fn preview(
                 return None;
             }
         };
-        let mut out: Vec<PendingPatch> = Vec::new();
-        let mut seen = BTreeSet::new();
+        let mut files = Vec::new();
         let mut known = true;
         for app in apps {
             match inputs.code.get(app) {
-                Some(Ok(Some(file))) => {
-                    for (phase, entry) in &file.entries {
-                        let name = logged_name(entry);
-                        if !log.contains(name) && seen.insert(name.to_string()) {
-                            out.push(PendingPatch { app: app.clone(), phase: *phase, patch: entry.clone() });
-                        }
-                    }
-                }
+                Some(Ok(Some(file))) => files.push((app, file)),
                 Some(Ok(None)) => {}
                 Some(Err(why)) => {
                     unknown.push(format!("{app}'s patches.txt: {why}"));
                     known = false;
                 }
                 None => {
-                    unknown.push(format!("{app} is not in the new code"));
+                    unknown.push(format!("{app}'s patches.txt was not read (the repositories took too long?)"));
                     known = false;
                 }
             }
         }
-        known.then_some(out)
+        if !known {
+            return None;
+        }
+        // `run_all` per phase: every app's entries of the phase in app order, `finally:` ones at
+        // the end of it; an entry runs unless the log holds its text or, logged without the
+        // prefix, its name (`install-app` logs `finally:` entries as written: they never run).
+        let mut out: Vec<PendingPatch> = Vec::new();
+        let mut ran: BTreeSet<String> = BTreeSet::new();
+        for phase in [PatchPhase::PreModelSync, PatchPhase::PostModelSync] {
+            let mut last = Vec::new();
+            for (app, file) in &files {
+                for (_, entry) in file.entries.iter().filter(|(p, _)| *p == phase) {
+                    let pending = PendingPatch { app: (*app).clone(), phase, patch: entry.clone() };
+                    if entry.starts_with("finally:") { last.push(pending) } else { out.push(pending) }
+                }
+            }
+            out.extend(last);
+        }
+        out.retain(|p| {
+            let name = logged_name(&p.patch);
+            !log.contains(&p.patch) && !log.contains(name) && ran.insert(name.to_string())
+        });
+        Some(out)
     })();
     let doctypes = (|| {
         let Some(old) = old else {
@@ -235,6 +253,9 @@ pub struct PreviewRequest {
     pub old: Option<BTreeMap<String, String>>,
     /// The manifest ref of each app at that migrate (to fetch the old commit by).
     pub old_refs: Option<BTreeMap<String, String>>,
+    /// The plan restores the site from a backup before it migrates (a rollback): its Patch Log
+    /// and code then are the backup's, which this plan cannot read.
+    pub restored_first: bool,
 }
 
 /// The previews `plan` needs: one per `migrate` step, for the apps installed on its site before
@@ -257,6 +278,7 @@ pub fn requests(plan: &Plan, observed: &Observed) -> Vec<PreviewRequest> {
             apps,
             old: o.record.as_ref().map(|r| r.commits.clone()),
             old_refs: o.record.as_ref().map(|r| r.refs.clone()),
+            restored_first: plan.steps.iter().any(|s| s.kind == StepKind::Restore && s.site.as_deref() == Some(site)),
         });
     }
     out
@@ -265,9 +287,21 @@ pub fn requests(plan: &Plan, observed: &Observed) -> Vec<PreviewRequest> {
 /// Put each request's preview on its `migrate` step; `new` is the new code's commit per app.
 pub fn attach(plan: &mut Plan, requests: &[PreviewRequest], new: &BTreeMap<String, String>, inputs: &PreviewInputs) {
     for r in requests {
-        if let Some(step) = plan.steps.get_mut(r.step) {
-            step.preview = Some(preview(&r.site, &r.apps, r.old.as_ref(), new, inputs));
-        }
+        let Some(step) = plan.steps.get_mut(r.step) else { continue };
+        step.preview = Some(if r.restored_first {
+            Preview {
+                patches: None,
+                doctypes_changed: None,
+                source: inputs.source.clone(),
+                unknown: vec![
+                    "the site is restored from a backup first: what migrate runs then depends on the backup's Patch \
+                     Log, which the plan does not read"
+                        .to_string(),
+                ],
+            }
+        } else {
+            preview(&r.site, &r.apps, r.old.as_ref(), new, inputs)
+        });
     }
 }
 
@@ -313,6 +347,11 @@ mod tests {
         assert_eq!(parse_patches_txt("# nothing yet\n; really\n").unwrap(), PatchesFile::default());
         // What makes Frappe's migrate fail is said, not guessed around.
         assert!(parse_patches_txt("[pre_model_sync]\na\n").unwrap_err().contains("no [post_model_sync]"));
+        // A header is `[` up to the line's last `]`, whatever follows it.
+        assert_eq!(
+            names(&parse_patches_txt("[pre_model_sync] ; before\na\n[post_model_sync]\nb\n").unwrap()),
+            vec![(PreModelSync, "a"), (PostModelSync, "b")]
+        );
         assert!(parse_patches_txt("[pre_model_sync]\na\na\n[post_model_sync]\n").unwrap_err().contains("twice"));
         assert!(
             parse_patches_txt("[pre_model_sync]\n[post_model_sync]\n[pre_model_sync]\n").unwrap_err().contains("twice")
@@ -341,8 +380,15 @@ mod tests {
         let a = preview("a", &apps, Some(&old), &new, &inputs);
         let listed: Vec<(&str, &str)> =
             a.patches.as_ref().unwrap().iter().map(|p| (p.app.as_str(), p.patch.as_str())).collect();
-        // A patch logged once runs once, whichever app lists it; `finally:` is logged without it.
-        assert_eq!(listed, vec![("frappe", "finally:frappe.p2"), ("erpnext", "erpnext.p1")]);
+        // Phase by phase (erpnext's old-format entries run before the sync, frappe's `finally:`
+        // one after it); a patch logged once runs once, whichever app lists it.
+        assert_eq!(listed, vec![("erpnext", "erpnext.p1"), ("frappe", "finally:frappe.p2")]);
+        // `install-app` logs a `finally:` entry as written: Frappe never runs it.
+        let mut installed = inputs.clone();
+        installed.logs.insert("a".into(), Ok(["frappe.p1".to_string(), "finally:frappe.p2".to_string()].into()));
+        let names: Vec<String> =
+            preview("a", &apps, Some(&old), &new, &installed).patches.unwrap().into_iter().map(|p| p.patch).collect();
+        assert_eq!(names, ["erpnext.p1"]);
         assert_eq!(a.doctypes_changed, Some(3));
         assert!(a.unknown.is_empty(), "{:?}", a.unknown);
 

@@ -411,10 +411,10 @@ pub fn plan(
     for w in ordered {
         let site = w.desired.name.as_str();
         let canary = canaries.contains(&site);
+        // The others wait for every canary; each canary for the one before it (one at a time:
+        // a canary that passed waits in maintenance, on the new schema, for the deploy).
         let mut leave_service_after = image_ready.clone();
-        if !canary {
-            leave_service_after.extend(canaries_passed.iter().cloned());
-        }
+        leave_service_after.extend(canaries_passed.iter().cloned());
         let on = b.add(
             StepKind::MaintenanceOn,
             Some(site),
@@ -602,7 +602,11 @@ pub fn plan(
             ""
         };
         if canaries.contains(&site) {
-            // Migrated (and smoke-tested) before the deploy; it serves again on the new image.
+            // Migrated (and smoke-tested) before the deploy; it serves again on the new image —
+            // unless someone else set its maintenance, which it keeps.
+            if others {
+                continue;
+            }
             b.add(
                 StepKind::MaintenanceOff,
                 Some(site),
@@ -848,7 +852,7 @@ fn site_work<'a>(
                     .iter()
                     .rev()
                     .filter(|b| b.taken_at.as_str() <= r.migrated_at.as_str())
-                    .find(|b| b.record.as_ref().is_some_and(|br| br.commits == code.commits))
+                    .find(|b| b.record.as_ref().is_some_and(|br| !br.is_pending() && br.commits == code.commits))
                     .map(|b| (b, newer));
                 if restore.is_none() {
                     let code_text =

@@ -91,10 +91,11 @@ pub fn decide(plan: &Plan, end: &RunEnd, policy: OnMigrateFailure) -> Vec<Action
             .all(|(s, st)| s.kind.leaves_site_untouched() || st == StepEnd::NotStarted)
     };
     // A site whose data went back to an older backup (a rollback by revert) never serves the
-    // previous, newer image again: its schema is older than that code.
+    // previous, newer image again: its schema is older than that code; nor does a canary that
+    // migrated to the new code before the deploy: its schema is newer than the previous image.
     let restored = |site: &str| {
         steps().any(|(s, st)| {
-            s.kind == StepKind::Restore
+            (s.kind == StepKind::Restore || (s.kind == StepKind::Migrate && s.canary))
                 && s.site.as_deref() == Some(site)
                 && !matches!(st, StepEnd::NotStarted | StepEnd::Failed { touched: false, .. })
         })

@@ -223,6 +223,17 @@ fn a_canary_migrates_and_passes_its_smoke_test_before_the_other_sites_leave_serv
     assert_eq!(waves[0], ["s2.example.com"]);
     assert_eq!(waves[1], ["s1.example.com", "s3.example.com"]);
     insta::assert_snapshot!(table(&p));
+    // Two canaries go one after the other, then the rest.
+    d.canary = vec!["s3.example.com".into(), "s2.example.com".into()];
+    let p = plan(&d, &o, &PlanOptions::default(), vec![]).unwrap();
+    let waves: Vec<Vec<String>> = benchform_core::schedule::phases(&p.steps)
+        .iter()
+        .filter_map(|ph| match ph {
+            benchform_core::schedule::Phase::Sites(g) => Some(g.iter().map(|g| g.site.clone()).collect()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(waves[..3], [vec!["s3.example.com"], vec!["s2.example.com"], vec!["s1.example.com"]]);
     // Without an image change there is nothing to try first: the canary migrates as any site.
     let (mut d, mut o) = converged();
     d.canary = vec!["a.example.com".into()];

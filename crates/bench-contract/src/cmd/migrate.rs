@@ -147,7 +147,8 @@ fn run_phases(ctx: &Ctx, site: &str, db: &Db, skip_failing: bool) -> Res<()> {
         let executed = db.executed_patches()?;
         let (mut now, mut last) = (Vec::new(), Vec::new());
         for (name, ph) in &listed {
-            if *ph == phase && !executed.contains(logged_name(name)) {
+            // `run_all` skips an entry whose text is logged, `run_single` one whose name is.
+            if *ph == phase && !executed.contains(name) && !executed.contains(logged_name(name)) {
                 if name.starts_with("finally:") { last.push(name.clone()) } else { now.push(name.clone()) }
             }
         }

@@ -146,8 +146,8 @@ pub fn install_app(bench: &Bench, db: &Db, app: &str, set_as_patched: bool, forc
     }
     if set_as_patched {
         let executed = db.executed_patches().map_err(InstallError::Failed)?;
-        // `set_all_patches_as_completed`: every entry as written (a `finally:` one keeps its
-        // prefix, so it still runs at the next migrate, as in Frappe).
+        // `set_all_patches_as_completed`: every entry as written (a `finally:` one with its
+        // prefix, which `run_all` then finds in the log: it never runs, as in Frappe).
         for patch in patches(bench, app).unwrap_or_default().iter().map(|(p, _)| p) {
             if !executed.contains(patch) {
                 db.log_patch(patch, false).map_err(InstallError::Failed)?;
@@ -198,7 +198,8 @@ pub fn patches(bench: &Bench, app: &str) -> Result<Vec<(String, Phase)>, String>
     let path = bench.apps_dir().join(app).join(app).join("patches.txt");
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let is_comment = |l: &str| l.starts_with('#') || l.starts_with(';');
-    let is_header = |l: &str| l.len() > 2 && l.starts_with('[') && l.ends_with(']');
+    // configparser's section pattern, matched at the start: `[`, then up to the last `]`.
+    let is_header = |l: &str| l.starts_with('[') && l.rfind(']').is_some_and(|i| i > 1);
     let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !is_comment(l));
     match first {
         None => return Ok(Vec::new()),
@@ -214,7 +215,8 @@ pub fn patches(bench: &Bench, app: &str) -> Result<Vec<(String, Phase)>, String>
     let mut sections: Vec<(String, Vec<String>)> = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !is_comment(l)) {
         if is_header(line) {
-            sections.push((line[1..line.len() - 1].to_owned(), Vec::new()));
+            let close = line.rfind(']').unwrap_or(line.len());
+            sections.push((line[1..close].to_owned(), Vec::new()));
         } else if let Some((_, entries)) = sections.last_mut() {
             entries.push(line.to_owned());
         }
