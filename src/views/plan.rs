@@ -335,7 +335,7 @@ pub fn markdown(p: &Plan, parallelism: u16) -> String {
 #[cfg(test)]
 mod tests {
     use benchform_core::patches::{PatchPhase, PendingPatch, Preview};
-    use benchform_core::plan::{Plan, Step, StepKind, step_id};
+    use benchform_core::plan::{Plan, RestoreFrom, Step, StepKind, step_id};
 
     fn step(kind: StepKind, site: &str, reason: &str, preview: Option<Preview>) -> Step {
         Step {
@@ -396,6 +396,96 @@ mod tests {
             blocked: Vec::new(),
             drift: Vec::new(),
         }
+    }
+
+    /// A release with a canary wave (the canary migrated and smoke-tested first), and a rollback
+    /// by revert (a site's data restored from an older backup): the steps as the planner lists them.
+    fn waves_and_rollback() -> Plan {
+        let mut steps = Vec::new();
+        let mut add = |kind: StepKind, site: &str, reason: &str, canary: bool| {
+            let mut s = step(kind, site, reason, None);
+            s.canary = canary;
+            if let Some(prev) = steps.last() {
+                let prev: &Step = prev;
+                s.depends_on = vec![prev.id.clone()];
+            }
+            s.destructive = kind.destructive();
+            steps.push(s);
+        };
+        add(
+            StepKind::MaintenanceOn,
+            "s2.example.com",
+            "s2.example.com will migrate: stop requests and pause the scheduler first",
+            false,
+        );
+        add(StepKind::Backup, "s2.example.com", "restore point before s2.example.com migrates", false);
+        add(
+            StepKind::Migrate,
+            "s2.example.com",
+            "canary: erpnext v15.1.0 → v15.2.0 — in a one-off container of bf1-new, while the other sites keep serving on the image they run",
+            true,
+        );
+        add(
+            StepKind::Smoke,
+            "s2.example.com",
+            "canary: `bench --site s2.example.com execute frappe.ping` must succeed there before the new image goes out to the other sites",
+            true,
+        );
+        add(
+            StepKind::MaintenanceOn,
+            "s1.example.com",
+            "s1.example.com will migrate: stop requests and pause the scheduler first",
+            false,
+        );
+        add(
+            StepKind::Backup,
+            "s1.example.com",
+            "safety copy of s1.example.com as it is now, before its data goes back to an older backup",
+            false,
+        );
+        add(
+            StepKind::Restore,
+            "s1.example.com",
+            "rollback: its schema was migrated to newer code (hrms v1.1.0), which Frappe cannot migrate back; its data goes back to the backup benchform took on 2026-12-02T10:00:00Z before that migrate — everything written since then is lost",
+            false,
+        );
+        if let Some(s) = steps.last_mut() {
+            s.restore = Some(RestoreFrom {
+                backup: "20261202T100000Z".to_string(),
+                taken_at: "2026-12-02T10:00:00Z".to_string(),
+            });
+        }
+        let mut deploy = step(StepKind::Deploy, "", "backend: runs bf1-0123456789ab", None);
+        (deploy.id, deploy.site, deploy.depends_on) =
+            ("deploy".to_string(), None, steps.iter().map(|s| s.id.clone()).collect());
+        steps.push(deploy);
+        for (kind, site, reason) in [
+            (StepKind::Migrate, "s1.example.com", "hrms v1.1.0 → v1.0.0"),
+            (StepKind::MaintenanceOff, "s1.example.com", "s1.example.com is migrated: serve it again"),
+            (
+                StepKind::MaintenanceOff,
+                "s2.example.com",
+                "s2.example.com passed as canary and now runs the new image: serve it again",
+            ),
+        ] {
+            let mut s = step(kind, site, reason, None);
+            s.depends_on = vec!["deploy".to_string()];
+            steps.push(s);
+        }
+        Plan {
+            project: "erp".to_string(),
+            repository: "registry.example.com/erp".to_string(),
+            tag: "bf1-0123456789ab".to_string(),
+            steps,
+            blocked: Vec::new(),
+            drift: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn canary_waves_and_restores_render_in_text_and_markdown() {
+        insta::assert_snapshot!("waves_and_rollback_text", super::text(&waves_and_rollback(), 1, false));
+        insta::assert_snapshot!("waves_and_rollback_markdown", super::markdown(&waves_and_rollback(), 1));
     }
 
     #[test]
