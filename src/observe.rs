@@ -216,8 +216,11 @@ impl Session {
 
 /// Connect to the engine or say how to fix it.
 pub async fn engine() -> Result<Engine, ObserveError> {
-    Engine::connect().await.map_err(|e| {
-        ObserveError::new("engine", e, "start Docker, or point DOCKER_HOST at a running engine (unix:// or tcp://)")
+    Engine::connect().await.map_err(|e| match e {
+        benchform_docker::EngineError::Endpoint { detail, fix } => ObserveError::new("engine", detail, fix),
+        e => {
+            ObserveError::new("engine", e, "start Docker, or point DOCKER_HOST at a running engine (unix:// or tcp://)")
+        }
     })
 }
 

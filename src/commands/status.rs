@@ -15,14 +15,19 @@ pub fn run(shell: &Shell, args: &StatusArgs) -> Status {
         Err(status) => return status,
     };
     let refresh = if args.refresh_full() { Refresh::Full } else { Refresh::Cheap };
-    let observed = match crate::runtime().block_on(p.observe(refresh)) {
-        Ok((_, o)) => o,
+    let (session, observed) = match crate::runtime().block_on(p.observe(refresh)) {
+        Ok(observed) => observed,
         Err(e) => return observe::failed(shell, &e),
     };
     let report = status::compare(&p.manifest, Some(&p.lock), &p.desired, &observed);
     match args.format {
         Format::Json => shell.out(&render::json(&report)),
-        Format::Text => shell.out(&crate::views::status::text(&report)),
+        Format::Text => {
+            // Which engine, and why that one (the Docker CLI's order: DOCKER_HOST, DOCKER_CONTEXT,
+            // the config file's currentContext, the local socket).
+            shell.out(&format!("Engine: {} ({})\n", session.engine.host(), session.engine.source()));
+            shell.out(&crate::views::status::text(&report));
+        }
     }
     Status::Success
 }

@@ -1161,3 +1161,52 @@ fn a_sigkill_during_a_slow_migrate_is_survived() {
     assert_eq!(healed.code, 0, "{}", healed.all());
     assert_eq!(d.benchform(&["plan", "--detailed-exitcode"]).code, 0);
 }
+
+/// The engine is the one the Docker CLI would use: a Docker context named by the config file's
+/// `currentContext` (no DOCKER_HOST) is honoured, `status` says which and why, and a context the
+/// store lacks or one over ssh:// is a clear error that changes nothing.
+#[test]
+fn the_engine_is_the_docker_cli_s_and_status_says_where_it_came_from() {
+    let d = Deployment::new(&[("a.localhost", &["erpnext"])]);
+    let config = tempfile::tempdir().unwrap();
+    let context = |name: &str, host: &str| {
+        use sha2::Digest;
+        let id: String = sha2::Sha256::digest(name.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let meta = config.path().join("contexts/meta").join(id);
+        std::fs::create_dir_all(&meta).unwrap();
+        let body = serde_json::json!({"Name": name, "Metadata": {}, "Endpoints": {"docker": {"Host": host}}});
+        std::fs::write(meta.join("meta.json"), body.to_string()).unwrap();
+    };
+    context("here", "unix:///var/run/docker.sock");
+    context("remote", "ssh://deploy@prod.example.com");
+    std::fs::write(config.path().join("config.json"), r#"{"currentContext": "here"}"#).unwrap();
+    let dir = config.path().display().to_string();
+    let run = |extra: &[(&str, &str)]| {
+        let mut env = vec![("DOCKER_CONFIG", dir.as_str())];
+        env.extend_from_slice(extra);
+        crate::support::benchform_in(d.dir.path(), &["status"], &env)
+    };
+    let here = run(&[]);
+    assert_eq!(here.code, 0, "{}", here.all());
+    assert!(
+        here.stdout.starts_with(
+            "Engine: unix:///var/run/docker.sock (context `here` (currentContext in the Docker config file))"
+        ),
+        "{}",
+        here.stdout
+    );
+    let remote = run(&[("DOCKER_CONTEXT", "remote")]);
+    assert_eq!(remote.code, 1, "{}", remote.all());
+    assert!(
+        remote.stderr.contains("ssh://deploy@prod.example.com") && remote.stderr.contains("not supported yet"),
+        "{}",
+        remote.stderr
+    );
+    let missing = run(&[("DOCKER_CONTEXT", "gone")]);
+    assert_eq!(missing.code, 1, "{}", missing.all());
+    assert!(missing.stderr.contains("the Docker context `gone` (DOCKER_CONTEXT) does not exist"), "{}", missing.stderr);
+    // DOCKER_HOST wins over any context, as for the Docker CLI.
+    let host = run(&[("DOCKER_CONTEXT", "remote"), ("DOCKER_HOST", "unix:///var/run/docker.sock")]);
+    assert_eq!(host.code, 0, "{}", host.all());
+    assert!(host.stdout.starts_with("Engine: unix:///var/run/docker.sock (DOCKER_HOST)"), "{}", host.stdout);
+}

@@ -37,6 +37,8 @@ pub enum EngineError {
     Unreachable { host: String, detail: String },
     #[error("the Docker Engine at {host} speaks API {version}; benchform needs {min} or newer (Docker 20.10+)")]
     TooOld { host: String, version: String, min: String },
+    #[error("{detail}; {fix}")]
+    Endpoint { detail: String, fix: String },
     #[error("Docker Engine request failed ({what}): {detail}")]
     Request { what: String, detail: String },
     #[error("`{command}` in container {container} did not finish within {seconds} s")]
@@ -84,6 +86,8 @@ pub struct Engine {
     docker: Docker,
     host: String,
     api: ClientVersion,
+    /// Where the address came from (`DOCKER_HOST`, a Docker context, the default).
+    source: String,
 }
 
 /// A container of a compose project, as observed.
@@ -174,25 +178,35 @@ impl std::fmt::Debug for ExecSpec<'_> {
     }
 }
 
-/// Where `DOCKER_HOST` points, or the default socket.
-pub fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+/// The engine the Docker CLI would talk to (`DOCKER_HOST`, `DOCKER_CONTEXT`, the config file's
+/// `currentContext`, else the local socket), so that benchform's API calls, the Docker CLI's
+/// builds and pushes and compose all reach the same engine.
+pub fn resolve_endpoint() -> Result<crate::endpoint::Endpoint, EngineError> {
+    let env = |k: &str| std::env::var(k).ok();
+    let config = crate::endpoint::config_dir(&env);
+    crate::endpoint::resolve(&env, config.as_deref()).map_err(|e| EngineError::Endpoint {
+        detail: e.to_string(),
+        fix: "or set DOCKER_HOST to the engine to use".to_string(),
+    })
 }
 
-fn connect_at(host: &str, version: &ClientVersion) -> Result<Docker, bollard::errors::Error> {
+fn connect_at(
+    host: &str,
+    tls: Option<&crate::endpoint::Tls>,
+    version: &ClientVersion,
+) -> Result<Docker, bollard::errors::Error> {
     const TIMEOUT_SECS: u64 = 120;
     if host.starts_with("unix://") {
         return Docker::connect_with_unix(host, TIMEOUT_SECS, version);
     }
-    let tls =
-        std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty() && v != "0") || host.starts_with("https://");
-    if tls {
-        let dir = std::env::var("DOCKER_CERT_PATH").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-            std::env::var("HOME").map(|h| std::path::PathBuf::from(h).join(".docker")).unwrap_or_default()
-        });
+    let tls_dir = match tls {
+        Some(t) => Some(t.dir.clone()),
+        None if host.starts_with("https://") => {
+            Some(std::env::var("HOME").map(|h| std::path::PathBuf::from(h).join(".docker")).unwrap_or_default())
+        }
+        None => None,
+    };
+    if let Some(dir) = tls_dir {
         return Docker::connect_with_ssl(
             host,
             &dir.join("key.pem"),
@@ -214,18 +228,43 @@ fn too_new_max(err: &bollard::errors::Error) -> Option<ClientVersion> {
 }
 
 impl Engine {
-    /// Connect to the engine `DOCKER_HOST` names (unix, tcp, tcp+TLS with `DOCKER_TLS_VERIFY`
-    /// and `DOCKER_CERT_PATH`) and settle the API version.
+    /// Connect to the engine the Docker CLI would use ([`resolve_endpoint`]: unix, tcp,
+    /// tcp+TLS) and settle the API version.
     pub async fn connect() -> Result<Engine, EngineError> {
-        Engine::connect_to(&docker_host()).await
+        let endpoint = resolve_endpoint()?;
+        let source = endpoint.source.to_string();
+        if endpoint.host.starts_with("ssh://") {
+            return Err(EngineError::Endpoint {
+                detail: format!(
+                    "{source} names the engine {}, and engines over ssh:// are not supported yet",
+                    endpoint.host
+                ),
+                fix: "forward the remote socket (`ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock HOST`) and set \
+                      DOCKER_HOST=unix:///tmp/docker.sock, or use tcp:// with TLS"
+                    .to_string(),
+            });
+        }
+        if endpoint.tls.as_ref().is_some_and(|t| !t.verify) && endpoint.source != crate::endpoint::Source::DockerHost {
+            return Err(EngineError::Endpoint {
+                detail: format!("{source} skips TLS verification (SkipTLSVerify), which benchform does not do"),
+                fix: "give the context the engine's CA (`docker context update --docker ca=…`)".to_string(),
+            });
+        }
+        let mut engine = Engine::connect_with(&endpoint.host, endpoint.tls.as_ref()).await?;
+        engine.source = source;
+        Ok(engine)
     }
 
     pub async fn connect_to(host: &str) -> Result<Engine, EngineError> {
+        Engine::connect_with(host, None).await
+    }
+
+    async fn connect_with(host: &str, tls: Option<&crate::endpoint::Tls>) -> Result<Engine, EngineError> {
         let unreachable =
             |e: &dyn std::fmt::Display| EngineError::Unreachable { host: host.to_string(), detail: e.to_string() };
         let mut version = *bollard::API_DEFAULT_VERSION;
         for _ in 0..2 {
-            let docker = connect_at(host, &version).map_err(|e| unreachable(&e))?;
+            let docker = connect_at(host, tls, &version).map_err(|e| unreachable(&e))?;
             match docker.negotiate_version().await {
                 Ok(docker) => {
                     let api = docker.client_version();
@@ -237,7 +276,7 @@ impl Engine {
                         });
                     }
                     tracing::debug!(host, api = %api, "connected to the Docker Engine");
-                    return Ok(Engine { docker, host: host.to_string(), api });
+                    return Ok(Engine { docker, host: host.to_string(), api, source: "given".to_string() });
                 }
                 Err(e) => match too_new_max(&e) {
                     Some(max) if max < version => version = max,
@@ -250,6 +289,11 @@ impl Engine {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Where the engine's address came from (`DOCKER_HOST`, a Docker context, the default).
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The API version in use.

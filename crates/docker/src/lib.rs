@@ -6,6 +6,7 @@
 pub mod build;
 pub mod compose;
 pub mod context;
+pub mod endpoint;
 pub mod engine;
 pub mod lock;
 pub mod registry;
