@@ -75,10 +75,7 @@ impl Applier<'_> {
     /// exists.
     pub(super) async fn migrate_in_canary(&self, site: Option<&str>) -> Option<String> {
         let execs = self.engine.running_execs(&self.canary_name()).await.ok()?;
-        execs.into_iter().map(|argv| argv.join(" ")).find(|line| {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            words.contains(&"migrate") && site.is_none_or(|s| words.contains(&s) || words.contains(&"all"))
-        })
+        super::site::migrate_among(execs, site)
     }
 
     async fn remove_container(&self, name: &str) {

@@ -31,13 +31,7 @@ impl Applier<'_> {
     pub(super) async fn running_migrate(&self, site: &str) -> Result<Option<String>, StepError> {
         let bench = self.bench().await?;
         let execs = self.engine.running_execs(&bench.container).await.map_err(|e| err(e, "check `docker info`"))?;
-        // `bench --site S migrate`, `bench --site all migrate`, a bare `bench migrate` (default
-        // site), or any of them inside `sh -c "…"`.
-        Ok(execs.into_iter().map(|argv| argv.join(" ")).find(|line| {
-            let words: Vec<&str> = line.split(|c: char| c.is_whitespace() || c == '"' || c == '\'').collect();
-            words.contains(&"migrate")
-                && (words.contains(&site) || words.contains(&"all") || !words.contains(&"--site"))
-        }))
+        Ok(migrate_among(execs, Some(site)))
     }
 
     /// Refuse to touch `site` while a migrate of it still runs.
@@ -251,6 +245,17 @@ pub(super) fn frappe_major(git_ref: &str) -> u32 {
     let digits: String =
         git_ref.trim_start_matches(|c: char| !c.is_ascii_digit()).chars().take_while(char::is_ascii_digit).collect();
     digits.parse().unwrap_or(15)
+}
+
+/// Of the argvs running in a container, a `bench … migrate` of `site` (any migrate when `None`):
+/// `bench --site S migrate`, `bench --site all migrate`, a bare `bench migrate` (default site), or
+/// any of them inside `sh -c "…"`; joined for display.
+pub(super) fn migrate_among(execs: Vec<Vec<String>>, site: Option<&str>) -> Option<String> {
+    execs.into_iter().map(|argv| argv.join(" ")).find(|line| {
+        let words: Vec<&str> = line.split(|c: char| c.is_whitespace() || c == '"' || c == '\'').collect();
+        words.contains(&"migrate")
+            && site.is_none_or(|s| words.contains(&s) || words.contains(&"all") || !words.contains(&"--site"))
+    })
 }
 
 /// The file, next to a site's host backups, naming the backup its last unfinished migrate started
