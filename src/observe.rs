@@ -202,8 +202,10 @@ pub struct Session {
 impl Session {
     /// Connect to the engine and detect compose, or say how to fix whichever is missing.
     pub async fn open(manifest: &Manifest, paths: &Paths) -> Result<Session, ObserveError> {
-        let (compose, compose_version) = compose(manifest, paths).await?;
-        Ok(Session { engine: engine().await?, compose, compose_version })
+        let (mut compose, compose_version) = compose(manifest, paths).await?;
+        let engine = engine().await?;
+        compose.engine_env = engine.client_env();
+        Ok(Session { engine, compose, compose_version })
     }
 
     /// What `compose version --short` says.
@@ -255,6 +257,7 @@ pub async fn compose(
         project_dir: paths.compose_dir.clone(),
         files: paths.compose_files.clone(),
         env_file: paths.env_file.clone(),
+        engine_env: Vec::new(),
     };
     Ok((compose, version))
 }

@@ -79,7 +79,7 @@ impl Applier<'_> {
     }
 
     async fn remove_container(&self, name: &str) {
-        let removed = tokio::process::Command::new(&self.cli.program).args(["rm", "-f", name]).output().await;
+        let removed = self.cli.output(&["rm", "-f", name]).await;
         if let Ok(out) = removed
             && !out.status.success()
             && !String::from_utf8_lossy(&out.stderr).contains("No such container")

@@ -116,7 +116,7 @@ impl Applier<'_> {
             return Ok(Outcome::Done(format!("{} apps at their locked commits; no secret found", names.len())));
         }
         // A bad image must not be deployed or pushed by a later run.
-        let _ = tokio::process::Command::new(&self.cli.program).args(["rmi", &reference]).output().await;
+        let _ = self.cli.output(&["rmi", &reference]).await;
         let detail = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         Err(err(
             detail,

@@ -271,9 +271,9 @@ impl Applier<'_> {
             let parent = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups");
             bench.run(&argv(&["rm", "-rf", &inside]), Some(Duration::from_secs(60))).await.map_err(check)?;
             bench.run(&argv(&["mkdir", "-p", &parent]), Some(Duration::from_secs(30))).await.map_err(check)?;
-            let out = tokio::process::Command::new(&self.cli.program)
-                .args(["cp", &host.display().to_string(), &format!("{}:{inside}", bench.container)])
-                .output()
+            let out = self
+                .cli
+                .output(&["cp", &host.display().to_string(), &format!("{}:{inside}", bench.container)])
                 .await
                 .map_err(|e| err(e, "check the docker CLI"))?;
             if !out.status.success() {

@@ -185,10 +185,10 @@ impl<'a> Applier<'a> {
     pub fn new(p: &'a Prepared, session: observe::Session, options: Options) -> Applier<'a> {
         Applier {
             p,
+            cli: Cli { program: build::docker_cli(), env: session.engine.client_env() },
             engine: session.engine,
             compose: session.compose,
             backend: Default::default(),
-            cli: Cli::new(build::docker_cli()),
             options,
             backups: Default::default(),
             copied: Default::default(),

@@ -137,9 +137,9 @@ impl Applier<'_> {
         std::fs::create_dir_all(&host_root)
             .map_err(|e| err(format!("{}: {e}", host_root.display()), "check backups.dir"))?;
         let container = self.bench().await?.container;
-        let out = tokio::process::Command::new(&self.cli.program)
-            .args(["cp", &format!("{container}:{inside}"), &host_root.join(&stamp).display().to_string()])
-            .output()
+        let out = self
+            .cli
+            .output(&["cp", &format!("{container}:{inside}"), &host_root.join(&stamp).display().to_string()])
             .await
             .map_err(|e| err(e, "check the docker CLI"))?;
         if !out.status.success() {

@@ -124,6 +124,7 @@ fn compose_v1_and_v2_config_hashes_match_their_running_containers() {
             project_dir: dir.path().to_path_buf(),
             files: vec![dir.path().join("compose.yaml")],
             env_file: None,
+            engine_env: Vec::new(),
         };
         rt.block_on(compose.up(&env, false, &[])).unwrap();
         let predicted = rt.block_on(compose.config_hashes(&env)).unwrap();
@@ -190,6 +191,7 @@ fn upstream_compose_renders_the_desired_image_on_both_flavours() {
             project_dir: upstream.clone(),
             files: vec![upstream.join("compose.yaml")],
             env_file: None,
+            engine_env: Vec::new(),
         };
         let env = vec![
             ("CUSTOM_IMAGE".to_string(), "registry.example.com/acme/erpnext".to_string()),

@@ -61,6 +61,7 @@ fn with_upstream(
         project_dir: upstream.clone(),
         files: vec![upstream.join("compose.yaml"), upstream.join(override_file)],
         env_file: None,
+        engine_env: Vec::new(),
     };
     let result = std::panic::catch_unwind(|| body(&compose, &rt));
     rt.block_on(compose.down(env, true)).unwrap();

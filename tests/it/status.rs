@@ -80,6 +80,7 @@ impl Deployment {
             project_dir: fixtures.join("compose"),
             files: vec![fixtures.join("compose/compose.yaml")],
             env_file: None,
+            engine_env: Vec::new(),
         };
         let env = if private {
             vec![("APP_TOKEN".to_string(), world.var("BENCHFORM_WORLD_GIT_TOKEN").to_string())]

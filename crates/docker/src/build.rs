@@ -43,6 +43,11 @@ impl Cli {
         Cli { program: program.into(), env: Vec::new() }
     }
 
+    /// Run the Docker CLI with `args` to its end; what it printed and how it ended.
+    pub async fn output(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+        self.command().args(args).output().await
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));

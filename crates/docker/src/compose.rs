@@ -48,6 +48,8 @@ pub struct Compose {
     pub project_dir: PathBuf,
     pub files: Vec<PathBuf>,
     pub env_file: Option<PathBuf>,
+    /// What compose needs to reach the run's engine ([`crate::Engine::client_env`]).
+    pub engine_env: Vec<(String, String)>,
 }
 
 /// One service of the rendered configuration.
@@ -173,7 +175,7 @@ impl Compose {
             .ok_or_else(|| ComposeError::Spawn { command: command.clone(), detail: "empty argv".to_string() })?;
         let out = Command::new(program)
             .args(rest)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.engine_env.iter().chain(env).map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&self.project_dir)
             // Its own process group: a Ctrl-C on the terminal stops benchform in order, never a
             // `compose up` half-way through recreating services.
@@ -309,6 +311,7 @@ mod tests {
                 PathBuf::from("/srv/frappe_docker/overrides/compose.redis.yaml"),
             ],
             env_file: Some(PathBuf::from("/srv/frappe_docker/production.env")),
+            engine_env: Vec::new(),
         }
     }
 

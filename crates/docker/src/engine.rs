@@ -88,6 +88,8 @@ pub struct Engine {
     api: ClientVersion,
     /// Where the address came from (`DOCKER_HOST`, a Docker context, the default).
     source: String,
+    /// For an `ssh://` engine: the forward every client of the run goes through.
+    tunnel: Option<std::sync::Arc<crate::ssh::Tunnel>>,
 }
 
 /// A container of a compose project, as observed.
@@ -219,6 +221,44 @@ fn connect_at(
     Docker::connect_with_http(host, TIMEOUT_SECS, version)
 }
 
+/// A TLS handshake that failed, in words: what is wrong with which certificate, and the fix.
+fn tls_problem(host: &str, tls: &crate::endpoint::Tls, detail: &str) -> Option<(String, String)> {
+    let dir = tls.dir.display();
+    let name = host.trim_start_matches("tcp://").trim_start_matches("https://");
+    let name = name.rsplit_once(':').map_or(name, |(h, _)| h);
+    let found = |needles: &[&str]| needles.iter().any(|n| detail.contains(n));
+    let (what, fix) = if found(&["NotValidForName"]) {
+        (
+            format!("the engine's TLS certificate is not for the name `{name}`"),
+            "connect by a name or address the certificate carries (its subjectAltName), or reissue it for this one"
+                .to_string(),
+        )
+    } else if found(&["UnknownIssuer", "BadSignature"]) {
+        (
+            format!("the engine's TLS certificate is not signed by the CA in {dir}/ca.pem"),
+            "put the CA that signed the engine's certificate in ca.pem".to_string(),
+        )
+    } else if found(&["Expired", "NotValidYet"]) && !found(&["alert"]) {
+        (
+            "the engine's TLS certificate has expired (or is not valid yet)".to_string(),
+            "renew the engine's certificate on the host (and check both clocks)".to_string(),
+        )
+    } else if found(&["BadCertificate", "CertificateExpired", "UnknownCA", "CertificateUnknown", "bad certificate"]) {
+        (
+            format!("the engine refused benchform's client certificate ({dir}/cert.pem)"),
+            "it has expired or is not signed by the CA the engine trusts (dockerd --tlscacert): issue a new one".to_string(),
+        )
+    } else if found(&["CertPathError", "CertParseError", "No such file", "could not read", "certificate path"]) {
+        (
+            format!("the TLS files in {dir} (ca.pem, cert.pem, key.pem) cannot be read"),
+            "point DOCKER_CERT_PATH (or the context) at the folder that holds them".to_string(),
+        )
+    } else {
+        return None;
+    };
+    Some((format!("{what} ({host}: {detail})"), fix))
+}
+
 fn too_new_max(err: &bollard::errors::Error) -> Option<ClientVersion> {
     let text = err.to_string();
     let rest = text.split("Maximum supported API version is ").nth(1)?;
@@ -234,25 +274,54 @@ impl Engine {
         let endpoint = resolve_endpoint()?;
         let source = endpoint.source.to_string();
         if endpoint.host.starts_with("ssh://") {
-            return Err(EngineError::Endpoint {
-                detail: format!(
-                    "{source} names the engine {}, and engines over ssh:// are not supported yet",
-                    endpoint.host
+            let ssh = |e: crate::ssh::SshError| EngineError::Endpoint { detail: e.to_string(), fix: e.fix() };
+            let target = crate::ssh::parse(&endpoint.host).map_err(ssh)?;
+            let tunnel = crate::ssh::Tunnel::open(&target).await.map_err(ssh)?;
+            let mut engine = match Engine::connect_with(&tunnel.host(), None).await {
+                Ok(engine) => engine,
+                Err(e) => return Err(tunnel.engine_refused().map(ssh).unwrap_or(e)),
+            };
+            engine.host = endpoint.host.clone();
+            engine.source = source;
+            engine.tunnel = Some(std::sync::Arc::new(tunnel));
+            return Ok(engine);
+        }
+        if endpoint.tls.as_ref().is_some_and(|t| !t.verify) {
+            let (what, fix) = match endpoint.source {
+                crate::endpoint::Source::DockerHost => (
+                    "DOCKER_CERT_PATH is set without DOCKER_TLS_VERIFY: TLS without checking the engine's certificate"
+                        .to_string(),
+                    "set DOCKER_TLS_VERIFY=1 (DOCKER_CERT_PATH's ca.pem is the engine's CA)",
                 ),
-                fix: "forward the remote socket (`ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock HOST`) and set \
-                      DOCKER_HOST=unix:///tmp/docker.sock, or use tcp:// with TLS"
-                    .to_string(),
-            });
-        }
-        if endpoint.tls.as_ref().is_some_and(|t| !t.verify) && endpoint.source != crate::endpoint::Source::DockerHost {
+                _ => (
+                    format!("{source} skips TLS verification (SkipTLSVerify)"),
+                    "give the context the engine's CA (`docker context update --docker ca=…`)",
+                ),
+            };
             return Err(EngineError::Endpoint {
-                detail: format!("{source} skips TLS verification (SkipTLSVerify), which benchform does not do"),
-                fix: "give the context the engine's CA (`docker context update --docker ca=…`)".to_string(),
+                detail: format!("{what}, which benchform does not do"),
+                fix: fix.to_string(),
             });
         }
-        let mut engine = Engine::connect_with(&endpoint.host, endpoint.tls.as_ref()).await?;
+        let mut engine = Engine::connect_with(&endpoint.host, endpoint.tls.as_ref()).await.map_err(|e| match e {
+            EngineError::Unreachable { host, detail } => match endpoint.tls.as_ref().and_then(|t| tls_problem(&host, t, &detail)) {
+                Some((detail, fix)) => EngineError::Endpoint { detail, fix },
+                None => EngineError::Unreachable { host, detail },
+            },
+            e => e,
+        })?;
         engine.source = source;
         Ok(engine)
+    }
+
+    /// The environment the Docker CLI and compose need to reach this same engine: for an
+    /// `ssh://` engine, the local end of the run's forward (they find every other endpoint
+    /// themselves, the way benchform found it).
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        match &self.tunnel {
+            Some(tunnel) => vec![("DOCKER_HOST".to_string(), tunnel.host())],
+            None => Vec::new(),
+        }
     }
 
     pub async fn connect_to(host: &str) -> Result<Engine, EngineError> {
@@ -276,7 +345,7 @@ impl Engine {
                         });
                     }
                     tracing::debug!(host, api = %api, "connected to the Docker Engine");
-                    return Ok(Engine { docker, host: host.to_string(), api, source: "given".to_string() });
+                    return Ok(Engine { docker, host: host.to_string(), api, source: "given".to_string(), tunnel: None });
                 }
                 Err(e) => match too_new_max(&e) {
                     Some(max) if max < version => version = max,

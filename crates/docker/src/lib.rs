@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod lock;
 pub mod registry;
+pub mod ssh;
 
 pub use engine::{ContainerInfo, Engine, EngineError, ExecOutput, ExecSpec, ImageInfo};
 pub use registry::{RegistryError, TagState};
