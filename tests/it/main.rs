@@ -18,6 +18,7 @@ mod init;
 mod lock;
 mod mariadb;
 mod preview;
+mod remote;
 mod rollback;
 mod schema;
 mod status;

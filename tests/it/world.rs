@@ -63,6 +63,46 @@ impl World {
     }
 }
 
+/// The remote host of `scripts/world up --remote` (started on first use): a dockerd in its own
+/// network namespace, reached over SSH and over TCP with mutual TLS.
+#[derive(Debug)]
+pub struct Remote {
+    pub env: HashMap<String, String>,
+}
+
+impl Remote {
+    pub fn get() -> &'static Remote {
+        static REMOTE: OnceLock<Remote> = OnceLock::new();
+        REMOTE.get_or_init(|| {
+            World::get();
+            let out = std::process::Command::new(crate::support::root().join("scripts/world"))
+                .args(["up", "--remote"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "scripts/world up --remote failed: {}", String::from_utf8_lossy(&out.stderr));
+            let dir = std::env::var("BENCHFORM_WORLD_DIR").unwrap_or_else(|_| "/var/tmp/benchform-world".to_string());
+            let text = std::fs::read_to_string(Path::new(&dir).join("remote/remote.env")).unwrap();
+            let env = text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .collect();
+            Remote { env }
+        })
+    }
+
+    pub fn var(&self, key: &str) -> &str {
+        self.env.get(key).map(String::as_str).unwrap_or_else(|| panic!("remote.env lacks {key}"))
+    }
+
+    /// The Docker CLI on the remote engine's own socket (what the tests check with, not benchform's path).
+    pub fn docker(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(World::get().docker_cli());
+        c.args(["-H", self.var("BENCHFORM_WORLD_REMOTE_UNIX")]);
+        c
+    }
+}
+
 /// A name no other test (in this run or another) uses: for compose projects, repositories, sites.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -222,12 +222,20 @@ fn connect_at(
 }
 
 /// A TLS handshake that failed, in words: what is wrong with which certificate, and the fix.
-fn tls_problem(host: &str, tls: &crate::endpoint::Tls, detail: &str) -> Option<(String, String)> {
-    let dir = tls.dir.display();
+fn tls_problem(host: &str, tls: Option<&crate::endpoint::Tls>, detail: &str) -> Option<(String, String)> {
+    if detail.contains("HTTP request to an HTTPS server") {
+        return Some((
+            format!("the engine at {host} speaks TLS, and no TLS was asked for"),
+            "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the folder with ca.pem, cert.pem and key.pem (or use a \
+             context made with them)"
+                .to_string(),
+        ));
+    }
+    let dir = tls?.dir.display();
     let name = host.trim_start_matches("tcp://").trim_start_matches("https://");
     let name = name.rsplit_once(':').map_or(name, |(h, _)| h);
     let found = |needles: &[&str]| needles.iter().any(|n| detail.contains(n));
-    let (what, fix) = if found(&["NotValidForName"]) {
+    let (what, fix) = if found(&["NotValidForName", "not valid for name"]) {
         (
             format!("the engine's TLS certificate is not for the name `{name}`"),
             "connect by a name or address the certificate carries (its subjectAltName), or reissue it for this one"
@@ -246,9 +254,10 @@ fn tls_problem(host: &str, tls: &crate::endpoint::Tls, detail: &str) -> Option<(
     } else if found(&["BadCertificate", "CertificateExpired", "UnknownCA", "CertificateUnknown", "bad certificate"]) {
         (
             format!("the engine refused benchform's client certificate ({dir}/cert.pem)"),
-            "it has expired or is not signed by the CA the engine trusts (dockerd --tlscacert): issue a new one".to_string(),
+            "it has expired or is not signed by the CA the engine trusts (dockerd --tlscacert): issue a new one"
+                .to_string(),
         )
-    } else if found(&["CertPathError", "CertParseError", "No such file", "could not read", "certificate path"]) {
+    } else if found(&["Cannot open/read", "CertPathError", "CertParseError", "No such file", "certificate path"]) {
         (
             format!("the TLS files in {dir} (ca.pem, cert.pem, key.pem) cannot be read"),
             "point DOCKER_CERT_PATH (or the context) at the folder that holds them".to_string(),
@@ -256,7 +265,27 @@ fn tls_problem(host: &str, tls: &crate::endpoint::Tls, detail: &str) -> Option<(
     } else {
         return None;
     };
-    Some((format!("{what} ({host}: {detail})"), fix))
+    // The cause, without the HTTP client's wrapping ("client error (Connect): …").
+    let cause = ["invalid peer certificate", "received fatal alert", "Cannot open/read"]
+        .iter()
+        .find_map(|m| detail.find(m).map(|i| &detail[i..]))
+        .unwrap_or(detail);
+    Some((format!("{what} ({host}: {cause})"), fix))
+}
+
+/// An error with every cause under it: bollard's own message ("client error (Connect)") hides
+/// the one that says what went wrong (e.g. rustls' "invalid peer certificate: NotValidForName").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        next = cause.source();
+    }
+    text
 }
 
 fn too_new_max(err: &bollard::errors::Error) -> Option<ClientVersion> {
@@ -304,7 +333,7 @@ impl Engine {
             });
         }
         let mut engine = Engine::connect_with(&endpoint.host, endpoint.tls.as_ref()).await.map_err(|e| match e {
-            EngineError::Unreachable { host, detail } => match endpoint.tls.as_ref().and_then(|t| tls_problem(&host, t, &detail)) {
+            EngineError::Unreachable { host, detail } => match tls_problem(&host, endpoint.tls.as_ref(), &detail) {
                 Some((detail, fix)) => EngineError::Endpoint { detail, fix },
                 None => EngineError::Unreachable { host, detail },
             },
@@ -331,9 +360,11 @@ impl Engine {
     async fn connect_with(host: &str, tls: Option<&crate::endpoint::Tls>) -> Result<Engine, EngineError> {
         let unreachable =
             |e: &dyn std::fmt::Display| EngineError::Unreachable { host: host.to_string(), detail: e.to_string() };
+        let unreachable_err =
+            |e: &bollard::errors::Error| EngineError::Unreachable { host: host.to_string(), detail: error_chain(e) };
         let mut version = *bollard::API_DEFAULT_VERSION;
         for _ in 0..2 {
-            let docker = connect_at(host, tls, &version).map_err(|e| unreachable(&e))?;
+            let docker = connect_at(host, tls, &version).map_err(|e| unreachable_err(&e))?;
             match docker.negotiate_version().await {
                 Ok(docker) => {
                     let api = docker.client_version();
@@ -345,11 +376,17 @@ impl Engine {
                         });
                     }
                     tracing::debug!(host, api = %api, "connected to the Docker Engine");
-                    return Ok(Engine { docker, host: host.to_string(), api, source: "given".to_string(), tunnel: None });
+                    return Ok(Engine {
+                        docker,
+                        host: host.to_string(),
+                        api,
+                        source: "given".to_string(),
+                        tunnel: None,
+                    });
                 }
                 Err(e) => match too_new_max(&e) {
                     Some(max) if max < version => version = max,
-                    _ => return Err(unreachable(&e)),
+                    _ => return Err(unreachable_err(&e)),
                 },
             }
         }

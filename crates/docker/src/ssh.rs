@@ -79,7 +79,9 @@ impl SshError {
     /// What the user can do about it.
     pub fn fix(&self) -> String {
         match self {
-            SshError::BadAddress { .. } => "write it as ssh://[user@]host[:port], as the Docker CLI takes it".to_string(),
+            SshError::BadAddress { .. } => {
+                "write it as ssh://[user@]host[:port], as the Docker CLI takes it".to_string()
+            }
             SshError::NoClient { .. } => "install the OpenSSH client (Debian: openssh-client)".to_string(),
             SshError::Unreachable { .. } => {
                 "check the host name and port, that sshd runs there, and that no firewall is in the way".to_string()
@@ -284,7 +286,9 @@ pub fn classify(target: &Target, log: &str, code: Option<i32>) -> Option<SshErro
     if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || log.contains("has changed and you have requested") {
         let known_hosts = log
             .lines()
-            .find_map(|l| l.strip_prefix("Offending ").and_then(|r| r.split_once(" key in ")).map(|(_, f)| f.to_string()))
+            .find_map(|l| {
+                l.strip_prefix("Offending ").and_then(|r| r.split_once(" key in ")).map(|(_, f)| f.to_string())
+            })
             .unwrap_or_else(|| "known_hosts".to_string());
         return Some(SshError::HostKeyChanged { target: t, known_hosts });
     }
@@ -356,7 +360,9 @@ mod tests {
         let t = parse("ssh://deploy@10.0.0.2").unwrap();
         let case = |log: &str| classify(&t, log, Some(255)).unwrap();
         assert!(matches!(
-            case("No ED25519 host key is known for 10.0.0.2 and you have requested strict checking.\nHost key verification failed.\n"),
+            case(
+                "No ED25519 host key is known for 10.0.0.2 and you have requested strict checking.\nHost key verification failed.\n"
+            ),
             SshError::HostKeyUnknown { .. }
         ));
         let changed = case(
@@ -364,7 +370,10 @@ mod tests {
         );
         assert_eq!(
             changed,
-            SshError::HostKeyChanged { target: "ssh://deploy@10.0.0.2".into(), known_hosts: "/home/ci/.ssh/known_hosts:3".into() }
+            SshError::HostKeyChanged {
+                target: "ssh://deploy@10.0.0.2".into(),
+                known_hosts: "/home/ci/.ssh/known_hosts:3".into()
+            }
         );
         assert!(changed.fix().contains("ssh-keygen -R 10.0.0.2"), "{}", changed.fix());
         assert!(matches!(case("deploy@10.0.0.2: Permission denied (publickey).\n"), SshError::AuthRefused { .. }));
@@ -378,6 +387,8 @@ mod tests {
         ));
         assert_eq!(classify(&t, "", None), None);
         let p = parse("ssh://deploy@h:2222").unwrap();
-        assert!(classify(&p, "Host key verification failed.\n", Some(255)).unwrap().fix().contains("ssh-keyscan -p 2222 h"));
+        assert!(
+            classify(&p, "Host key verification failed.\n", Some(255)).unwrap().fix().contains("ssh-keyscan -p 2222 h")
+        );
     }
 }
