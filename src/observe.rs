@@ -193,6 +193,9 @@ pub fn image_inputs(
 #[derive(Debug, Clone)]
 pub struct Session {
     pub engine: Engine,
+    /// The engine that builds, verifies and pushes the image: `engine`, or with `image.build_on:
+    /// local` this machine's own.
+    pub build_engine: Engine,
     pub compose: Compose,
     /// What `compose version --short` says (`2.40.3`), asked once: while the rest of the
     /// observation runs when the flavour is known without asking.
@@ -205,7 +208,19 @@ impl Session {
         let (mut compose, compose_version) = compose(manifest, paths).await?;
         let engine = engine().await?;
         compose.engine_env = engine.client_env();
-        Ok(Session { engine, compose, compose_version })
+        let build_engine = match manifest.image.build_on {
+            benchform_manifest::model::BuildOn::Engine => engine.clone(),
+            benchform_manifest::model::BuildOn::Local => {
+                Engine::connect_to(benchform_docker::endpoint::DEFAULT_HOST).await.map_err(|e| {
+                    ObserveError::new(
+                        "engine",
+                        format!("image.build_on: local, and this machine's engine does not answer: {e}"),
+                        "start Docker on this machine, or build on the deploy engine (`image.build_on: engine`)",
+                    )
+                })?
+            }
+        };
+        Ok(Session { engine, build_engine, compose, compose_version })
     }
 
     /// What `compose version --short` says.
@@ -309,14 +324,16 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
             ));
         }
     };
-    let engine_image = engine
+    // A built image waits in the engine that builds it (this machine's, with build_on: local).
+    let engine_image = session
+        .build_engine
         .image(&reference)
         .await
         .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?
         .map(|i| i.id);
     // The bases matter only when a build is coming.
     let missing_bases = if engine_image.is_none() && !matches!(registry, TagObservation::Present { .. }) {
-        missing_bases(engine, p).await
+        missing_bases(&session.build_engine, p).await
     } else {
         Vec::new()
     };

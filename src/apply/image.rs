@@ -39,7 +39,7 @@ pub(crate) fn base_fix(base: &benchform_core::containerfile::Base, manifest: &be
 impl Applier<'_> {
     pub(super) async fn build(&self) -> Result<Outcome, StepError> {
         let reference = self.reference();
-        if self.engine.image(&reference).await.map_err(|e| err(e, "check `docker info`"))?.is_some() {
+        if self.build_engine.image(&reference).await.map_err(|e| err(e, "check `docker info`"))?.is_some() {
             return Ok(Outcome::AlreadyDone(format!("the engine has {reference}")));
         }
         self.base_images().await?;
@@ -73,7 +73,7 @@ impl Applier<'_> {
             no_cache: false,
         };
         let secrets: Vec<String> = tokens.values().map(|(_, t)| t.clone()).collect();
-        build::build(&self.cli, &spec, &secrets, |line| {
+        build::build(&self.build_cli, &spec, &secrets, |line| {
             tracing::info!(target: "build", "{line}");
             self.note_line(StepKind::Build.as_str(), line);
         })
@@ -87,14 +87,15 @@ impl Applier<'_> {
     /// missing base fails here, before the build, naming the image and the way out.
     async fn base_images(&self) -> Result<(), StepError> {
         for base in &self.p.bases {
-            let present = self.engine.image(&base.source).await.map_err(|e| err(e, "check `docker info`"))?.is_some();
+            let present =
+                self.build_engine.image(&base.source).await.map_err(|e| err(e, "check `docker info`"))?.is_some();
             if !present {
-                build::pull(&self.cli, &base.source, |line| self.note_line(StepKind::Build.as_str(), line))
+                build::pull(&self.build_cli, &base.source, |line| self.note_line(StepKind::Build.as_str(), line))
                     .await
                     .map_err(|e| err(missing_base(base, &self.p.manifest, e), base_fix(base, &self.p.manifest)))?;
             }
             if base.pulled != base.source {
-                self.engine.tag(&base.source, &base.pulled).await.map_err(|e| err(e, "check `docker info`"))?;
+                self.build_engine.tag(&base.source, &base.pulled).await.map_err(|e| err(e, "check `docker info`"))?;
             }
         }
         Ok(())
@@ -102,7 +103,8 @@ impl Applier<'_> {
 
     pub(super) async fn verify(&self) -> Result<Outcome, StepError> {
         let reference = self.reference();
-        let contents = build::image_contents(&self.cli, &reference).await.map_err(|e| err(e, "check `docker info`"))?;
+        let contents =
+            build::image_contents(&self.build_cli, &reference).await.map_err(|e| err(e, "check `docker info`"))?;
         let names: Vec<String> = self.p.manifest.sources().iter().map(|s| s.name.to_string()).collect();
         let mut problems = verify::check_apps(&contents.apps_json, &contents.apps_dir, &names, &self.p.lock);
         let secrets: Vec<String> = self.tokens().values().map(|(_, t)| t.clone()).collect();
@@ -116,7 +118,7 @@ impl Applier<'_> {
             return Ok(Outcome::Done(format!("{} apps at their locked commits; no secret found", names.len())));
         }
         // A bad image must not be deployed or pushed by a later run.
-        let _ = self.cli.output(&["rmi", &reference]).await;
+        let _ = self.build_cli.output(&["rmi", &reference]).await;
         let detail = problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
         Err(err(
             detail,
@@ -126,10 +128,10 @@ impl Applier<'_> {
 
     pub(super) async fn push(&self) -> Result<Outcome, StepError> {
         let reference = self.reference();
-        if let Ok(TagState::Present { digest }) = self.engine.registry_tag(&reference).await {
+        if let Ok(TagState::Present { digest }) = self.build_engine.registry_tag(&reference).await {
             return Ok(Outcome::AlreadyDone(format!("the registry has it ({digest})")));
         }
-        let digest = build::push(&self.cli, &reference, &[], |line| tracing::info!(target: "push", "{line}"))
+        let digest = build::push(&self.build_cli, &reference, &[], |line| tracing::info!(target: "push", "{line}"))
             .await
             .map_err(|e| err(e, "check `docker login` for the registry (benchform uses the Docker config file)"))?;
         Ok(Outcome::Done(format!("pushed {}", digest.unwrap_or_default())))

@@ -147,6 +147,10 @@ pub struct Applier<'a> {
     /// recreates containers (deploy, rollback).
     backend: tokio::sync::Mutex<Option<String>>,
     pub cli: Cli,
+    /// The engine (and its Docker CLI) that builds, verifies and pushes the image: `engine`, or
+    /// this machine's with `image.build_on: local`.
+    pub build_engine: Engine,
+    pub build_cli: Cli,
     pub options: Options,
     /// Backups taken in this run, by site: the folder inside the bench (for a restore).
     pub backups: std::sync::Mutex<BTreeMap<String, String>>,
@@ -186,6 +190,8 @@ impl<'a> Applier<'a> {
         Applier {
             p,
             cli: Cli { program: build::docker_cli(), env: session.engine.client_env() },
+            build_cli: Cli { program: build::docker_cli(), env: session.build_engine.client_env() },
+            build_engine: session.build_engine,
             engine: session.engine,
             compose: session.compose,
             backend: Default::default(),

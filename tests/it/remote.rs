@@ -41,7 +41,7 @@ struct Demo {
 }
 
 impl Demo {
-    fn run(endpoint: &Env) -> Demo {
+    fn run(endpoint: &Env, build_on: &str) -> Demo {
         let world = World::get();
         let dir = tempfile::tempdir().unwrap();
         let secrets = kv(&[
@@ -50,7 +50,10 @@ impl Demo {
             ("ACME_APP_TOKEN", world.var("BENCHFORM_WORLD_GIT_TOKEN")),
         ]);
         let mut cmd = Command::new(root().join("scripts/demo"));
-        cmd.env("BENCHFORM_DEMO_DIR", dir.path()).env("NO_COLOR", "1").env_remove("BENCHFORM_LOG");
+        cmd.env("BENCHFORM_DEMO_DIR", dir.path())
+            .env("BENCHFORM_DEMO_BUILD_ON", build_on)
+            .env("NO_COLOR", "1")
+            .env_remove("BENCHFORM_LOG");
         for var in ["DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "SSH_AUTH_SOCK"] {
             cmd.env_remove(var);
         }
@@ -84,8 +87,8 @@ impl Demo {
     }
 
     /// What must hold after the demo on the remote host: all of it there, nothing on the main
-    /// engine, the backups on this machine.
-    fn assert_ran_remotely(&self, engine_line: &str) {
+    /// engine but the image when it was built here, the backups on this machine.
+    fn assert_ran_remotely(&self, engine_line: &str, built_here: bool) {
         let (world, remote) = (World::get(), Remote::get());
         assert!(self.output.contains(engine_line), "status does not say `{engine_line}`:\n{}", self.output);
         assert_eq!(
@@ -99,8 +102,20 @@ impl Demo {
         let on_main = self.containers(Command::new(world.docker_cli()));
         assert!(on_main.is_empty(), "the main engine has containers of {}: {on_main:?}", self.project);
         let repository = format!("{}/{}/erpnext", world.registry(), self.project);
-        let images = Command::new(world.docker_cli()).args(["images", "-q", &repository]).output().unwrap();
-        assert!(images.stdout.is_empty(), "the image was built on the main engine");
+        let images = |mut docker: Command| {
+            let out = docker.args(["images", "--format", "{{.Tag}}", &repository]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+        };
+        let (here, there) = (images(Command::new(world.docker_cli())), images(remote.docker()));
+        assert_eq!(there.len(), 2, "the remote engine should hold both releases' images: {there:?}");
+        if built_here {
+            // Built and pushed here; the remote engine pulled what it runs.
+            assert_eq!(here.len(), 2, "image.build_on: local built elsewhere: {here:?}");
+            let built = self.output.matches("done build in").count();
+            assert_eq!(built, 2, "{}", self.output);
+        } else {
+            assert!(here.is_empty(), "the image was built on the main engine: {here:?}");
+        }
         // The release's backup was copied off the remote volume onto this machine.
         let site_backups = self.project_dir().join("backups").join(&self.project).join("erp.localhost");
         let taken: Vec<_> = std::fs::read_dir(&site_backups).map(|d| d.flatten().collect()).unwrap_or_default();
@@ -151,8 +166,8 @@ fn context_config(docker_args: &str) -> tempfile::TempDir {
 #[test]
 fn the_demo_release_runs_on_a_remote_host_over_ssh_and_every_ssh_failure_is_a_clear_error() {
     let r = Remote::get();
-    let demo = Demo::run(&ssh(r));
-    demo.assert_ran_remotely(&format!("Engine: {} (DOCKER_HOST)", r.var("BENCHFORM_WORLD_REMOTE_SSH")));
+    let demo = Demo::run(&ssh(r), "");
+    demo.assert_ran_remotely(&format!("Engine: {} (DOCKER_HOST)", r.var("BENCHFORM_WORLD_REMOTE_SSH")), false);
 
     // A Docker context naming the host is honoured without DOCKER_HOST: plan (compose included)
     // reaches the same deployment through it.
@@ -225,11 +240,14 @@ fn the_demo_release_runs_on_a_remote_host_over_ssh_and_every_ssh_failure_is_a_cl
 }
 
 #[test]
-fn the_demo_release_runs_on_a_remote_host_over_tls_and_the_apply_lock_holds_across_both_transports() {
+fn the_demo_release_runs_on_a_remote_host_over_tls_built_here_and_the_apply_lock_holds_across_both_transports() {
     let r = Remote::get();
     let endpoint = tls(r, r.var("BENCHFORM_WORLD_REMOTE_TLS"), "client");
-    let demo = Demo::run(&endpoint);
-    demo.assert_ran_remotely(&format!("Engine: {} (DOCKER_HOST)", r.var("BENCHFORM_WORLD_REMOTE_TLS")));
+    // Built on this machine's engine this time (image.build_on: local), pulled by the remote one.
+    let demo = Demo::run(&endpoint, "local");
+    demo.assert_ran_remotely(&format!("Engine: {} (DOCKER_HOST)", r.var("BENCHFORM_WORLD_REMOTE_TLS")), true);
+    let manifest = std::fs::read_to_string(demo.project_dir().join("benchform.yaml")).unwrap();
+    assert!(manifest.contains("\n  build_on: local\n"), "{manifest}");
 
     // A context made with the certificates, as `docker context create` stores them.
     let certs = Path::new(r.var("BENCHFORM_WORLD_REMOTE_CERTS")).join("client");

@@ -358,6 +358,12 @@ pub fn plan(
         let (verify_reason, verify_deps) = if observed.engine_image.is_none() {
             let why = if local {
                 format!("the engine has no {} (image.push: false: no registry)", desired.tag)
+            } else if desired.build_local {
+                format!(
+                    "{} is in neither the registry nor this machine's engine (image.build_on: local: built here, \
+                     pushed, pulled by the deploy engine)",
+                    desired.tag
+                )
             } else {
                 format!("{} is in neither the registry nor the engine", desired.tag)
             };
@@ -365,6 +371,11 @@ pub fn plan(
             ("check the built image holds every app at its locked commit, and no secret".to_string(), vec![build])
         } else if local {
             (format!("{} is in the engine but runs nowhere yet: check it before deploying", desired.tag), vec![])
+        } else if desired.build_local {
+            (
+                format!("{} is in this machine's engine but not the registry: check it before pushing", desired.tag),
+                vec![],
+            )
         } else {
             (format!("{} is in the engine but not the registry: check it before pushing", desired.tag), vec![])
         };

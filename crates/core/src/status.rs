@@ -33,6 +33,9 @@ pub struct Desired {
     pub canary: Vec<String>,
     /// `rollout.smoke`: the argv run there after each canary migrates (`{site}` replaced).
     pub smoke: Vec<String>,
+    /// `image.build_on: local`: built on this machine's engine, which pushes it; the deploy
+    /// engine pulls it.
+    pub build_local: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +164,7 @@ pub fn desired(manifest: &Manifest, lock: &LockFile, tag: &str) -> Desired {
         allow_uninstall: manifest.policy.allow_uninstall,
         canary: manifest.rollout.canary.clone(),
         smoke: manifest.rollout.smoke.clone(),
+        build_local: !manifest.image.build_on.is_engine(),
     }
 }
 

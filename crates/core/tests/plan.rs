@@ -52,6 +52,7 @@ fn desired(sites: &[(&str, &[&str])], image_apps: &[&str], bumped: &[&str]) -> D
         allow_uninstall: false,
         canary: Vec::new(),
         smoke: Vec::new(),
+        build_local: false,
     }
 }
 

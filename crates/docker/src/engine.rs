@@ -90,6 +90,8 @@ pub struct Engine {
     source: String,
     /// For an `ssh://` engine: the forward every client of the run goes through.
     tunnel: Option<std::sync::Arc<crate::ssh::Tunnel>>,
+    /// What the Docker CLI and compose need to reach this engine ([`Engine::client_env`]).
+    client_env: Vec<(String, String)>,
 }
 
 /// A container of a compose project, as observed.
@@ -312,6 +314,7 @@ impl Engine {
             };
             engine.host = endpoint.host.clone();
             engine.source = source;
+            engine.client_env = vec![("DOCKER_HOST".to_string(), tunnel.host())];
             engine.tunnel = Some(std::sync::Arc::new(tunnel));
             return Ok(engine);
         }
@@ -340,17 +343,17 @@ impl Engine {
             e => e,
         })?;
         engine.source = source;
+        // The Docker CLI and compose resolve the same endpoint from the same environment.
+        engine.client_env = Vec::new();
         Ok(engine)
     }
 
     /// The environment the Docker CLI and compose need to reach this same engine: for an
-    /// `ssh://` engine, the local end of the run's forward (they find every other endpoint
-    /// themselves, the way benchform found it).
+    /// `ssh://` engine, the local end of the run's forward; for one given by address
+    /// ([`Engine::connect_to`]), that address, whatever `DOCKER_HOST` or a context say; none
+    /// otherwise (they resolve the endpoint the way benchform did).
     pub fn client_env(&self) -> Vec<(String, String)> {
-        match &self.tunnel {
-            Some(tunnel) => vec![("DOCKER_HOST".to_string(), tunnel.host())],
-            None => Vec::new(),
-        }
+        self.client_env.clone()
     }
 
     pub async fn connect_to(host: &str) -> Result<Engine, EngineError> {
@@ -376,12 +379,23 @@ impl Engine {
                         });
                     }
                     tracing::debug!(host, api = %api, "connected to the Docker Engine");
+                    // Pinned for the Docker CLI and compose: no TLS unless the address says so.
+                    let client_env = [
+                        ("DOCKER_HOST", host),
+                        ("DOCKER_TLS_VERIFY", ""),
+                        ("DOCKER_CERT_PATH", ""),
+                        ("DOCKER_CONTEXT", ""),
+                    ]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
                     return Ok(Engine {
                         docker,
                         host: host.to_string(),
                         api,
                         source: "given".to_string(),
                         tunnel: None,
+                        client_env,
                     });
                 }
                 Err(e) => match too_new_max(&e) {

@@ -86,6 +86,7 @@ codes! {
     UnknownSiteApp => "unknown-site-app", "A site lists an app that is not under `apps`.";
     DuplicateSiteApp => "duplicate-site-app", "A site lists the same app twice.";
     ImplicitFrappe => "implicit-frappe", "A site lists frappe, which every site has anyway.";
+    BuildOnLocalWithoutPush => "build-on-local-without-push", "image.build_on: local with image.push: false: the deploy engine could never get the image.";
     UnknownCanarySite => "unknown-canary-site", "rollout.canary names a site that is not under `sites`, or one twice.";
     InvalidSmokeCommand => "invalid-smoke-command", "rollout.smoke has an empty argument or one with control characters.";
     MissingPath => "missing-path", "A file or folder the manifest names does not exist (here).";

@@ -145,6 +145,30 @@ pub struct Image {
     /// no registry is asked or pushed to, and the tag is looked up in the engine.
     #[serde(default = "default_true")]
     pub push: bool,
+    /// Which engine builds the image: `engine`, the one benchform deploys to (as frappe_docker's
+    /// runbook builds on the server), or `local`, the Docker Engine of the machine running
+    /// benchform (its local socket), which pushes it for the deploy engine to pull — for a deploy
+    /// engine too small or too far to build. Default: `engine`.
+    #[serde(default, skip_serializing_if = "BuildOn::is_engine")]
+    pub build_on: BuildOn,
+}
+
+/// Where the image is built (`image.build_on`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildOn {
+    /// The engine benchform deploys to.
+    #[default]
+    Engine,
+    /// The local engine of the machine running benchform; the image reaches the deploy engine
+    /// through the registry.
+    Local,
+}
+
+impl BuildOn {
+    pub fn is_engine(&self) -> bool {
+        *self == BuildOn::Engine
+    }
 }
 
 /// How the image is deployed.

@@ -382,6 +382,22 @@ impl Rules<'_> {
                 }
             }
         }
+        let build_on = path!["image", "build_on"];
+        let push = v.get("image").and_then(|i| i.get("push")).and_then(Value::as_bool);
+        if str_at(v, &build_on) == Some("local") && push == Some(false) {
+            self.error(
+                Code::BuildOnLocalWithoutPush,
+                &build_on,
+                "`image.build_on: local` builds on this machine, and with `image.push: false` the deploy engine could \
+                 never get the image"
+                    .to_string(),
+                Some(
+                    "set `image.push: true` (the deploy engine pulls it from the registry), or build on the deploy \
+                      engine (`build_on: engine`)"
+                        .to_string(),
+                ),
+            );
+        }
         let at = path!["image", "build_network"];
         if let Some(net) = str_at(v, &at)
             && !names::is_service_name(net)
