@@ -530,6 +530,12 @@ mod tests {
             assert!(parsed.root.is_some(), "{name} is empty");
             let commands = check(name, &text);
             assert!(commands >= 6, "{name}: only {commands} benchform commands");
+            // The plan and apply jobs reach the production host over SSH with a deploy key in an
+            // agent and a pinned host key.
+            assert_eq!(text.matches("DOCKER_HOST: ssh://").count(), 2, "{name}: plan and apply over SSH");
+            for needed in ["ssh-add -q -", "> ~/.ssh/known_hosts"] {
+                assert!(text.contains(needed), "{name} lacks `{needed}`");
+            }
         }
     }
 

@@ -235,6 +235,9 @@ impl Session {
 pub async fn engine() -> Result<Engine, ObserveError> {
     Engine::connect().await.map_err(|e| match e {
         benchform_docker::EngineError::Endpoint { detail, fix } => ObserveError::new("engine", detail, fix),
+        e @ benchform_docker::EngineError::TooOld { .. } => {
+            ObserveError::new("engine", e, "upgrade Docker on that host to 20.10 or newer")
+        }
         e => {
             ObserveError::new("engine", e, "start Docker, or point DOCKER_HOST at a running engine (unix:// or tcp://)")
         }

@@ -56,6 +56,35 @@ fn a_dead_socket_is_a_clear_error() {
     assert!(text.starts_with(&format!("no Docker Engine answers at unix://{}", sock.display())), "{text}");
 }
 
+/// Docker 19.03 (API 1.40) cannot run here, so its `/version` answer is served from a socket: the
+/// negotiation must refuse it, naming the version and the upgrade.
+#[test]
+fn an_engine_older_than_20_10_is_refused() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("old.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let body = r#"{"Version":"19.03.15","ApiVersion":"1.40","MinAPIVersion":"1.12","Os":"linux"}"#;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let mut stream = stream;
+            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes()));
+        }
+    });
+    let err = rt().block_on(Engine::connect_to(&format!("unix://{}", sock.display()))).unwrap_err();
+    assert!(matches!(err, benchform_docker::EngineError::TooOld { .. }), "{err}");
+    assert!(err.to_string().contains("speaks API 1.40; benchform needs 1.41 or newer"), "{err}");
+}
+
 #[test]
 fn registry_tags_present_absent_and_their_failures() {
     let world = World::get();
