@@ -205,9 +205,9 @@ pub struct Session {
 impl Session {
     /// Connect to the engine and detect compose, or say how to fix whichever is missing.
     pub async fn open(manifest: &Manifest, paths: &Paths) -> Result<Session, ObserveError> {
-        let (mut compose, compose_version) = compose(manifest, paths).await?;
+        // The engine first: compose is asked its version through the same endpoint.
         let engine = engine().await?;
-        compose.engine_env = engine.client_env();
+        let (compose, compose_version) = compose(manifest, paths, engine.client_env()).await?;
         let build_engine = match manifest.image.build_on {
             benchform_manifest::model::BuildOn::Engine => engine.clone(),
             benchform_manifest::model::BuildOn::Local => {
@@ -227,7 +227,8 @@ impl Session {
     pub async fn compose_version(&self) -> Option<String> {
         let flavour = self.compose.flavour;
         let cli = self.compose.docker_cli.clone();
-        self.compose_version.get_or_init(|| compose::version_of(flavour, &cli)).await.clone()
+        let env = self.compose.engine_env.clone();
+        self.compose_version.get_or_init(|| compose::version_of(flavour, &cli, &env)).await.clone()
     }
 }
 
@@ -249,19 +250,20 @@ pub async fn engine() -> Result<Engine, ObserveError> {
 pub async fn compose(
     manifest: &Manifest,
     paths: &Paths,
+    engine_env: Vec<(String, String)>,
 ) -> Result<(Compose, std::sync::Arc<tokio::sync::OnceCell<Option<String>>>), ObserveError> {
     let cli = benchform_docker::build::docker_cli();
     let version = std::sync::Arc::new(tokio::sync::OnceCell::new());
     let flavour = match compose::known_flavour() {
         Some(flavour) => {
-            let (asked, cli) = (version.clone(), cli.clone());
+            let (asked, cli, env) = (version.clone(), cli.clone(), engine_env.clone());
             tokio::spawn(async move {
-                asked.get_or_init(|| compose::version_of(flavour, &cli)).await;
+                asked.get_or_init(|| compose::version_of(flavour, &cli, &env)).await;
             });
             flavour
         }
         None => {
-            let (flavour, found) = compose::detect(&cli).await.map_err(|e| {
+            let (flavour, found) = compose::detect(&cli, &engine_env).await.map_err(|e| {
                 ObserveError::new("compose", e, "install docker-compose (v1) or the compose plugin (v2)")
             })?;
             let _ = version.set(found);
@@ -275,7 +277,7 @@ pub async fn compose(
         project_dir: paths.compose_dir.clone(),
         files: paths.compose_files.clone(),
         env_file: paths.env_file.clone(),
-        engine_env: Vec::new(),
+        engine_env,
     };
     Ok((compose, version))
 }

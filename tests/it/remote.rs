@@ -166,26 +166,51 @@ fn context_config(docker_args: &str) -> tempfile::TempDir {
 #[test]
 fn the_demo_release_runs_on_a_remote_host_over_ssh_and_every_ssh_failure_is_a_clear_error() {
     let r = Remote::get();
-    let demo = Demo::run(&ssh(r), "");
-    demo.assert_ran_remotely(&format!("Engine: {} (DOCKER_HOST)", r.var("BENCHFORM_WORLD_REMOTE_SSH")), false);
-
-    // A Docker context naming the host is honoured without DOCKER_HOST: plan (compose included)
-    // reaches the same deployment through it.
-    let config = context_config(&format!("host={}", r.var("BENCHFORM_WORLD_REMOTE_SSH")));
-    let through_context = kv(&[
-        ("DOCKER_CONFIG", &config.path().display().to_string()),
-        ("BENCHFORM_SSH_CONFIG", r.var("BENCHFORM_WORLD_REMOTE_SSH_CONFIG")),
-    ]);
-    let status = demo.benchform(&["status"], &through_context);
-    assert_eq!(status.code, 0, "{}", status.all());
-    assert!(status.stdout.contains("(context `prod` (currentContext in the Docker config file))"), "{}", status.stdout);
-    assert!(status.stdout.contains("erp.localhost"), "{}", status.stdout);
-    let plan = demo.benchform(&["plan", "--detailed-exitcode"], &through_context);
-    assert_eq!(plan.code, 0, "{}", plan.all());
-
-    // Every way SSH can fail, for real.
     let keys = Path::new(r.var("BENCHFORM_WORLD_REMOTE_SSH_DIR"));
     let scratch = tempfile::tempdir().unwrap();
+    // The whole demo through a Docker context naming the host, no DOCKER_HOST; with connection
+    // sharing in the ssh configuration, which must not carry benchform's forward past its run.
+    let config = context_config(&format!("host={}", r.var("BENCHFORM_WORLD_REMOTE_SSH")));
+    let shared = scratch.path().join("shared_config");
+    let control = scratch.path().join("control");
+    std::fs::create_dir(&control).unwrap();
+    std::fs::write(
+        &shared,
+        format!(
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  ControlMaster auto\n  \
+             ControlPath {}/%C\n  ControlPersist 600\n",
+            keys.join("id_ed25519").display(),
+            keys.join("known_hosts").display(),
+            control.display()
+        ),
+    )
+    .unwrap();
+    let through_context = kv(&[
+        ("DOCKER_CONFIG", &config.path().display().to_string()),
+        ("BENCHFORM_SSH_CONFIG", &shared.display().to_string()),
+    ]);
+    let demo = Demo::run(&through_context, "");
+    demo.assert_ran_remotely(
+        &format!(
+            "Engine: {} (context `prod` (currentContext in the Docker config file))",
+            r.var("BENCHFORM_WORLD_REMOTE_SSH")
+        ),
+        false,
+    );
+    let masters: Vec<_> = std::fs::read_dir(&control).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(masters.is_empty(), "an ssh master outlives the runs: {masters:?}");
+
+    // DOCKER_HOST reaches the same deployment.
+    let status = demo.benchform(&["status"], &ssh(r));
+    assert_eq!(status.code, 0, "{}", status.all());
+    assert!(
+        status.stdout.contains(&format!("Engine: {} (DOCKER_HOST)", r.var("BENCHFORM_WORLD_REMOTE_SSH"))),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains("erp.localhost"), "{}", status.stdout);
+
+    // Every way SSH can fail, for real.
     let ssh_config = |name: &str, key: &str, known_hosts: &Path| {
         let path = scratch.path().join(name);
         let text = format!(
@@ -292,7 +317,17 @@ fn the_demo_release_runs_on_a_remote_host_over_tls_built_here_and_the_apply_lock
     let mut text = std::fs::read_to_string(&manifest).unwrap();
     text.push_str("  - name: third.localhost\n    apps: [erpnext]\n");
     std::fs::write(&manifest, text).unwrap();
-    let first = {
+    /// Killed if the test fails before it ends.
+    struct Child(Option<std::process::Child>);
+    impl Drop for Child {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let mut first = Child(Some({
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_benchform"));
         cmd.args(["apply", "--auto-approve"])
             .current_dir(demo.project_dir())
@@ -300,7 +335,7 @@ fn the_demo_release_runs_on_a_remote_host_over_tls_built_here_and_the_apply_lock
             .env("SSH_AUTH_SOCK", "");
         cmd.envs(ssh(r).iter().chain(&demo.secrets).map(|(k, v)| (k.as_str(), v.as_str())));
         cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
-    };
+    }));
     let lock = format!("benchform-lock-{}", demo.project);
     let started = Instant::now();
     while !r.docker().args(["volume", "inspect", &lock]).output().unwrap().status.success() {
@@ -308,7 +343,7 @@ fn the_demo_release_runs_on_a_remote_host_over_tls_built_here_and_the_apply_lock
         std::thread::sleep(Duration::from_millis(50));
     }
     let second = demo.benchform(&["apply", "--auto-approve", "--lock-timeout", "0"], &endpoint);
-    let first = first.wait_with_output().unwrap();
+    let first = first.0.take().unwrap().wait_with_output().unwrap();
     let first_all = format!("{}{}", String::from_utf8_lossy(&first.stdout), String::from_utf8_lossy(&first.stderr));
     assert!(first.status.success(), "the first apply (over SSH) failed:\n{first_all}");
     assert_eq!(second.code, 1, "the second apply (over TLS) was not refused:\n{}", second.all());

@@ -816,6 +816,37 @@ fn the_plan_only_touches_sites_that_have_the_changed_app() {
     );
 }
 
+/// `image.build_on: local`: the same steps, and the build's and verify's reasons say that this
+/// machine's engine builds and the deploy engine pulls — the plan says where the work happens.
+#[test]
+fn a_build_on_this_machine_says_so() {
+    let sites: &[(&str, &[&str])] = &[("a.example.com", &["erpnext"])];
+    let o = observed(OLD, sites.iter().map(|(n, a)| migrated(n, a, &[])).collect());
+    let remote = plan(&desired(sites, &["erpnext"], &["erpnext"]), &o, &PlanOptions::default(), vec![]).unwrap();
+    let here = Desired { build_local: true, ..desired(sites, &["erpnext"], &["erpnext"]) };
+    let local = plan(&here, &o, &PlanOptions::default(), vec![]).unwrap();
+    let ids = |p: &benchform_core::plan::Plan| p.steps.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&local), ids(&remote));
+    let build = &local.steps[0];
+    assert_eq!(build.id, "build");
+    assert!(
+        build.reason.contains("this machine's engine") && build.reason.contains("pulled by the deploy engine"),
+        "{}",
+        build.reason
+    );
+    assert!(!remote.steps[0].reason.contains("this machine"), "{}", remote.steps[0].reason);
+    // Built here before, never pushed: verified and pushed from here.
+    let mut built = o.clone();
+    built.engine_image = Some("sha256:new".into());
+    let again = plan(&here, &built, &PlanOptions::default(), vec![]).unwrap();
+    assert_eq!(again.steps[0].id, "verify");
+    assert!(
+        again.steps[0].reason.contains("in this machine's engine but not the registry"),
+        "{}",
+        again.steps[0].reason
+    );
+}
+
 /// A blocked site must not end up running new code without its migrate: an image change is
 /// refused while a managed site cannot be read.
 #[test]

@@ -273,10 +273,21 @@ fn forced_flavour() -> Option<Flavour> {
 }
 
 /// What `flavour`'s `version --short` says (`2.40.3`, `1.29.2`); `None` when it does not run.
-pub async fn version_of(flavour: Flavour, docker_cli: &std::path::Path) -> Option<String> {
+/// `engine_env` as in [`Compose::engine_env`]: the Docker CLI may ping the engine even for this.
+pub async fn version_of(
+    flavour: Flavour,
+    docker_cli: &std::path::Path,
+    engine_env: &[(String, String)],
+) -> Option<String> {
     let argv = program_argv(flavour, docker_cli);
     let (program, rest) = argv.split_first()?;
-    let out = Command::new(program).args(rest).args(["version", "--short"]).output().await.ok()?;
+    let out = Command::new(program)
+        .args(rest)
+        .args(["version", "--short"])
+        .envs(engine_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .output()
+        .await
+        .ok()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_string();
     (out.status.success() && !text.is_empty()).then_some(text)
 }
@@ -284,12 +295,15 @@ pub async fn version_of(flavour: Flavour, docker_cli: &std::path::Path) -> Optio
 /// Pick the compose flavour and learn its version, in one run of `version --short`:
 /// `BENCHFORM_COMPOSE=v1|v2` if set (its version then only when it answers), else v2 when
 /// `docker compose` answers, else v1 when `docker-compose` does.
-pub async fn detect(docker_cli: &std::path::Path) -> Result<(Flavour, Option<String>), ComposeError> {
+pub async fn detect(
+    docker_cli: &std::path::Path,
+    engine_env: &[(String, String)],
+) -> Result<(Flavour, Option<String>), ComposeError> {
     if let Some(flavour) = forced_flavour() {
-        return Ok((flavour, version_of(flavour, docker_cli).await));
+        return Ok((flavour, version_of(flavour, docker_cli, engine_env).await));
     }
     for flavour in [Flavour::V2, Flavour::V1] {
-        if let Some(version) = version_of(flavour, docker_cli).await {
+        if let Some(version) = version_of(flavour, docker_cli, engine_env).await {
             return Ok((flavour, Some(version)));
         }
     }

@@ -88,15 +88,15 @@ pub fn resolve(env: &dyn Fn(&str) -> Option<String>, config: Option<&Path>) -> R
     let set = |k: &str| env(k).filter(|v| !v.is_empty());
     if let Some(host) = set("DOCKER_HOST") {
         check_host("DOCKER_HOST", &host)?;
+        // As the Docker CLI: TLS with `DOCKER_TLS_VERIFY` (verified) or `DOCKER_TLS` (not);
+        // `DOCKER_CERT_PATH` alone only says where the files are.
         let tls =
-            set("DOCKER_TLS_VERIFY").map(|_| true).or_else(|| set("DOCKER_CERT_PATH").map(|_| false)).map(|verify| {
-                Tls {
-                    dir: set("DOCKER_CERT_PATH")
-                        .map(PathBuf::from)
-                        .or_else(|| config.map(Path::to_path_buf))
-                        .unwrap_or_default(),
-                    verify,
-                }
+            set("DOCKER_TLS_VERIFY").map(|_| true).or_else(|| set("DOCKER_TLS").map(|_| false)).map(|verify| Tls {
+                dir: set("DOCKER_CERT_PATH")
+                    .map(PathBuf::from)
+                    .or_else(|| config.map(Path::to_path_buf))
+                    .unwrap_or_default(),
+                verify,
             });
         return Ok(Endpoint { host, source: Source::DockerHost, tls });
     }

@@ -312,18 +312,18 @@ impl Engine {
                 Ok(engine) => engine,
                 Err(e) => return Err(tunnel.engine_refused().map(ssh).unwrap_or(e)),
             };
+            // `client_env` stays as connect_with pinned it: the forward's socket, no TLS.
             engine.host = endpoint.host.clone();
             engine.source = source;
-            engine.client_env = vec![("DOCKER_HOST".to_string(), tunnel.host())];
             engine.tunnel = Some(std::sync::Arc::new(tunnel));
             return Ok(engine);
         }
         if endpoint.tls.as_ref().is_some_and(|t| !t.verify) {
             let (what, fix) = match endpoint.source {
                 crate::endpoint::Source::DockerHost => (
-                    "DOCKER_CERT_PATH is set without DOCKER_TLS_VERIFY: TLS without checking the engine's certificate"
+                    "DOCKER_TLS is set without DOCKER_TLS_VERIFY: TLS without checking the engine's certificate"
                         .to_string(),
-                    "set DOCKER_TLS_VERIFY=1 (DOCKER_CERT_PATH's ca.pem is the engine's CA)",
+                    "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (its ca.pem is the engine's CA)",
                 ),
                 _ => (
                     format!("{source} skips TLS verification (SkipTLSVerify)"),
@@ -343,15 +343,13 @@ impl Engine {
             e => e,
         })?;
         engine.source = source;
-        // The Docker CLI and compose resolve the same endpoint from the same environment.
-        engine.client_env = Vec::new();
         Ok(engine)
     }
 
-    /// The environment the Docker CLI and compose need to reach this same engine: for an
-    /// `ssh://` engine, the local end of the run's forward; for one given by address
-    /// ([`Engine::connect_to`]), that address, whatever `DOCKER_HOST` or a context say; none
-    /// otherwise (they resolve the endpoint the way benchform did).
+    /// The environment the Docker CLI and compose need to reach this same engine, whatever
+    /// `DOCKER_HOST`, `DOCKER_CONTEXT` or the config file say: its address (for an `ssh://`
+    /// engine, the local end of the run's forward) and TLS files. Pinned rather than left to
+    /// each client to resolve again: compose v1 does not read `DOCKER_CONTEXT`, for one.
     pub fn client_env(&self) -> Vec<(String, String)> {
         self.client_env.clone()
     }
@@ -379,11 +377,13 @@ impl Engine {
                         });
                     }
                     tracing::debug!(host, api = %api, "connected to the Docker Engine");
-                    // Pinned for the Docker CLI and compose: no TLS unless the address says so.
+                    // Pinned for the Docker CLI and compose (an empty variable counts as unset).
+                    let cert_path = tls.map(|t| t.dir.display().to_string()).unwrap_or_default();
+                    let verify = if tls.is_some() { "1" } else { "" };
                     let client_env = [
                         ("DOCKER_HOST", host),
-                        ("DOCKER_TLS_VERIFY", ""),
-                        ("DOCKER_CERT_PATH", ""),
+                        ("DOCKER_TLS_VERIFY", verify),
+                        ("DOCKER_CERT_PATH", &cert_path),
                         ("DOCKER_CONTEXT", ""),
                     ]
                     .iter()

@@ -41,7 +41,11 @@ impl std::fmt::Display for Target {
         if let Some(user) = &self.user {
             write!(f, "{user}@")?;
         }
-        f.write_str(&self.host)?;
+        if self.host.contains(':') {
+            write!(f, "[{}]", self.host)?;
+        } else {
+            f.write_str(&self.host)?;
+        }
         if let Some(port) = self.port {
             write!(f, ":{port}")?;
         }
@@ -69,6 +73,8 @@ pub enum SshError {
     AuthRefused { target: String, user: String },
     #[error("SSH to {target} works, but `{user}` cannot open the engine's socket {socket} there")]
     DockerDenied { target: String, user: String, socket: String },
+    #[error("SSH to {target} works, but its sshd does not allow forwarding to a socket")]
+    ForwardingRefused { target: String },
     #[error("ssh to {target} failed: {detail}")]
     Failed { target: String, detail: String },
     #[error("ssh to {target} did not set up the connection within {seconds} s")]
@@ -88,13 +94,13 @@ impl SshError {
             }
             SshError::HostKeyUnknown { target } => format!(
                 "add the host's key to known_hosts after checking its fingerprint with the host's owner (`ssh-keyscan \
-                 {} >> ~/.ssh/known_hosts`; in CI, write the pinned line from a secret)",
-                host_of(target)
+                 {} >> ~/.ssh/known_hosts`; in CI, write the pinned line from a variable)",
+                keyscan_args(target)
             ),
             SshError::HostKeyChanged { target, .. } => format!(
                 "find out why it changed before going on; if the host was rebuilt, remove the old key (`ssh-keygen -R \
                  {}`) and add the new one after checking its fingerprint",
-                host_of(target)
+                known_hosts_name(target)
             ),
             SshError::AuthRefused { user, .. } => format!(
                 "load the deploy key into ssh-agent (SSH_AUTH_SOCK) or name it with IdentityFile in ~/.ssh/config \
@@ -104,20 +110,45 @@ impl SshError {
                 "add `{user}` to the docker group on the host (`usermod -aG docker {user}`), and check that Docker runs \
                  there"
             ),
+            SshError::ForwardingRefused { .. } => {
+                "allow it in the host's sshd_config (`AllowStreamLocalForwarding yes`, and no `DisableForwarding`; \
+                 `AllowTcpForwarding no` forbids it too), or for that user in authorized_keys (no `restrict`, \
+                 `no-port-forwarding`)"
+                    .to_string()
+            }
             SshError::Failed { .. } => "run the same `ssh` by hand (`ssh -v`) to see why".to_string(),
             SshError::Timeout { .. } => "check the network to the host (`ssh -v` shows where it hangs)".to_string(),
         }
     }
 }
 
-fn host_of(target: &str) -> String {
+/// The host and port of a target's text (`ssh://u@h:2222`, `ssh://u@[::1]:22`).
+fn host_port(target: &str) -> (String, Option<String>) {
     let rest = target.trim_start_matches("ssh://");
     let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    match rest.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
-            format!("-p {port} {}", host.trim_start_matches('[').trim_end_matches(']'))
-        }
-        _ => rest.to_string(),
+    if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6.split_once(']').unwrap_or((v6, ""));
+        return (host.to_string(), after.strip_prefix(':').map(str::to_string));
+    }
+    match rest.split_once(':') {
+        Some((host, port)) => (host.to_string(), Some(port.to_string())),
+        None => (rest.to_string(), None),
+    }
+}
+
+/// `ssh-keyscan`'s arguments for a target: `-p PORT HOST` or `HOST`.
+fn keyscan_args(target: &str) -> String {
+    match host_port(target) {
+        (host, Some(port)) => format!("-p {port} {host}"),
+        (host, None) => host,
+    }
+}
+
+/// How known_hosts names a target: `HOST`, or `[HOST]:PORT` off port 22.
+fn known_hosts_name(target: &str) -> String {
+    match host_port(target) {
+        (host, Some(port)) if port != "22" => format!("'[{host}]:{port}'"),
+        (host, _) => host,
     }
 }
 
@@ -143,7 +174,11 @@ pub fn parse(url: &str) -> Result<Target, SshError> {
     }
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or_else(|| bad("an IPv6 address needs its closing `]`"))?;
-        (host, after.strip_prefix(':'))
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(|| bad("only `:PORT` may follow an IPv6 address"))?),
+        };
+        (host, port)
     } else {
         match hostport.split_once(':') {
             Some((host, port)) => (host, Some(port)),
@@ -188,8 +223,14 @@ pub fn forward_args(target: &Target, local: &Path, config: Option<&Path>) -> Vec
         args.extend(["-F".to_string(), config.display().to_string()]);
     }
     for option in [
-        // No prompts: no password, no passphrase, no "accept this host key?".
+        // No prompts: no password, no passphrase, no "accept this host key?"; and an unknown or
+        // changed host key is refused whatever the configuration says (`accept-new`, `no`).
         "BatchMode=yes",
+        "StrictHostKeyChecking=yes",
+        // A connection of its own, which this process owns and ends: never a shared master
+        // (`ControlMaster auto` + `ControlPersist`) that would carry the forward past the run.
+        "ControlMaster=no",
+        "ControlPath=none",
         "ExitOnForwardFailure=yes",
         "StreamLocalBindUnlink=yes",
         "ConnectTimeout=15",
@@ -225,8 +266,8 @@ impl Tunnel {
         let args = forward_args(target, &socket, config.as_deref());
         tracing::debug!(target = %target, ?args, "opening an ssh forward to the engine");
         // ssh dies with benchform even when benchform is killed before it can stop it: util-linux's
-        // `setpriv --pdeathsig` sets that up and runs ssh in its place (where it is missing, the
-        // forward ends when its connection idles out, ServerAlive*).
+        // `setpriv --pdeathsig` sets that up and runs ssh in its place. Where setpriv is missing,
+        // a SIGKILLed benchform leaves the forward running until the connection breaks.
         let mut command = match setpriv() {
             Some(setpriv) => {
                 let mut c = std::process::Command::new(setpriv);
@@ -268,7 +309,8 @@ impl Tunnel {
     /// Why the engine did not answer through an open tunnel: the remote side could not open the
     /// engine's socket (no permission, or no engine), if ssh said so.
     pub fn engine_refused(&self) -> Option<SshError> {
-        classify(&self.target, &self.log(), None).filter(|e| matches!(e, SshError::DockerDenied { .. }))
+        classify(&self.target, &self.log(), None)
+            .filter(|e| matches!(e, SshError::DockerDenied { .. } | SshError::ForwardingRefused { .. }))
     }
 
     fn failure(&self, code: Option<i32>) -> SshError {
@@ -297,6 +339,9 @@ pub fn classify(target: &Target, log: &str, code: Option<i32>) -> Option<SshErro
     }
     if log.contains("Permission denied (") || log.contains("Too many authentication failures") {
         return Some(SshError::AuthRefused { target: t, user });
+    }
+    if log.contains("administratively prohibited") {
+        return Some(SshError::ForwardingRefused { target: t });
     }
     if log.contains("open failed") {
         return Some(SshError::DockerDenied { target: t, user, socket: REMOTE_SOCKET.to_string() });
@@ -330,7 +375,8 @@ mod tests {
         assert_eq!(t, Target { user: Some("deploy".into()), host: "prod.example.com".into(), port: Some(2222) });
         assert_eq!(t.to_string(), "ssh://deploy@prod.example.com:2222");
         assert_eq!(parse("ssh://10.0.0.2").unwrap().user, None);
-        assert_eq!(parse("ssh://u@[::1]:22").unwrap().host, "::1");
+        let v6 = parse("ssh://u@[::1]:22").unwrap();
+        assert_eq!((v6.host.as_str(), v6.to_string().as_str()), ("::1", "ssh://u@[::1]:22"));
         for bad in [
             "ssh://-oProxyCommand=x",
             "ssh://-l@host",
@@ -340,6 +386,7 @@ mod tests {
             "ssh://u@",
             "ssh://u v@host",
             "ssh://u@ho;st",
+            "ssh://u@[::1]junk",
         ] {
             assert!(matches!(parse(bad), Err(SshError::BadAddress { .. })), "{bad} was accepted");
         }
@@ -351,7 +398,8 @@ mod tests {
         let args = forward_args(&t, Path::new("/tmp/x/docker.sock"), Some(Path::new("/etc/cfg")));
         let joined = args.join(" ");
         assert!(joined.starts_with("-F /etc/cfg "), "{joined}");
-        assert!(joined.contains("-o BatchMode=yes") && !joined.contains("StrictHostKeyChecking"), "{joined}");
+        assert!(joined.contains("-o BatchMode=yes -o StrictHostKeyChecking=yes"), "{joined}");
+        assert!(joined.contains("-o ControlMaster=no -o ControlPath=none"), "{joined}");
         assert!(joined.ends_with("-p 2222 -l deploy -L /tmp/x/docker.sock:/var/run/docker.sock -- h"), "{joined}");
     }
 
@@ -375,7 +423,13 @@ mod tests {
                 known_hosts: "/home/ci/.ssh/known_hosts:3".into()
             }
         );
-        assert!(changed.fix().contains("ssh-keygen -R 10.0.0.2"), "{}", changed.fix());
+        assert!(changed.fix().contains("ssh-keygen -R 10.0.0.2`"), "{}", changed.fix());
+        let on_2222 = classify(&parse("ssh://u@h:2222").unwrap(), "REMOTE HOST IDENTIFICATION HAS CHANGED", Some(255));
+        assert!(on_2222.unwrap().fix().contains("ssh-keygen -R '[h]:2222'"));
+        assert!(matches!(
+            classify(&t, "channel 1: open failed: administratively prohibited: open failed\n", None),
+            Some(SshError::ForwardingRefused { .. })
+        ));
         assert!(matches!(case("deploy@10.0.0.2: Permission denied (publickey).\n"), SshError::AuthRefused { .. }));
         assert!(matches!(
             case("ssh: connect to host 10.0.0.2 port 22: Connection refused\n"),
