@@ -20,7 +20,20 @@ pub fn run(shell: &Shell, args: &HistoryArgs) -> Status {
     let rt = crate::runtime();
     // The deployment's copy needs a running backend; without an engine the host's copy is all.
     let result = rt.block_on(async {
-        let engine = observe::engine().await.ok();
+        let engine = match observe::engine().await {
+            Ok(engine) => Some(engine),
+            Err(e) => {
+                // Said, not fatal: the host's copy may be all there is, but a wrong key or host
+                // key must not pass for "no engine".
+                let what = format!(
+                    "cannot reach the engine: {}; showing only this machine's copy ({})",
+                    e.detail,
+                    host.display()
+                );
+                shell.warn(&what, Some(&e.fix));
+                None
+            }
+        };
         let container = match &engine {
             Some(e) => e.running_container(&manifest.project, &manifest.deploy.backend_service).await.ok().flatten(),
             None => None,
