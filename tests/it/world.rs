@@ -20,17 +20,7 @@ impl World {
     pub fn get() -> &'static World {
         static WORLD: OnceLock<World> = OnceLock::new();
         WORLD.get_or_init(|| {
-            let dir = std::env::var("BENCHFORM_WORLD_DIR").unwrap_or_else(|_| "/var/tmp/benchform-world".to_string());
-            let path = Path::new(&dir).join("world.env");
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-                panic!("the test world is not up ({} is missing): run scripts/world up", path.display())
-            });
-            let env: HashMap<String, String> = text
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .collect();
-            let world = World { env };
+            let world = World { env: env_file("world.env") };
             let ok =
                 std::process::Command::new(world.docker_cli()).arg("info").output().is_ok_and(|o| o.status.success());
             assert!(ok, "the test world's Docker Engine does not answer: run scripts/world up");
@@ -63,6 +53,16 @@ impl World {
     }
 }
 
+/// `KEY=value` lines of a file in the world's folder (`$BENCHFORM_WORLD_DIR`).
+fn env_file(name: &str) -> HashMap<String, String> {
+    let dir = std::env::var("BENCHFORM_WORLD_DIR").unwrap_or_else(|_| "/var/tmp/benchform-world".to_string());
+    let path = Path::new(&dir).join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!("the test world is not up ({} is missing): run scripts/world up (--remote)", path.display())
+    });
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect()
+}
+
 /// The remote host of `scripts/world up --remote` (started on first use): a dockerd in its own
 /// network namespace, reached over SSH and over TCP with mutual TLS.
 #[derive(Debug)]
@@ -80,14 +80,7 @@ impl Remote {
                 .output()
                 .unwrap();
             assert!(out.status.success(), "scripts/world up --remote failed: {}", String::from_utf8_lossy(&out.stderr));
-            let dir = std::env::var("BENCHFORM_WORLD_DIR").unwrap_or_else(|_| "/var/tmp/benchform-world".to_string());
-            let text = std::fs::read_to_string(Path::new(&dir).join("remote/remote.env")).unwrap();
-            let env = text
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .collect();
-            Remote { env }
+            Remote { env: env_file("remote/remote.env") }
         })
     }
 
