@@ -97,8 +97,14 @@ impl Demo {
             "{}",
             self.output
         );
-        let on_remote = self.containers(remote.docker());
-        assert!(on_remote.iter().any(|c| c.starts_with(&format!("{}-backend-1 ", self.project))), "{on_remote:?}");
+        let backend = format!("label=com.docker.compose.service={}", "backend");
+        let running = remote
+            .docker()
+            .args(["ps", "-q", "--filter", &backend, "--filter"])
+            .arg(format!("label=com.docker.compose.project={}", self.project))
+            .output()
+            .unwrap();
+        assert!(!running.stdout.is_empty(), "no backend of {} runs on the remote host", self.project);
         let on_main = self.containers(Command::new(world.docker_cli()));
         assert!(on_main.is_empty(), "the main engine has containers of {}: {on_main:?}", self.project);
         let repository = format!("{}/{}/erpnext", world.registry(), self.project);

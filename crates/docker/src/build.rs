@@ -30,8 +30,8 @@ pub enum BuildError {
     PullFailed { reference: String, code: i32, tail: String },
 }
 
-/// A Docker CLI to run, with extra environment (e.g. `DOCKER_CONFIG` for another credential
-/// store).
+/// A Docker CLI to run, with extra environment (the engine's, [`crate::Engine::client_env`]; an
+/// empty value removes the variable).
 #[derive(Debug, Clone)]
 pub struct Cli {
     pub program: PathBuf,
@@ -50,7 +50,7 @@ impl Cli {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
-        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        crate::engine::apply_client_env(&mut cmd, &self.env);
         // Its own process group: a Ctrl-C on the terminal reaches benchform, which ends the run in
         // order, not a build or push half-way.
         cmd.process_group(0);

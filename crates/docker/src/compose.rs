@@ -48,7 +48,8 @@ pub struct Compose {
     pub project_dir: PathBuf,
     pub files: Vec<PathBuf>,
     pub env_file: Option<PathBuf>,
-    /// What compose needs to reach the run's engine ([`crate::Engine::client_env`]).
+    /// What compose needs to reach the run's engine ([`crate::Engine::client_env`]; an empty
+    /// value removes the variable).
     pub engine_env: Vec<(String, String)>,
 }
 
@@ -173,9 +174,11 @@ impl Compose {
         let (program, rest) = argv
             .split_first()
             .ok_or_else(|| ComposeError::Spawn { command: command.clone(), detail: "empty argv".to_string() })?;
-        let out = Command::new(program)
+        let mut cmd = Command::new(program);
+        crate::engine::apply_client_env(&mut cmd, &self.engine_env);
+        let out = cmd
             .args(rest)
-            .envs(self.engine_env.iter().chain(env).map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&self.project_dir)
             // Its own process group: a Ctrl-C on the terminal stops benchform in order, never a
             // `compose up` half-way through recreating services.
@@ -281,13 +284,9 @@ pub async fn version_of(
 ) -> Option<String> {
     let argv = program_argv(flavour, docker_cli);
     let (program, rest) = argv.split_first()?;
-    let out = Command::new(program)
-        .args(rest)
-        .args(["version", "--short"])
-        .envs(engine_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .output()
-        .await
-        .ok()?;
+    let mut cmd = Command::new(program);
+    crate::engine::apply_client_env(&mut cmd, engine_env);
+    let out = cmd.args(rest).args(["version", "--short"]).output().await.ok()?;
     let text = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_string();
     (out.status.success() && !text.is_empty()).then_some(text)
 }

@@ -80,6 +80,20 @@ fn complete_lines(pending: &mut Vec<u8>, chunk: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Give a child process an engine's environment ([`Engine::client_env`]): each variable set, or
+/// removed where its value is empty (for the Docker CLI and compose the two are the same; for
+/// the CA-bundle variables only removal is safe: python-requests takes an empty one as "do not
+/// verify").
+pub fn apply_client_env(cmd: &mut tokio::process::Command, env: &[(String, String)]) {
+    for (k, v) in env {
+        if v.is_empty() {
+            cmd.env_remove(k);
+        } else {
+            cmd.env(k, v);
+        }
+    }
+}
+
 /// A connected engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -377,10 +391,10 @@ impl Engine {
                         });
                     }
                     tracing::debug!(host, api = %api, "connected to the Docker Engine");
-                    // Pinned for the Docker CLI and compose (an empty variable counts as unset).
+                    // Pinned for the Docker CLI and compose; empty means removed.
                     let cert_path = tls.map(|t| t.dir.display().to_string()).unwrap_or_default();
                     let verify = if tls.is_some() { "1" } else { "" };
-                    let client_env = [
+                    let mut client_env: Vec<(String, String)> = [
                         ("DOCKER_HOST", host),
                         ("DOCKER_TLS_VERIFY", verify),
                         ("DOCKER_CERT_PATH", &cert_path),
@@ -389,6 +403,13 @@ impl Engine {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
+                    if tls.is_some() {
+                        // compose v1 (python-requests) verifies against these bundles instead of
+                        // the engine's ca.pem when they are set, as on many CI images.
+                        for bundle in ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+                            client_env.push((bundle.to_string(), String::new()));
+                        }
+                    }
                     return Ok(Engine {
                         docker,
                         host: host.to_string(),
