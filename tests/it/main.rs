@@ -23,6 +23,7 @@ mod rollback;
 mod schema;
 mod status;
 mod support;
+mod swarm;
 mod truth;
 mod usage;
 mod world;

@@ -16,5 +16,6 @@ pub mod recovery;
 pub mod schedule;
 pub mod status;
 pub mod step;
+pub mod swarm;
 pub mod tag;
 pub mod verify;
