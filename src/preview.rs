@@ -125,10 +125,7 @@ fn read_code(p: &Prepared, requests: &[PreviewRequest]) -> (Code, Doctypes) {
         });
     }
     drop(tx);
-    let timeout = std::env::var("BENCHFORM_GIT_TIMEOUT")
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+    let timeout = benchform_git::timeout_from_env(DEFAULT_TIMEOUT);
     let deadline = Instant::now() + timeout;
     while waiting > 0 {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -149,10 +146,7 @@ fn source(p: &Prepared, app: &str) -> Option<Source> {
     let entry = p.lock.entries.iter().find(|e| e.name == app)?;
     let declared = p.manifest.apps.iter().find(|a| a.name == app);
     let var = declared.and_then(|a| a.token_env.clone());
-    let auth = declared.and_then(|a| {
-        let token = std::env::var(a.token_env.as_deref()?).ok().filter(|t| !t.is_empty())?;
-        Some(Auth { user: a.token_user().to_string(), token })
-    });
+    let auth = declared.and_then(|a| Auth::from_env(a.token_env.as_deref(), a.token_user()));
     let unset_token = if auth.is_none() { var } else { None };
     Some(Source {
         repo: entry.repo.clone(),

@@ -137,17 +137,10 @@ impl Applier<'_> {
         std::fs::create_dir_all(&host_root)
             .map_err(|e| err(format!("{}: {e}", host_root.display()), "check backups.dir"))?;
         let container = self.bench().await?.container;
-        let out = self
-            .cli
-            .output(&["cp", &format!("{container}:{inside}"), &host_root.join(&stamp).display().to_string()])
+        self.cli
+            .copy(&format!("{container}:{inside}"), &host_root.join(&stamp).display().to_string())
             .await
-            .map_err(|e| err(e, "check the docker CLI"))?;
-        if !out.status.success() {
-            return Err(err(
-                format!("copying the backup off the volume failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
-                "check backups.dir",
-            ));
-        }
+            .map_err(|e| err(format!("copying the backup off the volume failed: {e}"), "check backups.dir"))?;
         let meta = BackupMeta { format_version: 1, site: site.to_string(), taken_at, record };
         let meta_path = host_root.join(&stamp).join(BACKUP_META_FILE);
         if let Err(e) =

@@ -236,18 +236,10 @@ impl Ctx<'_> {
     /// ls-remote every source at once, each bounded by a timeout. Tokens come from the variables
     /// the manifest names and go nowhere but the credentials callback.
     fn list(&self, wanted: &[&Wanted]) -> (BTreeMap<String, Vec<RemoteRef>>, Vec<Diagnostic>) {
-        let timeout = std::env::var("BENCHFORM_GIT_TIMEOUT")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
+        let timeout = benchform_git::timeout_from_env(DEFAULT_TIMEOUT);
         let (tx, rx) = mpsc::channel();
         for w in wanted {
-            let auth = w
-                .token_env
-                .as_deref()
-                .and_then(|var| std::env::var(var).ok())
-                .filter(|t| !t.is_empty())
-                .map(|token| Auth { user: w.token_user.clone(), token });
+            let auth = Auth::from_env(w.token_env.as_deref(), &w.token_user);
             let (tx, name, repo) = (tx.clone(), w.name.clone(), w.repo.clone());
             tracing::info!(source = %name, repo = %repo, "listing remote refs");
             // Detached on purpose: a remote that never answers must not hold benchform hostage.

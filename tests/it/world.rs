@@ -54,7 +54,7 @@ impl World {
 }
 
 /// `KEY=value` lines of a file in the world's folder (`$BENCHFORM_WORLD_DIR`).
-fn env_file(name: &str) -> HashMap<String, String> {
+pub fn env_file(name: &str) -> HashMap<String, String> {
     let dir = std::env::var("BENCHFORM_WORLD_DIR").unwrap_or_else(|_| "/var/tmp/benchform-world".to_string());
     let path = Path::new(&dir).join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| {

@@ -48,6 +48,13 @@ impl Cli {
         self.command().args(args).output().await
     }
 
+    /// `docker cp FROM TO` (one side `container:path`), streamed over the run's connection to the
+    /// engine; what the CLI said when it failed.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), String> {
+        let out = self.output(&["cp", from, to]).await.map_err(|e| format!("cannot run the Docker CLI: {e}"))?;
+        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) }
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         crate::engine::apply_client_env(&mut cmd, &self.env);

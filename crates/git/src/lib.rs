@@ -19,6 +19,23 @@ pub struct Auth {
     pub token: String,
 }
 
+impl Auth {
+    /// The token in the environment variable `var` (the manifest's `token_env`), sent as `user`;
+    /// `None` when no variable is named or it is unset or empty.
+    pub fn from_env(var: Option<&str>, user: &str) -> Option<Auth> {
+        let token = std::env::var(var?).ok().filter(|t| !t.is_empty())?;
+        Some(Auth { user: user.to_string(), token })
+    }
+}
+
+/// How long one remote may take: `BENCHFORM_GIT_TIMEOUT` seconds, else `default`.
+pub fn timeout_from_env(default: std::time::Duration) -> std::time::Duration {
+    std::env::var("BENCHFORM_GIT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(default, std::time::Duration::from_secs)
+}
+
 impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Auth").field("user", &self.user).field("token", &"(sensitive value)").finish()
