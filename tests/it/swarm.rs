@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use benchform_core::swarm::{StackOptions, stack_file};
 
 use crate::support::{frappe_docker, root};
-use crate::world::{World, unique};
+use crate::world::{World, env_file, unique};
 
 struct Swarm {
     env: HashMap<String, String>,
@@ -30,11 +30,7 @@ impl Swarm {
                 "scripts/world up --swarm 3 failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            let dir = std::env::var("BENCHFORM_WORLD_DIR").unwrap_or_else(|_| "/var/tmp/benchform-world".to_string());
-            let text = std::fs::read_to_string(Path::new(&dir).join("swarm/swarm.env")).unwrap();
-            let env =
-                text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            Swarm { env }
+            Swarm { env: env_file("swarm/swarm.env") }
         })
     }
 
