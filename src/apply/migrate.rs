@@ -271,14 +271,16 @@ impl Applier<'_> {
             let parent = format!("{BENCH_DIR}/sites/{site}/private/benchform-backups");
             bench.run(&argv(&["rm", "-rf", &inside]), Some(Duration::from_secs(60))).await.map_err(check)?;
             bench.run(&argv(&["mkdir", "-p", &parent]), Some(Duration::from_secs(30))).await.map_err(check)?;
-            self.cli.copy(&host.display().to_string(), &format!("{}:{inside}", bench.container)).await.map_err(
-                |e| {
+            self.cli
+                .copy(&host.display().to_string(), &format!("{}:{inside}", bench.container))
+                .await
+                .map_err(|e| err(e, "check the docker CLI"))?
+                .map_err(|e| {
                     err(
                         format!("copying the backup back into the volume failed: {e}"),
                         "check the backend container and backups.dir",
                     )
-                },
-            )?;
+                })?;
         }
         if let Ok(mut restored) = self.restored.lock() {
             restored.insert(site.to_string());

@@ -140,6 +140,7 @@ impl Applier<'_> {
         self.cli
             .copy(&format!("{container}:{inside}"), &host_root.join(&stamp).display().to_string())
             .await
+            .map_err(|e| err(e, "check the docker CLI"))?
             .map_err(|e| err(format!("copying the backup off the volume failed: {e}"), "check backups.dir"))?;
         let meta = BackupMeta { format_version: 1, site: site.to_string(), taken_at, record };
         let meta_path = host_root.join(&stamp).join(BACKUP_META_FILE);

@@ -42,12 +42,13 @@ impl Swarm {
     }
 }
 
-/// A stack on the swarm, removed when it goes.
-struct Stack(String);
+/// A stack on the swarm (and its shared sites folder), removed when it goes.
+struct Stack(String, PathBuf);
 
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = Swarm::get().manager().args(["stack", "rm", &self.0]).output();
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
@@ -57,10 +58,12 @@ fn rendered(project: &str, extra: Option<&Path>) -> serde_json::Value {
     let upstream = frappe_docker();
     let mut cmd = Command::new(World::get().docker_cli());
     cmd.args(["compose", "-p", project, "--project-directory"]).arg(&upstream);
+    // noproxy publishes the frontend's port: compose v2 writes `published` as a string.
     let files: Vec<PathBuf> = vec![
         upstream.join("compose.yaml"),
         upstream.join("overrides/compose.mariadb.yaml"),
         upstream.join("overrides/compose.redis.yaml"),
+        upstream.join("overrides/compose.noproxy.yaml"),
     ];
     for f in files.iter().map(PathBuf::as_path).chain(extra) {
         cmd.arg("-f").arg(f);
@@ -69,7 +72,8 @@ fn rendered(project: &str, extra: Option<&Path>) -> serde_json::Value {
     cmd.args(["config", "--format", "json"])
         .env("CUSTOM_IMAGE", "frappe/base")
         .env("CUSTOM_TAG", "version-15")
-        .env("DB_PASSWORD", "swarm-root-pw");
+        .env("DB_PASSWORD", "swarm-root-pw")
+        .env("HTTP_PUBLISH_PORT", "18080");
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "compose config: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -112,7 +116,7 @@ fn frappe_docker_s_files_become_a_stack_the_three_node_swarm_runs() {
     assert_eq!(stack.jobs, ["configurator"]);
 
     // Debian's 20.10 CLI takes it from stdin (it would refuse compose v2's own rendering).
-    let _stack = Stack(project.clone());
+    let _stack = Stack(project.clone(), shared.clone());
     let mut deploy = swarm
         .manager()
         .args(["stack", "deploy", "--resolve-image", "never", "--compose-file", "-", &project])
@@ -129,7 +133,7 @@ fn frappe_docker_s_files_become_a_stack_the_three_node_swarm_runs() {
     let out = deploy.wait_with_output().unwrap();
     assert!(out.status.success(), "stack deploy: {}", String::from_utf8_lossy(&out.stderr));
 
-    // Every service of the rendering is there, the configurator as a job.
+    // Every service of the rendering is there; the frontend publishes its port on every node.
     let listed = swarm
         .manager()
         .args(["service", "ls", "--filter", &format!("label=com.docker.stack.namespace={project}")])
@@ -164,7 +168,10 @@ fn frappe_docker_s_files_become_a_stack_the_three_node_swarm_runs() {
     let nodes_of = |service: &str| -> BTreeSet<String> {
         let out = swarm
             .manager()
-            .args(["service", "ps", &format!("{project}_{service}"), "--filter", "desired-state=running"])
+            // A crash-looping task (the stand-in image has no bench) waits out its restart delay
+            // as "ready": its slot is still placed on that node.
+            .args(["service", "ps", &format!("{project}_{service}")])
+            .args(["--filter", "desired-state=running", "--filter", "desired-state=ready"])
             .args(["--format", "{{.Node}}"])
             .output()
             .unwrap();
@@ -185,6 +192,9 @@ fn frappe_docker_s_files_become_a_stack_the_three_node_swarm_runs() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    let frontend = swarm.manager().args(["service", "inspect", &format!("{project}_frontend")]).output().unwrap();
+    let frontend: serde_json::Value = serde_json::from_slice(&frontend.stdout).unwrap();
+    assert_eq!(frontend[0]["Spec"]["EndpointSpec"]["Ports"][0]["PublishedPort"], 18080, "{frontend}");
     // The sites volume is the shared folder on every node that runs a bench service.
     let inspect = swarm.manager().args(["service", "inspect", &format!("{project}_backend")]).output().unwrap();
     let spec: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();

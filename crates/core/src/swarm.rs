@@ -11,16 +11,20 @@
 //!   stack namespaces them the same way (`<project>_sites`).
 //! - `pull_policy`: dropped (a swarm node pulls what it lacks); `platform: linux/amd64` becomes
 //!   placement constraints on the node's OS and architecture.
-//! - `restart`: becomes `deploy.restart_policy.condition` (`unless-stopped`/`always` → `any`,
-//!   `on-failure` → `on-failure`, `no` → `none`) unless the service sets one.
+//! - `restart`: becomes `deploy.restart_policy` (`unless-stopped`/`always` → `any`,
+//!   `on-failure[:N]` → `on-failure` with at most N attempts, `no` → `none`) unless the service
+//!   sets one.
 //! - `depends_on` (short or long form, with conditions): dropped — swarm starts services in no
-//!   order; benchform orders what matters itself (the one-shot services below run first).
-//! - one-shot services (frappe_docker's `configurator`: others wait for it to complete, or
-//!   `restart: no`): one replica restarted only on failure, so it runs to completion once each
-//!   time its spec changes (a new image) and then stays complete, labelled
-//!   [`ONE_SHOT_LABEL`]. A `replicated-job` would say it better, but the 20.10 CLI's stack
-//!   conversion refuses that mode ("Unknown mode: replicated-job").
-//! - keys with a `null` value (compose writes `command: null`): dropped.
+//!   order (the swarm target's deploy will wait for the one-shot services itself).
+//! - one-shot services (frappe_docker's `configurator`: others wait for it to complete): one
+//!   replica restarted only on failure, so it runs to completion once each time its spec changes
+//!   (a new image) and then stays complete, labelled [`ONE_SHOT_LABEL`]; a `deploy` of its own
+//!   that contradicts this is refused. A `replicated-job` would say it better, but the 20.10 CLI's
+//!   stack conversion refuses that mode ("Unknown mode: replicated-job").
+//! - published ports: `published` as a number (compose v2 writes a string); a range, or a port
+//!   bound to one host address, is refused.
+//! - keys with a `null` value (compose writes `command: null`): dropped; any other key the stack
+//!   format does not have is refused, never passed on for the CLI to reject.
 //!
 //! And what would lose data or run work twice is refused, with its fix ([`Problem`]):
 //!
@@ -63,7 +67,7 @@ pub struct Problem {
 pub struct Stack {
     /// The stack file (`version: "3.8"`), as JSON, which `docker stack deploy -c -` reads.
     pub file: Value,
-    /// The one-shot services made `replicated-job`s.
+    /// The one-shot services (one replica, restarted on failure only, labelled [`ONE_SHOT_LABEL`]).
     pub jobs: Vec<String>,
     /// Each translation, in words (`backend: restart unless-stopped → restart_policy any`).
     pub notes: Vec<String>,
@@ -125,9 +129,20 @@ pub fn stack_file(rendered: &Value, o: &StackOptions) -> Result<Stack, Vec<Probl
             }
         }
         let restart = out.remove("restart").and_then(|r| r.as_str().map(str::to_string));
-        let one_shot =
-            awaited.contains(name) || matches!(restart.as_deref(), Some("no")) && !deploy.contains_key("mode");
+        // One-shot: what other services wait for with `service_completed_successfully`.
+        let one_shot = awaited.contains(name);
         if one_shot {
+            let conflicting = ["mode", "replicas", "restart_policy"].iter().find(|k| deploy.contains_key(**k));
+            if let Some(key) = conflicting {
+                problems.push(Problem {
+                    at: name.clone(),
+                    what: format!("other services wait for it to complete, and it sets `deploy.{key}`"),
+                    fix:
+                        "leave `mode`, `replicas` and `restart_policy` out: benchform runs it as one replica restarted \
+                          on failure only"
+                            .to_string(),
+                });
+            }
             deploy.insert("mode".to_string(), json!("replicated"));
             deploy.insert("replicas".to_string(), json!(1));
             deploy.insert("restart_policy".to_string(), json!({"condition": "on-failure"}));
@@ -137,23 +152,62 @@ pub fn stack_file(rendered: &Value, o: &StackOptions) -> Result<Stack, Vec<Probl
             }
             jobs.push(name.clone());
             notes.push(format!("{name}: runs to completion once per change (one replica, restarted on failure only)"));
-        }
-        if let Some(restart) = restart
+        } else if let Some(restart) = restart
             && !deploy.contains_key("restart_policy")
-            && !one_shot
         {
-            let condition = match restart.as_str() {
-                "always" | "unless-stopped" => "any",
-                "on-failure" => "on-failure",
-                _ => "none",
-            };
-            deploy.insert("restart_policy".to_string(), json!({ "condition": condition }));
-            notes.push(format!("{name}: restart {restart} → restart_policy {condition}"));
+            match restart_policy(&restart) {
+                Some(policy) => {
+                    let condition = policy["condition"].as_str().unwrap_or_default();
+                    let attempts =
+                        policy.get("max_attempts").map(|n| format!(", at most {n} attempts")).unwrap_or_default();
+                    notes.push(format!("{name}: restart {restart} → restart_policy {condition}{attempts}"));
+                    deploy.insert("restart_policy".to_string(), policy);
+                }
+                None => problems.push(Problem {
+                    at: name.clone(),
+                    what: format!("`restart: {restart}` is no restart policy swarm knows"),
+                    fix: "use no, always, unless-stopped, on-failure or on-failure:N".to_string(),
+                }),
+            }
         }
         if out.remove("depends_on").is_some() {
-            notes.push(format!(
-                "{name}: depends_on dropped (swarm has no start order; benchform runs one-shot services first)"
-            ));
+            notes.push(format!("{name}: depends_on dropped (swarm starts services in no order)"));
+        }
+        // Published ports as a stack file takes them: `published` a number, no host address.
+        if let Some(ports) = out.get_mut("ports").and_then(Value::as_array_mut) {
+            for port in ports.iter_mut() {
+                let Some(p) = port.as_object_mut() else { continue };
+                p.remove("app_protocol");
+                p.remove("name");
+                if p.get("host_ip").is_some_and(|h| h.as_str().is_some_and(|h| !h.is_empty())) {
+                    problems.push(Problem {
+                        at: name.clone(),
+                        what: "publishes a port on one host address (`host_ip`), which swarm's routing mesh cannot"
+                            .to_string(),
+                        fix: "publish it on every address, or put a proxy in front".to_string(),
+                    });
+                }
+                p.remove("host_ip");
+                if let Some(published) = p.get("published").and_then(Value::as_str).map(str::to_string) {
+                    match published.parse::<u16>() {
+                        Ok(n) => {
+                            p.insert("published".to_string(), json!(n));
+                        }
+                        Err(_) => problems.push(Problem {
+                            at: name.clone(),
+                            what: format!("publishes the port range `{published}`, which a stack file cannot"),
+                            fix: "publish each port on its own".to_string(),
+                        }),
+                    }
+                }
+            }
+        }
+        for key in out.keys().filter(|k| !SERVICE_KEYS.contains(&k.as_str())) {
+            problems.push(Problem {
+                at: name.clone(),
+                what: format!("sets `{key}`, which swarm's stack files (version {STACK_VERSION}) do not have"),
+                fix: format!("leave `{key}` out of the compose files deployed to a swarm (an override can reset it)"),
+            });
         }
         if let Some(volumes) = out.get_mut("volumes").and_then(Value::as_array_mut) {
             for v in volumes.iter_mut() {
@@ -178,16 +232,16 @@ pub fn stack_file(rendered: &Value, o: &StackOptions) -> Result<Stack, Vec<Probl
         let replicas = deploy.get("replicas").and_then(Value::as_u64).unwrap_or(1);
         let global = deploy.get("mode").and_then(Value::as_str) == Some("global");
         if *name == o.scheduler && (replicas != 1 || global) {
+            let runs = if global { "on every node (mode: global)".to_string() } else { format!("{replicas} replicas") };
             problems.push(Problem {
                 at: name.clone(),
                 what: format!(
-                    "the scheduler runs {}; two would run every scheduled job twice",
-                    if global { "on every node (mode: global)".to_string() } else { format!("{replicas} replicas") }
+                    "the scheduler runs {runs}; it must run exactly once (two run every scheduled job twice)"
                 ),
                 fix: "give it `deploy.replicas: 1` (the default) and no `mode: global`".to_string(),
             });
         }
-        if o.nodes > 1 && !one_shot {
+        if o.nodes > 1 {
             for vol in named_volumes(&out) {
                 if vol == o.sites_volume || volumes_in.get(&vol).is_some_and(is_shared) {
                     continue;
@@ -257,6 +311,73 @@ pub fn stack_file(rendered: &Value, o: &StackOptions) -> Result<Stack, Vec<Probl
         top.insert(key.to_string(), Value::Object(out));
     }
     if problems.is_empty() { Ok(Stack { file: Value::Object(top), jobs, notes }) } else { Err(problems) }
+}
+
+/// The service keys of the stack file format ([`STACK_VERSION`]), after translation.
+const SERVICE_KEYS: &[&str] = &[
+    "build",
+    "cap_add",
+    "cap_drop",
+    "cgroup_parent",
+    "command",
+    "configs",
+    "container_name",
+    "credential_spec",
+    "deploy",
+    "devices",
+    "dns",
+    "dns_search",
+    "domainname",
+    "entrypoint",
+    "env_file",
+    "environment",
+    "expose",
+    "external_links",
+    "extra_hosts",
+    "healthcheck",
+    "hostname",
+    "image",
+    "init",
+    "ipc",
+    "isolation",
+    "labels",
+    "links",
+    "logging",
+    "mac_address",
+    "network_mode",
+    "networks",
+    "pid",
+    "ports",
+    "privileged",
+    "read_only",
+    "secrets",
+    "security_opt",
+    "shm_size",
+    "stdin_open",
+    "stop_grace_period",
+    "stop_signal",
+    "sysctls",
+    "tmpfs",
+    "tty",
+    "ulimits",
+    "user",
+    "userns_mode",
+    "volumes",
+    "working_dir",
+];
+
+/// compose's `restart` as swarm's restart policy: `always`/`unless-stopped` → any,
+/// `on-failure[:N]` → on-failure (at most N attempts), `no` → none.
+fn restart_policy(restart: &str) -> Option<Value> {
+    match restart {
+        "always" | "unless-stopped" => Some(json!({"condition": "any"})),
+        "no" => Some(json!({"condition": "none"})),
+        "on-failure" => Some(json!({"condition": "on-failure"})),
+        other => {
+            let attempts: u64 = other.strip_prefix("on-failure:")?.parse().ok()?;
+            Some(json!({"condition": "on-failure", "max_attempts": attempts}))
+        }
+    }
 }
 
 fn platform_constraints(platform: &str) -> Vec<String> {
@@ -428,6 +549,39 @@ mod tests {
         assert_eq!(stack_file(&r, &options(3)).unwrap_err()[0].at, "db");
         // One node: nothing can move.
         assert!(stack_file(&rendered(), &options(1)).is_ok());
+    }
+
+    #[test]
+    fn ports_restart_counts_and_unknown_keys() {
+        let mut r = rendered();
+        r["services"]["frontend"] = json!({
+            "image": "x", "restart": "on-failure:5",
+            "ports": [{"mode": "ingress", "target": 8080, "published": "8080", "protocol": "tcp", "app_protocol": "http"}]
+        });
+        let stack = stack_file(&r, &options(1)).unwrap();
+        let frontend = &stack.file["services"]["frontend"];
+        assert_eq!(
+            frontend["ports"][0],
+            json!({"mode": "ingress", "target": 8080, "published": 8080, "protocol": "tcp"})
+        );
+        assert_eq!(frontend["deploy"]["restart_policy"], json!({"condition": "on-failure", "max_attempts": 5}));
+        // `restart: no` (RESTART_POLICY=no) is a policy, not a one-shot.
+        r["services"]["backend"]["restart"] = json!("no");
+        let stack = stack_file(&r, &options(1)).unwrap();
+        assert_eq!(stack.file["services"]["backend"]["deploy"]["restart_policy"], json!({"condition": "none"}));
+        assert_eq!(stack.jobs, ["configurator"]);
+        // What a stack file cannot say is refused, each with its service.
+        r["services"]["frontend"]["ports"][0]["published"] = json!("8080-8081");
+        r["services"]["frontend"]["ports"][0]["host_ip"] = json!("127.0.0.1");
+        r["services"]["backend"]["mem_swappiness"] = json!(0);
+        r["services"]["configurator"]["deploy"] = json!({"replicas": 2});
+        let problems = stack_file(&r, &options(1)).unwrap_err();
+        let whats: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.at, p.what)).collect();
+        assert_eq!(whats.len(), 4, "{whats:#?}");
+        assert!(whats.iter().any(|w| w.starts_with("backend: sets `mem_swappiness`")), "{whats:#?}");
+        assert!(whats.iter().any(|w| w.contains("port range `8080-8081`")), "{whats:#?}");
+        assert!(whats.iter().any(|w| w.contains("one host address")), "{whats:#?}");
+        assert!(whats.iter().any(|w| w.starts_with("configurator: other services wait")), "{whats:#?}");
     }
 
     #[test]

@@ -49,10 +49,10 @@ impl Cli {
     }
 
     /// `docker cp FROM TO` (one side `container:path`), streamed over the run's connection to the
-    /// engine; what the CLI said when it failed.
-    pub async fn copy(&self, from: &str, to: &str) -> Result<(), String> {
-        let out = self.output(&["cp", from, to]).await.map_err(|e| format!("cannot run the Docker CLI: {e}"))?;
-        if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) }
+    /// engine: `Err` when the CLI cannot be started, `Ok(Err(what it said))` when the copy failed.
+    pub async fn copy(&self, from: &str, to: &str) -> std::io::Result<Result<(), String>> {
+        let out = self.output(&["cp", from, to]).await?;
+        Ok(if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) })
     }
 
     fn command(&self) -> Command {
