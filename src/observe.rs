@@ -208,17 +208,18 @@ impl Session {
         // The engine first: compose is asked its version through the same endpoint.
         let engine = engine().await?;
         let (compose, compose_version) = compose(manifest, paths, engine.client_env()).await?;
+        let local = benchform_docker::endpoint::DEFAULT_HOST;
         let build_engine = match manifest.image.build_on {
+            // Deploying to this machine's engine already: the same connection builds.
             benchform_manifest::model::BuildOn::Engine => engine.clone(),
-            benchform_manifest::model::BuildOn::Local => {
-                Engine::connect_to(benchform_docker::endpoint::DEFAULT_HOST).await.map_err(|e| {
-                    ObserveError::new(
-                        "engine",
-                        format!("image.build_on: local, and this machine's engine does not answer: {e}"),
-                        "start Docker on this machine, or build on the deploy engine (`image.build_on: engine`)",
-                    )
-                })?
-            }
+            benchform_manifest::model::BuildOn::Local if engine.host() == local => engine.clone(),
+            benchform_manifest::model::BuildOn::Local => Engine::connect_to(local).await.map_err(|e| {
+                ObserveError::new(
+                    "engine",
+                    format!("image.build_on: local, and this machine's engine does not answer: {e}"),
+                    "start Docker on this machine, or build on the deploy engine (`image.build_on: engine`)",
+                )
+            })?,
         };
         Ok(Session { engine, build_engine, compose, compose_version })
     }

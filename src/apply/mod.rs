@@ -9,7 +9,7 @@ use benchform_bench::Bench;
 use benchform_core::bench_command::{self, BenchCommand, Failure, Scheduler};
 use benchform_core::plan::{Step, StepKind};
 use benchform_docker::Engine;
-use benchform_docker::build::{self, Cli};
+use benchform_docker::build::Cli;
 use benchform_docker::compose::Compose;
 
 use crate::observe::{self, Prepared};
@@ -189,8 +189,8 @@ impl<'a> Applier<'a> {
     pub fn new(p: &'a Prepared, session: observe::Session, options: Options) -> Applier<'a> {
         Applier {
             p,
-            cli: Cli { program: build::docker_cli(), env: session.engine.client_env() },
-            build_cli: Cli { program: build::docker_cli(), env: session.build_engine.client_env() },
+            cli: Cli::for_engine(&session.engine),
+            build_cli: Cli::for_engine(&session.build_engine),
             build_engine: session.build_engine,
             engine: session.engine,
             compose: session.compose,

@@ -43,6 +43,11 @@ impl Cli {
         Cli { program: program.into(), env: Vec::new() }
     }
 
+    /// The Docker CLI ([`docker_cli`]) reaching `engine`, whatever the environment names.
+    pub fn for_engine(engine: &crate::Engine) -> Cli {
+        Cli { program: docker_cli(), env: engine.client_env() }
+    }
+
     /// Run the Docker CLI with `args` to its end; what it printed and how it ended.
     pub async fn output(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
         self.command().args(args).output().await

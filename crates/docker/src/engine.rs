@@ -237,6 +237,30 @@ fn connect_at(
     Docker::connect_with_http(host, TIMEOUT_SECS, version)
 }
 
+/// The environment that pins the Docker CLI and compose to the engine at `host` (with `tls`'s
+/// files); an empty value means removed ([`apply_client_env`]).
+fn pinned_env(host: &str, tls: Option<&crate::endpoint::Tls>) -> Vec<(String, String)> {
+    let cert_path = tls.map(|t| t.dir.display().to_string()).unwrap_or_default();
+    let verify = if tls.is_some() { "1" } else { "" };
+    let mut env: Vec<(String, String)> = [
+        ("DOCKER_HOST", host),
+        ("DOCKER_TLS_VERIFY", verify),
+        ("DOCKER_CERT_PATH", &cert_path),
+        ("DOCKER_CONTEXT", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    if tls.is_some() {
+        // compose v1 (python-requests) verifies against these bundles instead of the engine's
+        // ca.pem when they are set, as on many CI images.
+        for bundle in ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+            env.push((bundle.to_string(), String::new()));
+        }
+    }
+    env
+}
+
 /// A TLS handshake that failed, in words: what is wrong with which certificate, and the fix.
 fn tls_problem(host: &str, tls: Option<&crate::endpoint::Tls>, detail: &str) -> Option<(String, String)> {
     if detail.contains("HTTP request to an HTTPS server") {
@@ -391,32 +415,13 @@ impl Engine {
                         });
                     }
                     tracing::debug!(host, api = %api, "connected to the Docker Engine");
-                    // Pinned for the Docker CLI and compose; empty means removed.
-                    let cert_path = tls.map(|t| t.dir.display().to_string()).unwrap_or_default();
-                    let verify = if tls.is_some() { "1" } else { "" };
-                    let mut client_env: Vec<(String, String)> = [
-                        ("DOCKER_HOST", host),
-                        ("DOCKER_TLS_VERIFY", verify),
-                        ("DOCKER_CERT_PATH", &cert_path),
-                        ("DOCKER_CONTEXT", ""),
-                    ]
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                    if tls.is_some() {
-                        // compose v1 (python-requests) verifies against these bundles instead of
-                        // the engine's ca.pem when they are set, as on many CI images.
-                        for bundle in ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
-                            client_env.push((bundle.to_string(), String::new()));
-                        }
-                    }
                     return Ok(Engine {
                         docker,
                         host: host.to_string(),
                         api,
                         source: "given".to_string(),
                         tunnel: None,
-                        client_env,
+                        client_env: pinned_env(host, tls),
                     });
                 }
                 Err(e) => match too_new_max(&e) {
