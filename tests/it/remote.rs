@@ -357,3 +357,18 @@ fn the_demo_release_runs_on_a_remote_host_over_tls_built_here_and_the_apply_lock
     let plan = demo.benchform(&["plan", "--detailed-exitcode"], &endpoint);
     assert_eq!(plan.code, 0, "{}", plan.all());
 }
+
+/// The engine's refusal of a client certificate races hyper's first request under TLS 1.3, so
+/// connect asks again with a probe that reads the alert. The probe itself, on each certificate:
+/// refused ones name the alert, the good one gets its answer.
+#[test]
+fn the_tls_probe_reads_why_the_engine_refused_a_client_certificate() {
+    let r = Remote::get();
+    let certs = Path::new(r.var("BENCHFORM_WORLD_REMOTE_CERTS"));
+    let host = r.var("BENCHFORM_WORLD_REMOTE_TLS");
+    for refused in ["expired", "other-ca"] {
+        let why = benchform_docker::tlsprobe::refusal(host, &certs.join(refused));
+        assert!(why.as_deref().is_some_and(|w| w.contains("alert")), "{refused}: {why:?}");
+    }
+    assert_eq!(benchform_docker::tlsprobe::refusal(host, &certs.join("client")), None);
+}

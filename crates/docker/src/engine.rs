@@ -373,13 +373,34 @@ impl Engine {
                 fix: fix.to_string(),
             });
         }
-        let mut engine = Engine::connect_with(&endpoint.host, endpoint.tls.as_ref()).await.map_err(|e| match e {
-            EngineError::Unreachable { host, detail } => match tls_problem(&host, endpoint.tls.as_ref(), &detail) {
-                Some((detail, fix)) => EngineError::Endpoint { detail, fix },
-                None => EngineError::Unreachable { host, detail },
-            },
-            e => e,
-        })?;
+        let tls = endpoint.tls.as_ref();
+        let mut engine = match Engine::connect_with(&endpoint.host, tls).await {
+            Ok(engine) => engine,
+            Err(EngineError::Unreachable { host, detail }) => {
+                let named = match tls_problem(&host, tls, &detail) {
+                    Some(named) => Some(named),
+                    // The engine's refusal of our certificate may have raced the request
+                    // (TLS 1.3): ask again, and read the alert this time.
+                    None => match tls {
+                        Some(t) => {
+                            let (at, dir) = (host.clone(), t.dir.clone());
+                            let refusal = tokio::task::spawn_blocking(move || crate::tlsprobe::refusal(&at, &dir))
+                                .await
+                                .ok()
+                                .flatten();
+                            tracing::debug!(host, ?refusal, "probed the TLS engine for why it refused");
+                            refusal.and_then(|r| tls_problem(&host, tls, &r))
+                        }
+                        None => None,
+                    },
+                };
+                return Err(match named {
+                    Some((detail, fix)) => EngineError::Endpoint { detail, fix },
+                    None => EngineError::Unreachable { host, detail },
+                });
+            }
+            Err(e) => return Err(e),
+        };
         engine.source = source;
         Ok(engine)
     }
