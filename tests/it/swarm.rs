@@ -6,14 +6,17 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use benchform_core::swarm::{StackOptions, stack_file};
+use benchform_core::swarm::{CONFIG_HASH_LABEL, ONE_SHOT_LABEL, OPS_SERVICE, Ops, StackOptions, stack_file};
+use benchform_docker::build::Cli;
+use benchform_docker::swarm::deploy_stack;
+use benchform_docker::{Engine, ExecSpec};
 
 use crate::support::{frappe_docker, root};
-use crate::world::{World, env_file, unique};
+use crate::world::{World, env_file, rt, unique};
 
 struct Swarm {
     env: HashMap<String, String>,
@@ -88,6 +91,7 @@ fn frappe_docker_s_files_become_a_stack_the_three_node_swarm_runs() {
         nodes: 3,
         sites_volume: "sites".to_string(),
         scheduler: "scheduler".to_string(),
+        ops: None,
     };
 
     // As upstream ships them: node-local sites, a database and a queue that could move.
@@ -112,86 +116,103 @@ fn frappe_docker_s_files_become_a_stack_the_three_node_swarm_runs() {
         ),
     )
     .unwrap();
+    // benchform's ops task sleeps on the node its engine is: the manager.
+    let rt = rt();
+    let manager = rt.block_on(Engine::connect_to(&swarm.env["BENCHFORM_WORLD_SWARM_MANAGER"])).unwrap();
+    let member = rt.block_on(manager.swarm_membership()).unwrap().expect("the manager is in a swarm");
+    assert!(member.manager && member.state == "active", "{member:?}");
+    let options =
+        StackOptions { ops: Some(Ops { backend: "backend".into(), node: member.node_id.clone() }), ..options };
     let stack = stack_file(&rendered(&project, Some(&override_file)), &options).unwrap();
     assert_eq!(stack.jobs, ["configurator"]);
 
     // Debian's 20.10 CLI takes it from stdin (it would refuse compose v2's own rendering).
     let _stack = Stack(project.clone(), shared.clone());
-    let mut deploy = swarm
-        .manager()
-        .args(["stack", "deploy", "--resolve-image", "never", "--compose-file", "-", &project])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = deploy.stdin.take().unwrap();
-        stdin.write_all(stack.file.to_string().as_bytes()).unwrap();
-    }
-    let out = deploy.wait_with_output().unwrap();
-    assert!(out.status.success(), "stack deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let cli = Cli::for_engine(&manager);
+    rt.block_on(deploy_stack(&cli, &project, &stack.file)).unwrap();
 
-    // Every service of the rendering is there; the frontend publishes its port on every node.
-    let listed = swarm
-        .manager()
-        .args(["service", "ls", "--filter", &format!("label=com.docker.stack.namespace={project}")])
-        .args(["--format", "{{.Name}} {{.Mode}}"])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
-    for service in [
-        "backend",
-        "configurator",
-        "db",
-        "frontend",
-        "queue-long",
-        "queue-short",
-        "redis-cache",
-        "redis-queue",
-        "scheduler",
-        "websocket",
-    ] {
-        assert!(listed.contains(&format!("{project}_{service} ")), "{service} missing:\n{listed}");
+    let nodes = rt.block_on(manager.swarm_nodes()).unwrap();
+    let hostnames: Vec<&str> = nodes.iter().map(|n| n.hostname.as_str()).collect();
+    assert_eq!(hostnames, ["bf-swarm1", "bf-swarm2", "bf-swarm3"], "{nodes:?}");
+    assert!(nodes.iter().all(|n| n.state == "ready" && n.availability == "active"), "{nodes:?}");
+    let host_of: HashMap<&str, &str> = nodes.iter().map(|n| (n.id.as_str(), n.hostname.as_str())).collect();
+
+    // Every service of the rendering is there, with the hash of its configuration.
+    let services = rt.block_on(manager.stack_services(&project)).unwrap();
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "backend",
+            "benchform-ops",
+            "configurator",
+            "db",
+            "frontend",
+            "queue-long",
+            "queue-short",
+            "redis-cache",
+            "redis-queue",
+            "scheduler",
+            "websocket"
+        ]
+    );
+    for service in &services {
+        let hash = &stack.file["services"][&service.name]["deploy"]["labels"][CONFIG_HASH_LABEL];
+        assert_eq!(service.labels.get(CONFIG_HASH_LABEL).map(String::as_str), hash.as_str(), "{}", service.name);
     }
+    let backend = services.iter().find(|s| s.name == "backend").unwrap();
+    assert_eq!((backend.image.as_str(), backend.replicas), ("frappe/base:version-15", Some(2)));
     // The configurator: one replica, restarted only on failure, marked one-shot. (That it then
     // completes once needs an image with a bench in it: the deploy tests of the swarm target.)
+    let configurator = services.iter().find(|s| s.name == "configurator").unwrap();
+    assert_eq!(configurator.labels.get(ONE_SHOT_LABEL).map(String::as_str), Some("true"));
     let inspect = swarm.manager().args(["service", "inspect", &format!("{project}_configurator")]).output().unwrap();
     let spec: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
-    let spec = &spec[0]["Spec"];
-    assert_eq!(spec["Mode"]["Replicated"]["Replicas"], 1, "{spec}");
-    assert_eq!(spec["TaskTemplate"]["RestartPolicy"]["Condition"], "on-failure", "{spec}");
-    assert_eq!(spec["Labels"][benchform_core::swarm::ONE_SHOT_LABEL], "true", "{spec}");
+    assert_eq!(spec[0]["Spec"]["TaskTemplate"]["RestartPolicy"]["Condition"], "on-failure", "{spec}");
 
-    // Where swarm put them: the database and queue on their nodes, the backends on two.
-    let nodes_of = |service: &str| -> BTreeSet<String> {
-        let out = swarm
-            .manager()
-            // A crash-looping task (the stand-in image has no bench) waits out its restart delay
-            // as "ready": its slot is still placed on that node.
-            .args(["service", "ps", &format!("{project}_{service}")])
-            .args(["--filter", "desired-state=running", "--filter", "desired-state=ready"])
-            .args(["--format", "{{.Node}}"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
-    };
+    // Where swarm put them: the database and queue on their nodes, the backends on two, the ops
+    // task on the manager — running, and reachable by exec through the manager's engine.
     let started = Instant::now();
-    loop {
+    let ops = loop {
+        let tasks = rt.block_on(manager.stack_tasks(&services)).unwrap();
+        // A crash-looping task (the stand-in image has no bench) waits out its restart delay
+        // as "ready": its slot is still placed on that node.
+        let nodes_of = |service: &str| -> BTreeSet<&str> {
+            tasks
+                .iter()
+                .filter(|t| t.service == service && matches!(t.desired_state.as_str(), "running" | "ready"))
+                .filter_map(|t| host_of.get(t.node_id.as_str()).copied())
+                .collect()
+        };
+        let ops = tasks.iter().find(|t| t.service == OPS_SERVICE && t.state == "running");
         let (db, queue, backend) = (nodes_of("db"), nodes_of("redis-queue"), nodes_of("backend"));
-        let placed = db == BTreeSet::from(["bf-swarm2".to_string()])
-            && queue == BTreeSet::from(["bf-swarm3".to_string()])
-            && backend.len() == 2;
-        if placed {
-            break;
+        let placed =
+            db == BTreeSet::from(["bf-swarm2"]) && queue == BTreeSet::from(["bf-swarm3"]) && backend.len() == 2;
+        if placed && let Some(ops) = ops {
+            assert_eq!(host_of[ops.node_id.as_str()], "bf-swarm1", "{ops:?}");
+            break ops.clone();
         }
         assert!(
             started.elapsed() < Duration::from_secs(90),
-            "not placed: db {db:?}, queue {queue:?}, backend {backend:?}"
+            "not placed: db {db:?}, queue {queue:?}, backend {backend:?}, ops {ops:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
-    }
+    };
+    let container = ops.container_id.clone().expect("a running task has its container");
+    let argv = ["ls", "-d", "/home/frappe/frappe-bench/sites"].map(String::from);
+    let spec = ExecSpec {
+        container: &container,
+        argv: &argv,
+        user: None,
+        workdir: None,
+        env: &[],
+        timeout: Some(Duration::from_secs(30)),
+        stdin: None,
+        stream: false,
+        on_line: None,
+    };
+    let out = rt.block_on(manager.exec(&spec)).unwrap();
+    assert_eq!(out.exit_code, 0, "{out:?}");
     let frontend = swarm.manager().args(["service", "inspect", &format!("{project}_frontend")]).output().unwrap();
     let frontend: serde_json::Value = serde_json::from_slice(&frontend.stdout).unwrap();
     assert_eq!(frontend[0]["Spec"]["EndpointSpec"]["Ports"][0]["PublishedPort"], 18080, "{frontend}");

@@ -51,7 +51,30 @@ pub struct StackOptions {
     pub sites_volume: String,
     /// The service that runs `bench schedule` (frappe_docker: `scheduler`).
     pub scheduler: String,
+    /// Where benchform runs `bench`: see [`Ops`]; `None` adds no such service.
+    pub ops: Option<Ops>,
 }
+
+/// benchform's own service in the stack, [`OPS_SERVICE`]: one task of the backend's image, with
+/// its environment, volumes and networks, that only sleeps, pinned to the node whose engine
+/// benchform talks to. `bench` commands run in it as execs through that engine — with standard
+/// input for the passwords bench prompts for, output streamed, the exit status read — as they run
+/// in the backend container on compose. (Swarm's jobs would take none of those: a job's command
+/// is in its spec for anyone to read, and its output only comes back through the logs.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ops {
+    /// The service whose image, environment, volumes and networks it takes (`deploy.backend_service`).
+    pub backend: String,
+    /// The id of the node benchform's engine runs on (`docker info`: `Swarm.NodeID`).
+    pub node: String,
+}
+
+/// The name of benchform's ops service in the stack (`<project>_benchform-ops` on the swarm).
+pub const OPS_SERVICE: &str = "benchform-ops";
+
+/// The label holding each service's configuration hash (of its entry in the stack file, this
+/// label aside): what `plan` compares with the running service, as compose's config hash.
+pub const CONFIG_HASH_LABEL: &str = "org.benchform.config-hash";
 
 /// A stack swarm could not run safely, or at all: where, what, and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +292,37 @@ pub fn stack_file(rendered: &Value, o: &StackOptions) -> Result<Stack, Vec<Probl
         services.insert(name.clone(), Value::Object(out));
     }
 
+    if let Some(ops) = &o.ops {
+        match (services_in.contains_key(OPS_SERVICE), services.get(&ops.backend)) {
+            (true, _) => problems.push(Problem {
+                at: OPS_SERVICE.to_string(),
+                what: "the compose files define a service by the name benchform gives its own".to_string(),
+                fix: format!("rename your `{OPS_SERVICE}` service"),
+            }),
+            (false, None) => problems.push(Problem {
+                at: ops.backend.clone(),
+                what: "the backend service (deploy.backend_service) is not in the compose files".to_string(),
+                fix: "name the service that runs gunicorn in deploy.backend_service".to_string(),
+            }),
+            (false, Some(backend)) => {
+                let service = ops_service(backend, &ops.node);
+                services.insert(OPS_SERVICE.to_string(), service);
+            }
+        }
+    }
+    for service in services.values_mut() {
+        let hash = crate::tag::sha256_hex(canonical(service).to_string().as_bytes());
+        if let Some(svc) = service.as_object_mut() {
+            let deploy = svc.entry("deploy").or_insert_with(|| json!({}));
+            if let Some(deploy) = deploy.as_object_mut() {
+                let labels = deploy.entry("labels").or_insert_with(|| json!({}));
+                if let Some(labels) = labels.as_object_mut() {
+                    labels.insert(CONFIG_HASH_LABEL.to_string(), json!(hash));
+                }
+            }
+        }
+    }
+
     // The sites volume: the same sites directory on every node.
     let mounts_sites = services_in.values().any(|s| named_volumes_of(s).contains(&o.sites_volume));
     if o.nodes > 1 && mounts_sites {
@@ -311,6 +365,41 @@ pub fn stack_file(rendered: &Value, o: &StackOptions) -> Result<Stack, Vec<Probl
         top.insert(key.to_string(), Value::Object(out));
     }
     if problems.is_empty() { Ok(Stack { file: Value::Object(top), jobs, notes }) } else { Err(problems) }
+}
+
+/// [`OPS_SERVICE`]: the backend's image, environment, volumes and networks, one task that sleeps
+/// on `node`, no ports and no healthcheck.
+fn ops_service(backend: &Value, node: &str) -> Value {
+    let mut out = Map::new();
+    for key in ["image", "environment", "volumes", "networks", "user", "working_dir", "extra_hosts", "dns"] {
+        if let Some(v) = backend.get(key) {
+            out.insert(key.to_string(), v.clone());
+        }
+    }
+    out.insert("entrypoint".to_string(), json!(["sleep", "infinity"]));
+    out.insert(
+        "deploy".to_string(),
+        json!({
+            "mode": "replicated",
+            "replicas": 1,
+            "placement": {"constraints": [format!("node.id == {node}")]},
+            "restart_policy": {"condition": "any"},
+        }),
+    );
+    Value::Object(out)
+}
+
+/// `value` with every object's keys in order, so that equal configurations hash the same.
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(keys.into_iter().map(|k| (k.clone(), canonical(&m[k]))).collect())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
 }
 
 /// The service keys of the stack file format ([`STACK_VERSION`]), after translation.
@@ -491,7 +580,13 @@ mod tests {
     }
 
     fn options(nodes: usize) -> StackOptions {
-        StackOptions { project: "erp".into(), nodes, sites_volume: "sites".into(), scheduler: "scheduler".into() }
+        StackOptions {
+            project: "erp".into(),
+            nodes,
+            sites_volume: "sites".into(),
+            scheduler: "scheduler".into(),
+            ops: None,
+        }
     }
 
     #[test]
@@ -524,6 +619,48 @@ mod tests {
             stack.notes
         );
         assert_eq!(notes_by_service(&stack)["configurator"].len(), 4, "{:?}", stack.notes);
+    }
+
+    #[test]
+    fn the_ops_service_takes_the_backend_s_image_and_sleeps_on_benchform_s_node() {
+        let with_ops =
+            StackOptions { ops: Some(Ops { backend: "backend".into(), node: "n0de1d".into() }), ..options(1) };
+        let stack = stack_file(&rendered(), &with_ops).unwrap();
+        let ops = &stack.file["services"][OPS_SERVICE];
+        let backend = &stack.file["services"]["backend"];
+        assert_eq!(ops["image"], backend["image"]);
+        assert_eq!(ops["volumes"], backend["volumes"]);
+        assert_eq!(ops["entrypoint"], json!(["sleep", "infinity"]));
+        assert!(ops.get("command").is_none() && ops.get("ports").is_none() && ops.get("healthcheck").is_none());
+        assert_eq!(ops["deploy"]["replicas"], 1);
+        assert_eq!(ops["deploy"]["placement"]["constraints"], json!(["node.id == n0de1d"]));
+
+        let mut taken = rendered();
+        taken["services"][OPS_SERVICE] = json!({"image": "x"});
+        let problems = stack_file(&taken, &with_ops).unwrap_err();
+        assert_eq!(problems[0].at, OPS_SERVICE, "{problems:?}");
+        let no_backend = StackOptions { ops: Some(Ops { backend: "web".into(), node: "n".into() }), ..options(1) };
+        assert_eq!(stack_file(&rendered(), &no_backend).unwrap_err()[0].at, "web");
+    }
+
+    #[test]
+    fn every_service_carries_the_hash_of_its_own_configuration() {
+        let hash = |r: &Value| {
+            let stack = stack_file(r, &options(1)).unwrap();
+            let services = stack.file["services"].as_object().unwrap().clone();
+            services
+                .into_iter()
+                .map(|(name, s)| (name, s["deploy"]["labels"][CONFIG_HASH_LABEL].as_str().unwrap().to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let before = hash(&rendered());
+        assert_eq!(before, hash(&rendered()), "the same configuration, the same hashes");
+        assert!(before.values().all(|h| h.len() == 64), "{before:?}");
+        let mut bumped = rendered();
+        bumped["services"]["backend"]["image"] = json!("registry.example.com/acme/erpnext:bf1-y");
+        let after = hash(&bumped);
+        let changed: Vec<&String> = before.keys().filter(|s| before[*s] != after[*s]).collect();
+        assert_eq!(changed, ["backend"]);
     }
 
     #[test]

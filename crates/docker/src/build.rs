@@ -60,7 +60,7 @@ impl Cli {
         Ok(if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_string()) })
     }
 
-    fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
         crate::engine::apply_client_env(&mut cmd, &self.env);
         // Its own process group: a Ctrl-C on the terminal reaches benchform, which ends the run in

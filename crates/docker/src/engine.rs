@@ -472,7 +472,7 @@ impl Engine {
         &self.docker
     }
 
-    fn request_error(what: &str, e: bollard::errors::Error) -> EngineError {
+    pub(crate) fn request_error(what: &str, e: bollard::errors::Error) -> EngineError {
         EngineError::Request { what: what.to_string(), detail: e.to_string() }
     }
 

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod lock;
 pub mod registry;
 pub mod ssh;
+pub mod swarm;
 pub mod tlsprobe;
 
 pub use engine::{ContainerInfo, Engine, EngineError, ExecOutput, ExecSpec, ImageInfo};
