@@ -87,6 +87,8 @@ codes! {
     DuplicateSiteApp => "duplicate-site-app", "A site lists the same app twice.";
     ImplicitFrappe => "implicit-frappe", "A site lists frappe, which every site has anyway.";
     BuildOnLocalWithoutPush => "build-on-local-without-push", "image.build_on: local with image.push: false: the deploy engine could never get the image.";
+    SwarmWithoutPush => "swarm-without-push", "deploy.target: swarm with image.push: false: the swarm's other nodes could never get the image.";
+    SwarmCanary => "swarm-canary", "deploy.target: swarm with rollout.canary: canaries run in a one-off compose container, which a swarm has not.";
     UnknownCanarySite => "unknown-canary-site", "rollout.canary names a site that is not under `sites`, or one twice.";
     InvalidSmokeCommand => "invalid-smoke-command", "rollout.smoke has an empty argument or one with control characters.";
     MissingPath => "missing-path", "A file or folder the manifest names does not exist (here).";

@@ -188,6 +188,28 @@ pub struct Deploy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Z_][A-Z0-9_]*$"))]
     pub admin_password_env: Option<String>,
+    /// What runs the compose files: `compose` (one engine) or `swarm` (a Docker Swarm: the
+    /// engine benchform talks to is a manager, the files become a stack named `project`; see
+    /// docs/swarm.md). Default: `compose`.
+    #[serde(default, skip_serializing_if = "DeployTarget::is_compose")]
+    pub target: DeployTarget,
+}
+
+/// What runs the compose files (`deploy.target`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DeployTarget {
+    /// Docker Compose on one engine.
+    #[default]
+    Compose,
+    /// A Docker Swarm, through one of its managers: `docker stack deploy`.
+    Swarm,
+}
+
+impl DeployTarget {
+    pub fn is_compose(&self) -> bool {
+        *self == DeployTarget::Compose
+    }
 }
 
 fn default_backend_service() -> String {

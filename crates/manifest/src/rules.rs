@@ -382,8 +382,32 @@ impl Rules<'_> {
                 }
             }
         }
-        let build_on = path!["image", "build_on"];
         let push = v.get("image").and_then(|i| i.get("push")).and_then(Value::as_bool);
+        let target = path!["deploy", "target"];
+        if str_at(v, &target) == Some("swarm") {
+            if push == Some(false) {
+                self.error(
+                    Code::SwarmWithoutPush,
+                    &target,
+                    "`deploy.target: swarm` runs the image on every node of the swarm, and with `image.push: false` \
+                     only the node that builds it would have it"
+                        .to_string(),
+                    Some("set `image.push: true`: every node pulls the image from the registry".to_string()),
+                );
+            }
+            let canaries = v.get("rollout").and_then(|r| r.get("canary")).and_then(Value::as_array);
+            if canaries.is_some_and(|c| !c.is_empty()) {
+                self.error(
+                    Code::SwarmCanary,
+                    &path!["rollout", "canary"],
+                    "`rollout.canary` runs its canaries in a one-off compose container next to the old backend, and \
+                     benchform has no such thing on a swarm yet"
+                        .to_string(),
+                    Some("leave `rollout.canary` out with `deploy.target: swarm`".to_string()),
+                );
+            }
+        }
+        let build_on = path!["image", "build_on"];
         if str_at(v, &build_on) == Some("local") && push == Some(false) {
             self.error(
                 Code::BuildOnLocalWithoutPush,
