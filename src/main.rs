@@ -11,6 +11,7 @@ mod plan_file;
 mod preview;
 mod render;
 mod shell;
+mod swarm;
 mod views;
 
 use std::process::ExitCode;

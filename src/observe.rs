@@ -91,7 +91,7 @@ pub struct ObserveError {
 }
 
 impl ObserveError {
-    fn new(what: &'static str, detail: impl ToString, fix: impl ToString) -> ObserveError {
+    pub(crate) fn new(what: &'static str, detail: impl ToString, fix: impl ToString) -> ObserveError {
         ObserveError { what, detail: detail.to_string(), fix: fix.to_string() }
     }
 }
@@ -197,6 +197,8 @@ pub struct Session {
     /// local` this machine's own.
     pub build_engine: Engine,
     pub compose: Compose,
+    /// With `deploy.target: swarm`, the manager `engine` is.
+    pub swarm: Option<crate::swarm::Manager>,
     /// What `compose version --short` says (`2.40.3`), asked once: while the rest of the
     /// observation runs when the flavour is known without asking.
     compose_version: std::sync::Arc<tokio::sync::OnceCell<Option<String>>>,
@@ -221,7 +223,11 @@ impl Session {
                 )
             })?,
         };
-        Ok(Session { engine, build_engine, compose, compose_version })
+        let swarm = match manifest.deploy.target {
+            benchform_manifest::model::DeployTarget::Compose => None,
+            benchform_manifest::model::DeployTarget::Swarm => Some(crate::swarm::manager(&engine).await?),
+        };
+        Ok(Session { engine, build_engine, compose, swarm, compose_version })
     }
 
     /// What `compose version --short` says.
@@ -345,59 +351,27 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
     };
 
     let env = compose_env(desired, compose.flavour);
-    let compose_error =
-        |e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)");
-    // Two compose processes that do not depend on each other: at the same time.
-    let (services, hashes) = tokio::join!(compose.rendered_services(&env), compose.config_hashes(&env));
-    let services = services.map_err(compose_error)?;
-    let hashes = hashes.map_err(compose_error)?;
+    let deployment = match &session.swarm {
+        None => compose_deployment(session, manifest, &env, &reference).await?,
+        Some(manager) => swarm_deployment(session, manager, manifest, &env, &reference).await?,
+    };
+    let Deployment { containers: observed_containers, rendered: services, has_volumes, other_projects, bench, swarm } =
+        deployment;
+    let bench_container = bench.as_ref().map(|(id, _)| id.clone());
     let rendered: BTreeMap<String, String> =
         services.iter().filter_map(|(name, s)| Some((name.clone(), s.image.clone()?))).collect();
-    let containers = engine
-        .project_containers(&manifest.project)
-        .await
-        .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?;
-    let mut built_for: HashMap<String, Option<String>> = HashMap::new();
-    let mut observed_containers = Vec::new();
-    for c in containers.iter().filter(|c| !c.oneoff) {
-        if !built_for.contains_key(&c.image_id) {
-            let labels = engine.image(&c.image_id).await.ok().flatten().map(|i| i.labels).unwrap_or_default();
-            built_for.insert(c.image_id.clone(), labels.get(LABEL_PROJECT).cloned());
-        }
-        let desired_image = rendered.get(&c.service).filter(|img| **img == reference).cloned();
-        observed_containers.push(ObservedContainer {
-            service: c.service.clone(),
-            name: c.name.clone(),
-            state: c.state.clone(),
-            image: c.image.clone(),
-            image_id: c.image_id.clone(),
-            desired_image,
-            built_for: built_for.get(&c.image_id).cloned().flatten(),
-            config_hash: c.config_hash.clone(),
-            desired_config_hash: hashes.get(&c.service).cloned(),
-            exit_code: c.exit_code(),
-            compose: c.compose_version.as_deref().map(flavour_of_version),
-        });
-    }
-
-    let backend = benchform_docker::engine::running_service(&containers, &manifest.deploy.backend_service);
-    let sites_observed = backend.is_some();
-    let read = match backend {
-        Some(b) => Bench { engine, container: b.id.clone() }.observe_sites(refresh).await.map_err(|e| {
-            ObserveError::new("sites", e, format!("check the {} container (`docker logs {}`)", b.service, b.name))
+    let sites_observed = bench.is_some();
+    let read = match bench {
+        Some((container, name)) => Bench { engine, container }.observe_sites(refresh).await.map_err(|e| {
+            ObserveError::new(
+                "sites",
+                e,
+                format!("check the {} container (`docker logs {name}`)", manifest.deploy.backend_service),
+            )
         })?,
         None => SitesRead::default(),
     };
     let compose_version = session.compose_version().await;
-    let has_volumes = engine
-        .project_has_volumes(&manifest.project)
-        .await
-        .map_err(|e| ObserveError::new("engine", e, "check the engine's health (`docker info`)"))?;
-    // Nothing of this project exists: is the deployment running under another name?
-    let other_projects = match p.paths.compose_files.first() {
-        Some(file) if containers.is_empty() && !has_volumes => other_projects(engine, file, manifest).await?,
-        _ => Vec::new(),
-    };
     Ok(Observed {
         // What the program says it is (a `docker-compose` on PATH can be a v2 binary).
         compose: compose_version.as_deref().map_or_else(|| compose.flavour.as_str().to_string(), flavour_of_version),
@@ -426,6 +400,140 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
         missing_bases,
         other_projects,
         backups: host_backups(&p.paths.backups, desired.sites.iter().map(|d| d.name.as_str())),
+        bench_container,
+        swarm,
+    })
+}
+
+/// What runs of the deployment (compose's containers, or a swarm's services), as observed.
+struct Deployment {
+    containers: Vec<ObservedContainer>,
+    /// Every service of the rendered configuration (benchform's own ops service too, on a swarm).
+    rendered: BTreeMap<String, compose::RenderedService>,
+    has_volumes: bool,
+    other_projects: Vec<String>,
+    /// Where `bench` runs, once it runs: the container's id and name.
+    bench: Option<(String, String)>,
+    swarm: Option<benchform_core::status::ObservedSwarm>,
+}
+
+fn engine_error(e: benchform_docker::EngineError) -> ObserveError {
+    ObserveError::new("engine", e, "check the engine's health (`docker info`)")
+}
+
+/// The images' `org.benchform.project` labels, each image asked once.
+async fn built_for(engine: &Engine, containers: &mut [ObservedContainer]) {
+    let mut known: HashMap<String, Option<String>> = HashMap::new();
+    for c in containers {
+        if !known.contains_key(&c.image_id) {
+            let labels = engine.image(&c.image_id).await.ok().flatten().map(|i| i.labels).unwrap_or_default();
+            known.insert(c.image_id.clone(), labels.get(LABEL_PROJECT).cloned());
+        }
+        c.built_for = known.get(&c.image_id).cloned().flatten();
+    }
+}
+
+async fn compose_deployment(
+    session: &Session,
+    manifest: &Manifest,
+    env: &[(String, String)],
+    reference: &str,
+) -> Result<Deployment, ObserveError> {
+    let Session { engine, compose, .. } = session;
+    let compose_error =
+        |e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)");
+    // Two compose processes that do not depend on each other: at the same time.
+    let (services, hashes) = tokio::join!(compose.rendered_services(env), compose.config_hashes(env));
+    let services = services.map_err(compose_error)?;
+    let hashes = hashes.map_err(compose_error)?;
+    let containers = engine.project_containers(&manifest.project).await.map_err(engine_error)?;
+    let mut observed: Vec<ObservedContainer> = containers
+        .iter()
+        .filter(|c| !c.oneoff)
+        .map(|c| ObservedContainer {
+            service: c.service.clone(),
+            name: c.name.clone(),
+            state: c.state.clone(),
+            image: c.image.clone(),
+            image_id: c.image_id.clone(),
+            desired_image: services.get(&c.service).and_then(|s| s.image.clone()).filter(|img| img == reference),
+            built_for: None,
+            config_hash: c.config_hash.clone(),
+            desired_config_hash: hashes.get(&c.service).cloned(),
+            exit_code: c.exit_code(),
+            compose: c.compose_version.as_deref().map(flavour_of_version),
+        })
+        .collect();
+    built_for(engine, &mut observed).await;
+    let bench = benchform_docker::engine::running_service(&containers, &manifest.deploy.backend_service)
+        .map(|b| (b.id.clone(), b.name.clone()));
+    let has_volumes = engine.project_has_volumes(&manifest.project).await.map_err(engine_error)?;
+    // Nothing of this project exists: is the deployment running under another name?
+    let other_projects = match session.compose.files.first() {
+        Some(file) if containers.is_empty() && !has_volumes => other_projects(engine, file, manifest).await?,
+        _ => Vec::new(),
+    };
+    Ok(Deployment { containers: observed, rendered: services, has_volumes, other_projects, bench, swarm: None })
+}
+
+async fn swarm_deployment(
+    session: &Session,
+    manager: &crate::swarm::Manager,
+    manifest: &Manifest,
+    env: &[(String, String)],
+    reference: &str,
+) -> Result<Deployment, ObserveError> {
+    let Session { engine, compose, .. } = session;
+    let value = compose
+        .rendered(env)
+        .await
+        .map_err(|e| ObserveError::new("compose", e, "fix the compose files the manifest names (deploy.compose)"))?;
+    let mut services = compose::services_of(&value);
+    let state = crate::swarm::StackState::read(engine, &manifest.project).await.map_err(engine_error)?;
+    let stack = crate::swarm::stack(&value, manifest, manager, state.nodes.len())?;
+    // benchform's ops service is deployed with the rest, on the desired image.
+    services.insert(
+        benchform_core::swarm::OPS_SERVICE.to_string(),
+        compose::RenderedService {
+            image: Some(reference.to_string()),
+            restart: Some("always".to_string()),
+            depends_on: Vec::new(),
+        },
+    );
+    let mut observed = state.observed(&manifest.project, &stack);
+    for c in &mut observed {
+        c.desired_image = services.get(&c.service).and_then(|s| s.image.clone()).filter(|img| img == reference);
+    }
+    built_for(engine, &mut observed).await;
+    let has_volumes = !state.services.is_empty()
+        || engine
+            .has_volumes_labelled(benchform_docker::swarm::NAMESPACE_LABEL, &manifest.project)
+            .await
+            .map_err(engine_error)?;
+    let bench = state.ops_container(manager).map(|id| {
+        let name = format!("{}_{}", manifest.project, benchform_core::swarm::OPS_SERVICE);
+        (id, name)
+    });
+    let swarm = benchform_core::status::ObservedSwarm {
+        nodes: state
+            .nodes
+            .iter()
+            .map(|n| benchform_core::status::SwarmNode {
+                hostname: n.hostname.clone(),
+                state: n.state.clone(),
+                availability: n.availability.clone(),
+                manager: n.manager,
+            })
+            .collect(),
+        placement: state.placement(),
+    };
+    Ok(Deployment {
+        containers: observed,
+        rendered: services,
+        has_volumes,
+        other_projects: Vec::new(),
+        bench,
+        swarm: Some(swarm),
     })
 }
 

@@ -77,12 +77,11 @@ async fn patch_logs(
     sites: &[String],
 ) -> BTreeMap<String, Result<BTreeSet<String>, String>> {
     let backend = &p.manifest.deploy.backend_service;
-    let running = observed.containers.iter().find(|c| &c.service == backend && c.state == "running");
     let all = |why: String| sites.iter().map(|s| (s.clone(), Err(why.clone()))).collect();
-    let Some(container) = running else {
+    let Some(container) = &observed.bench_container else {
         return all(format!("no {backend} container is running to read it"));
     };
-    match (Bench { engine: &session.engine, container: container.name.clone() }).patch_logs(sites).await {
+    match (Bench { engine: &session.engine, container: container.clone() }).patch_logs(sites).await {
         Ok(logs) => logs,
         Err(e) => all(format!("it could not be read: {e}")),
     }

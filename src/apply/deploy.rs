@@ -17,20 +17,9 @@ impl Applier<'_> {
         self.drop_canary().await;
         let backend = self.p.manifest.deploy.backend_service.clone();
         let reference = self.reference();
-        let previous = self
-            .engine
-            .project_containers(&self.p.manifest.project)
-            .await
-            .map_err(|e| untouched(err(e, "check `docker info`")))?
-            .into_iter()
-            .find(|c| c.service == backend && !c.oneoff)
-            .map(|c| c.image)
-            .filter(|image| *image != reference);
+        let previous = self.backend_image().await.map_err(untouched)?.filter(|image| *image != reference);
         self.forget_backend().await;
-        self.compose
-            .up(&self.env(), false, services)
-            .await
-            .map_err(|e| err(e, "fix the compose files or the engine, then apply again"))?;
+        self.roll_out(&self.env(), services).await?;
         // The new backend must come up and then answer for every site; a backend that never
         // comes up (an app that fails to import crash-loops gunicorn) fails the gate too.
         let why = match self.wait_until_up(&reference, self.options.health_timeout).await {
@@ -69,9 +58,9 @@ impl Applier<'_> {
         let previous = format!("{repository}:{tag}");
         let env = observe::compose_env_for(repository, tag, self.compose.flavour);
         self.forget_backend().await;
-        let back = match self.compose.up(&env, false, services).await {
-            Ok(_) => self.wait_until_up(&previous, DEPLOY_WAIT).await,
-            Err(e) => Err(err(e, "look at `docker compose logs`")),
+        let back = match self.roll_out(&env, services).await {
+            Ok(()) => self.wait_until_up(&previous, DEPLOY_WAIT).await,
+            Err(e) => Err(e),
         };
         if let Err(e) = back {
             return Err(err(
@@ -93,7 +82,66 @@ impl Applier<'_> {
         })
     }
 
+    /// The image the backend runs now (compose: its container's; swarm: its service's).
+    async fn backend_image(&self) -> Result<Option<String>, StepError> {
+        let backend = &self.p.manifest.deploy.backend_service;
+        let project = &self.p.manifest.project;
+        let image = match &self.swarm {
+            None => self
+                .engine
+                .project_containers(project)
+                .await
+                .map_err(|e| err(e, "check `docker info`"))?
+                .into_iter()
+                .find(|c| c.service == *backend && !c.oneoff)
+                .map(|c| c.image),
+            Some(_) => self
+                .engine
+                .stack_services(project)
+                .await
+                .map_err(|e| err(e, "check `docker info` on the manager"))?
+                .into_iter()
+                .find(|s| s.name == *backend)
+                .map(|s| s.image),
+        };
+        Ok(image)
+    }
+
+    /// Bring the deployment to the compose files with `env`: `compose up` of `services`, or on a
+    /// swarm `docker stack deploy` of the whole stack (swarm updates only the services whose
+    /// configuration changed: those the plan names).
+    async fn roll_out(&self, env: &[(String, String)], services: &[String]) -> Result<(), StepError> {
+        let Some(manager) = &self.swarm else {
+            return self
+                .compose
+                .up(env, false, services)
+                .await
+                .map(drop)
+                .map_err(|e| err(e, "fix the compose files or the engine, then apply again"));
+        };
+        let stack = self.stack(manager, env).await?;
+        benchform_docker::swarm::deploy_stack(&self.cli, &self.p.manifest.project, &stack.file)
+            .await
+            .map(drop)
+            .map_err(|e| err(e, "fix the compose files or the swarm, then apply again"))
+    }
+
+    /// The stack the compose files with `env` become on this swarm now.
+    pub(super) async fn stack(
+        &self,
+        manager: &crate::swarm::Manager,
+        env: &[(String, String)],
+    ) -> Result<benchform_core::swarm::Stack, StepError> {
+        let rendered =
+            self.compose.rendered(env).await.map_err(|e| err(e, "fix the compose files, then apply again"))?;
+        let nodes = self.engine.swarm_nodes().await.map_err(|e| err(e, "check `docker node ls` on the manager"))?;
+        crate::swarm::stack(&rendered, &self.p.manifest, manager, nodes.len()).map_err(|e| err(e.detail, e.fix))
+    }
+
     pub(super) async fn refresh_assets(&self) -> Result<Outcome, StepError> {
+        if self.swarm.is_some() {
+            return self.refresh_assets_on_swarm().await;
+        }
         let redis = self
             .engine
             .running_container(&self.p.manifest.project, "redis-cache")
@@ -125,6 +173,51 @@ impl Applier<'_> {
             ));
         }
         Ok(Outcome::Done("assets_json dropped from redis-cache".into()))
+    }
+}
+
+impl Applier<'_> {
+    /// On a swarm, redis-cache may run on any node, out of reach of this engine's execs: a job on
+    /// the stack's network runs `redis-cli -h redis-cache DEL assets_json` with redis-cache's own
+    /// image, wherever swarm puts it.
+    async fn refresh_assets_on_swarm(&self) -> Result<Outcome, StepError> {
+        let project = &self.p.manifest.project;
+        let rendered =
+            self.compose.rendered(&self.env()).await.map_err(|e| err(e, "fix the compose files, then apply again"))?;
+        let redis = &rendered["services"]["redis-cache"];
+        let Some(image) = redis["image"].as_str() else {
+            return Ok(Outcome::Done(
+                "no redis-cache service in the stack: delete assets_json in your redis-cache yourself".into(),
+            ));
+        };
+        let networks: Vec<String> = match redis["networks"].as_object() {
+            Some(nets) if !nets.is_empty() => nets.keys().map(|n| format!("{project}_{n}")).collect(),
+            _ => vec![format!("{project}_default")],
+        };
+        let argv: Vec<String> = ["redis-cli", "-h", "redis-cache", "DEL", "assets_json"].map(String::from).to_vec();
+        let job = benchform_docker::swarm::Job {
+            name: format!("{project}_benchform-assets"),
+            image,
+            argv: &argv,
+            networks,
+            labels: [(observe::LABEL_PROJECT.to_string(), project.clone())].into(),
+        };
+        let ended = self
+            .engine
+            .run_job(&job, Duration::from_secs(120))
+            .await
+            .map_err(|e| err(e, "check `docker service ls` on the manager"))?;
+        match ended {
+            Ok(0) => Ok(Outcome::Done("assets_json dropped from redis-cache (a swarm job)".into())),
+            Ok(code) => Err(err(
+                format!("redis-cli DEL assets_json exited {code} (a swarm job on the stack's network)"),
+                "check the redis-cache service (`docker service ps`)",
+            )),
+            Err(why) => Err(err(
+                format!("the swarm job that drops assets_json did not run: {why}"),
+                "check that every node can get redis-cache's image (`docker service ps`)",
+            )),
+        }
     }
 }
 

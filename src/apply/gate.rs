@@ -59,6 +59,9 @@ impl Applier<'_> {
 
     /// Wait, at most `limit`, until the configurator has exited and the backend runs `reference`.
     pub(super) async fn wait_until_up(&self, reference: &str, limit: Duration) -> Result<(), StepError> {
+        if let Some(manager) = &self.swarm {
+            return self.wait_until_converged(manager, reference, limit).await;
+        }
         let deadline = Instant::now() + limit;
         let backend = &self.p.manifest.deploy.backend_service;
         loop {
@@ -90,6 +93,63 @@ impl Applier<'_> {
                         status("configurator")
                     ),
                     "look at `docker compose logs`",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// On a swarm: wait, at most `limit`, until every service of the stack runs its new
+    /// configuration (its hash label is the stack file's; all its replicas run its image), the
+    /// one-shot services completed, and the backend runs `reference`. A rolling update swarm
+    /// paused (a task of the new configuration failed) fails at once.
+    async fn wait_until_converged(
+        &self,
+        manager: &crate::swarm::Manager,
+        reference: &str,
+        limit: Duration,
+    ) -> Result<(), StepError> {
+        let deadline = Instant::now() + limit;
+        let backend = &self.p.manifest.deploy.backend_service;
+        let project = &self.p.manifest.project;
+        let (repository, tag) = super::deploy::split_reference(reference);
+        let env = crate::observe::compose_env_for(repository, tag, self.compose.flavour);
+        let stack = self.stack(manager, &env).await?;
+        loop {
+            let state = crate::swarm::StackState::read(&self.engine, project)
+                .await
+                .map_err(|e| err(e, "check `docker node ls` on the manager"))?;
+            let services = state.observed(project, &stack);
+            let waiting: Vec<String> = services
+                .iter()
+                .filter_map(|c| {
+                    let done = if stack.jobs.contains(&c.service) {
+                        c.state == "exited" && c.exit_code == Some(0)
+                    } else {
+                        c.state == "running"
+                    };
+                    let current = c.config_hash.is_some() && c.config_hash == c.desired_config_hash;
+                    let on_image = c.service != *backend || c.image == reference;
+                    (!(done && current && on_image)).then(|| format!("{}: {}", c.service, c.state))
+                })
+                .collect();
+            if waiting.is_empty() && services.iter().any(|c| c.service == *backend) {
+                return Ok(());
+            }
+            if let Some(paused) = services.iter().find(|c| c.state.starts_with("update paused")) {
+                return Err(err(
+                    format!("swarm stopped the rolling update of {}: {}", paused.service, paused.state),
+                    format!("look at `docker service ps {project}_{}`", paused.service),
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(err(
+                    format!(
+                        "the stack did not converge on {reference} within {} s ({})",
+                        limit.as_secs(),
+                        waiting.join("; ")
+                    ),
+                    format!("look at `docker stack ps {project}`"),
                 ));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -157,6 +217,7 @@ impl Applier<'_> {
         let share = sites.len().div_ceil(GATE_EXECS);
         let chunks = sites.chunks(share).map(|chunk| async move {
             let mut argv: Vec<String> = ["sh", "-c", PING_SCRIPT, "sh"].map(String::from).to_vec();
+            argv.push(self.gunicorn());
             argv.extend(chunk.iter().map(|(site, _)| site.to_string()));
             // Each curl gives up after 5 s.
             let timeout = Duration::from_secs(10 + 6 * chunk.len() as u64);
@@ -226,12 +287,24 @@ fn parse_pings(stdout: &str) -> std::collections::HashMap<String, PingAnswer> {
     answers
 }
 
-/// The ping exec: for each site given as an argument, curl with its Host header against gunicorn
-/// where frappe_docker's images run it (its CMD binds 0.0.0.0:8000), framed so that each answer is
-/// told apart. Constant text; site names arrive as arguments, never in the script.
+impl Applier<'_> {
+    /// Where gunicorn answers, seen from where the ping runs: in the backend container itself
+    /// (frappe_docker's CMD binds 0.0.0.0:8000); on a swarm, from benchform's ops task, the
+    /// backend service by its name on the stack's network (swarm balances over its tasks).
+    fn gunicorn(&self) -> String {
+        match self.swarm {
+            None => "http://127.0.0.1:8000".to_string(),
+            Some(_) => format!("http://{}:8000", self.p.manifest.deploy.backend_service),
+        }
+    }
+}
+
+/// The ping exec: gunicorn's address first, then for each site given as an argument, curl with
+/// its Host header, framed so that each answer is told apart. Constant text; the address and the
+/// site names arrive as arguments, never in the script.
 const PING_SCRIPT: &str = concat!(
-    "for h; do printf '\\036site %s\\n' \"$h\"; ",
-    "curl -sS --max-time 5 -H \"Host: $h\" -w '\\n%{http_code}' http://127.0.0.1:8000/api/method/ping 2>&1; ",
+    "g=$1; shift; for h; do printf '\\036site %s\\n' \"$h\"; ",
+    "curl -sS --max-time 5 -H \"Host: $h\" -w '\\n%{http_code}' \"$g/api/method/ping\" 2>&1; ",
     "printf '\\n\\036rc %s\\n' \"$?\"; done"
 );
 

@@ -151,6 +151,8 @@ pub struct Applier<'a> {
     /// this machine's with `image.build_on: local`.
     pub build_engine: Engine,
     pub build_cli: Cli,
+    /// With `deploy.target: swarm`, the manager `engine` is.
+    pub swarm: Option<crate::swarm::Manager>,
     pub options: Options,
     /// Backups taken in this run, by site: the folder inside the bench (for a restore).
     pub backups: std::sync::Mutex<BTreeMap<String, String>>,
@@ -194,6 +196,7 @@ impl<'a> Applier<'a> {
             build_engine: session.build_engine,
             engine: session.engine,
             compose: session.compose,
+            swarm: session.swarm,
             backend: Default::default(),
             options,
             backups: Default::default(),
@@ -253,19 +256,23 @@ impl Applier<'_> {
         let service = &self.p.manifest.deploy.backend_service;
         let mut known = self.backend.lock().await;
         if known.is_none() {
-            *known = self
-                .engine
-                .running_container(&self.p.manifest.project, service)
+            *known = crate::swarm::bench_container(&self.engine, &self.p.manifest, self.swarm.as_ref())
                 .await
-                .map_err(|e| err(e, "check `docker info`"))?
-                .map(|c| c.id);
+                .map_err(|e| err(e, "check `docker info`"))?;
         }
         match known.clone() {
             Some(container) => Ok(Bench { engine: &self.engine, container }),
             None => Err(StepError {
                 touched: false,
                 ..err(
-                    format!("no running {service} container in project {}", self.p.manifest.project),
+                    match self.swarm {
+                        None => format!("no running {service} container in project {}", self.p.manifest.project),
+                        Some(_) => format!(
+                            "benchform's ops task ({}_{}) does not run on this manager yet",
+                            self.p.manifest.project,
+                            benchform_core::swarm::OPS_SERVICE
+                        ),
+                    },
                     "run apply again: a deploy step brings it up",
                 )
             }),

@@ -35,10 +35,15 @@ pub fn run(shell: &Shell, args: &HistoryArgs) -> Status {
             }
         };
         let container = match &engine {
-            Some(e) => e.running_container(&manifest.project, &manifest.deploy.backend_service).await.ok().flatten(),
+            Some(e) => {
+                let manager = match manifest.deploy.target {
+                    benchform_manifest::model::DeployTarget::Compose => None,
+                    benchform_manifest::model::DeployTarget::Swarm => crate::swarm::manager(e).await.ok(),
+                };
+                crate::swarm::bench_container(e, manifest, manager.as_ref()).await.ok().flatten()
+            }
             None => None,
-        }
-        .map(|c| c.id);
+        };
         let bench = engine.as_ref().zip(container).map(|(engine, container)| Bench { engine, container });
         history::read(&host, bench.as_ref()).await
     });

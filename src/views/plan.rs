@@ -162,10 +162,10 @@ pub fn text(p: &Plan, parallelism: u16, colour: bool) -> String {
             '-' => "31",
             _ => "33",
         };
-        // A deploy lists each container compose touches on its own line below instead.
+        // A deploy lists each service it touches on its own line below instead.
         let reason = match s.service_changes.len() {
             0 => s.reason.clone(),
-            n => format!("compose touches {n} service(s):"),
+            n => format!("the deploy touches {n} service(s):"),
         };
         out.push_str(&format!(
             "  {} {:<16} {:<30} {}\n",

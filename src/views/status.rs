@@ -12,7 +12,25 @@ pub fn text(r: &Report) -> String {
         Some(version) => format!("{} {version}", r.compose),
         None => r.compose.clone(),
     };
-    let mut out = format!("Project {} (compose {compose})\n\n", r.project);
+    let mut out = match &r.swarm {
+        None => format!("Project {} (compose {compose})\n\n", r.project),
+        Some(swarm) => {
+            let nodes: Vec<String> = swarm
+                .nodes
+                .iter()
+                .map(|n| {
+                    let role = if n.manager { " (manager)" } else { "" };
+                    format!("{}{role} {}/{}", n.hostname, n.state, n.availability)
+                })
+                .collect();
+            format!(
+                "Project {} (swarm stack, rendered by compose {compose})\nSwarm    {} node(s): {}\n\n",
+                r.project,
+                swarm.nodes.len(),
+                nodes.join(", ")
+            )
+        }
+    };
     out.push_str(&format!(
         "Lock     {}\n",
         if r.lock.fresh { "benchform.lock agrees with the manifest".to_string() } else { r.lock.problems.join("; ") }
@@ -37,6 +55,9 @@ pub fn text(r: &Report) -> String {
             Some(_) => yes(s.up_to_date, "  = desired", "  ≠ desired"),
         };
         out.push_str(&format!("  {:<16} {:<9} {}{verdict}\n", s.service, s.state, s.image));
+        if !s.nodes.is_empty() {
+            out.push_str(&format!("  {:<16} on {}\n", "", s.nodes.join(", ")));
+        }
     }
     out.push_str("\nSites");
     if !r.sites_observed {

@@ -518,7 +518,7 @@ pub fn plan(
     // 4. Deploy.
     let mut after_deploy: Vec<String> = image_ready.clone();
     if !deploy_services.is_empty() {
-        let changes = touched_by_up(observed, &deploy_services);
+        let changes = touched_by_up(observed, &deploy_services, desired.swarm);
         // Group services by why: "backend, queue-short: run bf1-…; configurator: not running".
         let mut by_why: Vec<(String, Vec<String>)> = Vec::new();
         for c in &changes {
@@ -709,6 +709,7 @@ fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, St
                          compose recreates it)",
                         observed.compose
                     ),
+                    None if desired.swarm => "its stack configuration changed".to_string(),
                     None => "its compose configuration changed".to_string(),
                 })
             }
@@ -729,7 +730,7 @@ fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, St
 /// with its reason; the one-shot services it starts again because one of them depends on them
 /// (frappe_docker's configurator runs on every `up`); and the containers compose made that the
 /// files no longer have (orphans), which it removes.
-fn touched_by_up(observed: &Observed, services: &[(String, String)]) -> Vec<ServiceChange> {
+fn touched_by_up(observed: &Observed, services: &[(String, String)], swarm: bool) -> Vec<ServiceChange> {
     let spec = |s: &str| observed.services.get(s).cloned().unwrap_or_default();
     let mut out: Vec<ServiceChange> = services
         .iter()
@@ -741,6 +742,10 @@ fn touched_by_up(observed: &Observed, services: &[(String, String)]) -> Vec<Serv
                 && observed.containers.iter().any(|c| c.service == *service && c.state == "running"),
         })
         .collect();
+    // A stack update touches the services whose configuration changed, and nothing else.
+    if swarm {
+        return out;
+    }
     // What `up` starts with them: dependencies, transitively.
     let mut queue: Vec<(String, String)> = services.iter().map(|(s, _)| (s.clone(), s.clone())).collect();
     while let Some((service, wanted_by)) = queue.pop() {

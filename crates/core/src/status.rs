@@ -36,6 +36,9 @@ pub struct Desired {
     /// `image.build_on: local`: built on this machine's engine, which pushes it; the deploy
     /// engine pulls it.
     pub build_local: bool,
+    /// `deploy.target: swarm`: a stack update instead of `compose up` (swarm reruns a one-shot
+    /// service only when its own configuration changes).
+    pub swarm: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +168,7 @@ pub fn desired(manifest: &Manifest, lock: &LockFile, tag: &str) -> Desired {
         canary: manifest.rollout.canary.clone(),
         smoke: manifest.rollout.smoke.clone(),
         build_local: !manifest.image.build_on.is_engine(),
+        swarm: !manifest.deploy.target.is_compose(),
     }
 }
 
@@ -201,6 +205,29 @@ pub struct Observed {
     /// The backups benchform copied off the volume, per site, oldest first (from the host's
     /// backups folder): the restore points a rollback by revert can use.
     pub backups: BTreeMap<String, Vec<HostBackup>>,
+    /// Where `bench` runs (the backend container; on a swarm, benchform's ops task), once it runs.
+    pub bench_container: Option<String>,
+    /// With `deploy.target: swarm`: the swarm's nodes and where each service's tasks run.
+    pub swarm: Option<ObservedSwarm>,
+}
+
+/// A swarm as its manager reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObservedSwarm {
+    pub nodes: Vec<SwarmNode>,
+    /// Service → the host names of the nodes its running tasks are on (a name once per task).
+    pub placement: BTreeMap<String, Vec<String>>,
+}
+
+/// One node of a swarm.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, JsonSchema)]
+pub struct SwarmNode {
+    pub hostname: String,
+    /// `ready`, `down`, `unknown`, `disconnected`.
+    pub state: String,
+    /// `active`, `pause`, `drain`.
+    pub availability: String,
+    pub manager: bool,
 }
 
 /// A backup benchform took of a site and keeps on the host (`backups.dir`), with the code the
@@ -381,6 +408,15 @@ pub struct Report {
     pub apps_source: String,
     pub sites: Vec<SiteReport>,
     pub drift: Vec<Drift>,
+    /// With `deploy.target: swarm`: the swarm's nodes (each service's `nodes` says where its
+    /// tasks run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<SwarmReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct SwarmReport {
+    pub nodes: Vec<SwarmNode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
@@ -407,6 +443,9 @@ pub struct ServiceReport {
     pub desired_image: Option<String>,
     /// True when the container runs the desired image (or the service has no desired image).
     pub up_to_date: bool,
+    /// On a swarm: the host names of the nodes its running tasks are on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
@@ -524,6 +563,7 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
                 image: c.image.clone(),
                 desired_image: c.desired_image.clone(),
                 up_to_date: c.desired_image.as_ref().is_none_or(|d| *d == c.image),
+                nodes: observed.swarm.as_ref().and_then(|s| s.placement.get(&c.service).cloned()).unwrap_or_default(),
             }
         })
         .collect();
@@ -643,6 +683,7 @@ pub fn compare(manifest: &Manifest, lock_file: Option<&LockFile>, desired: &Desi
         apps_source: observed.apps_source.as_str().to_string(),
         sites,
         drift,
+        swarm: observed.swarm.as_ref().map(|s| SwarmReport { nodes: s.nodes.clone() }),
     }
 }
 

@@ -53,6 +53,7 @@ fn desired(sites: &[(&str, &[&str])], image_apps: &[&str], bumped: &[&str]) -> D
         canary: Vec::new(),
         smoke: Vec::new(),
         build_local: false,
+        swarm: false,
     }
 }
 
@@ -120,6 +121,8 @@ fn observed(tag: &str, sites: Vec<ObservedSite>) -> Observed {
         missing_bases: Vec::new(),
         other_projects: Vec::new(),
         backups: BTreeMap::new(),
+        bench_container: Some("acme_backend_1".into()),
+        swarm: None,
     }
 }
 
@@ -884,4 +887,24 @@ fn nothing_running_with_volumes_refuses_a_new_image() {
             .iter()
             .any(|s| s.kind == benchform_core::plan::StepKind::NewSite)
     );
+}
+
+/// On a swarm the stack update touches the services whose configuration changed and nothing
+/// else: no "runs again" for the configurator, and a changed configuration is the stack's.
+#[test]
+fn a_swarm_deploy_touches_only_what_changed() {
+    let sites: &[(&str, &[&str])] = &[("a.example.com", &["erpnext"])];
+    let mut o = observed(NEW, sites.iter().map(|(n, a)| migrated(n, a, &["erpnext"])).collect());
+    let backend = o.containers.iter_mut().find(|c| c.service == "backend").unwrap();
+    backend.config_hash = Some("old".into());
+    let changes = |d: &Desired| {
+        let p = plan(d, &o, &PlanOptions::default(), vec![]).unwrap();
+        let deploy = p.steps.iter().find(|s| s.id == "deploy").unwrap();
+        deploy.service_changes.iter().map(|c| (c.service.clone(), c.reason.clone())).collect::<Vec<_>>()
+    };
+    let compose = changes(&desired(sites, &["erpnext"], &["erpnext"]));
+    assert_eq!(compose[0], ("backend".to_string(), "its compose configuration changed".to_string()));
+    assert!(compose.iter().any(|(s, why)| s == "configurator" && why.starts_with("runs again")), "{compose:?}");
+    let swarm = changes(&Desired { swarm: true, ..desired(sites, &["erpnext"], &["erpnext"]) });
+    assert_eq!(swarm, [("backend".to_string(), "its stack configuration changed".to_string())]);
 }

@@ -97,11 +97,24 @@ impl Compose {
         &self,
         env: &[(String, String)],
     ) -> Result<BTreeMap<String, RenderedService>, ComposeError> {
+        Ok(services_of(&self.rendered(env).await?))
+    }
+
+    /// The whole rendered configuration (`config`: merged, interpolated, anchors resolved), as
+    /// JSON. Both flavours print YAML; it is read with benchform's own parser.
+    pub async fn rendered(&self, env: &[(String, String)]) -> Result<serde_json::Value, ComposeError> {
         let text = self.run(&["config"], env).await?;
         let parsed = benchform_manifest::yaml::parse(&text);
-        let rendered = parsed.root.map(|r| r.to_json()).unwrap_or_default();
+        Ok(parsed.root.map(|r| r.to_json()).unwrap_or_default())
+    }
+}
+
+/// Every service of a rendered configuration: the image it would run, its restart policy and
+/// what it depends on.
+pub fn services_of(rendered: &serde_json::Value) -> BTreeMap<String, RenderedService> {
+    {
         let text_of = |svc: &serde_json::Value, key: &str| svc.get(key).and_then(|v| v.as_str()).map(str::to_string);
-        Ok(rendered
+        rendered
             .get("services")
             .and_then(|s| s.as_object())
             .map(|services| {
@@ -126,9 +139,11 @@ impl Compose {
                     })
                     .collect()
             })
-            .unwrap_or_default())
+            .unwrap_or_default()
     }
+}
 
+impl Compose {
     /// `config --services`.
     pub async fn services(&self, env: &[(String, String)]) -> Result<Vec<String>, ComposeError> {
         Ok(self

@@ -585,8 +585,13 @@ impl Engine {
 
     /// Whether the compose project has any volume on the engine (it was deployed before).
     pub async fn project_has_volumes(&self, project: &str) -> Result<bool, EngineError> {
+        self.has_volumes_labelled(labels::PROJECT, project).await
+    }
+
+    /// Whether any volume carries `label=value`.
+    pub async fn has_volumes_labelled(&self, label: &str, value: &str) -> Result<bool, EngineError> {
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
-        filters.insert("label".to_string(), vec![format!("{}={project}", labels::PROJECT)]);
+        filters.insert("label".to_string(), vec![format!("{label}={value}")]);
         let options = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filters).build();
         let list = self.docker.list_volumes(Some(options)).await.map_err(|e| Self::request_error("list volumes", e))?;
         Ok(list.volumes.is_some_and(|v| !v.is_empty()))

@@ -70,6 +70,8 @@ pub struct Task {
     pub exit_code: Option<i64>,
     /// Swarm's message, or the task's error (`No such image`, `task: non-zero exit (1)`).
     pub message: String,
+    /// When swarm created it (RFC 3339): the newest task of a service is its latest attempt.
+    pub created_at: String,
 }
 
 /// `repo:tag@sha256:…` (as swarm pins what it resolved) → `repo:tag`.
@@ -184,6 +186,7 @@ impl Engine {
                     None => status.message.unwrap_or_default(),
                 };
                 Some(Task {
+                    created_at: t.created_at.clone().unwrap_or_default(),
                     service,
                     node_id: t.node_id.unwrap_or_default(),
                     state: status.state.map(lower).unwrap_or_default(),
@@ -232,4 +235,90 @@ pub async fn deploy_stack(cli: &Cli, project: &str, file: &serde_json::Value) ->
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// A command run once on the swarm (a `replicated-job` service, Engine API 1.41): where no
+/// container of this engine can run it, e.g. against a service on another node.
+#[derive(Debug, Clone)]
+pub struct Job<'a> {
+    /// The service's name (removed again when the job has ended).
+    pub name: String,
+    pub image: &'a str,
+    pub argv: &'a [String],
+    /// Overlay networks (full names) it joins, to reach the stack's services by name.
+    pub networks: Vec<String>,
+    pub labels: HashMap<String, String>,
+}
+
+impl Engine {
+    /// Run `job` to its end (at most `limit`), then remove it: its exit code, or what swarm said
+    /// when it never ran (no such image, no node to run it).
+    pub async fn run_job(&self, job: &Job<'_>, limit: std::time::Duration) -> Result<Result<i64, String>, EngineError> {
+        use bollard::models::{
+            NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicatedJob, TaskSpec,
+            TaskSpecContainerSpec, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+        };
+        let spec = ServiceSpec {
+            name: Some(job.name.clone()),
+            labels: Some(job.labels.clone()),
+            task_template: Some(TaskSpec {
+                container_spec: Some(TaskSpecContainerSpec {
+                    image: Some(job.image.to_string()),
+                    command: Some(job.argv.to_vec()),
+                    ..Default::default()
+                }),
+                networks: Some(
+                    job.networks
+                        .iter()
+                        .map(|n| NetworkAttachmentConfig { target: Some(n.clone()), ..Default::default() })
+                        .collect(),
+                ),
+                restart_policy: Some(TaskSpecRestartPolicy {
+                    condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            mode: Some(ServiceSpecMode {
+                replicated_job: Some(ServiceSpecModeReplicatedJob {
+                    max_concurrent: Some(1),
+                    total_completions: Some(1),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created =
+            self.docker().create_service(spec, None).await.map_err(|e| Self::request_error("create a swarm job", e))?;
+        let id = created.id.unwrap_or_default();
+        let service = Service {
+            id: id.clone(),
+            name: job.name.clone(),
+            image: String::new(),
+            replicas: None,
+            labels: HashMap::new(),
+            update: None,
+        };
+        let deadline = std::time::Instant::now() + limit;
+        let ended = loop {
+            let tasks = self.stack_tasks(std::slice::from_ref(&service)).await;
+            let done = tasks.as_ref().ok().and_then(|tasks| {
+                tasks.iter().find_map(|t| match t.state.as_str() {
+                    "complete" => Some(Ok(0)),
+                    "failed" => Some(Ok(t.exit_code.unwrap_or(-1))),
+                    "rejected" | "orphaned" => Some(Err(t.message.clone())),
+                    _ => None,
+                })
+            });
+            if let Some(done) = done {
+                break Ok(done);
+            }
+            if std::time::Instant::now() > deadline {
+                break Ok(Err(format!("it did not end within {} s", limit.as_secs())));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        };
+        let _ = self.docker().delete_service(&id).await;
+        ended
+    }
 }

@@ -1,0 +1,204 @@
+//! The swarm target's shell (`deploy.target: swarm`): the manager benchform talks to, what the
+//! swarm runs of the stack, and the stack file (`benchform_core::swarm`) the manifest's compose
+//! files become. Observation costs the same for any stack: the nodes, the stack's services and
+//! their tasks, three requests to the manager.
+
+use std::collections::{BTreeMap, HashMap};
+
+use benchform_core::status::ObservedContainer;
+use benchform_core::swarm::{CONFIG_HASH_LABEL, ONE_SHOT_LABEL, OPS_SERVICE, Ops, Stack, StackOptions};
+use benchform_docker::swarm::{Node, Service, Task};
+use benchform_docker::{Engine, EngineError};
+use benchform_manifest::Manifest;
+use serde_json::Value;
+
+use crate::observe::ObserveError;
+
+/// Where frappe_docker's images keep the bench's sites.
+const SITES_TARGET: &str = "/home/frappe/frappe-bench/sites";
+
+/// The swarm manager benchform deploys through: the engine of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manager {
+    /// Its node's id: benchform's ops task runs there, so that its engine reaches it.
+    pub node_id: String,
+}
+
+/// The engine as a swarm manager, or why it cannot be one.
+pub async fn manager(engine: &Engine) -> Result<Manager, ObserveError> {
+    let host = engine.host();
+    let at_manager = "point DOCKER_HOST (or the Docker context) at a manager of the swarm (`docker node ls` answers \
+                      there)";
+    match engine.swarm_membership().await {
+        Err(e) => Err(ObserveError::new("engine", e, "check the engine's health (`docker info`)")),
+        Ok(None) => Err(ObserveError::new(
+            "swarm",
+            format!("deploy.target is swarm, and the engine at {host} is in no swarm"),
+            format!("{at_manager}, or make this engine one with `docker swarm init`"),
+        )),
+        Ok(Some(m)) if m.state != "active" => Err(ObserveError::new(
+            "swarm",
+            format!("the engine at {host} is in the swarm as `{}`, not active", m.state),
+            "bring it back into the swarm (`docker info` says why), or point DOCKER_HOST at another manager",
+        )),
+        Ok(Some(m)) if !m.manager => Err(ObserveError::new(
+            "swarm",
+            format!("the engine at {host} is a worker of the swarm: only managers deploy stacks and see their tasks"),
+            at_manager,
+        )),
+        Ok(Some(m)) => Ok(Manager { node_id: m.node_id }),
+    }
+}
+
+/// Where `bench` runs for `manifest`'s deployment: the running backend container (compose), or
+/// benchform's ops task on `manager`'s node (swarm).
+pub async fn bench_container(
+    engine: &Engine,
+    manifest: &Manifest,
+    manager: Option<&Manager>,
+) -> Result<Option<String>, EngineError> {
+    Ok(match manager {
+        None => engine.running_container(&manifest.project, &manifest.deploy.backend_service).await?.map(|c| c.id),
+        Some(manager) => StackState::read(engine, &manifest.project).await?.ops_container(manager),
+    })
+}
+
+/// What the swarm runs of one stack, as the manager reports it.
+#[derive(Debug, Clone, Default)]
+pub struct StackState {
+    pub nodes: Vec<Node>,
+    pub services: Vec<Service>,
+    pub tasks: Vec<Task>,
+}
+
+impl StackState {
+    pub async fn read(engine: &Engine, project: &str) -> Result<StackState, EngineError> {
+        let (nodes, services) = tokio::try_join!(engine.swarm_nodes(), engine.stack_services(project))?;
+        let tasks = engine.stack_tasks(&services).await?;
+        Ok(StackState { nodes, services, tasks })
+    }
+
+    /// The container of benchform's ops task on the manager's node, once it runs: where `bench`
+    /// commands run.
+    pub fn ops_container(&self, manager: &Manager) -> Option<String> {
+        self.tasks
+            .iter()
+            .filter(|t| t.service == OPS_SERVICE && t.node_id == manager.node_id)
+            .filter(|t| t.state == "running" && t.desired_state == "running")
+            .find_map(|t| t.container_id.clone())
+    }
+
+    /// Where each service's running tasks are: service → node host names.
+    pub fn placement(&self) -> BTreeMap<String, Vec<String>> {
+        let host: HashMap<&str, &str> = self.nodes.iter().map(|n| (n.id.as_str(), n.hostname.as_str())).collect();
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for t in self.tasks.iter().filter(|t| t.state == "running" && t.desired_state == "running") {
+            let on = host.get(t.node_id.as_str()).map_or(t.node_id.as_str(), |h| *h).to_string();
+            out.entry(t.service.clone()).or_default().push(on);
+        }
+        for hosts in out.values_mut() {
+            hosts.sort();
+        }
+        out
+    }
+
+    /// One entry per service, in the shape the planner reads for compose's containers: running
+    /// when all its replicas run its image (a one-shot service: exited 0 once its latest task
+    /// completed), with the hash of its stack configuration.
+    pub fn observed(&self, project: &str, stack: &Stack) -> Vec<ObservedContainer> {
+        let ready = self.nodes.iter().filter(|n| n.state == "ready" && n.availability == "active").count() as u64;
+        self.services
+            .iter()
+            .map(|s| {
+                let tasks: Vec<&Task> = self.tasks.iter().filter(|t| t.service == s.name).collect();
+                let (state, exit_code) = if s.labels.contains_key(ONE_SHOT_LABEL) {
+                    one_shot_state(&tasks)
+                } else {
+                    (service_state(s, &tasks, s.replicas.unwrap_or(ready)), None)
+                };
+                let desired_hash = stack.file["services"][&s.name]["deploy"]["labels"][CONFIG_HASH_LABEL].as_str();
+                ObservedContainer {
+                    service: s.name.clone(),
+                    name: format!("{project}_{}", s.name),
+                    state,
+                    image: s.image.clone(),
+                    image_id: s.image.clone(),
+                    desired_image: None,
+                    built_for: None,
+                    config_hash: s.labels.get(CONFIG_HASH_LABEL).cloned(),
+                    desired_config_hash: desired_hash.map(str::to_string),
+                    exit_code,
+                    compose: None,
+                }
+            })
+            .collect()
+    }
+}
+
+fn newest<'t>(tasks: &[&'t Task]) -> Option<&'t Task> {
+    let at = |t: &Task| t.created_at.parse::<jiff::Timestamp>().ok();
+    tasks.iter().copied().max_by_key(|t| at(t))
+}
+
+/// A one-shot service by its latest task: `exited` with its code once it ended.
+fn one_shot_state(tasks: &[&Task]) -> (String, Option<i64>) {
+    match newest(tasks) {
+        None => ("starting".to_string(), None),
+        Some(t) if t.state == "complete" => ("exited".to_string(), Some(0)),
+        Some(t) if t.state == "failed" => ("exited".to_string(), Some(t.exit_code.unwrap_or(1))),
+        Some(t) if t.state == "rejected" => (format!("rejected: {}", t.message), None),
+        Some(t) => (t.state.clone(), None),
+    }
+}
+
+/// `running` when `wanted` tasks run the service's image and no update is stuck; else how many
+/// run, and the latest failure's message.
+fn service_state(s: &Service, tasks: &[&Task], wanted: u64) -> String {
+    if let Some((state, message)) = &s.update
+        && (state == "paused" || state == "rollback_paused")
+    {
+        return format!("update {state}: {message}");
+    }
+    let running =
+        tasks.iter().filter(|t| t.state == "running" && t.desired_state == "running" && t.image == s.image).count()
+            as u64;
+    if running >= wanted {
+        return "running".to_string();
+    }
+    let failed: Vec<&Task> =
+        tasks.iter().copied().filter(|t| matches!(t.state.as_str(), "failed" | "rejected")).collect();
+    match newest(&failed) {
+        Some(t) => format!("{running}/{wanted} tasks running (last failure: {})", t.message),
+        None => format!("{running}/{wanted} tasks running"),
+    }
+}
+
+/// The volume the backend mounts at the bench's sites folder (frappe_docker: `sites`).
+pub fn sites_volume(rendered: &Value, backend: &str) -> String {
+    rendered["services"][backend]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["target"].as_str() == Some(SITES_TARGET) && v["type"].as_str() == Some("volume"))
+        .and_then(|v| v["source"].as_str())
+        .unwrap_or("sites")
+        .to_string()
+}
+
+/// The stack the manifest's compose files become (`rendered` by compose), on a swarm of `nodes`
+/// nodes, or why it cannot run safely there (every problem, each with its fix).
+pub fn stack(rendered: &Value, manifest: &Manifest, manager: &Manager, nodes: usize) -> Result<Stack, ObserveError> {
+    let backend = &manifest.deploy.backend_service;
+    let options = StackOptions {
+        project: manifest.project.clone(),
+        nodes,
+        sites_volume: sites_volume(rendered, backend),
+        scheduler: "scheduler".to_string(),
+        ops: Some(Ops { backend: backend.clone(), node: manager.node_id.clone() }),
+    };
+    benchform_core::swarm::stack_file(rendered, &options).map_err(|problems| {
+        let what = problems.iter().map(|p| format!("{}: {}", p.at, p.what)).collect::<Vec<_>>().join("; ");
+        let fix = problems.iter().map(|p| format!("{}: {}", p.at, p.fix)).collect::<Vec<_>>().join("; ");
+        ObserveError::new("stack", format!("the compose files cannot run safely on this swarm: {what}"), fix)
+    })
+}
