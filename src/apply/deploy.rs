@@ -39,19 +39,19 @@ impl Applier<'_> {
         if self.migrated.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(err(
                 format!("{why}; sites were migrated in this run, so the new image stays"),
-                "look at the backend's logs (`docker compose logs backend`)",
+                format!("look at the backend's logs ({})", self.backend_logs()),
             ));
         }
         let Some(previous) = previous else {
             return Err(err(
                 format!("{why}; there is no previous image to go back to"),
-                "look at the backend's logs (`docker compose logs backend`), fix the image, and apply again",
+                format!("look at the backend's logs ({}), fix the image, and apply again", self.backend_logs()),
             ));
         };
         if previous.starts_with("sha256:") {
             return Err(err(
                 format!("{why}; the previous image ({previous}) has no tag to redeploy"),
-                "look at the backend's logs (`docker compose logs backend`), fix the image, and apply again",
+                format!("look at the backend's logs ({}), fix the image, and apply again", self.backend_logs()),
             ));
         }
         let (repository, tag) = split_reference(&previous);
@@ -65,7 +65,7 @@ impl Applier<'_> {
         if let Err(e) = back {
             return Err(err(
                 format!("{why}; redeploying the previous image {previous} failed too: {}", e.detail),
-                "look at `docker compose logs`, then apply again",
+                format!("look at the backend's logs ({}), then apply again", self.backend_logs()),
             ));
         }
         // Going back is an image change too: the new image's bundle names may be cached.
@@ -80,6 +80,15 @@ impl Applier<'_> {
                 "look at the backend's logs on the new image, fix it, and apply again",
             )
         })
+    }
+
+    /// The command that shows the backend's logs, for a fix.
+    pub(super) fn backend_logs(&self) -> String {
+        let backend = &self.p.manifest.deploy.backend_service;
+        match self.swarm {
+            None => format!("`docker compose logs {backend}`"),
+            Some(_) => format!("`docker service logs {}_{backend}` on the manager", self.p.manifest.project),
+        }
     }
 
     /// The image the backend runs now (compose: its container's; swarm: its service's).

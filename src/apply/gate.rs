@@ -48,8 +48,10 @@ impl Applier<'_> {
                 touched: false,
                 ..err(
                     format!("{why}; not changing {site} on a backend that does not answer"),
-                    "look at the backend's logs (`docker compose logs backend`); apply again once it answers, or \
-                     revert the manifest change",
+                    format!(
+                        "look at the backend's logs ({}); apply again once it answers, or revert the manifest change",
+                        self.backend_logs()
+                    ),
                 )
             });
         }
