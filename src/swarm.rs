@@ -46,7 +46,25 @@ pub async fn manager(engine: &Engine) -> Result<Manager, ObserveError> {
             format!("the engine at {host} is a worker of the swarm: only managers deploy stacks and see their tasks"),
             at_manager,
         )),
-        Ok(Some(m)) => Ok(Manager { node_id: m.node_id }),
+        Ok(Some(m)) => {
+            // benchform's ops task runs on this node: it must take tasks.
+            let nodes = engine.swarm_nodes().await.map_err(|e| ObserveError::new("swarm", e, at_manager))?;
+            match nodes.iter().find(|n| n.id == m.node_id) {
+                Some(node) if node.availability != "active" => Err(ObserveError::new(
+                    "swarm",
+                    format!(
+                        "the manager at {host} ({}) is `{}`: benchform runs bench in a task on the manager's node",
+                        node.hostname, node.availability
+                    ),
+                    format!(
+                        "let it take tasks (`docker node update --availability active {}`), or point DOCKER_HOST at \
+                         a manager that does",
+                        node.hostname
+                    ),
+                )),
+                _ => Ok(Manager { node_id: m.node_id }),
+            }
+        }
     }
 }
 

@@ -429,6 +429,15 @@ fn the_demo_release_runs_on_the_three_node_swarm_and_survives_a_worker_stopping(
     demo.every_backend_serves("erp.localhost", &image);
     // The ops task runs on the manager, where benchform execs.
     assert_eq!(demo.running(OPS_SERVICE).iter().map(|(n, _, _)| n.as_str()).collect::<Vec<_>>(), ["bf-swarm1"]);
+    // status --format json: the nodes, and where each service's tasks run.
+    let status = demo.benchform(&["status", "--format", "json"]);
+    assert_eq!(status.code, 0, "{}", status.all());
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    crate::support::assert_matches_schema(&status, "status.schema.json");
+    assert_eq!(status["swarm"]["nodes"].as_array().map(Vec::len), Some(3), "{status}");
+    let backend = status["services"].as_array().unwrap().iter().find(|s| s["service"] == "backend").unwrap();
+    let on: BTreeSet<&str> = backend["nodes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).collect();
+    assert_eq!(on.len(), 2, "{backend}");
 
     // A new image (another build argument), and bf-swarm3's engine stopped once the deploy began.
     let prefix = "build_args: {FRAPPE_IMAGE_PREFIX: benchform-world";

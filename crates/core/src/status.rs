@@ -410,7 +410,7 @@ pub struct Report {
     pub drift: Vec<Drift>,
     /// With `deploy.target: swarm`: the swarm's nodes (each service's `nodes` says where its
     /// tasks run).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swarm: Option<SwarmReport>,
 }
 
@@ -444,7 +444,7 @@ pub struct ServiceReport {
     /// True when the container runs the desired image (or the service has no desired image).
     pub up_to_date: bool,
     /// On a swarm: the host names of the nodes its running tasks are on.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<String>,
 }
 

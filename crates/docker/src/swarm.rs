@@ -212,13 +212,15 @@ pub enum StackError {
 
 /// `docker stack deploy --compose-file - <project>` of `file` (the stack file as JSON, read on
 /// standard input: nothing of it lands on disk), images as the file names them (`--resolve-image
-/// never`: each node pulls the tag from the registry itself), services no longer in the file
-/// removed (`--prune`), through `cli` (pinned to the manager).
+/// never`: each node pulls the tag from the registry itself, with the credentials of the Docker
+/// config file passed along, `--with-registry-auth`), services no longer in the file removed
+/// (`--prune`), through `cli` (pinned to the manager).
 pub async fn deploy_stack(cli: &Cli, project: &str, file: &serde_json::Value) -> Result<String, StackError> {
     let cli_error =
         |e: std::io::Error| StackError::Cli { program: cli.program.display().to_string(), detail: e.to_string() };
     let mut cmd = cli.command();
-    cmd.args(["stack", "deploy", "--prune", "--resolve-image", "never", "--compose-file", "-", project])
+    cmd.args(["stack", "deploy", "--prune", "--with-registry-auth", "--resolve-image", "never"])
+        .args(["--compose-file", "-", project])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
