@@ -363,11 +363,11 @@ pub async fn observe(session: &Session, p: &Prepared, refresh: Refresh) -> Resul
     let sites_observed = bench.is_some();
     let read = match bench {
         Some((container, name)) => Bench { engine, container }.observe_sites(refresh).await.map_err(|e| {
-            ObserveError::new(
-                "sites",
-                e,
-                format!("check the {} container (`docker logs {name}`)", manifest.deploy.backend_service),
-            )
+            let logs = match session.swarm {
+                None => format!("`docker logs {name}`"),
+                Some(_) => format!("`docker service logs {name}` on the manager"),
+            };
+            ObserveError::new("sites", e, format!("check the {} container ({logs})", manifest.deploy.backend_service))
         })?,
         None => SitesRead::default(),
     };
@@ -491,6 +491,13 @@ async fn swarm_deployment(
     let mut services = compose::services_of(&value);
     let state = crate::swarm::StackState::read(engine, &manifest.project).await.map_err(engine_error)?;
     let stack = crate::swarm::stack(&value, manifest, manager, state.nodes.len())?;
+    // A one-shot service runs on the swarm restarted on failure only, whatever compose's
+    // `restart` said: exited 0 is its success.
+    for job in &stack.jobs {
+        if let Some(service) = services.get_mut(job) {
+            service.restart = Some("on-failure".to_string());
+        }
+    }
     // benchform's ops service is deployed with the rest, on the desired image.
     services.insert(
         benchform_core::swarm::OPS_SERVICE.to_string(),
@@ -505,15 +512,28 @@ async fn swarm_deployment(
         c.desired_image = services.get(&c.service).and_then(|s| s.image.clone()).filter(|img| img == reference);
     }
     built_for(engine, &mut observed).await;
+    // The stack, its volumes, or the compose project it was moved from (docs/swarm.md: the first
+    // swarm apply after `compose down`): sites may exist that no ops task can read yet.
     let has_volumes = !state.services.is_empty()
         || engine
             .has_volumes_labelled(benchform_docker::swarm::NAMESPACE_LABEL, &manifest.project)
             .await
-            .map_err(engine_error)?;
-    let bench = state.ops_container(manager).map(|id| {
+            .map_err(engine_error)?
+        || engine.project_has_volumes(&manifest.project).await.map_err(engine_error)?;
+    let ops = state.ops_container(manager).map(|id| {
         let name = format!("{}_{}", manifest.project, benchform_core::swarm::OPS_SERVICE);
         (id, name)
     });
+    // Before its first stack runs, a deployment moved from compose is read through the compose
+    // backend still running on the manager (docs/swarm.md, moving a compose deployment).
+    let bench = match ops {
+        Some(ops) => Some(ops),
+        None => engine
+            .running_container(&manifest.project, &manifest.deploy.backend_service)
+            .await
+            .map_err(engine_error)?
+            .map(|c| (c.id, c.name)),
+    };
     let swarm = benchform_core::status::ObservedSwarm {
         nodes: state
             .nodes

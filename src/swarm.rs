@@ -128,13 +128,25 @@ impl StackState {
         self.services
             .iter()
             .map(|s| {
-                let tasks: Vec<&Task> = self.tasks.iter().filter(|t| t.service == s.name).collect();
-                let (state, exit_code) = if s.labels.contains_key(ONE_SHOT_LABEL) {
-                    one_shot_state(&tasks)
-                } else {
-                    (service_state(s, &tasks, s.replicas.unwrap_or(ready)), None)
-                };
+                // Only the tasks of the service's present configuration count: during a rolling
+                // update, the old ones run on (on the same image, when only the environment changed).
+                let hash = s.labels.get(CONFIG_HASH_LABEL);
+                let tasks: Vec<&Task> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.service == s.name && (hash.is_none() || t.labels.get(CONFIG_HASH_LABEL) == hash))
+                    .collect();
                 let desired_hash = stack.file["services"][&s.name]["deploy"]["labels"][CONFIG_HASH_LABEL].as_str();
+                let reverted = s.update.as_ref().filter(|(state, _)| state.starts_with("rollback"));
+                let (state, exit_code) = match reverted {
+                    // Swarm put the previous configuration back (`failure_action: rollback`).
+                    Some((state, message)) if hash.map(String::as_str) != desired_hash => {
+                        (format!("rolled back by swarm ({state}): {message}"), None)
+                    }
+                    _ if s.labels.contains_key(ONE_SHOT_LABEL) => one_shot_state(&tasks),
+                    // Replicated: its replicas; global: as many as swarm means to run.
+                    _ => (service_state(s, &tasks, s.replicas.or(s.desired_tasks).unwrap_or(ready)), None),
+                };
                 ObservedContainer {
                     service: s.name.clone(),
                     name: format!("{project}_{}", s.name),
@@ -143,7 +155,12 @@ impl StackState {
                     image_id: s.image.clone(),
                     desired_image: None,
                     built_for: None,
-                    config_hash: s.labels.get(CONFIG_HASH_LABEL).cloned(),
+                    // A spec changed by hand since (scaled, environment edited) is not the
+                    // configuration its label names.
+                    config_hash: match changed_by_hand(s, &stack.file["services"][&s.name]) {
+                        None => hash.cloned(),
+                        Some(what) => Some(format!("{}{what}", benchform_core::swarm::CHANGED_BY_HAND)),
+                    },
                     desired_config_hash: desired_hash.map(str::to_string),
                     exit_code,
                     compose: None,
@@ -151,6 +168,57 @@ impl StackState {
             })
             .collect()
     }
+}
+
+/// What a service's live spec says that the stack file it was deployed from does not: its
+/// replicas (`docker service scale`), its environment (`docker service update --env-add`).
+/// Only what benchform can compare without redoing the Docker CLI's conversion.
+fn changed_by_hand(s: &Service, file: &Value) -> Option<String> {
+    // Deployed from another file: the hash label already says so.
+    let deployed = file["deploy"]["labels"][CONFIG_HASH_LABEL].as_str();
+    if s.labels.get(CONFIG_HASH_LABEL).map(String::as_str) != deployed || file.is_null() {
+        return None;
+    }
+    let global = file["deploy"]["mode"].as_str() == Some("global");
+    let replicas = file["deploy"]["replicas"].as_u64().unwrap_or(1);
+    if !global && s.replicas.is_some_and(|n| n != replicas) {
+        return Some(format!("{} replicas, the files say {replicas}", s.replicas.unwrap_or_default()));
+    }
+    let mut want: Vec<String> = match &file["environment"] {
+        Value::Object(vars) => vars
+            .iter()
+            .filter_map(|(k, v)| match v {
+                Value::Null => None,
+                Value::String(v) => Some(format!("{k}={v}")),
+                other => Some(format!("{k}={other}")),
+            })
+            .collect(),
+        Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
+        _ => Vec::new(),
+    };
+    let mut have = s.env.clone();
+    want.sort();
+    have.sort();
+    if want != have {
+        let names = |list: &[String]| -> Vec<String> {
+            list.iter().map(|e| e.split('=').next().unwrap_or_default().to_string()).collect()
+        };
+        let (w, h) = (names(&want), names(&have));
+        let mut differ: Vec<String> = h
+            .iter()
+            .chain(&w)
+            .filter(|n| {
+                let value = |list: &[String]| list.iter().find(|e| e.split('=').next() == Some(n.as_str())).cloned();
+                value(&want) != value(&have)
+            })
+            .cloned()
+            .collect();
+        differ.sort();
+        differ.dedup();
+        // Names only: values may be secrets.
+        return Some(format!("environment {}", differ.join(", ")));
+    }
+    None
 }
 
 fn newest<'t>(tasks: &[&'t Task]) -> Option<&'t Task> {
@@ -173,7 +241,7 @@ fn one_shot_state(tasks: &[&Task]) -> (String, Option<i64>) {
 /// run, and the latest failure's message.
 fn service_state(s: &Service, tasks: &[&Task], wanted: u64) -> String {
     if let Some((state, message)) = &s.update
-        && (state == "paused" || state == "rollback_paused")
+        && matches!(state.as_str(), "paused" | "rollback_paused")
     {
         return format!("update {state}: {message}");
     }

@@ -199,9 +199,12 @@ impl Applier<'_> {
                 "no redis-cache service in the stack: delete assets_json in your redis-cache yourself".into(),
             ));
         };
+        // A network's name on the swarm: the one the files give it (external ones), else the
+        // stack's `<project>_<network>`.
+        let name_of = |n: &str| rendered["networks"][n]["name"].as_str().map_or(format!("{project}_{n}"), String::from);
         let networks: Vec<String> = match redis["networks"].as_object() {
-            Some(nets) if !nets.is_empty() => nets.keys().map(|n| format!("{project}_{n}")).collect(),
-            _ => vec![format!("{project}_default")],
+            Some(nets) if !nets.is_empty() => nets.keys().map(|n| name_of(n)).collect(),
+            _ => vec![name_of("default")],
         };
         let argv: Vec<String> = ["redis-cli", "-h", "redis-cache", "DEL", "assets_json"].map(String::from).to_vec();
         let job = benchform_docker::swarm::Job {

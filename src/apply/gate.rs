@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use benchform_core::plan::{Plan, StepKind};
+use benchform_core::status::ObservedContainer;
 
 use super::*;
 
@@ -138,10 +139,15 @@ impl Applier<'_> {
             if waiting.is_empty() && services.iter().any(|c| c.service == *backend) {
                 return Ok(());
             }
-            if let Some(paused) = services.iter().find(|c| c.state.starts_with("update paused")) {
+            let stopped = |c: &&ObservedContainer| {
+                ["update paused", "update rollback_paused", "rolled back by swarm"]
+                    .iter()
+                    .any(|s| c.state.starts_with(s))
+            };
+            if let Some(stopped) = services.iter().find(stopped) {
                 return Err(err(
-                    format!("swarm stopped the rolling update of {}: {}", paused.service, paused.state),
-                    format!("look at `docker service ps {project}_{}`", paused.service),
+                    format!("swarm stopped the rolling update of {}: {}", stopped.service, stopped.state),
+                    format!("look at `docker service ps {project}_{}`", stopped.service),
                 ));
             }
             if Instant::now() > deadline {

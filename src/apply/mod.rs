@@ -268,7 +268,8 @@ impl Applier<'_> {
                     match self.swarm {
                         None => format!("no running {service} container in project {}", self.p.manifest.project),
                         Some(_) => format!(
-                            "benchform's ops task ({}_{}) does not run on this manager yet",
+                            "benchform's ops task ({}_{}) does not run on this manager (`docker service ps {0}_{1}` \
+                             says why)",
                             self.p.manifest.project,
                             benchform_core::swarm::OPS_SERVICE
                         ),

@@ -38,7 +38,14 @@ pub fn run(shell: &Shell, args: &HistoryArgs) -> Status {
             Some(e) => {
                 let manager = match manifest.deploy.target {
                     benchform_manifest::model::DeployTarget::Compose => None,
-                    benchform_manifest::model::DeployTarget::Swarm => crate::swarm::manager(e).await.ok(),
+                    benchform_manifest::model::DeployTarget::Swarm => match crate::swarm::manager(e).await {
+                        Ok(manager) => Some(manager),
+                        Err(why) => {
+                            let what = format!("{}; showing only this machine's copy ({})", why.detail, host.display());
+                            shell.warn(&what, Some(&why.fix));
+                            None
+                        }
+                    },
                 };
                 crate::swarm::bench_container(e, manifest, manager.as_ref()).await.ok().flatten()
             }

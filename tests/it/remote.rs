@@ -366,9 +366,11 @@ fn the_tls_probe_reads_why_the_engine_refused_a_client_certificate() {
     let r = Remote::get();
     let certs = Path::new(r.var("BENCHFORM_WORLD_REMOTE_CERTS"));
     let host = r.var("BENCHFORM_WORLD_REMOTE_TLS");
+    use benchform_docker::tlsprobe::{Probe, probe};
     for refused in ["expired", "other-ca"] {
-        let why = benchform_docker::tlsprobe::refusal(host, &certs.join(refused));
-        assert!(why.as_deref().is_some_and(|w| w.contains("alert")), "{refused}: {why:?}");
+        let said = probe(host, &certs.join(refused));
+        assert!(matches!(&said, Probe::Refused(why) if why.contains("alert")), "{refused}: {said:?}");
     }
-    assert_eq!(benchform_docker::tlsprobe::refusal(host, &certs.join("client")), None);
+    assert_eq!(probe(host, &certs.join("client")), Probe::Answered);
+    assert_eq!(probe(host, &certs.join("missing")), Probe::Inconclusive);
 }

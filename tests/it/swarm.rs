@@ -484,6 +484,25 @@ fn the_demo_release_runs_on_the_three_node_swarm_and_survives_a_worker_stopping(
     assert_eq!(again.code, 0, "{}", again.all());
     assert_eq!(demo.benchform(&["plan", "--detailed-exitcode"]).code, 0);
     demo.every_backend_serves("erp.localhost", &demo.backend_image());
+
+    // Operators' hands on the stack: a scaled backend and an environment variable added to a
+    // worker are planned (names only, never values) and put back by the next apply.
+    let by_hand = |args: &[&str]| {
+        let out = Swarm::get().manager().args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    by_hand(&["service", "scale", "--detach", &format!("{}_backend=3", demo.project)]);
+    let worker = format!("{}_queue-short", demo.project);
+    by_hand(&["service", "update", "--detach", "--env-add", "HAND_SET=s3cr3t-by-hand", &worker]);
+    let plan = demo.benchform(&["plan", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(plan.stdout.contains("changed by hand (3 replicas, the files say 2)"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("changed by hand (environment HAND_SET)"), "{}", plan.stdout);
+    assert!(!plan.all().contains("s3cr3t-by-hand"), "a value set by hand was shown");
+    let put_back = demo.benchform(&["apply", "--auto-approve"]);
+    assert_eq!(put_back.code, 0, "{}", put_back.all());
+    assert_eq!(demo.benchform(&["plan", "--detailed-exitcode"]).code, 0);
+    assert_eq!(demo.running("backend").len(), 2);
 }
 
 /// On the swarm as on compose: a failed migrate restores that site from the backup taken in the
@@ -519,8 +538,35 @@ fn a_failed_migrate_is_restored_and_a_backend_that_cannot_start_is_rolled_back_o
     demo.edit(prefix, &format!("{prefix}, BENCH_CONTRACT_FAULT: backend-crash"));
     let crashing = demo.benchform(&["apply", "--auto-approve", "--health-timeout", "60"]);
     assert_eq!(crashing.code, 1, "{}", crashing.all());
+    assert!(crashing.stderr.contains("swarm stopped the rolling update of backend"), "{}", crashing.all());
     assert!(crashing.stderr.contains(&format!("redeployed the previous image {released}")), "{}", crashing.all());
     assert_eq!(demo.backend_image(), released);
     demo.every_backend_serves("erp.localhost", &released);
     demo.every_backend_serves("staging.localhost", &released);
+    // The broken release is still the desired state: plan says so.
+    assert_eq!(demo.benchform(&["plan", "--detailed-exitcode"]).code, 2);
+
+    // Engines that cannot take a stack, and files that cannot run safely on it: exit 1 with
+    // the fix, nothing changed.
+    let plan_on = |host: &str| {
+        let mut env: Vec<(&str, &str)> = vec![("DOCKER_HOST", host)];
+        env.extend(demo.secrets.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        crate::support::benchform_in(&demo.project_dir(), &["plan"], &env)
+    };
+    let alone = plan_on("unix:///var/run/docker.sock");
+    assert_eq!(alone.code, 1, "{}", alone.all());
+    assert!(alone.stderr.contains("is in no swarm") && alone.stderr.contains("docker swarm init"), "{}", alone.stderr);
+    let worker = plan_on(&Swarm::get().env["BENCHFORM_WORLD_SWARM_NODE2"]);
+    assert_eq!(worker.code, 1, "{}", worker.all());
+    assert!(worker.stderr.contains("is a worker of the swarm"), "{}", worker.stderr);
+    let manifest = std::fs::read_to_string(demo.project_dir().join("benchform.yaml")).unwrap();
+    let files = manifest.lines().find(|l| l.trim_start().starts_with("files:")).unwrap().to_string();
+    demo.edit(&files, "    files: [compose.yaml]");
+    let unsafe_stack = demo.benchform(&["plan"]);
+    assert_eq!(unsafe_stack.code, 1, "{}", unsafe_stack.all());
+    assert!(unsafe_stack.stderr.contains("cannot run safely on this swarm"), "{}", unsafe_stack.stderr);
+    for at in ["db: keeps its data in the node-local volume `db-data`", "volumes.sites: the `sites` volume"] {
+        assert!(unsafe_stack.stderr.contains(at), "{at}: {}", unsafe_stack.stderr);
+    }
+    assert_eq!(demo.backend_image(), released, "a refused plan changed the stack");
 }

@@ -709,7 +709,14 @@ fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, St
                          compose recreates it)",
                         observed.compose
                     ),
-                    None if desired.swarm => "its stack configuration changed".to_string(),
+                    None if desired.swarm => {
+                        match c.config_hash.as_deref().and_then(|h| h.strip_prefix(crate::swarm::CHANGED_BY_HAND)) {
+                            Some(what) => {
+                                format!("changed by hand ({what}); the deploy puts the files' configuration back")
+                            }
+                            None => "its stack configuration changed".to_string(),
+                        }
+                    }
                     None => "its compose configuration changed".to_string(),
                 })
             }
@@ -721,6 +728,18 @@ fn services_to_deploy(desired: &Desired, observed: &Observed) -> Vec<(String, St
         };
         if let Some(why) = why {
             out.push((service.clone(), why));
+        }
+    }
+    // A stack service the files no longer have: `docker stack deploy --prune` removes it, so the
+    // deploy is needed for it alone. (compose's orphans are listed with the deploy they ride on.)
+    if desired.swarm && !observed.services.is_empty() {
+        for c in observed.containers.iter().filter(|c| !observed.services.contains_key(&c.service)) {
+            if !out.iter().any(|(s, _)| *s == c.service) {
+                out.push((
+                    c.service.clone(),
+                    "orphan: no longer in the compose files, so the stack deploy removes it".into(),
+                ));
+            }
         }
     }
     out

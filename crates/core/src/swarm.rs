@@ -72,6 +72,11 @@ pub struct Ops {
 /// The name of benchform's ops service in the stack (`<project>_benchform-ops` on the swarm).
 pub const OPS_SERVICE: &str = "benchform-ops";
 
+/// How the shell marks a service's configuration hash when its live spec was changed by hand
+/// (scaled, environment edited) since it was deployed: this prefix, then what changed. The
+/// planner gives it as the reason to deploy.
+pub const CHANGED_BY_HAND: &str = "changed by hand: ";
+
 /// The label holding each service's configuration hash (of its entry in the stack file, this
 /// label aside): what `plan` compares with the running service, as compose's config hash.
 pub const CONFIG_HASH_LABEL: &str = "org.benchform.config-hash";
@@ -169,10 +174,7 @@ pub fn stack_file(rendered: &Value, o: &StackOptions) -> Result<Stack, Vec<Probl
             deploy.insert("mode".to_string(), json!("replicated"));
             deploy.insert("replicas".to_string(), json!(1));
             deploy.insert("restart_policy".to_string(), json!({"condition": "on-failure"}));
-            let labels = deploy.entry("labels").or_insert_with(|| json!({}));
-            if let Some(labels) = labels.as_object_mut() {
-                labels.insert(ONE_SHOT_LABEL.to_string(), json!("true"));
-            }
+            add_label(deploy.entry("labels").or_insert_with(|| json!({})), ONE_SHOT_LABEL, "true");
             jobs.push(name.clone());
             notes.push(format!("{name}: runs to completion once per change (one replica, restarted on failure only)"));
         } else if let Some(restart) = restart
@@ -251,6 +253,17 @@ pub fn stack_file(rendered: &Value, o: &StackOptions) -> Result<Stack, Vec<Probl
             }
         }
 
+        // The stack format takes a CPU count as a string (compose v2 writes a number).
+        if let Some(resources) = deploy.get_mut("resources").and_then(Value::as_object_mut) {
+            for kind in ["limits", "reservations"] {
+                if let Some(cpus) = resources.get_mut(kind).and_then(|k| k.get_mut("cpus"))
+                    && let Some(n) = cpus.as_f64()
+                {
+                    *cpus = json!(n.to_string());
+                }
+            }
+        }
+
         // What could lose data, or run the scheduler twice.
         let replicas = deploy.get("replicas").and_then(Value::as_u64).unwrap_or(1);
         let global = deploy.get("mode").and_then(Value::as_str) == Some("global");
@@ -310,15 +323,15 @@ pub fn stack_file(rendered: &Value, o: &StackOptions) -> Result<Stack, Vec<Probl
             }
         }
     }
+    // The hash on the service (what its spec says now) and on its containers (what each task
+    // was started from: a task of an older configuration is told apart even on the same image).
     for service in services.values_mut() {
         let hash = crate::tag::sha256_hex(canonical(service).to_string().as_bytes());
         if let Some(svc) = service.as_object_mut() {
+            add_label(svc.entry("labels").or_insert_with(|| json!({})), CONFIG_HASH_LABEL, &hash);
             let deploy = svc.entry("deploy").or_insert_with(|| json!({}));
             if let Some(deploy) = deploy.as_object_mut() {
-                let labels = deploy.entry("labels").or_insert_with(|| json!({}));
-                if let Some(labels) = labels.as_object_mut() {
-                    labels.insert(CONFIG_HASH_LABEL.to_string(), json!(hash));
-                }
+                add_label(deploy.entry("labels").or_insert_with(|| json!({})), CONFIG_HASH_LABEL, &hash);
             }
         }
     }
@@ -387,6 +400,21 @@ fn ops_service(backend: &Value, node: &str) -> Value {
         }),
     );
     Value::Object(out)
+}
+
+/// Add `key=value` to a `labels` entry, a map or a `KEY=VALUE` list as compose may write either.
+fn add_label(labels: &mut Value, key: &str, value: &str) {
+    match labels {
+        Value::Object(m) => {
+            m.insert(key.to_string(), json!(value));
+        }
+        Value::Array(items) => {
+            let prefix = format!("{key}=");
+            items.retain(|i| !i.as_str().is_some_and(|s| s.starts_with(&prefix)));
+            items.push(json!(format!("{key}={value}")));
+        }
+        other => *other = json!({ key: value }),
+    }
 }
 
 /// `value` with every object's keys in order, so that equal configurations hash the same.
@@ -650,7 +678,12 @@ mod tests {
             let services = stack.file["services"].as_object().unwrap().clone();
             services
                 .into_iter()
-                .map(|(name, s)| (name, s["deploy"]["labels"][CONFIG_HASH_LABEL].as_str().unwrap().to_string()))
+                .map(|(name, s)| {
+                    let hash = s["deploy"]["labels"][CONFIG_HASH_LABEL].as_str().unwrap().to_string();
+                    // The containers carry it too: tasks of an older configuration are told apart.
+                    assert_eq!(s["labels"][CONFIG_HASH_LABEL].as_str(), Some(hash.as_str()), "{name}");
+                    (name, hash)
+                })
                 .collect::<BTreeMap<_, _>>()
         };
         let before = hash(&rendered());
@@ -661,6 +694,18 @@ mod tests {
         let after = hash(&bumped);
         let changed: Vec<&String> = before.keys().filter(|s| before[*s] != after[*s]).collect();
         assert_eq!(changed, ["backend"]);
+        // Labels a service has as a list keep their entries, and the hash joins them.
+        let mut listed = rendered();
+        listed["services"]["backend"]["labels"] = json!(["team=erp"]);
+        let stack = stack_file(&listed, &options(1)).unwrap();
+        let labels = stack.file["services"]["backend"]["labels"].as_array().unwrap().clone();
+        assert_eq!(labels.len(), 2, "{labels:?}");
+        assert!(labels[1].as_str().unwrap().starts_with(&format!("{CONFIG_HASH_LABEL}=")));
+        // A CPU count as compose v2 writes it becomes the string the stack format takes.
+        let mut limited = rendered();
+        limited["services"]["backend"]["deploy"] = json!({"resources": {"limits": {"cpus": 1.5}}});
+        let stack = stack_file(&limited, &options(1)).unwrap();
+        assert_eq!(stack.file["services"]["backend"]["deploy"]["resources"]["limits"]["cpus"], "1.5");
     }
 
     #[test]

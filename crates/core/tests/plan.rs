@@ -897,14 +897,35 @@ fn a_swarm_deploy_touches_only_what_changed() {
     let mut o = observed(NEW, sites.iter().map(|(n, a)| migrated(n, a, &["erpnext"])).collect());
     let backend = o.containers.iter_mut().find(|c| c.service == "backend").unwrap();
     backend.config_hash = Some("old".into());
-    let changes = |d: &Desired| {
-        let p = plan(d, &o, &PlanOptions::default(), vec![]).unwrap();
+    let changes = |d: &Desired, o: &Observed| {
+        let p = plan(d, o, &PlanOptions::default(), vec![]).unwrap();
         let deploy = p.steps.iter().find(|s| s.id == "deploy").unwrap();
         deploy.service_changes.iter().map(|c| (c.service.clone(), c.reason.clone())).collect::<Vec<_>>()
     };
-    let compose = changes(&desired(sites, &["erpnext"], &["erpnext"]));
+    let compose = changes(&desired(sites, &["erpnext"], &["erpnext"]), &o);
     assert_eq!(compose[0], ("backend".to_string(), "its compose configuration changed".to_string()));
     assert!(compose.iter().any(|(s, why)| s == "configurator" && why.starts_with("runs again")), "{compose:?}");
-    let swarm = changes(&Desired { swarm: true, ..desired(sites, &["erpnext"], &["erpnext"]) });
+    let swarm_desired = Desired { swarm: true, ..desired(sites, &["erpnext"], &["erpnext"]) };
+    let swarm = changes(&swarm_desired, &o);
     assert_eq!(swarm, [("backend".to_string(), "its stack configuration changed".to_string())]);
+    // Scaled by hand since: said, and put back.
+    let backend = o.containers.iter_mut().find(|c| c.service == "backend").unwrap();
+    backend.config_hash = Some(format!("{}3 replicas, the files say 2", benchform_core::swarm::CHANGED_BY_HAND));
+    let scaled = changes(&swarm_desired, &o);
+    assert_eq!(
+        scaled[0].1,
+        "changed by hand (3 replicas, the files say 2); the deploy puts the files' configuration back"
+    );
+    // A service the files dropped: the stack deploy removes it (--prune), so it is planned alone.
+    let mut orphaned = observed(NEW, sites.iter().map(|(n, a)| migrated(n, a, &["erpnext"])).collect());
+    orphaned.containers.push(container("old-worker", NEW));
+    assert_eq!(
+        changes(&swarm_desired, &orphaned),
+        [(
+            "old-worker".to_string(),
+            "orphan: no longer in the compose files, so the stack deploy removes it".to_string()
+        )]
+    );
+    let compose_plan = plan(&desired(sites, &["erpnext"], &["erpnext"]), &orphaned, &PlanOptions::default(), vec![]);
+    assert!(compose_plan.unwrap().steps.is_empty(), "compose lists orphans only with a deploy they ride on");
 }

@@ -384,10 +384,11 @@ impl Engine {
                     None => match tls {
                         Some(t) => {
                             let (at, dir) = (host.clone(), t.dir.clone());
-                            let refusal = tokio::task::spawn_blocking(move || crate::tlsprobe::refusal(&at, &dir))
-                                .await
-                                .ok()
-                                .flatten();
+                            let refusal =
+                                match tokio::task::spawn_blocking(move || crate::tlsprobe::probe(&at, &dir)).await {
+                                    Ok(crate::tlsprobe::Probe::Refused(why)) => Some(why),
+                                    _ => None,
+                                };
                             tracing::debug!(host, ?refusal, "probed the TLS engine for why it refused");
                             refusal.and_then(|r| tls_problem(&host, tls, &r))
                         }

@@ -50,8 +50,13 @@ pub struct Service {
     pub image: String,
     /// Replicas asked for (`None`: global).
     pub replicas: Option<u64>,
+    /// How many tasks swarm means to run now (a global service: one per node its constraints
+    /// allow), as it reports.
+    pub desired_tasks: Option<u64>,
     /// The service's labels (the stack file's `deploy.labels`).
     pub labels: HashMap<String, String>,
+    /// Its tasks' environment (`KEY=VALUE`), as the spec says now.
+    pub env: Vec<String>,
     /// A rolling update's state (`updating`, `completed`, `paused`, `rollback_started`,
     /// `rollback_completed` …), and what swarm said about it.
     pub update: Option<(String, String)>,
@@ -72,6 +77,9 @@ pub struct Task {
     pub message: String,
     /// When swarm created it (RFC 3339): the newest task of a service is its latest attempt.
     pub created_at: String,
+    /// Its container's labels, from the service's spec when the task was made: which
+    /// configuration it runs.
+    pub labels: HashMap<String, String>,
 }
 
 /// `repo:tag@sha256:…` (as swarm pins what it resolved) → `repo:tag`.
@@ -125,7 +133,7 @@ impl Engine {
     pub async fn stack_services(&self, project: &str) -> Result<Vec<Service>, EngineError> {
         let mut filters: HashMap<String, Vec<String>> = HashMap::new();
         filters.insert("label".to_string(), vec![format!("{NAMESPACE_LABEL}={project}")]);
-        let options = ListServicesOptionsBuilder::new().filters(&filters).build();
+        let options = ListServicesOptionsBuilder::new().filters(&filters).status(true).build();
         let list = self
             .docker()
             .list_services(Some(options))
@@ -137,12 +145,8 @@ impl Engine {
             .map(|s| {
                 let spec = s.spec.unwrap_or_default();
                 let full = spec.name.unwrap_or_default();
-                let image = spec
-                    .task_template
-                    .and_then(|t| t.container_spec)
-                    .and_then(|c| c.image)
-                    .map(|i| unpinned(&i))
-                    .unwrap_or_default();
+                let container = spec.task_template.and_then(|t| t.container_spec).unwrap_or_default();
+                let image = container.image.map(|i| unpinned(&i)).unwrap_or_default();
                 let replicas = spec.mode.and_then(|m| m.replicated).map(|r| r.replicas.unwrap_or(1) as u64);
                 let update =
                     s.update_status.map(|u| (u.state.map(lower).unwrap_or_default(), u.message.unwrap_or_default()));
@@ -151,7 +155,9 @@ impl Engine {
                     name: full.strip_prefix(&prefix).unwrap_or(&full).to_string(),
                     image,
                     replicas,
+                    desired_tasks: s.service_status.and_then(|st| st.desired_tasks),
                     labels: spec.labels.unwrap_or_default(),
+                    env: container.env.unwrap_or_default(),
                     update,
                 }
             })
@@ -180,13 +186,15 @@ impl Engine {
                 let service = names.get(t.service_id.as_deref()?)?.to_string();
                 let status = t.status.unwrap_or_default();
                 let container = status.container_status.clone().unwrap_or_default();
-                let image = t.spec.and_then(|s| s.container_spec).and_then(|c| c.image).map(|i| unpinned(&i));
+                let spec = t.spec.and_then(|s| s.container_spec).unwrap_or_default();
+                let image = spec.image.map(|i| unpinned(&i));
                 let message = match status.err.filter(|e| !e.is_empty()) {
                     Some(err) => err,
                     None => status.message.unwrap_or_default(),
                 };
                 Some(Task {
                     created_at: t.created_at.clone().unwrap_or_default(),
+                    labels: spec.labels.unwrap_or_default(),
                     service,
                     node_id: t.node_id.unwrap_or_default(),
                     state: status.state.map(lower).unwrap_or_default(),
@@ -290,6 +298,17 @@ impl Engine {
             }),
             ..Default::default()
         };
+        // A job of an earlier run that never got removed (benchform was killed while it ran)
+        // would block the name: it goes first, when its labels say it is this job's kind.
+        if let Ok(old) = self.docker().inspect_service(&job.name, None).await {
+            let labels = old.spec.and_then(|s| s.labels).unwrap_or_default();
+            if job.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+                && let Some(id) = old.id
+            {
+                tracing::info!(job = %job.name, "removing a job an earlier run left behind");
+                let _ = self.docker().delete_service(&id).await;
+            }
+        }
         let created =
             self.docker().create_service(spec, None).await.map_err(|e| Self::request_error("create a swarm job", e))?;
         let id = created.id.unwrap_or_default();
@@ -298,7 +317,9 @@ impl Engine {
             name: job.name.clone(),
             image: String::new(),
             replicas: None,
+            desired_tasks: None,
             labels: HashMap::new(),
+            env: Vec::new(),
             update: None,
         };
         let deadline = std::time::Instant::now() + limit;
@@ -320,7 +341,9 @@ impl Engine {
             }
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         };
-        let _ = self.docker().delete_service(&id).await;
+        if let Err(e) = self.docker().delete_service(&id).await {
+            tracing::warn!(job = %job.name, error = %e, "the ended job could not be removed; the next run removes it");
+        }
         ended
     }
 }

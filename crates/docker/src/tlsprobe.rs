@@ -16,10 +16,25 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The TLS error the engine at `host` (`tcp://h:p` or `https://h:p`) gives a client with the
-/// files in `dir`, or `None` when the probe got an HTTP answer (or could not even start: the
-/// caller's own error stands then).
-pub fn refusal(host: &str, dir: &std::path::Path) -> Option<String> {
+/// What one probe connection found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// The engine answered over TLS: it took the client certificate.
+    Answered,
+    /// TLS itself failed: the engine's alert, or rustls' verdict on its certificate.
+    Refused(String),
+    /// The probe could not get that far (files unreadable, no connection, a timeout): the
+    /// caller's own error stands.
+    Inconclusive,
+}
+
+/// What the engine at `host` (`tcp://h:p` or `https://h:p`) says to a client with the files in
+/// `dir`.
+pub fn probe(host: &str, dir: &std::path::Path) -> Probe {
+    attempt(host, dir).unwrap_or(Probe::Inconclusive)
+}
+
+fn attempt(host: &str, dir: &std::path::Path) -> Option<Probe> {
     let authority = host.trim_start_matches("tcp://").trim_start_matches("https://");
     let authority = authority.split('/').next().unwrap_or(authority);
     let name = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
@@ -34,12 +49,15 @@ pub fn refusal(host: &str, dir: &std::path::Path) -> Option<String> {
     let mut tls = rustls::Stream::new(&mut conn, &mut sock);
     let request = format!("GET /_ping HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     if let Err(e) = tls.write_all(request.as_bytes()) {
-        return tls_error(&e);
+        return tls_error(&e).map(Probe::Refused);
     }
     let mut answer = Vec::new();
     match (&mut tls).take(4096).read_to_end(&mut answer) {
+        Ok(_) if answer.starts_with(b"HTTP/") => Some(Probe::Answered),
         Ok(_) => None,
-        Err(e) => tls_error(&e),
+        // The engine closes the connection after its answer without TLS's close_notify.
+        Err(_) if answer.starts_with(b"HTTP/") => Some(Probe::Answered),
+        Err(e) => tls_error(&e).map(Probe::Refused),
     }
 }
 
