@@ -1,8 +1,8 @@
 //! Compose configuration → the stack file Docker Swarm deploys, pure.
 //!
 //! benchform deploys to a swarm with the Docker CLI's `docker stack deploy`, handing it a stack
-//! file it renders itself from compose's own rendering (`config --format json`: merged,
-//! interpolated, anchors resolved): Debian's 20.10 CLI refuses compose v2's output as it is
+//! file it renders itself from compose's own rendering (`config`: merged, interpolated, anchors
+//! resolved): Debian's 20.10 CLI refuses compose v2's output as it is
 //! ("unsupported Compose file version"), and frappe_docker's files use compose idioms swarm does
 //! not have. Each is translated or refused here, never dropped silently:
 //!
