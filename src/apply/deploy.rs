@@ -163,17 +163,7 @@ impl Applier<'_> {
             ));
         };
         let argv = vec!["redis-cli".to_string(), "DEL".to_string(), "assets_json".to_string()];
-        let spec = benchform_docker::ExecSpec {
-            container: &redis,
-            argv: &argv,
-            user: None,
-            workdir: None,
-            env: &[],
-            timeout: Some(Duration::from_secs(30)),
-            stdin: None,
-            stream: false,
-            on_line: None,
-        };
+        let spec = benchform_docker::ExecSpec::plain(&redis, &argv, Some(Duration::from_secs(30)));
         let out = self.engine.exec(&spec).await.map_err(|e| err(e, "check the redis-cache container"))?;
         if out.exit_code != 0 {
             return Err(err(

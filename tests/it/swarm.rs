@@ -207,17 +207,7 @@ fn frappe_docker_s_files_become_a_stack_the_three_node_swarm_runs() {
     };
     let container = ops.container_id.clone().expect("a running task has its container");
     let argv = ["ls", "-d", "/home/frappe/frappe-bench/sites"].map(String::from);
-    let spec = ExecSpec {
-        container: &container,
-        argv: &argv,
-        user: None,
-        workdir: None,
-        env: &[],
-        timeout: Some(Duration::from_secs(30)),
-        stdin: None,
-        stream: false,
-        on_line: None,
-    };
+    let spec = ExecSpec::plain(&container, &argv, Some(Duration::from_secs(30)));
     let out = rt.block_on(manager.exec(&spec)).unwrap();
     assert_eq!(out.exit_code, 0, "{out:?}");
     let frontend = swarm.manager().args(["service", "inspect", &format!("{project}_frontend")]).output().unwrap();

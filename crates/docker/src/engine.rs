@@ -182,6 +182,24 @@ pub struct ExecSpec<'a> {
     pub on_line: Option<&'a (dyn Fn(&str) + Send + Sync)>,
 }
 
+impl<'a> ExecSpec<'a> {
+    /// `argv` in `container` as the image's user in its working folder, no input, the output
+    /// read when it ends (at most `timeout`).
+    pub fn plain(container: &'a str, argv: &'a [String], timeout: Option<Duration>) -> ExecSpec<'a> {
+        ExecSpec {
+            container,
+            argv,
+            user: None,
+            workdir: None,
+            env: &[],
+            timeout,
+            stdin: None,
+            stream: false,
+            on_line: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ExecSpec<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Not stdin: it may hold a secret.
