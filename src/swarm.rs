@@ -3,7 +3,7 @@
 //! files become. Observation costs the same for any stack: the nodes, the stack's services and
 //! their tasks, three requests to the manager.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use benchform_core::status::ObservedContainer;
 use benchform_core::swarm::{CONFIG_HASH_LABEL, ONE_SHOT_LABEL, OPS_SERVICE, Ops, Stack, StackOptions};
@@ -184,7 +184,7 @@ fn changed_by_hand(s: &Service, file: &Value) -> Option<String> {
     if !global && s.replicas.is_some_and(|n| n != replicas) {
         return Some(format!("{} replicas, the files say {replicas}", s.replicas.unwrap_or_default()));
     }
-    let mut want: Vec<String> = match &file["environment"] {
+    let want: BTreeSet<String> = match &file["environment"] {
         Value::Object(vars) => vars
             .iter()
             .filter_map(|(k, v)| match v {
@@ -194,31 +194,13 @@ fn changed_by_hand(s: &Service, file: &Value) -> Option<String> {
             })
             .collect(),
         Value::Array(items) => items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect(),
-        _ => Vec::new(),
+        _ => BTreeSet::new(),
     };
-    let mut have = s.env.clone();
-    want.sort();
-    have.sort();
-    if want != have {
-        let names = |list: &[String]| -> Vec<String> {
-            list.iter().map(|e| e.split('=').next().unwrap_or_default().to_string()).collect()
-        };
-        let (w, h) = (names(&want), names(&have));
-        let mut differ: Vec<String> = h
-            .iter()
-            .chain(&w)
-            .filter(|n| {
-                let value = |list: &[String]| list.iter().find(|e| e.split('=').next() == Some(n.as_str())).cloned();
-                value(&want) != value(&have)
-            })
-            .cloned()
-            .collect();
-        differ.sort();
-        differ.dedup();
-        // Names only: values may be secrets.
-        return Some(format!("environment {}", differ.join(", ")));
-    }
-    None
+    let have: BTreeSet<String> = s.env.iter().cloned().collect();
+    // The variables set on one side only, or to another value: names only (values may be secrets).
+    let differ: BTreeSet<&str> =
+        want.symmetric_difference(&have).map(|e| e.split('=').next().unwrap_or_default()).collect();
+    (!differ.is_empty()).then(|| format!("environment {}", differ.into_iter().collect::<Vec<_>>().join(", ")))
 }
 
 fn newest<'t>(tasks: &[&'t Task]) -> Option<&'t Task> {

@@ -19,10 +19,10 @@ impl Applier<'_> {
         let reference = self.reference();
         let previous = self.backend_image().await.map_err(untouched)?.filter(|image| *image != reference);
         self.forget_backend().await;
-        self.roll_out(&self.env(), services).await?;
+        let stack = self.roll_out(&self.env(), services).await?;
         // The new backend must come up and then answer for every site; a backend that never
         // comes up (an app that fails to import crash-loops gunicorn) fails the gate too.
-        let why = match self.wait_until_up(&reference, self.options.health_timeout).await {
+        let why = match self.wait_until_up(&reference, self.options.health_timeout, stack.as_ref()).await {
             Err(e) => format!("health gate: {}", e.detail),
             Ok(()) => match self.health_gate().await {
                 Ok(answered) => {
@@ -59,7 +59,7 @@ impl Applier<'_> {
         let env = observe::compose_env_for(repository, tag, self.compose.flavour);
         self.forget_backend().await;
         let back = match self.roll_out(&env, services).await {
-            Ok(()) => self.wait_until_up(&previous, DEPLOY_WAIT).await,
+            Ok(stack) => self.wait_until_up(&previous, DEPLOY_WAIT, stack.as_ref()).await,
             Err(e) => Err(e),
         };
         if let Err(e) = back {
@@ -118,33 +118,28 @@ impl Applier<'_> {
 
     /// Bring the deployment to the compose files with `env`: `compose up` of `services`, or on a
     /// swarm `docker stack deploy` of the whole stack (swarm updates only the services whose
-    /// configuration changed: those the plan names).
-    async fn roll_out(&self, env: &[(String, String)], services: &[String]) -> Result<(), StepError> {
+    /// configuration changed: those the plan names), which is returned for the wait.
+    async fn roll_out(
+        &self,
+        env: &[(String, String)],
+        services: &[String],
+    ) -> Result<Option<benchform_core::swarm::Stack>, StepError> {
         let Some(manager) = &self.swarm else {
-            return self
-                .compose
+            self.compose
                 .up(env, false, services)
                 .await
-                .map(drop)
-                .map_err(|e| err(e, "fix the compose files or the engine, then apply again"));
+                .map_err(|e| err(e, "fix the compose files or the engine, then apply again"))?;
+            return Ok(None);
         };
-        let stack = self.stack(manager, env).await?;
-        benchform_docker::swarm::deploy_stack(&self.cli, &self.p.manifest.project, &stack.file)
-            .await
-            .map(drop)
-            .map_err(|e| err(e, "fix the compose files or the swarm, then apply again"))
-    }
-
-    /// The stack the compose files with `env` become on this swarm now.
-    pub(super) async fn stack(
-        &self,
-        manager: &crate::swarm::Manager,
-        env: &[(String, String)],
-    ) -> Result<benchform_core::swarm::Stack, StepError> {
         let rendered =
             self.compose.rendered(env).await.map_err(|e| err(e, "fix the compose files, then apply again"))?;
         let nodes = self.engine.swarm_nodes().await.map_err(|e| err(e, "check `docker node ls` on the manager"))?;
-        crate::swarm::stack(&rendered, &self.p.manifest, manager, nodes.len()).map_err(|e| err(e.detail, e.fix))
+        let stack =
+            crate::swarm::stack(&rendered, &self.p.manifest, manager, nodes.len()).map_err(|e| err(e.detail, e.fix))?;
+        benchform_docker::swarm::deploy_stack(&self.cli, &self.p.manifest.project, &stack.file)
+            .await
+            .map_err(|e| err(e, "fix the compose files or the swarm, then apply again"))?;
+        Ok(Some(stack))
     }
 
     pub(super) async fn refresh_assets(&self) -> Result<Outcome, StepError> {

@@ -60,10 +60,16 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// Wait, at most `limit`, until the configurator has exited and the backend runs `reference`.
-    pub(super) async fn wait_until_up(&self, reference: &str, limit: Duration) -> Result<(), StepError> {
-        if let Some(manager) = &self.swarm {
-            return self.wait_until_converged(manager, reference, limit).await;
+    /// Wait, at most `limit`, until the configurator has exited and the backend runs `reference`
+    /// (on a swarm: until `stack`, the one just deployed, has converged).
+    pub(super) async fn wait_until_up(
+        &self,
+        reference: &str,
+        limit: Duration,
+        stack: Option<&benchform_core::swarm::Stack>,
+    ) -> Result<(), StepError> {
+        if let Some(stack) = stack {
+            return self.wait_until_converged(stack, reference, limit).await;
         }
         let deadline = Instant::now() + limit;
         let backend = &self.p.manifest.deploy.backend_service;
@@ -108,21 +114,18 @@ impl Applier<'_> {
     /// paused (a task of the new configuration failed) fails at once.
     async fn wait_until_converged(
         &self,
-        manager: &crate::swarm::Manager,
+        stack: &benchform_core::swarm::Stack,
         reference: &str,
         limit: Duration,
     ) -> Result<(), StepError> {
         let deadline = Instant::now() + limit;
         let backend = &self.p.manifest.deploy.backend_service;
         let project = &self.p.manifest.project;
-        let (repository, tag) = super::deploy::split_reference(reference);
-        let env = crate::observe::compose_env_for(repository, tag, self.compose.flavour);
-        let stack = self.stack(manager, &env).await?;
         loop {
             let state = crate::swarm::StackState::read(&self.engine, project)
                 .await
                 .map_err(|e| err(e, "check `docker node ls` on the manager"))?;
-            let services = state.observed(project, &stack);
+            let services = state.observed(project, stack);
             let waiting: Vec<String> = services
                 .iter()
                 .filter_map(|c| {

@@ -457,11 +457,6 @@ fn the_demo_release_runs_on_the_three_node_swarm_and_survives_a_worker_stopping(
     assert!(kill.success());
     let ended = apply.wait_with_output().unwrap();
     let said = format!("{}{}", std::fs::read_to_string(&log).unwrap(), String::from_utf8_lossy(&ended.stderr));
-    eprintln!(
-        "the apply with bf-swarm3 stopped ({:?}, {} s):\n{said}",
-        ended.status.code(),
-        started.elapsed().as_secs()
-    );
     match ended.status.code() {
         Some(0) => assert!(said.contains("done deploy"), "{said}"),
         Some(1) => assert!(said.contains("fix:"), "a failed apply without its fix:\n{said}"),

@@ -107,43 +107,7 @@ impl Compose {
         let parsed = benchform_manifest::yaml::parse(&text);
         Ok(parsed.root.map(|r| r.to_json()).unwrap_or_default())
     }
-}
 
-/// Every service of a rendered configuration: the image it would run, its restart policy and
-/// what it depends on.
-pub fn services_of(rendered: &serde_json::Value) -> BTreeMap<String, RenderedService> {
-    {
-        let text_of = |svc: &serde_json::Value, key: &str| svc.get(key).and_then(|v| v.as_str()).map(str::to_string);
-        rendered
-            .get("services")
-            .and_then(|s| s.as_object())
-            .map(|services| {
-                services
-                    .iter()
-                    .map(|(name, svc)| {
-                        let depends_on = match svc.get("depends_on") {
-                            Some(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
-                            Some(serde_json::Value::Array(a)) => {
-                                a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
-                            }
-                            _ => Vec::new(),
-                        };
-                        (
-                            name.clone(),
-                            RenderedService {
-                                image: text_of(svc, "image"),
-                                restart: text_of(svc, "restart"),
-                                depends_on,
-                            },
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Compose {
     /// `config --services`.
     pub async fn services(&self, env: &[(String, String)]) -> Result<Vec<String>, ComposeError> {
         Ok(self
@@ -210,6 +174,34 @@ impl Compose {
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
+}
+
+/// Every service of a rendered configuration: the image it would run, its restart policy and
+/// what it depends on.
+pub fn services_of(rendered: &serde_json::Value) -> BTreeMap<String, RenderedService> {
+    let text_of = |svc: &serde_json::Value, key: &str| svc.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    rendered
+        .get("services")
+        .and_then(|s| s.as_object())
+        .map(|services| {
+            services
+                .iter()
+                .map(|(name, svc)| {
+                    let depends_on = match svc.get("depends_on") {
+                        Some(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+                        Some(serde_json::Value::Array(a)) => {
+                            a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()
+                        }
+                        _ => Vec::new(),
+                    };
+                    (
+                        name.clone(),
+                        RenderedService { image: text_of(svc, "image"), restart: text_of(svc, "restart"), depends_on },
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The `pull_policy` value for "pull only when the engine lacks the image": compose v2 says

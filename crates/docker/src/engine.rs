@@ -395,24 +395,17 @@ impl Engine {
         let mut engine = match Engine::connect_with(&endpoint.host, tls).await {
             Ok(engine) => engine,
             Err(EngineError::Unreachable { host, detail }) => {
-                let named = match tls_problem(&host, tls, &detail) {
-                    Some(named) => Some(named),
-                    // The engine's refusal of our certificate may have raced the request
-                    // (TLS 1.3): ask again, and read the alert this time.
-                    None => match tls {
-                        Some(t) => {
-                            let (at, dir) = (host.clone(), t.dir.clone());
-                            let refusal =
-                                match tokio::task::spawn_blocking(move || crate::tlsprobe::probe(&at, &dir)).await {
-                                    Ok(crate::tlsprobe::Probe::Refused(why)) => Some(why),
-                                    _ => None,
-                                };
-                            tracing::debug!(host, ?refusal, "probed the TLS engine for why it refused");
-                            refusal.and_then(|r| tls_problem(&host, tls, &r))
-                        }
-                        None => None,
-                    },
-                };
+                let mut named = tls_problem(&host, tls, &detail);
+                // The engine's refusal of our certificate may have raced the request (TLS 1.3):
+                // ask again, and read the alert this time.
+                if let (None, Some(t)) = (&named, tls) {
+                    let (at, dir) = (host.clone(), t.dir.clone());
+                    let probed = tokio::task::spawn_blocking(move || crate::tlsprobe::probe(&at, &dir)).await;
+                    tracing::debug!(host, ?probed, "probed the TLS engine for why it refused");
+                    if let Ok(crate::tlsprobe::Probe::Refused(why)) = probed {
+                        named = tls_problem(&host, tls, &why);
+                    }
+                }
                 return Err(match named {
                     Some((detail, fix)) => EngineError::Endpoint { detail, fix },
                     None => EngineError::Unreachable { host, detail },
