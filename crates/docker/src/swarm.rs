@@ -224,6 +224,26 @@ pub enum StackError {
 /// config file passed along, `--with-registry-auth`), services no longer in the file removed
 /// (`--prune`), through `cli` (pinned to the manager).
 pub async fn deploy_stack(cli: &Cli, project: &str, file: &serde_json::Value) -> Result<String, StackError> {
+    // Swarm refuses a service update whose spec version moved since the CLI read it ("update out
+    // of sequence": the orchestrator touched the service in between). A stack deploy converges
+    // to the same file whatever it did before, so it is asked again, a few times.
+    const ATTEMPTS: u32 = 3;
+    let mut attempt = 1;
+    loop {
+        match deploy_stack_once(cli, project, file).await {
+            Err(StackError::Failed { stderr, .. })
+                if stderr.contains("update out of sequence") && attempt < ATTEMPTS =>
+            {
+                tracing::info!(project, attempt, "swarm: update out of sequence; deploying the stack again");
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn deploy_stack_once(cli: &Cli, project: &str, file: &serde_json::Value) -> Result<String, StackError> {
     let cli_error =
         |e: std::io::Error| StackError::Cli { program: cli.program.display().to_string(), detail: e.to_string() };
     let mut cmd = cli.command();
