@@ -120,6 +120,24 @@ impl StackState {
         out
     }
 
+    /// What became of the task swarm names at the end of an update's `message` ("update paused
+    /// due to failure or early termination of task <id>"): `; task <id> on <node>: <state>
+    /// (<its error>)`, or nothing when swarm named none this stack still lists.
+    fn failed_task(&self, message: &str) -> String {
+        let Some(task) = message.rsplit(' ').next().and_then(|id| self.tasks.iter().find(|t| t.id == id)) else {
+            return String::new();
+        };
+        let node = self.nodes.iter().find(|n| n.id == task.node_id).map_or(task.node_id.as_str(), |n| &n.hostname);
+        let mut out = format!("; task {} on {node}: {}", task.id, task.state);
+        if let Some(code) = task.exit_code.filter(|_| task.state == "failed" || task.state == "complete") {
+            out.push_str(&format!(" (exit {code})"));
+        }
+        if !task.message.is_empty() {
+            out.push_str(&format!(", {}", task.message));
+        }
+        out
+    }
+
     /// One entry per service, in the shape the planner reads for compose's containers: running
     /// when all its replicas run its image (a one-shot service: exited 0 once its latest task
     /// completed), with the hash of its stack configuration.
@@ -141,11 +159,14 @@ impl StackState {
                 let (state, exit_code) = match reverted {
                     // Swarm put the previous configuration back (`failure_action: rollback`).
                     Some((state, message)) if hash.map(String::as_str) != desired_hash => {
-                        (format!("rolled back by swarm ({state}): {message}"), None)
+                        (format!("rolled back by swarm ({state}): {message}{}", self.failed_task(message)), None)
                     }
                     _ if s.labels.contains_key(ONE_SHOT_LABEL) => one_shot_state(&tasks),
                     // Replicated: its replicas; global: as many as swarm means to run.
-                    _ => (service_state(s, &tasks, s.replicas.or(s.desired_tasks).unwrap_or(ready)), None),
+                    _ => {
+                        let wanted = s.replicas.or(s.desired_tasks).unwrap_or(ready);
+                        (service_state(s, &tasks, wanted, |message| self.failed_task(message)), None)
+                    }
                 };
                 ObservedContainer {
                     service: s.name.clone(),
@@ -221,11 +242,11 @@ fn one_shot_state(tasks: &[&Task]) -> (String, Option<i64>) {
 
 /// `running` when `wanted` tasks run the service's image and no update is stuck; else how many
 /// run, and the latest failure's message.
-fn service_state(s: &Service, tasks: &[&Task], wanted: u64) -> String {
+fn service_state(s: &Service, tasks: &[&Task], wanted: u64, failed_task: impl Fn(&str) -> String) -> String {
     if let Some((state, message)) = &s.update
         && matches!(state.as_str(), "paused" | "rollback_paused")
     {
-        return format!("update {state}: {message}");
+        return format!("update {state}: {message}{}", failed_task(message));
     }
     let running =
         tasks.iter().filter(|t| t.state == "running" && t.desired_state == "running" && t.image == s.image).count()

@@ -524,6 +524,9 @@ fn a_failed_migrate_is_restored_and_a_backend_that_cannot_start_is_rolled_back_o
     let crashing = demo.benchform(&["apply", "--auto-approve", "--health-timeout", "60"]);
     assert_eq!(crashing.code, 1, "{}", crashing.all());
     assert!(crashing.stderr.contains("swarm stopped the rolling update of backend"), "{}", crashing.all());
+    // The task swarm stopped on, where it ran and what it said.
+    assert!(crashing.stderr.contains(" on bf-swarm"), "{}", crashing.all());
+    assert!(crashing.stderr.contains("failed (exit 1), task: non-zero exit (1)"), "{}", crashing.all());
     assert!(crashing.stderr.contains(&format!("redeployed the previous image {released}")), "{}", crashing.all());
     assert_eq!(demo.backend_image(), released);
     demo.every_backend_serves("erp.localhost", &released);

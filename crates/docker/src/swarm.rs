@@ -65,6 +65,7 @@ pub struct Service {
 /// One task of a stack's service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
+    pub id: String,
     pub service: String,
     pub node_id: String,
     /// `running`, `complete`, `failed`, `rejected`, `shutdown`, `preparing` …
@@ -193,6 +194,7 @@ impl Engine {
                     None => status.message.unwrap_or_default(),
                 };
                 Some(Task {
+                    id: t.id.unwrap_or_default(),
                     created_at: t.created_at.clone().unwrap_or_default(),
                     labels: spec.labels.unwrap_or_default(),
                     service,
