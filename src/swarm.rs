@@ -155,18 +155,21 @@ impl StackState {
                     .filter(|t| t.service == s.name && (hash.is_none() || t.labels.get(CONFIG_HASH_LABEL) == hash))
                     .collect();
                 let desired_hash = stack.file["services"][&s.name]["deploy"]["labels"][CONFIG_HASH_LABEL].as_str();
-                let reverted = s.update.as_ref().filter(|(state, _)| state.starts_with("rollback"));
-                let (state, exit_code) = match reverted {
+                let update = s.update.as_ref().map(|(state, message)| (state.as_str(), message.as_str()));
+                let (state, exit_code) = match update {
                     // Swarm put the previous configuration back (`failure_action: rollback`).
-                    Some((state, message)) if hash.map(String::as_str) != desired_hash => {
-                        (format!("rolled back by swarm ({state}): {message}{}", self.failed_task(message)), None)
+                    Some((state, message))
+                        if state.starts_with("rollback") && hash.map(String::as_str) != desired_hash =>
+                    {
+                        (format!("{ROLLED_BACK} ({state}): {message}{}", self.failed_task(message)), None)
                     }
                     _ if s.labels.contains_key(ONE_SHOT_LABEL) => one_shot_state(&tasks),
-                    // Replicated: its replicas; global: as many as swarm means to run.
-                    _ => {
-                        let wanted = s.replicas.or(s.desired_tasks).unwrap_or(ready);
-                        (service_state(s, &tasks, wanted, |message| self.failed_task(message)), None)
+                    // Stuck until someone updates it again.
+                    Some((state @ ("paused" | "rollback_paused"), message)) => {
+                        (format!("update {state}: {message}{}", self.failed_task(message)), None)
                     }
+                    // Replicated: its replicas; global: as many as swarm means to run.
+                    _ => (service_state(s, &tasks, s.replicas.or(s.desired_tasks).unwrap_or(ready)), None),
                 };
                 ObservedContainer {
                     service: s.name.clone(),
@@ -189,6 +192,15 @@ impl StackState {
             })
             .collect()
     }
+}
+
+const ROLLED_BACK: &str = "rolled back by swarm";
+
+/// Whether a service's state (as [`StackState::observed`] words it) says swarm stopped its
+/// rolling update: paused, or rolled back to the previous configuration. Nothing converges then
+/// until the service is updated again.
+pub fn update_stopped(state: &str) -> bool {
+    ["update paused", "update rollback_paused", ROLLED_BACK].iter().any(|s| state.starts_with(s))
 }
 
 /// What a service's live spec says that the stack file it was deployed from does not: its
@@ -240,14 +252,9 @@ fn one_shot_state(tasks: &[&Task]) -> (String, Option<i64>) {
     }
 }
 
-/// `running` when `wanted` tasks run the service's image and no update is stuck; else how many
-/// run, and the latest failure's message.
-fn service_state(s: &Service, tasks: &[&Task], wanted: u64, failed_task: impl Fn(&str) -> String) -> String {
-    if let Some((state, message)) = &s.update
-        && matches!(state.as_str(), "paused" | "rollback_paused")
-    {
-        return format!("update {state}: {message}{}", failed_task(message));
-    }
+/// `running` when `wanted` tasks run the service's image; else how many run, and the latest
+/// failure's message.
+fn service_state(s: &Service, tasks: &[&Task], wanted: u64) -> String {
     let running =
         tasks.iter().filter(|t| t.state == "running" && t.desired_state == "running" && t.image == s.image).count()
             as u64;
@@ -290,4 +297,83 @@ pub fn stack(rendered: &Value, manifest: &Manifest, manager: &Manager, nodes: us
         let fix = problems.iter().map(|p| format!("{}: {}", p.at, p.fix)).collect::<Vec<_>>().join("; ");
         ObserveError::new("stack", format!("the compose files cannot run safely on this swarm: {what}"), fix)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(id: &str, service: &str, state: &str, exit_code: Option<i64>, message: &str) -> Task {
+        Task {
+            id: id.into(),
+            service: service.into(),
+            node_id: "n3".into(),
+            state: state.into(),
+            desired_state: "shutdown".into(),
+            image: "erp:new".into(),
+            container_id: None,
+            exit_code,
+            message: message.into(),
+            created_at: "2026-12-05T01:00:00Z".into(),
+            labels: HashMap::from([(CONFIG_HASH_LABEL.to_string(), "new".to_string())]),
+        }
+    }
+
+    fn service(name: &str, hash: &str, update: (&str, &str)) -> Service {
+        Service {
+            id: format!("id-{name}"),
+            name: name.into(),
+            image: "erp:new".into(),
+            replicas: Some(2),
+            desired_tasks: Some(2),
+            labels: HashMap::from([(CONFIG_HASH_LABEL.to_string(), hash.to_string())]),
+            env: Vec::new(),
+            update: Some((update.0.into(), update.1.into())),
+        }
+    }
+
+    /// A stopped update names the task swarm stopped on, its node, how it ended and its error;
+    /// a task swarm no longer lists adds nothing; a running update is not stopped.
+    #[test]
+    fn a_stopped_update_names_its_task_its_node_and_its_error() {
+        let state = StackState {
+            nodes: vec![Node {
+                id: "n3".into(),
+                hostname: "bf-swarm3".into(),
+                state: "ready".into(),
+                availability: "active".into(),
+                manager: false,
+            }],
+            services: vec![
+                service("backend", "new", ("paused", "update paused due to failure or early termination of task t1")),
+                service("worker", "old", ("rollback_completed", "update rolled back due to failure … of task gone")),
+                service("scheduler", "new", ("updating", "update in progress")),
+            ],
+            tasks: vec![
+                task("t1", "backend", "failed", Some(1), "task: non-zero exit (1)"),
+                task("t2", "worker", "rejected", None, "error creating vxlan interface: file exists"),
+            ],
+        };
+        let hashes = json!({"deploy": {"labels": {CONFIG_HASH_LABEL: "new"}}});
+        let stack = Stack {
+            file: json!({"services": {"backend": hashes, "worker": hashes, "scheduler": hashes}}),
+            jobs: Vec::new(),
+            notes: Vec::new(),
+        };
+        let observed = state.observed("p", &stack);
+        let of = |name: &str| observed.iter().find(|c| c.service == name).unwrap().state.clone();
+        assert_eq!(
+            of("backend"),
+            "update paused: update paused due to failure or early termination of task t1; task t1 on bf-swarm3: \
+             failed (exit 1), task: non-zero exit (1)"
+        );
+        assert_eq!(
+            of("worker"),
+            "rolled back by swarm (rollback_completed): update rolled back due to failure … of task gone"
+        );
+        assert!(update_stopped(&of("backend")) && update_stopped(&of("worker")));
+        assert_eq!(of("scheduler"), "0/2 tasks running");
+        assert!(!update_stopped(&of("scheduler")));
+    }
 }

@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use benchform_core::plan::{Plan, StepKind};
-use benchform_core::status::ObservedContainer;
 
 use super::*;
 
@@ -142,12 +141,7 @@ impl Applier<'_> {
             if waiting.is_empty() && services.iter().any(|c| c.service == *backend) {
                 return Ok(());
             }
-            let stopped = |c: &&ObservedContainer| {
-                ["update paused", "update rollback_paused", "rolled back by swarm"]
-                    .iter()
-                    .any(|s| c.state.starts_with(s))
-            };
-            if let Some(stopped) = services.iter().find(stopped) {
+            if let Some(stopped) = services.iter().find(|c| crate::swarm::update_stopped(&c.state)) {
                 return Err(err(
                     format!("swarm stopped the rolling update of {}: {}", stopped.service, stopped.state),
                     format!("look at `docker service ps {project}_{}`", stopped.service),
